@@ -1,0 +1,1 @@
+"""Pieces shared by lull's services: settings, keys, Redis, logging, metrics."""

@@ -1,0 +1,134 @@
+"""`lull dev`: the whole local stack in one foreground command.
+
+Starts an embedded redis-server when LULL_REDIS_URL is unset and nothing answers on
+127.0.0.1:6379, runs each service as a child process with its output tagged, and stops
+everything on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from common.embedded_redis import EmbeddedRedis, port_answers
+from common.loop import new_event_loop
+from common.redis_conn import describe
+from common.settings import DEFAULT_REDIS_URL
+
+DEV_VERIFY_TOKEN = "lull-dev-verify-token"  # noqa: S105  (a published dev default)
+DEV_APP_SECRET = "lull-dev-app-secret"  # noqa: S105  (a published dev default, never production)
+SERVICES = ("ingest",)
+STOP_TIMEOUT_S = 10.0
+DATA_DIR = Path(".lull") / "redis"
+
+
+def _dev_environ(redis_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("LULL_VERIFY_TOKEN", DEV_VERIFY_TOKEN)
+    env.setdefault("LULL_APP_SECRET", DEV_APP_SECRET)
+    env.setdefault("LULL_LOG_FORMAT", "console")
+    env["LULL_REDIS_URL"] = redis_url
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _say(line: str) -> None:
+    print(f"[lull dev] {line}", flush=True)
+
+
+def run_dev(services: list[str] | None = None) -> int:
+    """Run the stack until SIGINT/SIGTERM; returns the exit code."""
+    chosen = services or list(SERVICES)
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        print(f"lull dev: unknown services {unknown}; known: {list(SERVICES)}", file=sys.stderr)
+        return 2
+    embedded: EmbeddedRedis | None = None
+    redis_url = os.environ.get("LULL_REDIS_URL", "").strip()
+    if not redis_url:
+        if port_answers("127.0.0.1", 6379):
+            redis_url = DEFAULT_REDIS_URL
+            _say(f"using the Redis that answers on {redis_url}")
+        else:
+            embedded = EmbeddedRedis(DATA_DIR).start()
+            redis_url = embedded.url
+            _say(f"started embedded redis-server at {redis_url}, AOF under {DATA_DIR}/")
+    else:
+        _say(f"using LULL_REDIS_URL={describe(redis_url)}")
+    env = _dev_environ(redis_url)
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_supervise(chosen, env))
+    finally:
+        loop.close()
+        if embedded is not None:
+            embedded.stop()
+            _say("embedded redis-server stopped")
+
+
+async def _supervise(services: list[str], env: dict[str, str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    children: dict[str, asyncio.subprocess.Process] = {}
+    pumps = []
+    for name in services:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", name, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        children[name] = proc
+        assert proc.stdout is not None
+        pumps.append(asyncio.create_task(_pump(name, proc.stdout)))
+    _print_banner(env)
+    exited = [asyncio.create_task(p.wait()) for p in children.values()]
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopper, *exited], return_when=asyncio.FIRST_COMPLETED)
+    code = 0 if stop.is_set() else 1
+    if not stop.is_set():
+        _say("a service exited on its own; stopping the others")
+    for proc in children.values():
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for name, proc in children.items():
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            _say(f"{name} did not stop within {STOP_TIMEOUT_S} s; killing it")
+            proc.kill()
+            await proc.wait()
+    stopper.cancel()
+    await asyncio.gather(*pumps, return_exceptions=True)
+    _say("stopped")
+    return code
+
+
+async def _pump(name: str, stream: asyncio.StreamReader) -> None:
+    tag = f"[{name}] "
+    while line := await stream.readline():
+        sys.stdout.write(tag + line.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def _print_banner(env: dict[str, str]) -> None:
+    port = env.get("LULL_INGEST_PORT", "8080")
+    secret = env["LULL_APP_SECRET"].split(",")[0]
+    _say(f"webhook URL:   http://127.0.0.1:{port}/webhook")
+    # Only the published dev defaults are printed; an operator's own secrets never are.
+    token = env["LULL_VERIFY_TOKEN"]
+    _say(f"verify token:  {token if token == DEV_VERIFY_TOKEN else '(your LULL_VERIFY_TOKEN)'}")
+    if secret != DEV_APP_SECRET:
+        _say("app secret:    (your LULL_APP_SECRET)")
+        return
+    _say(f"app secret:    {secret}")
+    _say("send a signed sample (see README, 'Try it'):")
+    _say(
+        '  body=\'{"object":"page","entry":[]}\'; '
+        f"sig=$(printf %s \"$body\" | openssl dgst -sha256 -hmac '{secret}' | sed 's/.* //'); "
+        f"curl -i -H \"X-Hub-Signature-256: sha256=$sig\" -H 'Content-Type: application/json' "
+        f'-d "$body" http://127.0.0.1:{port}/webhook'
+    )

@@ -1,0 +1,42 @@
+"""Every Redis key lull uses is built here, and nowhere else.
+
+Conversation state is split into shards; every key of shard s carries the hash
+tag {s}, so one Lua script touches one Redis Cluster slot only.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names for one namespace and shard count."""
+
+    namespace: str
+    shards: int = 1
+
+    def inbound(self) -> str:
+        """Raw webhook bodies, written by ingest, read by the processor group."""
+        return f"{self.namespace}:in"
+
+    def dead(self) -> str:
+        """Dead letters of every group."""
+        return f"{self.namespace}:dead"
+
+    def shard_of(self, conversation: str) -> int:
+        """Stable shard of a conversation key: the same on every replica and restart."""
+        return zlib.crc32(conversation.encode()) % self.shards
+
+    def tag(self, shard: int) -> str:
+        """The prefix all keys of one shard share, hash tag included."""
+        return f"{self.namespace}:{{{shard}}}"
+
+    def outbound(self, shard: int) -> str:
+        """Closed batches of one shard, read by the sender group."""
+        return f"{self.tag(shard)}:out"
+
+    def all_outbound(self) -> list[str]:
+        """The outbound stream of every shard."""
+        return [self.outbound(shard) for shard in range(self.shards)]

@@ -1,0 +1,18 @@
+"""Lua scripts live as .lua files beside the package that runs them, loaded once at start."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+
+def read_lua(package: str, name: str) -> str:
+    """The text of `<package>/lua/<name>.lua`."""
+    return resources.files(package).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+def register(client: aioredis.Redis, package: str, name: str) -> AsyncScript:
+    """A script object that calls EVALSHA and loads the script again after a Redis restart."""
+    return client.register_script(read_lua(package, name))

@@ -1,0 +1,69 @@
+"""Settings every service shares; each service adds its own dataclass around these."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from common.env import Env
+
+DEFAULT_NAMESPACE = "lull"
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(value: str) -> str:
+    if urlsplit(value).scheme not in REDIS_SCHEMES:
+        raise ValueError(value)
+    return value
+
+
+def _namespace(value: str) -> str:
+    # Braces would add a hash tag of their own and break the per-shard {s} tag.
+    if any(ch in value for ch in "{} \t\n") or len(value) > 64:
+        raise ValueError(value)
+    return value
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    """Redis, key namespace, sharding and logging, shared by ingest, processor and sender."""
+
+    redis_url: str | None
+    """None: the default local Redis (lull dev may start an embedded one)."""
+    namespace: str
+    shards: int
+    log_format: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CommonSettings:
+        """Read and validate LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS and LULL_LOG_*."""
+        env = Env(os.environ if environ is None else environ)
+        default_format = "console" if sys.stderr.isatty() else "json"
+        return cls(
+            redis_url=env.parsed(
+                "LULL_REDIS_URL", None, _redis_url, "a URL redis://, rediss:// or unix://"
+            ),
+            namespace=env.parsed(
+                "LULL_NAMESPACE",
+                DEFAULT_NAMESPACE,
+                _namespace,
+                "up to 64 characters without braces or spaces",
+            ),
+            shards=env.integer("LULL_SHARDS", 1, minimum=1, maximum=16384),
+            log_format=env.choice("LULL_LOG_FORMAT", default_format, LOG_FORMATS),
+            log_level=env.choice("LULL_LOG_LEVEL", "info", LOG_LEVELS),
+        )
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The URL to connect to: the configured one, else the local default."""
+        return self.redis_url or DEFAULT_REDIS_URL
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

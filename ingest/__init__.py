@@ -1,0 +1,1 @@
+"""Webhook ingest: verify Meta's signature, store the raw body in Redis, answer 200."""

@@ -1,0 +1,187 @@
+"""The ingest aiohttp application: Meta's handshake, signed webhook POSTs, health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from common.keys import Keys
+from common.metrics import metrics_handler
+from common.redis_conn import connect
+from ingest import signature
+from ingest.metrics import IngestMetrics
+from ingest.settings import IngestSettings
+from ingest.writer import Fields, StoreFailed, StreamWriter
+
+log = structlog.get_logger("lull.ingest")
+
+SETTINGS = web.AppKey("settings", IngestSettings)
+METRICS = web.AppKey("metrics", IngestMetrics)
+REDIS = web.AppKey("redis", aioredis.Redis)
+WRITER = web.AppKey("writer", StreamWriter)
+# The writer flush last warned about in insecure mode; a list because the app is frozen.
+WARNED = web.AppKey("warned_flush", list[int])
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(settings: IngestSettings, metrics: IngestMetrics | None = None) -> web.Application:
+    """Build the app; Redis and the stream writer start and stop with it."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_count_requests])
+    app[SETTINGS] = settings
+    app[METRICS] = metrics or IngestMetrics()
+    app[WARNED] = [-1]
+    app.cleanup_ctx.append(_redis_ctx)
+    app.router.add_get("/webhook", verify_handshake)
+    app.router.add_post("/webhook", receive_webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler(app[METRICS].registry))
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = connect(
+        settings.common.effective_redis_url, timeout_s=settings.redis_timeout_ms / 1000
+    )
+    writer = StreamWriter(client, Keys(settings.common.namespace).inbound())
+    writer.start()
+    app[REDIS] = client
+    app[WRITER] = writer
+    yield
+    # In-flight requests have finished by now (aiohttp waits for them before cleanup).
+    await writer.stop()
+    await client.aclose()
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _count(request, exc.status)
+        raise
+    _count(request, response.status)
+    return response
+
+
+def _count(request: web.Request, status: int) -> None:
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    request.app[METRICS].requests.labels(name, str(status)).inc()
+
+
+async def verify_handshake(request: web.Request) -> web.Response:
+    """GET /webhook: echo hub.challenge when Meta presents our verify token."""
+    query = request.query
+    token = query.get("hub.verify_token", "")
+    expected = request.app[SETTINGS].verify_token
+    ok = query.get("hub.mode") == "subscribe" and hmac.compare_digest(
+        token.encode(), expected.encode()
+    )
+    challenge = query.get("hub.challenge")
+    if not ok or challenge is None:
+        log.info("handshake refused", mode=query.get("hub.mode"), has_challenge=bool(challenge))
+        return web.Response(status=403, text="forbidden")
+    return web.Response(text=challenge, content_type="text/plain")
+
+
+def _reject(request: web.Request, status: int, reason: str) -> web.Response:
+    request.app[METRICS].rejected.labels(reason).inc()
+    log.info("webhook refused", status=status, reason=reason, remote=request.remote)
+    return web.json_response({"error": reason}, status=status)
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    """POST /webhook: verify, validate the envelope, store the raw bytes, then answer 200."""
+    started = time.perf_counter()
+    settings = request.app[SETTINGS]
+    metrics = request.app[METRICS]
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
+        return _reject(request, 413, "body_too_large")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _reject(request, 413, "body_too_large")
+
+    if settings.insecure_skip_signature:
+        verified = "skipped"
+    else:
+        failure = signature.check(request.headers.get(SIGNATURE_HEADER), body, settings.app_secrets)
+        if failure is not None:
+            metrics.signature_failures.labels(failure).inc()
+            log.info("webhook refused", status=401, reason=f"signature_{failure}")
+            return web.json_response({"error": "bad_signature"}, status=401)
+        verified = "ok"
+
+    problem = _envelope_problem(body)
+    if problem is not None:
+        return _reject(request, 400, problem)
+
+    writer = request.app[WRITER]
+    fields: Fields = {b"body": body, b"received_at": int(time.time() * 1000), b"sig": verified}
+    try:
+        async with asyncio.timeout(settings.redis_timeout_ms / 1000):
+            entry_id = await writer.add(fields)
+    except (StoreFailed, TimeoutError, RedisError) as exc:
+        metrics.redis_errors.inc()
+        log.warning("webhook not stored, answering 503", error=str(exc) or type(exc).__name__)
+        return web.json_response({"error": "store_unavailable"}, status=503)
+    if verified == "skipped":
+        _warn_unverified(request, writer)
+    metrics.body_bytes.observe(len(body))
+    metrics.store_seconds.observe(time.perf_counter() - started)
+    log.debug("webhook stored", entry=entry_id, bytes=len(body))
+    return web.Response(status=200)
+
+
+def _envelope_problem(body: bytes) -> str | None:
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "not_json"
+    if not isinstance(envelope, dict):
+        return "not_an_object"
+    if not isinstance(envelope.get("object"), str):
+        return "no_object"
+    if not isinstance(envelope.get("entry"), list):
+        return "no_entry_list"
+    return None
+
+
+def _warn_unverified(request: web.Request, writer: StreamWriter) -> None:
+    # One warning per pipelined batch, not per request: loud, but bounded under load.
+    warned = request.app[WARNED]
+    if warned[0] != writer.flushes:
+        warned[0] = writer.flushes
+        log.warning(
+            "stored webhook bodies without checking their signature",
+            batch=writer.last_batch_size,
+            setting="LULL_INSECURE_SKIP_SIGNATURE=1",
+        )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive."""
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Redis answers within the ingest timeout."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].redis_timeout_ms / 1000):
+            await request.app[REDIS].ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        return web.json_response({"redis": "unreachable", "error": type(exc).__name__}, status=503)
+    return web.json_response({"redis": "ok"})

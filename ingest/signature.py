@@ -1,0 +1,28 @@
+"""Meta's X-Hub-Signature-256: HMAC-SHA256 of the raw body bytes with the app secret."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+PREFIX = "sha256="
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The header value Meta would send for body (used by tests and lull simulate)."""
+    return PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def check(header: str | None, body: bytes, secrets: tuple[str, ...]) -> str | None:
+    """None when the header matches any secret, else the reason it does not."""
+    if header is None:
+        return "missing"
+    if not header.startswith(PREFIX) or len(header) != len(PREFIX) + 64:
+        return "malformed"
+    given = header[len(PREFIX) :].lower().encode()
+    # Every secret is tried, so the time taken does not tell which one (or none) matched.
+    matched = False
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+        matched |= hmac.compare_digest(expected, given)
+    return None if matched else "mismatch"

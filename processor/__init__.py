@@ -1,0 +1,1 @@
+"""Processor: parse webhook bodies, keep one window per conversation, emit batches."""

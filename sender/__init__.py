@@ -1,0 +1,1 @@
+"""Sender: rate limits, the bot handler, and the Graph Send API."""

@@ -1,0 +1,71 @@
+"""Shared fixtures: one real Redis per test session, one random namespace per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from common.embedded_redis import EmbeddedRedis, RedisNotFound
+from common.redis_conn import connect
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _docker_redis() -> Iterator[str]:
+    from testcontainers.redis import RedisContainer  # noqa: PLC0415  (only without a binary)
+
+    with RedisContainer("redis:7") as container:
+        host = container.get_container_host_ip()
+        yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """LULL_TEST_REDIS_URL, else a redis-server of our own, else a container."""
+    configured = os.environ.get("LULL_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    with tempfile.TemporaryDirectory(prefix="lull-test-redis-") as data:
+        try:
+            server = EmbeddedRedis(Path(data), appendonly=False).start()
+        except RedisNotFound:
+            yield from _docker_redis()
+            return
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A namespace no other test uses, so no test ever flushes a shared Redis."""
+    return "t" + secrets.token_hex(6)
+
+
+@pytest.fixture
+async def redis(redis_url: str, namespace: str) -> AsyncIterator[aioredis.Redis]:
+    """A client on the test Redis; the test's keys are deleted afterwards."""
+    client = connect(redis_url, timeout_s=5)
+    yield client
+    async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+def base_env(redis_url: str, namespace: str) -> dict[str, str]:
+    """Environment every service test starts from."""
+    return {
+        "LULL_REDIS_URL": redis_url,
+        "LULL_NAMESPACE": namespace,
+        "LULL_LOG_FORMAT": "json",
+        "LULL_LOG_LEVEL": "warning",
+    }
