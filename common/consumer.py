@@ -1,0 +1,397 @@
+"""The consumer-group loop that processor and sender share.
+
+One task, one step at a time: claim pass when due, local retries when due, one XREADGROUP
+with a short block, hand each stream's entries to the handler, then settle its outcomes
+(ack, dead-letter then ack, or hold for a local retry). Nothing runs concurrently, so a
+step never races another over an entry, and a stop is noticed within one block.
+
+Recovery is the group's: whatever this replica does not ack stays in the PEL, and after
+claim_idle_ms any replica's claim pass takes it (counting a delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import CollectorRegistry
+from redis.exceptions import ResponseError
+
+from common.consumer_claim import FIRST_CURSOR, claim_page, upkeep
+from common.consumer_metrics import ConsumerMetrics
+from common.consumer_retry import Held, LocalRetries, claim_held, now_ms, reread
+from common.consumer_types import (
+    REDIS_FAILURES,
+    BatchHandler,
+    ConsumerConfig,
+    Entry,
+    HandlerContractError,
+    Outcome,
+    check_client,
+    check_outcomes,
+    default_consumer_name,
+)
+from common.consumer_writes import Settlement, dead_letter_fields
+from common.errors import Permanent
+from common.streams import ensure_group, text
+
+__all__ = [
+    "BatchHandler",
+    "Consumer",
+    "ConsumerConfig",
+    "ConsumerMetrics",
+    "Entry",
+    "HandlerContractError",
+    "Outcome",
+    "dead_letter_fields",
+    "default_consumer_name",
+]
+
+log = structlog.get_logger("lull.consumer")
+
+
+class Consumer:
+    """Reads config.streams as one consumer of config.group and feeds handler."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        config: ConsumerConfig,
+        handler: BatchHandler,
+        metrics: CollectorRegistry | ConsumerMetrics,
+    ) -> None:
+        """metrics: a registry to register the loop's metrics in, or a ConsumerMetrics made
+        once and shared by every consumer of a process that uses one registry."""
+        check_client(client, config.block_ms)
+        if isinstance(metrics, CollectorRegistry):
+            metrics = ConsumerMetrics(metrics)
+        self._client = client
+        self._config = config
+        self._handler = handler
+        self._metrics = metrics
+        self._log = log.bind(group=config.group, consumer=config.consumer)
+        self._stop = asyncio.Event()
+        self._retries = LocalRetries(touch_every_ms=config.claim_idle_ms / 2)
+        self._writes = Settlement(client, config, metrics, self._log)
+        self._ready = False
+        self._next_claim_ms = 0.0
+        self._failures = 0
+        self._entries = metrics.entries
+        self._group = config.group
+
+    @property
+    def name(self) -> str:
+        """This consumer's name in the group."""
+        return self._config.consumer
+
+    @property
+    def held(self) -> int:
+        """Entries held for a local retry."""
+        return len(self._retries)
+
+    @property
+    def stopping(self) -> bool:
+        """True once request_stop() was called."""
+        return self._stop.is_set()
+
+    def request_stop(self) -> None:
+        """Stop after the current step (safe from a signal handler); it is not undone."""
+        self._stop.set()
+
+    async def run_forever(self) -> None:
+        """Read, handle, retry and claim until request_stop(); held entries stay pending.
+
+        Redis and handler failures are logged and retried, never raised; only a stream or
+        dead-stream key of the wrong type (a deployment error) raises, at start.
+        """
+        self._log.info("consumer starting", streams=self._config.streams)
+        while not self.stopping:
+            await self._step(until_idle=False)
+        self._leave()
+
+    async def run_until_idle(self) -> None:
+        """Claim pass, then work until a read returns nothing and nothing is held (tests)."""
+        self._next_claim_ms = 0.0
+        while not self.stopping:
+            read = await self._step(until_idle=True)
+            if read == 0 and not self._retries:
+                return
+        self._leave()
+
+    async def claim_pass(self) -> None:
+        """Per stream: claim abandoned entries, trim, expire idle consumers, update gauges."""
+        self._next_claim_ms = now_ms() + self._config.claim_interval_ms
+        for stream in self._config.streams:
+            if self.stopping:
+                return
+            try:
+                await self._claim(stream)
+                await upkeep(self._client, self._config, self._metrics, self._log, stream)
+            except REDIS_FAILURES as exc:
+                self._redis_failed("claim", exc, stream=stream)
+
+    async def _step(self, *, until_idle: bool) -> int | None:
+        """One turn of the loop; returns entries read, None when no read was made."""
+        if self._failures:
+            await self._pause_ms(self._backoff_ms(self._failures))
+        if not self._ready and not self.stopping:
+            await self._prepare()
+        if not self._ready or self.stopping:
+            return None
+        if now_ms() >= self._next_claim_ms:
+            await self.claim_pass()
+        if not self.stopping:
+            await self._run_retries()
+        if self.stopping:
+            # What was handled is settled; held entries stay pending for others to claim.
+            return None
+        if len(self._retries) >= self._config.max_local_retries:
+            # Backpressure: hold no more until some held entries are done.
+            await self._pause_ms(self._wait_ms(self._config.block_ms))
+            return None
+        return await self._read(until_idle=until_idle)
+
+    async def _prepare(self) -> None:
+        try:
+            kind = text(await self._client.type(self._config.dead_stream))
+            if kind not in ("stream", "none"):
+                # MULTI would still ack after a failed XADD to it: refuse to start.
+                raise ValueError(f"dead_stream {self._config.dead_stream!r} is a {kind}")
+            for stream in self._config.streams:
+                if await ensure_group(self._client, stream, self._group):
+                    self._log.info("consumer group created", stream=stream)
+        except ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                raise  # a stream key holds something else: no retry will fix that
+            self._redis_failed("create group", exc)
+            return
+        except REDIS_FAILURES as exc:
+            self._redis_failed("create group", exc)
+            return
+        self._ready = True
+
+    async def _read(self, *, until_idle: bool) -> int | None:
+        next_action = self._retries.next_action_ms()
+        if until_idle and next_action is None:
+            block_ms: int | None = None  # tests: look, do not wait
+        else:
+            wait_ms = self._wait_ms(self._config.block_ms)
+            # BLOCK 0 means forever: under 1 ms, read without blocking.
+            block_ms = int(wait_ms) if wait_ms >= 1 else None
+        try:
+            reply: Any = await self._client.xreadgroup(
+                self._group,
+                self.name,
+                dict.fromkeys(self._config.streams, ">"),
+                count=self._config.read_count,
+                block=block_ms,
+            )
+        except REDIS_FAILURES as exc:
+            if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
+                self._ready = False  # the stream was deleted: create the group again
+            self._redis_failed("read", exc)
+            return None
+        received_ms = now_ms()
+        self._failures = 0
+        total = 0
+        for raw_stream, rows in reply or []:
+            stream = text(raw_stream)
+            entries = [Entry(stream, text(i), fields, 1) for i, fields in rows]
+            total += len(entries)
+            await self._handle(stream, entries, touched_ms=received_ms)
+        return total
+
+    async def _handle(
+        self,
+        stream: str,
+        entries: list[Entry],
+        *,
+        touched_ms: float,
+        failures: int = 0,
+    ) -> None:
+        """Call the handler and settle what it says; if it raises, hold each entry alone."""
+        try:
+            outcomes = await self._handler(stream, entries)
+            check_outcomes(entries, outcomes)
+        except Exception as exc:  # any failure is decided here: retry later
+            self._metrics.handler_errors.labels(self._group).inc()
+            delay_ms = self._backoff_ms(failures + 1)
+            # The traceback once per failed batch; retries of its entries say only the error.
+            self._log.error(
+                "handler failed, retrying its entries",
+                stream=stream,
+                entries=len(entries),
+                attempt=failures + 1,
+                retry_in_ms=delay_ms,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=exc if failures == 0 else False,
+            )
+            for entry in entries:
+                self._retries.hold(
+                    entry,
+                    due_ms=now_ms() + delay_ms,
+                    touched_ms=touched_ms,
+                    failures=failures + 1,
+                )
+            self._entries.labels(self._group, "retried").inc(len(entries))
+            return
+        done: list[Entry] = []
+        dead: list[tuple[Entry, str]] = []
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            if outcome is None:
+                done.append(entry)
+            elif isinstance(outcome, Permanent):
+                dead.append((entry, outcome.reason))
+            else:
+                self._retries.hold(
+                    entry,
+                    due_ms=now_ms() + outcome.delay_ms,
+                    touched_ms=touched_ms,
+                    failures=0,
+                )
+                self._entries.labels(self._group, "retried").inc()
+        await self._writes.finish(stream, done=done, dead=dead, reason_kind="permanent")
+
+    async def _run_retries(self) -> None:
+        due, touch = self._retries.actions(now_ms())
+        if touch:
+            await self._touch(touch)
+        if due:
+            await self._rehandle(due)
+
+    async def _claim_held(self, held: list[Held]) -> list[object] | None:
+        try:
+            return await claim_held(self._client, self._config, held)
+        except REDIS_FAILURES as exc:
+            self._redis_failed("claim held", exc, entries=len(held))
+            return None
+
+    async def _touch(self, held: list[Held]) -> None:
+        results = await self._claim_held(held)
+        received_ms = now_ms()
+        for h, result in zip(held, results or [None] * len(held), strict=True):
+            if result is None or isinstance(result, Exception):
+                self._retries.defer(h.key, received_ms + self._backoff_ms(1))
+            elif result:
+                self._retries.touched(h.key, received_ms)
+            else:
+                self._retries.forget(h.key)
+                self._log.info(
+                    "held entry taken over or deleted", stream=h.entry.stream, id=h.entry.id
+                )
+
+    async def _rehandle(self, held: list[Held]) -> None:
+        """Handle due entries again: the ones still ours and still in their stream."""
+        results = await self._claim_held(held)
+        received_ms = now_ms()
+        owned: list[Held] = []
+        for h, result in zip(held, results or [None] * len(held), strict=True):
+            if result is None or isinstance(result, Exception):
+                self._hold_again(h, received_ms)
+            elif result:
+                owned.append(h)
+            else:
+                self._log.info(
+                    "held entry taken over or deleted", stream=h.entry.stream, id=h.entry.id
+                )
+        if owned:
+            await self._reread_and_handle(owned, received_ms)
+
+    async def _reread_and_handle(self, owned: list[Held], received_ms: float) -> None:
+        try:
+            current = await reread(self._client, owned)
+        except REDIS_FAILURES as exc:
+            self._redis_failed("reread held", exc, entries=len(owned))
+            for h in owned:
+                self._hold_again(h, received_ms)
+            return
+        batches: dict[str, list[Entry]] = defaultdict(list)
+        alone: list[tuple[Entry, int]] = []
+        gone: dict[str, list[str]] = defaultdict(list)
+        for h, entry in zip(owned, current, strict=True):
+            if entry is None:
+                # Deleted from the stream while we held it: ack and skip (as watermill).
+                gone[h.entry.stream].append(h.entry.id)
+            elif h.failures:
+                alone.append((entry, h.failures))
+            else:
+                batches[entry.stream].append(entry)
+        for stream, ids in gone.items():
+            await self._writes.finish(stream, gone=ids)
+        for stream, entries in batches.items():
+            await self._handle(stream, entries, touched_ms=received_ms)
+        # After a failed batch each entry goes alone: one bad entry cannot hold back others.
+        for entry, failures in alone:
+            await self._handle(entry.stream, [entry], touched_ms=received_ms, failures=failures)
+
+    def _hold_again(self, h: Held, touched_ms: float) -> None:
+        """Redis failed before we could handle h: keep it, look again after a backoff."""
+        self._retries.hold(
+            h.entry,
+            due_ms=now_ms() + self._backoff_ms(max(self._failures, 1)),
+            touched_ms=min(touched_ms, h.touched_ms),
+            failures=h.failures,
+        )
+
+    async def _claim(self, stream: str) -> None:
+        """XAUTOCLAIM entries idle past claim_idle_ms, claim_max_pages pages at most."""
+        cursor = FIRST_CURSOR
+        for _ in range(self._config.claim_max_pages):
+            cursor, page = await claim_page(
+                self._client, self._config, stream, cursor, self._retries
+            )
+            if page.handle or page.dead or page.gone:
+                self._entries.labels(self._group, "claimed").inc(len(page.handle) + len(page.dead))
+                self._log.info(
+                    "claimed abandoned entries",
+                    stream=stream,
+                    handled=len(page.handle),
+                    dead=len(page.dead),
+                    gone=len(page.gone),
+                )
+            if page.dead or page.gone:
+                await self._writes.finish(
+                    stream, dead=page.dead, reason_kind="max_deliveries", gone=page.gone
+                )
+            if page.handle:
+                await self._handle(stream, page.handle, touched_ms=page.received_ms)
+            if cursor == FIRST_CURSOR or self.stopping:
+                return
+
+    def _wait_ms(self, cap_ms: float) -> float:
+        """How long the loop may wait before its next timer (retry or claim pass)."""
+        now = now_ms()
+        wait_ms = min(cap_ms, self._next_claim_ms - now)
+        next_action = self._retries.next_action_ms()
+        if next_action is not None:
+            wait_ms = min(wait_ms, next_action - now)
+        return max(0.0, wait_ms)
+
+    async def _pause_ms(self, wait_ms: float) -> None:
+        """Sleep up to wait_ms, waking at once on request_stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), wait_ms / 1000)
+
+    def _backoff_ms(self, attempt: int) -> int:
+        """Capped exponential backoff for the attempt-th consecutive failure."""
+        doubled = self._config.error_backoff_ms * 2 ** min(attempt - 1, 30)
+        return int(min(doubled, self._config.error_backoff_max_ms))
+
+    def _redis_failed(self, op: str, exc: BaseException, **context: object) -> None:
+        self._failures += 1
+        self._metrics.redis_errors.labels(self._group, op).inc()
+        self._log.warning(
+            "redis command failed, backing off",
+            op=op,
+            error=f"{type(exc).__name__}: {exc}",
+            backoff_ms=self._backoff_ms(self._failures),
+            **context,
+        )
+
+    def _leave(self) -> None:
+        left = self._retries.release_all()
+        self._log.info("consumer stopped", held_left_pending=left)

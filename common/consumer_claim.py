@@ -1,0 +1,122 @@
+"""The consumer's claim pass, minus the handling: XAUTOCLAIM pages and per-stream upkeep.
+
+Run at start and every claim_interval_ms. A claimed entry is sorted three ways: deleted
+from the stream (ack and skip), delivered more than max_deliveries times (dead-letter), or
+to be handled like a fresh read, with its delivery count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from structlog.typing import FilteringBoundLogger
+
+from common.consumer_metrics import ConsumerMetrics
+from common.consumer_retry import LocalRetries, now_ms
+from common.consumer_types import ConsumerConfig, Entry
+from common.streams import group_info, remove_idle_consumers, text, trim_acknowledged
+
+FIRST_CURSOR = "0-0"
+
+
+@dataclass
+class ClaimedPage:
+    """What one XAUTOCLAIM call took over, sorted."""
+
+    received_ms: float
+    """When the claim answered: the entries' idle time was reset then."""
+    handle: list[Entry] = field(default_factory=list)
+    dead: list[tuple[Entry, str]] = field(default_factory=list)
+    """(entry, reason) of entries past max_deliveries."""
+    gone: list[str] = field(default_factory=list)
+    """Ids deleted from the stream while pending."""
+
+
+async def claim_page(
+    client: aioredis.Redis,
+    config: ConsumerConfig,
+    stream: str,
+    cursor: str,
+    held: LocalRetries,
+) -> tuple[str, ClaimedPage]:
+    """One XAUTOCLAIM from cursor; returns the next cursor (FIRST_CURSOR: done) and the page."""
+    reply: Any = await client.xautoclaim(
+        stream,
+        config.group,
+        config.consumer,
+        config.claim_idle_ms,
+        start_id=cursor,
+        count=config.read_count,
+    )
+    page = ClaimedPage(received_ms=now_ms())
+    # Redis 7 lists entries deleted from the stream apart (and drops them from the PEL);
+    # Redis 6.2 returns them with no fields. Either way: ack and skip, as watermill does.
+    page.gone = [text(i) for i in (reply[2] if len(reply) > 2 else [])]
+    fresh: list[tuple[str, dict[bytes, bytes]]] = []
+    for raw_id, fields in reply[1]:
+        entry_id = text(raw_id)
+        if fields is None:
+            page.gone.append(entry_id)
+        elif (stream, entry_id) in held:
+            # Our own held entry idled past claim_idle_ms; the claim touched it for us.
+            held.touched((stream, entry_id), page.received_ms)
+        else:
+            fresh.append((entry_id, fields))
+    counts = await deliveries(client, stream, config.group, [i for i, _ in fresh])
+    for entry_id, fields in fresh:
+        count = counts.get(entry_id)
+        if count is None:
+            continue  # acked since the claim: its late owner finished it after all
+        entry = Entry(stream, entry_id, fields, count)
+        if count > config.max_deliveries:
+            page.dead.append((entry, f"max_deliveries exceeded ({count})"))
+        else:
+            page.handle.append(entry)
+    return text(reply[0]), page
+
+
+async def deliveries(
+    client: aioredis.Redis, stream: str, group: str, ids: list[str]
+) -> dict[str, int]:
+    """The PEL delivery counter of each id (absent when no longer pending)."""
+    if not ids:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
+    rows: list[Any] = await pipe.execute()
+    return {text(row[0]["message_id"]): int(row[0]["times_delivered"]) for row in rows if row}
+
+
+async def upkeep(
+    client: aioredis.Redis,
+    config: ConsumerConfig,
+    metrics: ConsumerMetrics,
+    log: FilteringBoundLogger,
+    stream: str,
+) -> None:
+    """Trim what every group acknowledged, expire idle empty consumers, update the gauges."""
+    if config.trim:
+        trimmed = await trim_acknowledged(client, stream)
+        if trimmed:
+            log.debug("trimmed acknowledged entries", stream=stream, entries=trimmed)
+    removed = await remove_idle_consumers(
+        client, stream, config.group, idle_ms=config.consumer_expire_ms, keep=config.consumer
+    )
+    for name, dropped in removed.items():
+        if dropped:
+            log.error(
+                "removed a consumer that had just read entries; they left the PEL",
+                stream=stream,
+                removed=name,
+                dropped=dropped,
+            )
+        else:
+            log.info("removed idle consumer", stream=stream, removed=name)
+    info = await group_info(client, stream, config.group)
+    if info is not None:
+        lag = float("nan") if info.lag is None else float(info.lag)
+        metrics.lag.labels(stream, config.group).set(lag)
+        metrics.pending.labels(stream, config.group).set(info.pending)
