@@ -13,6 +13,18 @@ def _ingest(_args: argparse.Namespace) -> int:
     return main()
 
 
+def _processor(_args: argparse.Namespace) -> int:
+    from processor.service import main  # noqa: PLC0415
+
+    return main()
+
+
+def _flush(args: argparse.Namespace) -> int:
+    from processor.flush import main  # noqa: PLC0415
+
+    return main(args)
+
+
 def _dev(args: argparse.Namespace) -> int:
     from common.dev import run_dev  # noqa: PLC0415
 
@@ -25,11 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
         "ingest": ("run the webhook ingest service", _ingest),
+        "processor": ("run one processor replica (windows, batches)", _processor),
+        "flush": ("make open windows due now and emit them", _flush),
         "dev": ("run the local stack (embedded Redis when none answers) in the foreground", _dev),
     }
     for name, (help_text, func) in commands.items():
         command = sub.add_parser(name, help=help_text)
         command.set_defaults(func=func)
+        if name == "flush":
+            which = command.add_mutually_exclusive_group(required=True)
+            which.add_argument("--conversation", help="platform:account_id:user_id")
+            which.add_argument("--all", action="store_true", help="every open window")
         if name == "dev":
             command.add_argument(
                 "--services", nargs="+", default=None, help="which services to run (default: all)"

@@ -20,7 +20,7 @@ from common.settings import DEFAULT_REDIS_URL
 
 DEV_VERIFY_TOKEN = "lull-dev-verify-token"  # noqa: S105  (a published dev default)
 DEV_APP_SECRET = "lull-dev-app-secret"  # noqa: S105  (a published dev default, never production)
-SERVICES = ("ingest",)
+SERVICES = ("ingest", "processor")
 STOP_TIMEOUT_S = 10.0
 DATA_DIR = Path(".lull") / "redis"
 

@@ -40,3 +40,19 @@ class Keys:
     def all_outbound(self) -> list[str]:
         """The outbound stream of every shard."""
         return [self.outbound(shard) for shard in range(self.shards)]
+
+    def conversation_prefix(self, shard: int) -> str:
+        """Prefix of the per-conversation keys of a shard (the close script appends names)."""
+        return f"{self.tag(shard)}:c:"
+
+    def conversation(self, conversation: str) -> str:
+        """A conversation's window and seen message ids, one string key."""
+        return self.conversation_prefix(self.shard_of(conversation)) + conversation
+
+    def due(self, shard: int) -> str:
+        """Sorted set of a shard's open windows, scored by deadline (ms, Redis clock)."""
+        return f"{self.tag(shard)}:due"
+
+    def seq(self, shard: int) -> str:
+        """Hash of a shard's conversations to the seq of their last emitted batch."""
+        return f"{self.tag(shard)}:seq"

@@ -1,0 +1,58 @@
+"""The normalised event: what the platform parsers produce and the window scripts consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PLATFORMS = ("messenger", "instagram", "whatsapp")
+
+# Kinds that change an earlier message instead of adding one.
+EDIT = "edit"
+UNSEND = "unsend"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One user action that belongs in a conversation's window.
+
+    kind is one of: text, attachment, quick_reply, postback, reaction, referral, location,
+    contacts, interactive, button, order, story_reply, story_mention, unsupported, system,
+    edit, unsend (a platform may add others; unknown kinds are still windowed as messages).
+    """
+
+    platform: str
+    account_id: str
+    """Page id (Messenger), Instagram account id, or WhatsApp phone_number_id."""
+    user_id: str
+    """PSID, IGSID or WhatsApp wa_id of the person writing."""
+    mid: str
+    """Unique per action: the dedupe key (an edit or unsend gets a derived id of its own)."""
+    event_time_ms: int
+    kind: str
+    text: str = ""
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    """The platform's own item (messaging[] entry or WhatsApp message), untouched."""
+    target_mid: str | None = None
+    """For edit and unsend: the mid of the message they change."""
+
+    @property
+    def conversation(self) -> str:
+        """platform:account_id:user_id, the window key."""
+        return f"{self.platform}:{self.account_id}:{self.user_id}"
+
+
+@dataclass(slots=True)
+class Parsed:
+    """Everything one webhook body held."""
+
+    events: list[Event] = field(default_factory=list)
+    """User messages, in body order."""
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    """(platform, kind) of items that are not user input: echo, read, delivery, status, error,
+    standby, change, unknown object or kind. Counted in a metric, never windowed."""
+
+
+class MalformedBody(ValueError):
+    """The body is not JSON at all, or not an object: a dead letter, not a crash."""

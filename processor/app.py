@@ -1,0 +1,81 @@
+"""The processor assembled: consumer group on the inbound stream, window store, closer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import CollectorRegistry
+
+from common.consumer import Consumer, ConsumerConfig
+from common.consumer_types import default_consumer_name
+from common.keys import Keys
+from processor.closer import Closer
+from processor.inbound import InboundHandler
+from processor.metrics import ProcessorMetrics
+from processor.settings import ProcessorSettings
+from processor.windows import WindowStore
+
+log = structlog.get_logger("lull.processor")
+
+GROUP = "processor"
+
+
+class Processor:
+    """One replica: reads raw webhooks, applies them to windows, closes windows on time."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        settings: ProcessorSettings,
+        registry: CollectorRegistry | None = None,
+        consumer_name: str | None = None,
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.metrics = ProcessorMetrics(self.registry)
+        self.keys = Keys(settings.common.namespace, settings.common.shards)
+        self.store = WindowStore(client, self.keys, settings.window)
+        self.closer = Closer(
+            self.store, settings.common.shards, settings.window.grace_ms, self.metrics
+        )
+        group = settings.group
+        config = ConsumerConfig(
+            streams=[self.keys.inbound()],
+            group=GROUP,
+            dead_stream=self.keys.dead(),
+            claim_interval_ms=group.claim_interval_ms,
+            claim_idle_ms=group.claim_idle_ms,
+            max_deliveries=group.max_deliveries,
+            consumer=consumer_name or default_consumer_name(),
+        )
+        self.consumer = Consumer(
+            client, config, InboundHandler(self.store, self.closer, self.metrics), self.registry
+        )
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Load the scripts (and create the group) before the first read."""
+        await self.store.load()
+
+    async def run(self) -> None:
+        """Read and close until request_stop(); open windows stay in Redis."""
+        await self.start()
+        closer = asyncio.create_task(self.closer.run(self._stop), name="closer")
+        try:
+            await self.consumer.run_forever()
+        finally:
+            self._stop.set()
+            await closer
+
+    def request_stop(self) -> None:
+        """Stop reading and closing; what is in hand is finished first."""
+        self._stop.set()
+        self.consumer.request_stop()
+
+    async def drain(self, timeout_s: float = 30.0) -> int:
+        """Tests: handle every inbound entry, then close windows as they fall due until none
+        is open; returns the batches emitted."""
+        await self.start()
+        await self.consumer.run_until_idle()
+        return await self.closer.drain(timeout_s)

@@ -1,0 +1,107 @@
+"""The closer: sleeps until the earliest window deadline, then closes what is due.
+
+Every replica runs one. It never polls on a fixed interval: it sleeps until the earliest
+deadline it saw in Redis, and a local apply that creates an earlier deadline wakes it.
+A window opened by another replica that died before its deadline is still closed by the
+next wake-up, at the latest after MAX_SLEEP_MS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from processor.metrics import ProcessorMetrics
+from processor.windows import CloseResult, WindowStore
+
+log = structlog.get_logger("lull.processor.closer")
+
+CLOSE_BATCH = 100
+MAX_SLEEP_MS = 1000
+
+
+class Closer:
+    """Closes due windows of every shard on time."""
+
+    def __init__(
+        self, store: WindowStore, shards: int, grace_ms: int, metrics: ProcessorMetrics
+    ) -> None:
+        self._store = store
+        self._shards = shards
+        self._grace_ms = grace_ms
+        self._metrics = metrics
+        self._wakeup = asyncio.Event()
+        # When the closer will next wake, on the Redis clock (ms); None when awake.
+        self._wake_at_ms: float | None = None
+
+    def notify(self, deadline_ms: int) -> None:
+        """A local apply set this deadline: wake early if it is before the planned wake-up."""
+        if self._wake_at_ms is not None and deadline_ms + self._grace_ms < self._wake_at_ms:
+            self._wakeup.set()
+
+    async def close_due(self, *, everything: bool = False) -> tuple[int, int | None, int]:
+        """Close what is due on every shard: (batches emitted, next deadline ms, redis now)."""
+        emitted, next_deadline, now_ms, open_windows = 0, None, 0, 0
+        for shard in range(self._shards):
+            while True:
+                result = await self._store.close_due(shard, CLOSE_BATCH, everything=everything)
+                emitted += self._record(result)
+                if len(result.closed) < CLOSE_BATCH:
+                    break
+            now_ms = result.now_ms
+            open_windows += result.open_windows
+            if result.next_deadline_ms is not None and (
+                next_deadline is None or result.next_deadline_ms < next_deadline
+            ):
+                next_deadline = result.next_deadline_ms
+        self._metrics.windows_open.set(open_windows)
+        return emitted, next_deadline, now_ms
+
+    def _record(self, result: CloseResult) -> int:
+        metrics, emitted = self._metrics, 0
+        for closed in result.closed:
+            if closed.messages == 0:
+                metrics.emptied.inc()
+                continue
+            emitted += 1
+            metrics.batches.labels(closed.reason).inc()
+            metrics.batch_messages.observe(closed.messages)
+            metrics.close_lateness_ms.observe(max(0, result.now_ms - closed.deadline_ms))
+        return emitted
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Close windows on time until stop is set."""
+        while not stop.is_set():
+            _, next_deadline, now_ms = await self.close_due()
+            sleep_ms = float(MAX_SLEEP_MS)
+            if next_deadline is not None:
+                sleep_ms = min(sleep_ms, max(0.0, next_deadline + self._grace_ms - now_ms))
+            await self._sleep(sleep_ms, now_ms, stop)
+
+    async def _sleep(self, sleep_ms: float, now_ms: int, stop: asyncio.Event) -> None:
+        self._wake_at_ms = now_ms + sleep_ms
+        self._wakeup.clear()
+        stopper = asyncio.ensure_future(stop.wait())
+        waker = asyncio.ensure_future(self._wakeup.wait())
+        try:
+            await asyncio.wait([stopper, waker], timeout=sleep_ms / 1000)
+        finally:
+            self._wake_at_ms = None
+            for task in (stopper, waker):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def drain(self, timeout_s: float = 30.0) -> int:
+        """Close windows as they fall due until none is open (tests, shutdown drills)."""
+        emitted = 0
+        async with asyncio.timeout(timeout_s):
+            while True:
+                closed, next_deadline, now_ms = await self.close_due()
+                emitted += closed
+                if next_deadline is None:
+                    return emitted
+                wait_ms = max(0, next_deadline + self._grace_ms - now_ms)
+                await asyncio.sleep(wait_ms / 1000)

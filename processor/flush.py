@@ -1,0 +1,45 @@
+"""`lull flush`: operators make open windows due now (shutdown drills, stuck users)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from common.env import ConfigError
+from common.loop import new_event_loop
+from common.redis_conn import connect
+from processor.app import Processor
+from processor.settings import ProcessorSettings
+
+TIMEOUT_S = 10.0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Flush one conversation (--conversation) or every open window (--all)."""
+    try:
+        settings = ProcessorSettings.from_env()
+    except ConfigError as exc:
+        print(f"lull flush: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_flush(settings, args.conversation, args.all))
+    finally:
+        loop.close()
+
+
+async def _flush(settings: ProcessorSettings, conversation: str | None, everything: bool) -> int:
+    client = connect(settings.common.effective_redis_url, timeout_s=TIMEOUT_S)
+    try:
+        processor = Processor(client, settings)
+        await processor.start()
+        if conversation is not None and not await processor.store.flush(conversation):
+            print(f"no open window for {conversation}")
+            return 1
+        # Closing is exactly-once from any process, so emit now instead of waiting for a
+        # running closer's next wake-up.
+        emitted, _, _ = await processor.closer.close_due(everything=everything)
+        print(f"emitted {emitted} batch(es)")
+        return 0
+    finally:
+        await client.aclose()

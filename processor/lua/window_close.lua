@@ -1,0 +1,106 @@
+-- window_close: close the due windows of one shard, emitting one batch each, atomically.
+--
+-- KEYS[1]  due zset          {ns}:{s}:due     (conversation -> deadline ms)
+-- KEYS[2]  outbound stream   {ns}:{s}:out
+-- KEYS[3]  seq hash          {ns}:{s}:seq     (conversation -> last emitted seq)
+-- ARGV[1]  conversation key prefix {ns}:{s}:c: (the keys it names share KEYS' hash tag)
+-- ARGV[2]  grace ms          ARGV[3]  at most this many windows per call
+-- ARGV[4]  dedupe ttl s      ARGV[5]  1 to close every open window now (lull flush --all)
+--
+-- Returns {now_ms, next_deadline_ms or -1, open windows left, closed...} where each closed window is
+-- {conversation, deadline_ms, messages, reason, seq}; messages 0 means emptied by unsends
+-- (nothing emitted, no seq used).
+--
+-- The window is read, emitted and reset in this one script: a window is emitted exactly
+-- once however many closers run. See window_apply.lua for the value layout.
+
+local HDR = '<ddddI4I4I4I4B'
+local HDR_LEN = 8 * 4 + 4 * 4 + 1
+local REASONS = {'gap', 'max_wait', 'max_messages', 'max_bytes', 'flush'}
+
+local due, out, seqs = KEYS[1], KEYS[2], KEYS[3]
+local prefix, grace_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl_s, all = tonumber(ARGV[4]), ARGV[5] == '1'
+
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local until_ms = all and '+inf' or (now - grace_ms)
+local ready = redis.call('ZRANGE', due, '-inf', until_ms, 'BYSCORE', 'LIMIT', 0, limit)
+
+local function split(record)
+  -- fields: 1 t, 2 arrival, 3 "M"..mid, 4 kind, 5 received_at, 6 event_time, 7 text,
+  -- 8 attachments, 9 raw (the rest: raw JSON holds no separator)
+  local fields, pos = {}, 1
+  for _ = 1, 8 do
+    local stop = string.find(record, '\31', pos, true)
+    fields[#fields + 1] = string.sub(record, pos, stop - 1)
+    pos = stop + 1
+  end
+  fields[9] = string.sub(record, pos)
+  fields[1], fields[2] = tonumber(fields[1]), tonumber(fields[2])
+  fields[3] = string.sub(fields[3], 2)
+  return fields
+end
+
+local function by_time_then_arrival(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  return a[2] < b[2]
+end
+
+local closed = {}
+local cutoff_s = math.floor(now / 1000) - ttl_s
+for _, conv in ipairs(ready) do
+  local key = prefix .. conv
+  local value = redis.call('GET', key)
+  redis.call('ZREM', due, conv)
+  if value then
+    local first_t, last_t, opened_at, deadline, count, bytes, arrivals, seen_len, reason =
+      struct.unpack(HDR, value)
+    local records_at = HDR_LEN + seen_len + 1
+    -- Seen mids older than the dedupe TTL are dropped; this window's mids join the rest.
+    local seen = {}
+    for entry in string.gmatch(string.sub(value, HDR_LEN + 1, records_at - 1), '\29[^\29]+') do
+      local at_s = tonumber(string.match(entry, '^\29(%d+)'))
+      if at_s and at_s >= cutoff_s then seen[#seen + 1] = entry end
+    end
+    local messages = {}
+    for record in string.gmatch(string.sub(value, records_at), '\30([^\30]+)') do
+      local fields = split(record)
+      messages[#messages + 1] = fields
+      seen[#seen + 1] = '\29' .. math.floor(now / 1000) .. '\31M' .. fields[3] .. '\31'
+    end
+    local seq = 0
+    if #messages > 0 then
+      table.sort(messages, by_time_then_arrival)
+      seq = redis.call('HINCRBY', seqs, conv, 1)
+      local parts, texts = {}, {}
+      local first_event, last_event = nil, nil
+      for i, m in ipairs(messages) do
+        local event_time = tonumber(m[6])
+        if first_event == nil or event_time < first_event then first_event = event_time end
+        if last_event == nil or event_time > last_event then last_event = event_time end
+        parts[i] = '{"mid":' .. m[3] .. ',"event_time":' .. m[6] .. ',"received_at":' .. m[5] ..
+          ',"kind":' .. m[4] .. ',"text":' .. m[7] .. ',"attachments":' .. m[8] ..
+          ',"raw":' .. m[9] .. '}'
+        if m[7] ~= '""' then texts[#texts + 1] = string.sub(m[7], 2, -2) end
+      end
+      local platform, account, user = string.match(conv, '^([^:]*):([^:]*):(.*)$')
+      local batch = '{"batch_id":' .. cjson.encode(conv .. ':' .. seq) .. ',"seq":' .. seq ..
+        ',"platform":' .. cjson.encode(platform) .. ',"account_id":' .. cjson.encode(account) ..
+        ',"user_id":' .. cjson.encode(user) .. ',"conversation":' .. cjson.encode(conv) ..
+        ',"messages":[' .. table.concat(parts, ',') .. '],"text":"' ..
+        table.concat(texts, '\\n') .. '","first_event_time":' .. string.format('%d', first_event) ..
+        ',"last_event_time":' .. string.format('%d', last_event) ..
+        ',"opened_at":' .. string.format('%d', opened_at) ..
+        ',"closed_at":' .. now .. ',"close_reason":"' .. REASONS[reason] .. '"}'
+      redis.call('XADD', out, '*', 'batch', batch)
+    end
+    local seen_text = table.concat(seen)
+    redis.call('SET', key,
+      struct.pack(HDR, 0, 0, 0, 0, 0, 0, 0, #seen_text, 1) .. seen_text, 'EX', ttl_s)
+    closed[#closed + 1] = {conv, string.format('%d', deadline), #messages, REASONS[reason], seq}
+  end
+end
+
+local next_deadline = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+return {now, next_deadline[2] or -1, redis.call('ZCARD', due), unpack(closed)}

@@ -1,0 +1,217 @@
+"""Messenger (object "page"): entry[].messaging[] items to Events; Instagram reuses it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from common.events import EDIT, UNSEND, Event, Parsed
+from processor.platforms._shared import (
+    MALFORMED,
+    change_name,
+    dict_at,
+    id_at,
+    items_at,
+    list_at,
+    ms_at,
+    name,
+    str_at,
+    text_at,
+)
+
+PLATFORM = "messenger"
+
+SpecialKind = Callable[[dict[str, Any], list[dict[str, Any]]], str | None]
+"""A platform's own message kinds (Instagram's), or None to apply Messenger's rules."""
+
+# Checked in this order: an item carries one action, but a postback may also hold a referral.
+_EVENT_KEYS = ("message", "message_edit", "postback", "reaction", "referral")
+_RECEIPT_KEYS = ("read", "delivery")
+_HEAD_KEYS = frozenset(("sender", "recipient", "timestamp"))
+
+
+class _Head(NamedTuple):
+    """Who wrote to whom, and when: present on every messaging[] item."""
+
+    account_id: str
+    user_id: str
+    time_ms: int
+
+
+def parse(doc: dict[str, Any]) -> Parsed:
+    """Normalise a Messenger webhook body (object "page")."""
+    return parse_entries(doc, PLATFORM, None)
+
+
+def parse_entries(doc: dict[str, Any], platform: str, special_kind: SpecialKind | None) -> Parsed:
+    """Normalise the entry[] of a Messenger-shaped body, in body order."""
+    parsed = Parsed()
+    events, ignored = parsed.events, parsed.ignored
+    entries = list_at(doc, "entry")
+    if entries is None:
+        ignored.append((platform, MALFORMED))
+        return parsed
+    for entry in entries:
+        if not isinstance(entry, dict):
+            ignored.append((platform, MALFORMED))
+            continue
+        if "messaging" not in entry and "standby" not in entry and "changes" not in entry:
+            ignored.append((platform, "unknown"))
+            continue
+        for item in items_at(entry, "messaging", platform, ignored):
+            result = _item(item, platform, special_kind)
+            if isinstance(result, Event):
+                events.append(result)
+            else:
+                ignored.append((platform, result))
+        # Standby items belong to the app that holds the thread, not to this one.
+        standby = items_at(entry, "standby", platform, ignored)
+        ignored.extend([(platform, "standby")] * len(standby))
+        for change in items_at(entry, "changes", platform, ignored):
+            ignored.append((platform, change_name(change)))
+    return parsed
+
+
+def _item(item: Any, platform: str, special_kind: SpecialKind | None) -> Event | str:
+    """The event one messaging[] item holds, or the kind it is ignored under."""
+    if not isinstance(item, dict):
+        return MALFORMED
+    for key in _EVENT_KEYS:
+        if key in item:
+            break
+    else:
+        return _ignored_key(item)
+    body = dict_at(item, key)
+    if body is None:
+        return MALFORMED
+    # Truthy rather than `is True`: taking our own reply for user input would loop the bot.
+    if key == "message" and body.get("is_echo"):
+        return "echo"
+    head = _head(item)
+    if head is None:
+        return MALFORMED
+    if key == "message":
+        return _message(platform, head, item, body, special_kind)
+    if key == "message_edit":
+        return _edit(platform, head, item, body)
+    if key == "postback":
+        mid = id_at(body, "mid") or f"postback:{head.user_id}:{head.time_ms}"
+        return _event(platform, head, item, "postback", mid, text=text_at(body, "title"))
+    if key == "reaction":
+        target = id_at(body, "mid")
+        if target is None:
+            return MALFORMED
+        action = id_at(body, "action") or "react"
+        mid = f"reaction:{target}:{action}:{head.time_ms}"
+        return _event(platform, head, item, "reaction", mid)
+    return _event(platform, head, item, "referral", f"referral:{head.user_id}:{head.time_ms}")
+
+
+def _head(item: dict[str, Any]) -> _Head | None:
+    account_id = id_at(dict_at(item, "recipient"), "id")
+    user_id = id_at(dict_at(item, "sender"), "id")
+    time_ms = ms_at(item, "timestamp")
+    if account_id is None or user_id is None or time_ms is None:
+        return None
+    return _Head(account_id, user_id, time_ms)
+
+
+def _event(
+    platform: str,
+    head: _Head,
+    item: dict[str, Any],
+    kind: str,
+    mid: str,
+    *,
+    text: str = "",
+    attachments: list[dict[str, Any]] | None = None,
+    target_mid: str | None = None,
+) -> Event:
+    return Event(
+        platform=platform,
+        account_id=head.account_id,
+        user_id=head.user_id,
+        mid=mid,
+        event_time_ms=head.time_ms,
+        kind=kind,
+        text=text,
+        attachments=attachments if attachments is not None else [],
+        raw=item,
+        target_mid=target_mid,
+    )
+
+
+def _message(
+    platform: str,
+    head: _Head,
+    item: dict[str, Any],
+    message: dict[str, Any],
+    special_kind: SpecialKind | None,
+) -> Event | str:
+    mid = id_at(message, "mid")
+    if mid is None:
+        return MALFORMED
+    attachments = _attachments(message)
+    kind = special_kind(message, attachments) if special_kind is not None else None
+    if kind is None:
+        kind = _message_kind(message, attachments)
+    if kind == UNSEND:
+        # The unsend is an action of its own: its dedupe key must differ from the message's.
+        return _event(platform, head, item, UNSEND, f"{mid}#deleted", target_mid=mid)
+    return _event(
+        platform, head, item, kind, mid, text=text_at(message, "text"), attachments=attachments
+    )
+
+
+def _message_kind(message: dict[str, Any], attachments: list[dict[str, Any]]) -> str:
+    if isinstance(message.get("quick_reply"), dict):
+        return "quick_reply"
+    if attachments:
+        return "attachment"
+    if isinstance(message.get("text"), str):
+        return "text"
+    # Neither text nor attachments: content this API version cannot show (e.g. a poll).
+    return "unsupported"
+
+
+def _attachments(message: dict[str, Any]) -> list[dict[str, Any]]:
+    items = list_at(message, "attachments")
+    if not items:
+        return []
+    out: list[dict[str, Any]] = []
+    for attachment in items:
+        if not isinstance(attachment, dict):
+            continue
+        payload = dict_at(attachment, "payload")
+        normalised: dict[str, Any] = {"type": id_at(attachment, "type") or "unknown"}
+        # Older "fallback" attachments carry url and title beside the payload, not in it.
+        url = str_at(payload, "url") or str_at(attachment, "url")
+        if url:
+            normalised["url"] = url
+        title = str_at(payload, "title") or str_at(attachment, "title")
+        if title:
+            normalised["title"] = title
+        sticker_id = payload.get("sticker_id") if payload is not None else None
+        if isinstance(sticker_id, str | int) and not isinstance(sticker_id, bool):
+            normalised["sticker_id"] = sticker_id
+        out.append(normalised)
+    return out
+
+
+def _edit(platform: str, head: _Head, item: dict[str, Any], edit: dict[str, Any]) -> Event | str:
+    target = id_at(edit, "mid")
+    num_edit = edit.get("num_edit")
+    # The docs' table says int, their example a string: take either, as long as it is there.
+    if target is None or not (type(num_edit) is int or (isinstance(num_edit, str) and num_edit)):
+        return MALFORMED
+    mid = f"{target}#edit{num_edit}"
+    return _event(platform, head, item, EDIT, mid, text=text_at(edit, "text"), target_mid=target)
+
+
+def _ignored_key(item: dict[str, Any]) -> str:
+    """Name a non-event item by its action key (read, optin, …) so the metric tells them apart."""
+    for receipt in _RECEIPT_KEYS:
+        if receipt in item:
+            return receipt
+    key = next((k for k in item if k not in _HEAD_KEYS), None)
+    return "unknown" if key is None else name(key)

@@ -1,0 +1,137 @@
+"""WhatsApp Cloud API (object "whatsapp_business_account"): changes[].value.messages[] to Events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.events import EDIT, UNSEND, Event, Parsed
+from processor.platforms._shared import (
+    MALFORMED,
+    change_name,
+    dict_at,
+    id_at,
+    items_at,
+    list_at,
+    seconds_as_ms_at,
+    str_at,
+    text_at,
+)
+
+PLATFORM = "whatsapp"
+
+_MEDIA = frozenset(("image", "audio", "video", "document", "sticker"))
+_MEDIA_FIELDS = ("id", "mime_type", "caption", "filename")
+
+
+def parse(doc: dict[str, Any]) -> Parsed:
+    """Normalise a WhatsApp Cloud API webhook body, in body order."""
+    parsed = Parsed()
+    entries = list_at(doc, "entry")
+    if entries is None:
+        parsed.ignored.append((PLATFORM, MALFORMED))
+        return parsed
+    for entry in entries:
+        changes = list_at(entry, "changes") if isinstance(entry, dict) else None
+        if changes is None:
+            parsed.ignored.append((PLATFORM, MALFORMED))
+            continue
+        for change in changes:
+            _change(change, parsed)
+    return parsed
+
+
+def _change(change: Any, parsed: Parsed) -> None:
+    ignored = parsed.ignored
+    if not isinstance(change, dict) or change.get("field") != "messages":
+        ignored.append((PLATFORM, change_name(change)))
+        return
+    value = dict_at(change, "value")
+    if value is None:
+        ignored.append((PLATFORM, MALFORMED))
+        return
+    if "messages" not in value and "statuses" not in value and "errors" not in value:
+        ignored.append((PLATFORM, "unknown"))
+        return
+    account_id = id_at(dict_at(value, "metadata"), "phone_number_id")
+    for message in items_at(value, "messages", PLATFORM, ignored):
+        result = _message(message, account_id)
+        if isinstance(result, Event):
+            parsed.events.append(result)
+        else:
+            ignored.append((PLATFORM, result))
+    # Statuses report on our own outgoing messages; errors on the webhook itself.
+    statuses = items_at(value, "statuses", PLATFORM, ignored)
+    ignored.extend([(PLATFORM, "status")] * len(statuses))
+    errors = items_at(value, "errors", PLATFORM, ignored)
+    ignored.extend([(PLATFORM, "error")] * len(errors))
+
+
+def _message(message: Any, account_id: str | None) -> Event | str:
+    """The event one messages[] item holds, or "malformed"."""
+    if not isinstance(message, dict) or account_id is None:
+        return MALFORMED
+    user_id = id_at(message, "from")
+    mid = id_at(message, "id")
+    time_ms = seconds_as_ms_at(message, "timestamp")
+    kind = id_at(message, "type")
+    if user_id is None or mid is None or time_ms is None or kind is None:
+        return MALFORMED
+    # Each type keeps its content under a key named after it: {"type": "image", "image": {…}}.
+    body = dict_at(message, kind)
+    text = ""
+    attachments: list[dict[str, Any]] = []
+    target_mid = None
+    if kind == "text":
+        text = text_at(body, "body")
+    elif kind in _MEDIA:
+        attachments = [_media(kind, body)]
+        text = text_at(body, "caption")
+        kind = "attachment"
+    elif kind == "location":
+        text = ", ".join(part for part in (text_at(body, "name"), text_at(body, "address")) if part)
+    elif kind == "interactive":
+        reply_type = id_at(body, "type")
+        reply = dict_at(body, reply_type) if reply_type is not None else None
+        # nfm_reply (a finished Flow) has no title; its body is what the user's bubble shows.
+        text = text_at(reply, "title") or text_at(reply, "body")
+    elif kind in ("button", "order"):
+        text = text_at(body, "text")
+    elif kind in ("edit", "revoke"):
+        target_mid = id_at(body, "original_message_id")
+        if target_mid is None:
+            return MALFORMED
+        if kind == "edit":
+            text = _edited_text(dict_at(body, "message"))
+            kind = EDIT
+        else:
+            kind = UNSEND
+    return Event(
+        platform=PLATFORM,
+        account_id=account_id,
+        user_id=user_id,
+        mid=mid,
+        event_time_ms=time_ms,
+        kind=kind,
+        text=text,
+        attachments=attachments,
+        raw=message,
+        target_mid=target_mid,
+    )
+
+
+def _media(kind: str, media: dict[str, Any] | None) -> dict[str, Any]:
+    attachment: dict[str, Any] = {"type": kind}
+    for field in _MEDIA_FIELDS:
+        value = str_at(media, field)
+        if value is not None:
+            attachment[field] = value
+    return attachment
+
+
+def _edited_text(message: dict[str, Any] | None) -> str:
+    """The new text of an edit: a text body, or the caption of edited media."""
+    kind = id_at(message, "type")
+    if message is None or kind is None:
+        return ""
+    content = dict_at(message, kind)
+    return text_at(content, "body") if kind == "text" else text_at(content, "caption")

@@ -1,0 +1,108 @@
+"""Processor settings: window shape, caps, clamps, dedupe, consumer group, metrics port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.env import ConfigError, Env
+from common.settings import CommonSettings
+
+WINDOW_MODES = ("sliding", "fixed")
+DAY_S = 86_400
+
+
+def _kinds(value: str) -> frozenset[str]:
+    if value.lower() == "none":
+        return frozenset()
+    kinds = frozenset(k.strip().lower() for k in value.split(",") if k.strip())
+    if not all(k.replace("_", "").isalnum() for k in kinds):
+        raise ValueError(value)
+    return kinds
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How windows open, grow and close (DESIGN.md, "Windows")."""
+
+    mode: str
+    window_ms: int
+    """The quiet gap (sliding) or the window length (fixed)."""
+    max_wait_ms: int
+    max_messages: int
+    max_bytes: int
+    grace_ms: int
+    max_lateness_ms: int
+    max_skew_ms: int
+    flush_on: frozenset[str]
+    dedupe_ttl_s: int
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """Consumer-group recovery knobs shared by processor and sender."""
+
+    claim_interval_ms: int
+    claim_idle_ms: int
+    max_deliveries: int
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """Everything the processor reads from the environment, validated."""
+
+    common: CommonSettings
+    window: WindowSettings
+    group: GroupSettings
+    metrics_host: str
+    metrics_port: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorSettings:
+        """Read and validate; raises ConfigError naming the first bad variable."""
+        source = os.environ if environ is None else environ
+        env = Env(source)
+        return cls(
+            common=CommonSettings.from_env(source),
+            window=window_from_env(env),
+            group=group_from_env(env),
+            metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.integer("LULL_PROCESSOR_METRICS_PORT", 9101, minimum=0, maximum=65535),
+        )
+
+
+def window_from_env(env: Env) -> WindowSettings:
+    """The LULL_WINDOW_* family, with the cross-field checks."""
+    window_ms = env.integer("LULL_WINDOW_MS", 5000, minimum=1, maximum=DAY_S * 1000)
+    max_wait_ms = env.integer("LULL_MAX_WAIT_MS", 30_000, minimum=1, maximum=DAY_S * 1000)
+    if max_wait_ms < window_ms:
+        raise ConfigError("LULL_MAX_WAIT_MS", str(max_wait_ms), f">= LULL_WINDOW_MS ({window_ms})")
+    return WindowSettings(
+        mode=env.choice("LULL_WINDOW_MODE", "sliding", WINDOW_MODES),
+        window_ms=window_ms,
+        max_wait_ms=max_wait_ms,
+        max_messages=env.integer("LULL_MAX_MESSAGES", 50, minimum=1, maximum=10_000),
+        max_bytes=env.integer("LULL_MAX_BYTES", 65_536, minimum=256, maximum=64 * 1024**2),
+        grace_ms=env.integer("LULL_GRACE_MS", 0, minimum=0, maximum=DAY_S * 1000),
+        max_lateness_ms=env.integer(
+            "LULL_MAX_LATENESS_MS", window_ms // 2, minimum=0, maximum=DAY_S * 1000
+        ),
+        max_skew_ms=env.integer("LULL_MAX_SKEW_MS", 2000, minimum=0, maximum=DAY_S * 1000),
+        flush_on=env.parsed(
+            "LULL_FLUSH_ON",
+            frozenset({"postback", "quick_reply"}),
+            _kinds,
+            "comma-separated event kinds, e.g. postback,quick_reply, or none",
+        ),
+        dedupe_ttl_s=env.integer("LULL_DEDUPE_TTL_S", 2 * DAY_S, minimum=60, maximum=30 * DAY_S),
+    )
+
+
+def group_from_env(env: Env) -> GroupSettings:
+    """LULL_CLAIM_INTERVAL_MS, LULL_CLAIM_IDLE_MS, LULL_MAX_DELIVERIES."""
+    return GroupSettings(
+        claim_interval_ms=env.integer("LULL_CLAIM_INTERVAL_MS", 5000, minimum=10),
+        claim_idle_ms=env.integer("LULL_CLAIM_IDLE_MS", 30_000, minimum=10),
+        max_deliveries=env.integer("LULL_MAX_DELIVERIES", 5, minimum=1, maximum=1000),
+    )

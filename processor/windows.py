@@ -1,0 +1,154 @@
+"""The window store: the apply, close and flush scripts, called in pipelines."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, ResponseError
+
+from common.events import Event
+from common.keys import Keys
+from common.lua import read_lua
+from processor.settings import WindowSettings
+
+# Statuses returned by window_apply.lua.
+DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)
+STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one event did, and the window's deadline afterwards (Redis clock, ms)."""
+
+    status: int
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """One window the close script reset; messages == 0 means emptied by unsends."""
+
+    conversation: str
+    deadline_ms: int
+    messages: int
+    reason: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseResult:
+    """One close call on one shard."""
+
+    now_ms: int
+    next_deadline_ms: int | None
+    open_windows: int
+    closed: list[Closed]
+
+
+class _Script:
+    """A Lua file called by SHA; loaded at start and again after a Redis restart."""
+
+    def __init__(self, name: str) -> None:
+        self.source = read_lua("processor", name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324  (Redis's id)
+
+
+class WindowStore:
+    """Applies events to windows and closes due windows; all state lives in Redis."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, settings: WindowSettings) -> None:
+        self._client = client
+        self._keys = keys
+        self._settings = settings
+        self._apply = _Script("window_apply")
+        self._close = _Script("window_close")
+        self._flush = _Script("window_flush")
+        s = settings
+        self._apply_tail = (
+            s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
+            s.max_lateness_ms, s.max_skew_ms, s.dedupe_ttl_s,
+        )  # fmt: skip
+
+    async def load(self) -> None:
+        """Register every script with Redis (SCRIPT LOAD is idempotent)."""
+        for script in (self._apply, self._close, self._flush):
+            await self._client.script_load(script.source)
+
+    async def apply(self, events: Sequence[tuple[Event, int]]) -> list[Applied]:
+        """Apply (event, received_at_ms) pairs in one pipeline; results in the same order."""
+        if not events:
+            return []
+        try:
+            return await self._apply_pipelined(events)
+        except NoScriptError:
+            # Redis restarted and forgot the script; applying again is safe (dedupe by mid).
+            await self.load()
+            return await self._apply_pipelined(events)
+
+    async def _apply_pipelined(self, events: Sequence[tuple[Event, int]]) -> list[Applied]:
+        pipe = self._client.pipeline(transaction=False)
+        keys, flush_on, due_of = self._keys, self._settings.flush_on, self._keys.due
+        for event, received_at_ms in events:
+            conversation = event.conversation
+            pipe.evalsha(
+                self._apply.sha,
+                2,
+                keys.conversation(conversation),
+                due_of(keys.shard_of(conversation)),
+                conversation,
+                orjson.dumps(event.mid),
+                b"" if event.target_mid is None else orjson.dumps(event.target_mid),
+                event.kind,
+                orjson.dumps(event.kind),
+                event.event_time_ms,
+                received_at_ms,
+                orjson.dumps(event.text),
+                orjson.dumps(event.attachments),
+                orjson.dumps(event.raw),
+                1 if event.kind in flush_on else 0,
+                *self._apply_tail,
+            )
+        results = await pipe.execute(raise_on_error=False)
+        applied = []
+        for result in results:
+            if isinstance(result, ResponseError):
+                raise NoScriptError(str(result)) if "NOSCRIPT" in str(result) else result
+            applied.append(Applied(int(result[0]), int(result[1])))
+        return applied
+
+    async def close_due(self, shard: int, limit: int, *, everything: bool = False) -> CloseResult:
+        """Close up to limit due windows of a shard (every open one when everything)."""
+        keys = self._keys
+        args = (
+            keys.conversation_prefix(shard), self._settings.grace_ms, limit,
+            self._settings.dedupe_ttl_s, 1 if everything else 0,
+        )  # fmt: skip
+        try:
+            raw = await self._client.evalsha(
+                self._close.sha, 3, keys.due(shard), keys.outbound(shard), keys.seq(shard), *args
+            )
+        except NoScriptError:
+            await self.load()
+            raw = await self._client.evalsha(
+                self._close.sha, 3, keys.due(shard), keys.outbound(shard), keys.seq(shard), *args
+            )
+        now_ms, next_deadline, open_windows, *closed = raw
+        return CloseResult(
+            now_ms=int(now_ms),
+            next_deadline_ms=None if int(next_deadline) < 0 else int(next_deadline),
+            open_windows=int(open_windows),
+            closed=[
+                Closed(c[0].decode(), int(c[1]), int(c[2]), c[3].decode(), int(c[4]))
+                for c in closed
+            ],
+        )
+
+    async def flush(self, conversation: str) -> bool:
+        """Make one conversation's open window due now; False when none is open."""
+        due = self._keys.due(self._keys.shard_of(conversation))
+        found = await self._client.eval(self._flush.source, 1, due, conversation)
+        return bool(found)
