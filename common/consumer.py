@@ -35,7 +35,7 @@ from common.consumer_types import (
     check_outcomes,
     default_consumer_name,
 )
-from common.consumer_writes import Settlement, dead_letter_fields
+from common.consumer_writes import DeadHook, Settlement, dead_letter_fields
 from common.errors import Permanent
 from common.streams import ensure_group, text
 
@@ -63,9 +63,11 @@ class Consumer:
         config: ConsumerConfig,
         handler: BatchHandler,
         metrics: CollectorRegistry | ConsumerMetrics,
+        on_dead: DeadHook | None = None,
     ) -> None:
         """metrics: a registry to register the loop's metrics in, or a ConsumerMetrics made
-        once and shared by every consumer of a process that uses one registry."""
+        once and shared by every consumer of a process that uses one registry. on_dead: the
+        owner's bookkeeping for a dead-lettered entry, run after its letter is written."""
         check_client(client, config.block_ms)
         if isinstance(metrics, CollectorRegistry):
             metrics = ConsumerMetrics(metrics)
@@ -76,7 +78,7 @@ class Consumer:
         self._log = log.bind(group=config.group, consumer=config.consumer)
         self._stop = asyncio.Event()
         self._retries = LocalRetries(touch_every_ms=config.claim_idle_ms / 2)
-        self._writes = Settlement(client, config, metrics, self._log)
+        self._writes = Settlement(client, config, metrics, self._log, on_dead)
         self._ready = False
         self._next_claim_ms = 0.0
         self._failures = 0

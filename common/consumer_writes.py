@@ -10,7 +10,7 @@ command touches one slot and the code runs on Redis Cluster.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -41,6 +41,10 @@ def dead_letter_fields(
     return {**entry.fields, **{name: value.encode() for name, value in meta.items()}}
 
 
+DeadHook = Callable[[Entry, str], Awaitable[None]]
+"""Called with each dead-lettered entry and its reason, after its letter is written."""
+
+
 class Settlement:
     """Writes the outcome of handled entries of one consumer."""
 
@@ -50,8 +54,10 @@ class Settlement:
         config: ConsumerConfig,
         metrics: ConsumerMetrics,
         log: FilteringBoundLogger,
+        on_dead: DeadHook | None = None,
     ) -> None:
         self._client = client
+        self._on_dead = on_dead
         self._config = config
         self._metrics = metrics
         self._log = log
@@ -78,8 +84,12 @@ class Settlement:
         try:
             if letters and self._same_slot[stream]:
                 written = await self._dead_and_ack_atomic(stream, letters, dead, ack_ids)
+                await self._run_hook(written)
             else:
                 written = await self._dead_letters(letters, dead) if letters else []
+                # Between the letter and the ack: the owner's own bookkeeping for a dead
+                # entry (the sender advances the conversation's seq) is never skipped.
+                await self._run_hook(written)
                 ids = ack_ids + [entry.id for entry, _ in written]
                 if ids:
                     await self._client.xack(stream, self._config.group, *ids)
@@ -100,6 +110,11 @@ class Settlement:
                 reason=reason,
             )
         return len(written) == len(dead)
+
+    async def _run_hook(self, written: Sequence[tuple[Entry, str]]) -> None:
+        if self._on_dead is not None:
+            for entry, reason in written:
+                await self._on_dead(entry, reason)
 
     async def _dead_letters(
         self, letters: list[Fields], dead: Sequence[tuple[Entry, str]]

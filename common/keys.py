@@ -56,3 +56,27 @@ class Keys:
     def seq(self, shard: int) -> str:
         """Hash of a shard's conversations to the seq of their last emitted batch."""
         return f"{self.tag(shard)}:seq"
+
+    def shard_of_outbound(self, stream: str) -> int:
+        """The shard whose outbound stream this is."""
+        return self.all_outbound().index(stream)
+
+    def delivered(self, shard: int) -> str:
+        """Hash of a shard's conversations to the seq of their last finished batch."""
+        return f"{self.tag(shard)}:delivered"
+
+    def send_state(self, shard: int, batch_id: str) -> str:
+        """A batch's handler replies and send progress, kept only while it is retried."""
+        return f"{self.tag(shard)}:send:{batch_id}"
+
+    def history(self, conversation: str) -> str:
+        """Capped list of a conversation's recent user messages and bot replies."""
+        return f"{self.tag(self.shard_of(conversation))}:h:{conversation}"
+
+    def user_rate(self, conversation: str) -> str:
+        """Per-conversation rate-limiter state."""
+        return f"{self.tag(self.shard_of(conversation))}:rl:{conversation}"
+
+    def account_rate(self, account_id: str) -> str:
+        """Per sending account (page, IG account, phone number id) rate-limiter state."""
+        return f"{self.namespace}:rl:acct:{account_id}"

@@ -67,3 +67,21 @@ class CommonSettings:
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """Consumer-group recovery knobs shared by processor and sender."""
+
+    claim_interval_ms: int
+    claim_idle_ms: int
+    max_deliveries: int
+
+
+def group_from_env(env: Env) -> GroupSettings:
+    """LULL_CLAIM_INTERVAL_MS, LULL_CLAIM_IDLE_MS, LULL_MAX_DELIVERIES."""
+    return GroupSettings(
+        claim_interval_ms=env.integer("LULL_CLAIM_INTERVAL_MS", 5000, minimum=10),
+        claim_idle_ms=env.integer("LULL_CLAIM_IDLE_MS", 30_000, minimum=10),
+        max_deliveries=env.integer("LULL_MAX_DELIVERIES", 5, minimum=1, maximum=1000),
+    )

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.env import ConfigError, Env
-from common.settings import CommonSettings
+from common.settings import CommonSettings, GroupSettings, group_from_env
 
 WINDOW_MODES = ("sliding", "fixed")
 DAY_S = 86_400
@@ -37,15 +37,6 @@ class WindowSettings:
     max_skew_ms: int
     flush_on: frozenset[str]
     dedupe_ttl_s: int
-
-
-@dataclass(frozen=True)
-class GroupSettings:
-    """Consumer-group recovery knobs shared by processor and sender."""
-
-    claim_interval_ms: int
-    claim_idle_ms: int
-    max_deliveries: int
 
 
 @dataclass(frozen=True)
@@ -96,13 +87,4 @@ def window_from_env(env: Env) -> WindowSettings:
             "comma-separated event kinds, e.g. postback,quick_reply, or none",
         ),
         dedupe_ttl_s=env.integer("LULL_DEDUPE_TTL_S", 2 * DAY_S, minimum=60, maximum=30 * DAY_S),
-    )
-
-
-def group_from_env(env: Env) -> GroupSettings:
-    """LULL_CLAIM_INTERVAL_MS, LULL_CLAIM_IDLE_MS, LULL_MAX_DELIVERIES."""
-    return GroupSettings(
-        claim_interval_ms=env.integer("LULL_CLAIM_INTERVAL_MS", 5000, minimum=10),
-        claim_idle_ms=env.integer("LULL_CLAIM_IDLE_MS", 30_000, minimum=10),
-        max_deliveries=env.integer("LULL_MAX_DELIVERIES", 5, minimum=1, maximum=1000),
     )
