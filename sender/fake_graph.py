@@ -1,0 +1,382 @@
+"""A fake Graph Send API: checks tokens and request shapes, records what it accepted.
+
+`POST /{version}/{account_id}/messages` takes both the Messenger/Instagram and the
+WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
+`messages[0].id`). Control endpoints for tests and local runs:
+- `GET /_sent`: every accepted request, `{account_id, payload, message_id, at_ms}`;
+- `DELETE /_sent`: forget them;
+- `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "count",
+  "headers"}], "latency_ms"}`; the next requests answer those errors in order, and
+  every request waits latency_ms first. A new script replaces the previous one.
+  Scripted errors apply after the token check, so a bad token never uses one up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeGuard
+
+import orjson
+import structlog
+from aiohttp import web
+
+from common.loop import new_event_loop
+
+MESSENGER_TEXT_LIMIT: Final = 2000
+WHATSAPP_TEXT_LIMIT: Final = 4096
+MESSAGING_TYPES: Final = frozenset({"RESPONSE", "UPDATE", "MESSAGE_TAG"})
+MESSENGER_ATTACHMENTS: Final = frozenset({"image", "audio", "video", "file", "template"})
+QUICK_REPLY_TYPES: Final = frozenset({"text", "user_phone_number", "user_email"})
+WHATSAPP_MEDIA: Final = frozenset({"image", "audio", "video", "document", "sticker"})
+# Stopping the fake never has in-flight work worth waiting for.
+SHUTDOWN_TIMEOUT_S: Final = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedError:
+    """One error answer the fake gives instead of accepting a request."""
+
+    status: int
+    code: int
+    message: str
+    subcode: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeGraph:
+    """The fake's state: accepted requests, pending scripted errors, simulated latency."""
+
+    def __init__(self, tokens: Mapping[str, str] | None) -> None:
+        self.tokens = None if tokens is None else dict(tokens)
+        self.sent: list[dict[str, Any]] = []
+        self.errors: deque[ScriptedError] = deque()
+        self.latency_ms = 0
+        self._last_id = 0
+
+    def authorized(self, account_id: str, token: str | None) -> bool:
+        """Any token when the fake was given none, else exactly the account's token."""
+        if not token:
+            return False
+        return self.tokens is None or self.tokens.get(account_id) == token
+
+    def script(self, errors: list[ScriptedError], latency_ms: int) -> None:
+        """Replace the pending errors and the latency."""
+        self.errors = deque(errors)
+        self.latency_ms = latency_ms
+
+    def record(self, account_id: str, payload: dict[str, Any], prefix: str) -> str:
+        """Remember an accepted request; its id grows with every request (zero-padded)."""
+        self._last_id += 1
+        message_id = f"{prefix}{self._last_id:010d}"
+        self.sent.append(
+            {
+                "account_id": account_id,
+                "payload": payload,
+                "message_id": message_id,
+                "at_ms": int(time.time() * 1000),
+            }
+        )
+        return message_id
+
+
+FAKE_GRAPH = web.AppKey("fake_graph", FakeGraph)
+
+
+def create_fake_graph_app(tokens: Mapping[str, str] | None = None) -> web.Application:
+    """The fake's app; tokens maps account id to token, None accepts any bearer token."""
+    app = web.Application()
+    app[FAKE_GRAPH] = FakeGraph(tokens)
+    app.router.add_post("/{version:v[0-9.]+}/{account_id}/messages", send_message)
+    app.router.add_get("/_sent", list_sent)
+    app.router.add_delete("/_sent", clear_sent)
+    app.router.add_post("/_script", set_script)
+    return app
+
+
+def run_fake_graph(
+    port: int, host: str = "127.0.0.1", tokens: Mapping[str, str] | None = None
+) -> int:
+    """Serve the fake until SIGTERM or SIGINT; returns the exit code."""
+    log = structlog.get_logger("lull.fake_graph")
+    log.info("fake graph starting", host=host, port=port, any_token=tokens is None)
+    web.run_app(
+        create_fake_graph_app(tokens),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        loop=new_event_loop(),
+    )
+    log.info("fake graph stopped")
+    return 0
+
+
+async def send_message(request: web.Request) -> web.Response:
+    """Check token and shape like the Send API, then record and answer a message id."""
+    graph = request.app[FAKE_GRAPH]
+    if graph.latency_ms:
+        # The fake stands in for a network round trip; tests use this to hit client timeouts.
+        await asyncio.sleep(graph.latency_ms / 1000)
+    account_id = request.match_info["account_id"]
+    if not graph.authorized(account_id, _token(request)):
+        return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+    if graph.errors:
+        scripted = graph.errors.popleft()
+        return _error(
+            scripted.status, scripted.code, scripted.message, scripted.subcode, scripted.headers
+        )
+    try:
+        payload = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _error(400, 100, "(#100) The request body is not valid JSON")
+    if not isinstance(payload, dict):
+        return _error(400, 100, "(#100) The request body must be a JSON object")
+    whatsapp = "messaging_product" in payload
+    problem = whatsapp_problem(payload) if whatsapp else messenger_problem(payload)
+    if problem is not None:
+        return _error(400, 100, f"(#100) {problem}")
+    if whatsapp:
+        message_id = graph.record(account_id, payload, "wamid.FAKE")
+        to = payload["to"]
+        return _json(
+            200,
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to}],
+                "messages": [{"id": message_id}],
+            },
+        )
+    message_id = graph.record(account_id, payload, "m_FAKE")
+    return _json(200, {"recipient_id": payload["recipient"]["id"], "message_id": message_id})
+
+
+async def list_sent(request: web.Request) -> web.Response:
+    """Every accepted request, oldest first."""
+    return _json(200, request.app[FAKE_GRAPH].sent)
+
+
+async def clear_sent(request: web.Request) -> web.Response:
+    """Forget the accepted requests; ids keep growing."""
+    graph = request.app[FAKE_GRAPH]
+    cleared = len(graph.sent)
+    graph.sent.clear()
+    return _json(200, {"cleared": cleared})
+
+
+async def set_script(request: web.Request) -> web.Response:
+    """Replace the error script and the latency."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _control_error("the body is not valid JSON")
+    try:
+        errors, latency_ms = parse_script(body)
+    except ValueError as exc:
+        return _control_error(str(exc))
+    request.app[FAKE_GRAPH].script(errors, latency_ms)
+    return _json(200, {"pending_errors": len(errors), "latency_ms": latency_ms})
+
+
+def parse_script(body: object) -> tuple[list[ScriptedError], int]:
+    """The errors (each repeated count times) and the latency of a /_script body."""
+    if not isinstance(body, dict):
+        raise ValueError("the script must be a JSON object")
+    latency_ms = body.get("latency_ms", 0)
+    if not _is_int(latency_ms) or latency_ms < 0:
+        raise ValueError("latency_ms must be an integer >= 0")
+    specs = body.get("errors", [])
+    if not isinstance(specs, list):
+        raise ValueError("errors must be a list")
+    errors: list[ScriptedError] = []
+    for index, spec in enumerate(specs):
+        where = f"errors[{index}]"
+        if not isinstance(spec, dict):
+            raise ValueError(f"{where} must be an object")
+        status, code = spec.get("status"), spec.get("code")
+        subcode, count = spec.get("subcode"), spec.get("count", 1)
+        message, headers = spec.get("message", "scripted error"), spec.get("headers", {})
+        if not _is_int(status) or not 400 <= status <= 599:
+            raise ValueError(f"{where}.status must be an integer from 400 to 599")
+        if not _is_int(code):
+            raise ValueError(f"{where}.code must be an integer")
+        if subcode is not None and not _is_int(subcode):
+            raise ValueError(f"{where}.subcode must be an integer")
+        if not _is_int(count) or count < 1:
+            raise ValueError(f"{where}.count must be an integer >= 1")
+        if not isinstance(message, str):
+            raise ValueError(f"{where}.message must be a string")
+        if not isinstance(headers, dict) or not all(
+            isinstance(value, str) for value in headers.values()
+        ):
+            raise ValueError(f"{where}.headers must be an object of strings")
+        errors.extend([ScriptedError(status, code, message, subcode, dict(headers))] * count)
+    return errors, latency_ms
+
+
+def messenger_problem(payload: Mapping[str, Any]) -> str | None:
+    """What is wrong with a Messenger/Instagram Send API body, None when nothing."""
+    recipient = payload.get("recipient")
+    if not isinstance(recipient, dict) or not _text(recipient.get("id")):
+        return "param recipient[id] must be a non-empty string"
+    if not _one_of(payload.get("messaging_type"), MESSAGING_TYPES):
+        return f"param messaging_type must be one of {sorted(MESSAGING_TYPES)}"
+    message = payload.get("message")
+    if not isinstance(message, dict):
+        return "param message must be an object"
+    text, attachment = message.get("text"), message.get("attachment")
+    if (text is None) == (attachment is None):
+        return "param message must have exactly one of text or attachment"
+    if text is not None:
+        if not _text(text):
+            return "param message[text] must be a non-empty string"
+        if len(text) > MESSENGER_TEXT_LIMIT:
+            return f"Length of param message[text] must be <= {MESSENGER_TEXT_LIMIT}"
+    else:
+        problem = _messenger_attachment_problem(attachment)
+        if problem is not None:
+            return problem
+    return _quick_replies_problem(message.get("quick_replies"))
+
+
+def _messenger_attachment_problem(attachment: object) -> str | None:
+    if not isinstance(attachment, dict):
+        return "param message[attachment] must be an object"
+    kind, payload = attachment.get("type"), attachment.get("payload")
+    if not _one_of(kind, MESSENGER_ATTACHMENTS):
+        return f"param message[attachment][type] must be one of {sorted(MESSENGER_ATTACHMENTS)}"
+    if not isinstance(payload, dict):
+        return "param message[attachment][payload] must be an object"
+    if kind != "template" and not _url(payload.get("url")):
+        return "param message[attachment][payload][url] must be an http(s) URL"
+    return None
+
+
+def _quick_replies_problem(quick_replies: object) -> str | None:
+    if quick_replies is None:
+        return None
+    if not isinstance(quick_replies, list) or not 1 <= len(quick_replies) <= 13:
+        return "param message[quick_replies] must be a list of 1 to 13 items"
+    for item in quick_replies:
+        if not isinstance(item, dict) or not _one_of(item.get("content_type"), QUICK_REPLY_TYPES):
+            return "param message[quick_replies][content_type] is missing or unknown"
+        if item["content_type"] == "text" and not (
+            _text(item.get("title")) and isinstance(item.get("payload"), str | int)
+        ):
+            return "a text quick reply needs a title and a payload"
+    return None
+
+
+def whatsapp_problem(payload: Mapping[str, Any]) -> str | None:
+    """What is wrong with a WhatsApp Cloud API message body, None when nothing."""
+    if payload.get("messaging_product") != "whatsapp":
+        return "param messaging_product must be 'whatsapp'"
+    if not _text(payload.get("to")):
+        return "param to must be a non-empty string"
+    if payload.get("recipient_type", "individual") != "individual":
+        return "param recipient_type must be 'individual'"
+    context = payload.get("context")
+    if context is not None and not (isinstance(context, dict) and _text(context.get("message_id"))):
+        return "param context[message_id] must be a non-empty string"
+    kind = payload.get("type")
+    content = payload.get(kind) if isinstance(kind, str) else None
+    if not isinstance(content, dict):
+        return "param type must name an object present in the request"
+    if kind == "text":
+        body = content.get("body")
+        if not _text(body):
+            return "param text[body] must be a non-empty string"
+        if len(body) > WHATSAPP_TEXT_LIMIT:
+            return f"param text[body] must be at most {WHATSAPP_TEXT_LIMIT} characters"
+        return None
+    if kind in WHATSAPP_MEDIA:
+        if ("link" in content) == ("id" in content):
+            return f"param {kind} needs exactly one of link or id"
+        if "link" in content and not _url(content["link"]):
+            return f"param {kind}[link] must be an http(s) URL"
+        return None
+    if kind == "interactive":
+        return _interactive_problem(content)
+    return f"the fake does not support type {kind!r}"
+
+
+def _interactive_problem(content: Mapping[str, Any]) -> str | None:
+    if content.get("type") != "button":
+        return "the fake supports only interactive type 'button'"
+    body = content.get("body")
+    if not isinstance(body, dict) or not _text(body.get("text")) or len(body["text"]) > 1024:
+        return "param interactive[body][text] must be 1 to 1024 characters"
+    action = content.get("action")
+    buttons = action.get("buttons") if isinstance(action, dict) else None
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        return "param interactive[action][buttons] must hold 1 to 3 buttons"
+    titles, ids = set(), set()
+    for button in buttons:
+        reply = button.get("reply") if isinstance(button, dict) else None
+        reply = reply if isinstance(reply, dict) else None
+        if not isinstance(button, dict) or button.get("type") != "reply" or not reply:
+            return "each button must be {type: reply, reply: {id, title}}"
+        title, button_id = reply.get("title"), reply.get("id")
+        if not _text(title) or len(title) > 20 or not _text(button_id) or len(button_id) > 256:
+            return "a button needs a title of 1 to 20 and an id of 1 to 256 characters"
+        titles.add(title)
+        ids.add(button_id)
+    if len(titles) < len(buttons) or len(ids) < len(buttons):
+        return "button titles and ids must be unique"
+    return None
+
+
+def _token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    # Meta also takes the token as a query parameter (the docs' curl examples do).
+    return request.query.get("access_token") or None
+
+
+def _error(
+    status: int,
+    code: int,
+    message: str,
+    subcode: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    error["fbtrace_id"] = "FAKE"
+    return _json(status, {"error": error}, headers)
+
+
+def _control_error(message: str) -> web.Response:
+    return _json(400, {"error": {"message": message}})
+
+
+def _json(status: int, body: object, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _text(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) > 8
+
+
+def _one_of(value: object, allowed: frozenset[str]) -> bool:
+    return isinstance(value, str) and value in allowed
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,137 @@
+"""The Graph Send API client: one POST per message, failures sorted by kind.
+
+Messenger and Instagram: `POST /{version}/{page-or-ig-id}/messages`; WhatsApp Cloud API:
+`POST /{version}/{phone-number-id}/messages`. Request building lives in graph_payload,
+error sorting in graph_errors; this module re-exports both so callers import one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from sender.graph_errors import ErrorKind, GraphError, MissingToken, classify
+from sender.graph_payload import GraphRequest, build_requests
+
+__all__ = [
+    "ErrorKind",
+    "GraphClient",
+    "GraphError",
+    "GraphRequest",
+    "MissingToken",
+    "build_requests",
+    "classify",
+    "load_tokens",
+]
+
+TOKENS_FORMAT = "a JSON object mapping account id to access token, or @path/to/file.json"
+
+
+class GraphClient:
+    """Sends GraphRequests with each account's token; returns ids or raises GraphError."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        tokens: Mapping[str, str],
+        timeout_s: float,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._tokens = dict(tokens)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
+
+    def __repr__(self) -> str:
+        # Never the tokens: a repr ends up in logs and tracebacks.
+        return f"GraphClient({self._base_url!r}, accounts={sorted(self._tokens)})"
+
+    async def post(self, request: GraphRequest) -> str:
+        """Send one message; its Graph message id, or GraphError (kind says what to do)."""
+        token = self._tokens.get(request.account_id)
+        if not token:
+            raise MissingToken(request.account_id)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        try:
+            async with self._session.post(
+                self._base_url + request.path,
+                data=orjson.dumps(request.payload),
+                headers=headers,
+                timeout=self._timeout,
+            ) as response:
+                raw = await response.read()
+                status, response_headers = response.status, response.headers
+        except TimeoutError as exc:
+            # Meta may still have sent it; the caller decides whether a duplicate is worse.
+            raise GraphError("temporary", f"no answer within {self._timeout_s:g} s") from exc
+        except aiohttp.ClientResponseError as exc:
+            # Only when the session raises for status itself; sort it like any answer.
+            raise classify(exc.status, None, exc.headers or {}) from exc
+        except aiohttp.ClientError as exc:
+            raise GraphError("temporary", f"{type(exc).__name__}: {exc}") from exc
+        body = _json(raw)
+        if 200 <= status < 300:
+            message_id = _message_id(body)
+            if message_id is not None:
+                return message_id
+        raise classify(status, body, response_headers)
+
+
+def _json(raw: bytes) -> object:
+    try:
+        parsed: object = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed
+
+
+def _message_id(body: object) -> str | None:
+    """Messenger answers `message_id`; WhatsApp answers `messages[0].id`."""
+    if not isinstance(body, dict):
+        return None
+    message_id: Any = body.get("message_id")
+    messages = body.get("messages")
+    if message_id is None and isinstance(messages, list) and messages:
+        first = messages[0]
+        message_id = first.get("id") if isinstance(first, dict) else None
+    return message_id if isinstance(message_id, str) and message_id else None
+
+
+def load_tokens(value: str) -> dict[str, str]:
+    """Parse LULL_ACCESS_TOKENS: inline JSON or @file; ValueError never shows a token."""
+    text = value.strip()
+    if not text:
+        raise ValueError(f"empty; expected {TOKENS_FORMAT}")
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = (
+                (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else "not UTF-8"
+            )
+            raise ValueError(f"cannot read token file {str(path)!r}: {reason}") from None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        # Position only: the message must not quote the text, which holds tokens.
+        raise ValueError(
+            f"not valid JSON (line {exc.lineno}, column {exc.colno}); expected {TOKENS_FORMAT}"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"a JSON {type(parsed).__name__}; expected {TOKENS_FORMAT}")
+    tokens: dict[str, str] = {}
+    for account_id, token in parsed.items():
+        if not account_id.strip():
+            raise ValueError("an account id is empty")
+        if not isinstance(token, str) or not token.strip() or any(c.isspace() for c in token):
+            raise ValueError(
+                f"the token for account {account_id!r} must be a non-empty string without spaces"
+            )
+        tokens[account_id] = token
+    return tokens

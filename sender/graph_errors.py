@@ -1,0 +1,176 @@
+"""Graph API failures, sorted into what the sender should do: wait, retry, or give up.
+
+Meta advises deciding on `error.code`, not on the HTTP status or the message text,
+so the code wins; the status only decides for codes this table does not know.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Final, Literal
+
+import orjson
+
+ErrorKind = Literal["throttle", "temporary", "permanent"]
+
+# Rate limits: app (4), user (17), page (32), method (613), WhatsApp business account
+# (80007), Cloud API throughput (130429), business/user pair (131056).
+THROTTLE_CODES: Final = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
+# Meta's own trouble: unknown (1), service (2), Messenger temporary send failure (1200),
+# WhatsApp account in maintenance (131057).
+TEMPORARY_CODES: Final = frozenset({1, 2, 1200, 131057})
+# Retrying cannot help: bad parameter (100), bad token (190), user unavailable (551),
+# permission (10), outside the 24 h window (131047), undeliverable (131026), policy block (368).
+PERMANENT_CODES: Final = frozenset({100, 190, 551, 10, 131047, 131026, 368})
+
+# Usage headers whose `estimated_time_to_regain_access` (minutes) says when to come back.
+USAGE_HEADERS: Final = ("x-business-use-case-usage", "x-app-usage", "x-page-usage")
+
+
+class GraphError(Exception):
+    """A Send API call that did not deliver; `kind` is throttle, temporary or permanent."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        subcode: int | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+        self.subcode = subcode
+        self.retry_after_ms = retry_after_ms
+
+    def __str__(self) -> str:
+        facts = [f"status {self.status}" if self.status is not None else "no response"]
+        if self.code is not None:
+            facts.append(f"code {self.code}" + (f"/{self.subcode}" if self.subcode else ""))
+        if self.retry_after_ms is not None:
+            facts.append(f"retry after {self.retry_after_ms} ms")
+        return f"{self.kind}: {self.message} ({', '.join(facts)})"
+
+
+class MissingToken(GraphError):
+    """No access token is configured for the account: permanent until the config changes."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            "permanent", f"no access token for account {account_id!r} in LULL_ACCESS_TOKENS"
+        )
+        self.account_id = account_id
+
+
+def classify(status: int | None, body: object, headers: Mapping[str, str]) -> GraphError:
+    """Turn a failed response (status None: no response at all) into a typed GraphError."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {}
+    code = _int(error.get("code"))
+    subcode = _int(error.get("error_subcode"))
+    kind = _kind(status, code)
+    retry_after_ms = None if kind == "permanent" else retry_after_ms_from(headers)
+    return GraphError(
+        kind,
+        _message(status, error),
+        status=status,
+        code=code,
+        subcode=subcode,
+        retry_after_ms=retry_after_ms,
+    )
+
+
+def _kind(status: int | None, code: int | None) -> ErrorKind:
+    if code in THROTTLE_CODES:
+        return "throttle"
+    if code in TEMPORARY_CODES:
+        return "temporary"
+    if code in PERMANENT_CODES:
+        return "permanent"
+    if status == 429:
+        return "throttle"
+    if status is not None and 400 <= status < 500:
+        return "permanent"
+    # No answer, a 5xx, or an answer that is not the API's (a proxy, a redirect): try again.
+    return "temporary"
+
+
+def _message(status: int | None, error: Mapping[str, object]) -> str:
+    message = error.get("message")
+    text = message if isinstance(message, str) and message else f"HTTP {status}"
+    # WhatsApp puts the actionable explanation in error_data.details.
+    data = error.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
+    if isinstance(details, str) and details and details not in text:
+        text = f"{text}: {details}"
+    return text
+
+
+def retry_after_ms_from(headers: Mapping[str, str], *, now_s: float | None = None) -> int | None:
+    """The longest wait the response's headers ask for, in ms; None when they ask for none."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    waits_ms = [_retry_after_header_ms(lowered.get("retry-after"), now_s)]
+    for name in USAGE_HEADERS:
+        waits_ms.extend(minutes * 60_000 for minutes in _regain_minutes(lowered.get(name)))
+    positive = [wait for wait in waits_ms if wait is not None and wait > 0]
+    return max(positive) if positive else None
+
+
+def _retry_after_header_ms(value: str | None, now_s: float | None) -> int | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        return round(seconds * 1000) if math.isfinite(seconds) else None
+    # RFC 9110 also allows an HTTP date.
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = time.time() if now_s is None else now_s
+    return max(0, round((when.timestamp() - now) * 1000))
+
+
+def _regain_minutes(value: str | None) -> Iterator[int]:
+    """Every estimated_time_to_regain_access in a usage header, however it is nested."""
+    if not value:
+        return
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return
+    # X-App-Usage is one flat object; X-Business-Use-Case-Usage maps a business id to a list
+    # of objects, one per use-case type.
+    stack: list[object] = [parsed]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            minutes = _int(item.get("estimated_time_to_regain_access"))
+            if minutes is not None:
+                yield minutes
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None

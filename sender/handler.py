@@ -1,0 +1,308 @@
+"""The handler: what turns one batch into raw reply dicts (an HTTP bot, a Python function, ...).
+
+Outcomes are typed: a handler returns the bot's replies, raises HandlerRetry when a later
+attempt may succeed, or HandlerPermanent when none will. The sender decides what that means
+for the stream entry (retry with backoff, dead letter) and validates the reply dicts itself.
+
+Decisions:
+- http: 429, 408, 5xx, timeouts and connection errors are temporary; any other 3xx/4xx is
+  permanent (redirects are not followed: they would re-send the signed body elsewhere).
+  A 2xx whose body is not a JSON object, or whose "replies" is not a list of objects, is a
+  bot bug and permanent. An empty body, 204 or a missing "replies" means "nothing to send".
+- python: the function runs under the same timeout as an HTTP call. HandlerRetry and
+  HandlerPermanent pass through; any other exception (and a timeout) is treated as temporary:
+  a crash may come from a dependency the function calls, and the sender's send-attempt
+  budget still dead-letters a batch that keeps failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import importlib
+import inspect
+import math
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from common.env import ConfigError
+
+SIGNATURE_HEADER = "X-Lull-Signature-256"
+HANDLER_FORMS = "http(s)://host/path, python:package.module:function, echo or none"
+"""What LULL_HANDLER accepts, for settings errors."""
+HANDLER_ENV = "LULL_HANDLER"
+DEFAULT_TIMEOUT_MS = 30_000
+# Enough of a refused answer to tell why in a dead letter, not the whole page.
+EXCERPT_CHARS = 200
+
+Reply = dict[str, Any]
+BotFunction = Callable[[dict[str, Any]], Awaitable[list[Reply]]]
+
+
+class HandlerRetry(Exception):
+    """Temporary failure: try the batch again later (after retry_after_ms when the bot said)."""
+
+    def __init__(self, reason: str, retry_after_ms: int | None = None) -> None:
+        shown = reason if retry_after_ms is None else f"{reason} (retry after {retry_after_ms} ms)"
+        super().__init__(shown)
+        self.reason = reason
+        self.retry_after_ms = retry_after_ms
+
+
+class HandlerPermanent(Exception):
+    """No attempt will succeed: dead-letter the batch with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Handler(Protocol):
+    """Turns one batch into raw reply dicts; close() releases what it holds."""
+
+    name: str
+    forward_only: bool
+    """True when the handler never replies, so the sender can skip sending altogether."""
+
+    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+        """The bot's replies to batch (unvalidated dicts); raises HandlerRetry/HandlerPermanent."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the handler is not called afterwards."""
+        ...
+
+
+def parse_handler_spec(value: str) -> str:
+    """Validate a LULL_HANDLER value; raises ValueError naming the accepted forms."""
+    spec = value.strip()
+    if spec.lower() in ("echo", "none"):
+        return spec.lower()
+    if spec.startswith("python:"):
+        module, sep, function = spec.removeprefix("python:").partition(":")
+        dotted_ok = module != "" and all(part.isidentifier() for part in module.split("."))
+        if sep and dotted_ok and function.isidentifier():
+            return spec
+    else:
+        try:
+            url = urlsplit(spec)
+            _ = url.port  # raises ValueError when the port is not a number in range
+        except ValueError:
+            url = None
+        if url is not None and url.scheme in ("http", "https") and url.hostname:
+            return spec
+    raise ValueError(f"{value!r}: expected {HANDLER_FORMS}")
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """The X-Lull-Signature-256 value: sha256=<hex HMAC-SHA256 of body with secret>."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def build_handler(
+    spec: str,
+    *,
+    secret: str,
+    timeout_ms: int,
+    session: aiohttp.ClientSession | None = None,
+) -> Handler:
+    """The handler for a LULL_HANDLER spec; a python function is imported and checked here."""
+    try:
+        spec = parse_handler_spec(spec)
+    except ValueError:
+        raise ConfigError(HANDLER_ENV, spec, HANDLER_FORMS) from None
+    if timeout_ms <= 0:
+        raise ValueError(f"timeout_ms={timeout_ms}: must be > 0")
+    if spec == "echo":
+        return EchoHandler()
+    if spec == "none":
+        return ForwardOnlyHandler()
+    if spec.startswith("python:"):
+        return PythonHandler(load_function(spec), timeout_ms=timeout_ms)
+    return HttpHandler(spec, secret=secret, timeout_ms=timeout_ms, session=session)
+
+
+class EchoHandler:
+    """Replies with the batch's combined text (demos, tests)."""
+
+    name = "echo"
+    forward_only = False
+
+    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+        """One reply carrying batch["text"], none when there is no text."""
+        text = batch.get("text")
+        # Only attachments (or blanks): there is nothing to echo, and an empty text is not sendable.
+        if not isinstance(text, str) or not text.strip():
+            return []
+        return [{"text": text}]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class ForwardOnlyHandler:
+    """LULL_HANDLER=none: batches are only forwarded; nothing is ever replied."""
+
+    name = "none"
+    forward_only = True
+
+    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+        """No replies."""
+        return []
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class HttpHandler:
+    """POSTs the batch to the bot's URL, signed, and reads {"replies": [...]} from the answer."""
+
+    name = "http"
+    forward_only = False
+
+    def __init__(
+        self, url: str, *, secret: str, timeout_ms: int, session: aiohttp.ClientSession | None
+    ) -> None:
+        self._url = url
+        self._secret = secret
+        self._timeout_ms = timeout_ms
+        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        self._owns_session = session is None
+        if session is None:
+            session = aiohttp.ClientSession(timeout=self._timeout)
+        self._session = session
+
+    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+        """The bot's replies; raises HandlerRetry or HandlerPermanent per the answer."""
+        try:
+            body = orjson.dumps(batch)
+        except orjson.JSONEncodeError as exc:
+            raise HandlerPermanent(f"batch is not JSON-serialisable: {exc}") from None
+        headers = {"Content-Type": "application/json", "User-Agent": "lull"}
+        if self._secret:
+            headers[SIGNATURE_HEADER] = sign_body(self._secret, body)
+        try:
+            async with self._session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                answer = await response.read()
+        except TimeoutError:
+            raise HandlerRetry(f"bot did not answer within {self._timeout_ms} ms") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise HandlerRetry(f"bot unreachable: {type(exc).__name__}: {exc}") from None
+        return _read_answer(status, answer, retry_after)
+
+    async def close(self) -> None:
+        """Close the session if this handler created it."""
+        if self._owns_session and not self._session.closed:
+            await self._session.close()
+
+
+class PythonHandler:
+    """Calls an async function of the bot's own code, in this process."""
+
+    name = "python"
+    forward_only = False
+
+    def __init__(self, function: BotFunction, *, timeout_ms: int) -> None:
+        self._function = function
+        self._timeout_ms = timeout_ms
+
+    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+        """The function's replies; its unexpected exceptions become HandlerRetry."""
+        try:
+            async with asyncio.timeout(self._timeout_ms / 1000):
+                replies: object = await self._function(batch)
+        except (HandlerRetry, HandlerPermanent):
+            raise
+        except TimeoutError:
+            raise HandlerRetry(f"function did not return within {self._timeout_ms} ms") from None
+        except Exception as exc:
+            # Temporary on purpose (see the module docstring); the cause stays chained for logs.
+            raise HandlerRetry(f"function raised {type(exc).__name__}: {exc}") from exc
+        return _checked_replies(replies, "function result")
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def load_function(spec: str) -> BotFunction:
+    """Import python:module:function once, at start; ConfigError when it is not usable."""
+    module_name, _, function_name = spec.removeprefix("python:").partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        # A missing import inside the bot's module is its own error, shown as it is.
+        if module_name != missing and not module_name.startswith(missing + "."):
+            raise
+        raise ConfigError(HANDLER_ENV, spec, f"no module named {missing!r}") from None
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise ConfigError(HANDLER_ENV, spec, f"module {module_name!r} has no {function_name!r}")
+    if not inspect.iscoroutinefunction(function):
+        raise ConfigError(HANDLER_ENV, spec, f"{function_name!r} must be an async function")
+    checked: BotFunction = function
+    return checked
+
+
+def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[Reply]:
+    if status in (408, 429) or status >= 500:
+        raise HandlerRetry(f"bot answered {status}", _retry_after_ms(retry_after))
+    if not 200 <= status < 300:
+        raise HandlerPermanent(f"bot answered {status}: {_excerpt(body)}")
+    if status == 204 or not body.strip():
+        return []
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise HandlerPermanent(f"bot answered {status} with non-JSON: {_excerpt(body)}") from None
+    if not isinstance(answer, dict):
+        raise HandlerPermanent(f"bot answered {status} with JSON that is not an object")
+    if "replies" not in answer:
+        return []
+    return _checked_replies(answer["replies"], '"replies"')
+
+
+def _checked_replies(replies: object, source: str) -> list[Reply]:
+    if not isinstance(replies, list):
+        raise HandlerPermanent(f"{source} is {type(replies).__name__}, expected a list")
+    for index, reply in enumerate(replies):
+        if not isinstance(reply, dict):
+            raise HandlerPermanent(
+                f"{source}[{index}] is {type(reply).__name__}, expected an object"
+            )
+    return replies
+
+
+def _retry_after_ms(value: str | None) -> int | None:
+    """Retry-After in ms (delta-seconds or HTTP-date); None when absent or unreadable."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0, math.ceil(seconds * 1000))
+
+
+def _excerpt(body: bytes) -> str:
+    text = body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace").strip()
+    return repr(text[:EXCERPT_CHARS]) if text else "(empty body)"

@@ -1,0 +1,49 @@
+"""The sender's Prometheus metrics, in a registry passed in."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from common.metrics import LATENCY_BUCKETS_S
+
+AGE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+
+class SenderMetrics:
+    """Deliveries, handler and Graph API latency, rate-limit waits, batch age."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.deliveries = Counter(
+            "lull_sender_deliveries",
+            "Batch outcomes: sent, no_reply, superseded, duplicate, waiting (for seq n-1), "
+            "retried, dead",
+            ["outcome"],
+            registry=registry,
+        )
+        self.handler_seconds = Histogram(
+            "lull_sender_handler_seconds",
+            "Handler (bot) call latency",
+            ["result"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.graph_seconds = Histogram(
+            "lull_sender_graph_seconds",
+            "Graph API send latency by HTTP status and error code",
+            ["status", "code"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.rate_waits = Counter(
+            "lull_sender_rate_limit_waits",
+            "Batches or sends postponed by a rate limit, by scope (user, account)",
+            ["scope"],
+            registry=registry,
+        )
+        self.batch_age = Histogram(
+            "lull_sender_batch_age_seconds",
+            "From the batch's closed_at to its last reply accepted by the Graph API",
+            buckets=AGE_BUCKETS_S,
+            registry=registry,
+        )

@@ -1,0 +1,151 @@
+"""A bot's replies: validating the handler's `replies` list and splitting long text.
+
+A handler answers `{"replies": [...]}`; each item is `{"text": "..."}` or
+`{"attachment": {"type": "image", "url": "https://..."}}`, optionally with
+`quick_replies: [{"title": "...", "payload": "..."}]`. Anything else is refused
+here, once, with a reason, so the Graph client only ever sees well-formed replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+# Longest text one Send API message may carry, per platform (characters).
+TEXT_LIMITS: Final[Mapping[str, int]] = MappingProxyType(
+    {"messenger": 2000, "instagram": 2000, "whatsapp": 4096}
+)
+# Messenger and Instagram accept at most 13 quick replies on one message.
+MAX_QUICK_REPLIES: Final = 13
+ATTACHMENT_TYPES: Final = frozenset({"image", "audio", "video", "file", "document"})
+
+_REPLY_KEYS: Final = frozenset({"text", "attachment", "quick_replies"})
+_QUICK_REPLY_KEYS: Final = frozenset({"title", "payload"})
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply: text or an attachment (`{"type", "url"}`), with optional quick replies."""
+
+    text: str | None
+    attachment: dict[str, str] | None
+    quick_replies: list[dict[str, Any]] | None
+
+
+def parse_replies(value: object) -> list[Reply]:
+    """Validate a handler's `replies` list (None means no replies); ValueError says why not."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"replies must be a list, not {_kind(value)}")
+    return [_parse_reply(index, item) for index, item in enumerate(value)]
+
+
+def _parse_reply(index: int, item: object) -> Reply:
+    where = f"replies[{index}]"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where} must be an object, not {_kind(item)}")
+    unknown = sorted(str(key) for key in item if key not in _REPLY_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{where} has unknown keys {unknown}; allowed: text, attachment, quick_replies"
+        )
+    has_text, has_attachment = "text" in item, "attachment" in item
+    if has_text == has_attachment:
+        raise ValueError(f"{where} needs exactly one of text or attachment")
+    quick_replies = _parse_quick_replies(where, item.get("quick_replies"))
+    if has_text:
+        text = item["text"]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{where}.text must be a non-empty string")
+        return Reply(text=text, attachment=None, quick_replies=quick_replies)
+    return Reply(
+        text=None,
+        attachment=_parse_attachment(where, item["attachment"]),
+        quick_replies=quick_replies,
+    )
+
+
+def _parse_attachment(where: str, value: object) -> dict[str, str]:
+    where = f"{where}.attachment"
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be an object with type and url, not {_kind(value)}")
+    if set(value) != {"type", "url"}:
+        raise ValueError(f"{where} must have exactly the keys type and url")
+    kind, url = value["type"], value["url"]
+    if not isinstance(kind, str) or kind not in ATTACHMENT_TYPES:
+        raise ValueError(f"{where}.type must be one of {sorted(ATTACHMENT_TYPES)}, not {kind!r}")
+    if not isinstance(url, str) or not _is_http_url(url):
+        raise ValueError(f"{where}.url must be an http(s) URL with a host")
+    return {"type": kind, "url": url}
+
+
+def _parse_quick_replies(where: str, value: object) -> list[dict[str, Any]] | None:
+    where = f"{where}.quick_replies"
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"{where} must be a list, not {_kind(value)}")
+    if len(value) > MAX_QUICK_REPLIES:
+        raise ValueError(f"{where} has {len(value)} items; at most {MAX_QUICK_REPLIES} allowed")
+    parsed: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        here = f"{where}[{index}]"
+        if not isinstance(item, dict) or set(item) != _QUICK_REPLY_KEYS:
+            raise ValueError(f"{here} must be an object with exactly the keys title and payload")
+        title, payload = item["title"], item["payload"]
+        if not isinstance(title, str) or not title.strip():
+            raise ValueError(f"{here}.title must be a non-empty string")
+        if not isinstance(payload, str) or not payload:
+            raise ValueError(f"{here}.payload must be a non-empty string")
+        parsed.append({"title": title, "payload": payload})
+    # An empty list asks for nothing; treating it as absent keeps payloads free of empty arrays.
+    return parsed or None
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split text at whitespace into non-empty chunks of at most limit characters, in order."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    chunks: list[str] = []
+    # Text that fits keeps its whitespace; text that must be split loses it at every cut.
+    rest = text if len(text) <= limit else text.lstrip()
+    while len(rest) > limit:
+        cut = _last_break(rest[: limit + 1])
+        head = rest[:cut].rstrip() if cut > 0 else ""
+        if not head:
+            # One word longer than the limit: cutting it is better than refusing the reply.
+            head, cut = rest[:limit], limit
+        chunks.append(head)
+        rest = rest[cut:].lstrip()
+    if rest.strip():
+        chunks.append(rest)
+    return chunks
+
+
+def _last_break(window: str) -> int:
+    """Index of the best whitespace to cut the window at, or -1 when it has none."""
+    # A paragraph or line break reads better than a space, unless it would leave a short chunk.
+    for separator in ("\n\n", "\n"):
+        index = window.rfind(separator)
+        if index >= len(window) // 2:
+            return index
+    for index in range(len(window) - 1, -1, -1):
+        if window[index].isspace():
+            return index
+    return -1
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,99 @@
+"""Sender settings: handler, Graph API, rate limits, retries, supersede, history."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from common.env import ConfigError, Env
+from common.settings import CommonSettings, GroupSettings, group_from_env
+from sender.graph import load_tokens
+from sender.handler import HANDLER_FORMS, parse_handler_spec
+from sender.ratelimit import RATE_FORMAT, Rate, parse_rate
+
+
+def _base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(value)
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class SenderSettings:
+    """Everything the sender reads from the environment, validated."""
+
+    common: CommonSettings
+    group: GroupSettings
+    handler: str
+    handler_secret: str = field(repr=False)
+    handler_timeout_ms: int
+    graph_base: str
+    graph_version: str
+    graph_timeout_ms: int
+    access_tokens: dict[str, str] = field(repr=False)
+    rate_global: Rate | None
+    rate_per_user: Rate | None
+    send_max_attempts: int
+    send_backoff_base_ms: int
+    send_backoff_max_ms: int
+    supersede: bool
+    history_messages: int
+    history_ttl_s: int
+    concurrency: int
+    metrics_host: str
+    metrics_port: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SenderSettings:
+        """Read and validate; raises ConfigError naming the first bad variable."""
+        source = os.environ if environ is None else environ
+        env = Env(source)
+        tokens_text = env.raw("LULL_ACCESS_TOKENS")
+        try:
+            tokens = load_tokens(tokens_text) if tokens_text else {}
+        except ValueError as exc:
+            raise ConfigError("LULL_ACCESS_TOKENS", tokens_text, str(exc), secret=True) from None
+        handler_allowed = HANDLER_FORMS
+        return cls(
+            common=CommonSettings.from_env(source),
+            group=group_from_env(env),
+            handler=env.parsed("LULL_HANDLER", "", parse_handler_spec, handler_allowed)
+            or _required_handler(handler_allowed),
+            handler_secret=env.string("LULL_HANDLER_SECRET", ""),
+            handler_timeout_ms=env.integer(
+                "LULL_HANDLER_TIMEOUT_MS", 30_000, minimum=10, maximum=600_000
+            ),
+            graph_base=env.parsed(
+                "LULL_GRAPH_API_BASE", "https://graph.facebook.com", _base_url, "an http(s) URL"
+            ),
+            graph_version=env.string("LULL_GRAPH_API_VERSION", "v23.0"),
+            graph_timeout_ms=env.integer(
+                "LULL_GRAPH_TIMEOUT_MS", 10_000, minimum=10, maximum=120_000
+            ),
+            access_tokens=tokens,
+            rate_global=env.parsed("LULL_RATE_GLOBAL", parse_rate("80/s"), parse_rate, RATE_FORMAT),
+            rate_per_user=env.parsed(
+                "LULL_RATE_PER_USER", parse_rate("10/1m:3"), parse_rate, RATE_FORMAT
+            ),
+            send_max_attempts=env.integer("LULL_SEND_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
+            send_backoff_base_ms=env.integer(
+                "LULL_SEND_BACKOFF_BASE_MS", 500, minimum=1, maximum=600_000
+            ),
+            send_backoff_max_ms=env.integer(
+                "LULL_SEND_BACKOFF_MAX_MS", 60_000, minimum=1, maximum=3_600_000
+            ),
+            supersede=env.flag("LULL_SUPERSEDE", False),
+            history_messages=env.integer("LULL_HISTORY_MESSAGES", 20, minimum=0, maximum=1000),
+            history_ttl_s=env.integer("LULL_HISTORY_TTL_S", 86_400, minimum=1),
+            concurrency=env.integer("LULL_SENDER_CONCURRENCY", 64, minimum=1, maximum=10_000),
+            metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
+            metrics_port=env.integer("LULL_SENDER_METRICS_PORT", 9102, minimum=0, maximum=65535),
+        )
+
+
+def _required_handler(allowed: str) -> str:
+    # No default: a production sender that silently echoed users would be worse than none.
+    raise ConfigError("LULL_HANDLER", None, f"required: {allowed}")

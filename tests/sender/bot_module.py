@@ -1,0 +1,46 @@
+"""Bot functions for LULL_HANDLER=python:tests.sender.bot_module:<name> in tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sender.handler import HandlerPermanent, HandlerRetry
+
+NOT_A_FUNCTION = "replies"
+
+
+async def reply(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """One reply quoting the batch's text."""
+    return [{"text": "py: " + batch["text"]}]
+
+
+async def busy(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """Asks for a retry in 1.5 s."""
+    raise HandlerRetry("busy", retry_after_ms=1500)
+
+
+async def refuse(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """Refuses the batch for good."""
+    raise HandlerPermanent("unsupported batch")
+
+
+async def crash(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fails the way a bug or a dependency would."""
+    raise RuntimeError("boom")
+
+
+async def slow(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """Never answers within a test's timeout."""
+    await asyncio.sleep(10)
+    return []
+
+
+async def not_a_list(batch: dict[str, Any]) -> Any:
+    """A bug: one reply instead of a list of replies."""
+    return {"text": "oops"}
+
+
+def not_async(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A plain function: refused at start."""
+    return []

@@ -1,0 +1,105 @@
+"""Sender test helpers: a fake Graph API on loopback, batches on the outbound stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
+
+from common.keys import Keys
+from sender.app import Sender
+from sender.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from sender.settings import SenderSettings
+
+TOKENS = {"p1": "page-token", "wa1": "wa-token"}
+MakeSender = Callable[..., Awaitable[Sender]]
+
+
+@pytest.fixture
+async def graph_server() -> AsyncIterator[TestServer]:
+    """The fake Graph API, accepting TOKENS only."""
+    server = TestServer(create_fake_graph_app(TOKENS))
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def graph(graph_server: TestServer) -> FakeGraph:
+    """The fake's recorded state."""
+    return graph_server.app[FAKE_GRAPH]
+
+
+@pytest.fixture
+def sender_env(base_env: dict[str, str], graph_server: TestServer) -> dict[str, str]:
+    """A sender with echo, no rate limits and millisecond backoff."""
+    return {
+        **base_env,
+        "LULL_HANDLER": "echo",
+        "LULL_GRAPH_API_BASE": str(graph_server.make_url("")).rstrip("/"),
+        "LULL_ACCESS_TOKENS": orjson.dumps(TOKENS).decode(),
+        "LULL_RATE_GLOBAL": "off",
+        "LULL_RATE_PER_USER": "off",
+        "LULL_SEND_BACKOFF_BASE_MS": "1",
+        "LULL_SEND_BACKOFF_MAX_MS": "5",
+        "LULL_SENDER_METRICS_PORT": "0",
+    }
+
+
+@pytest.fixture
+async def make_sender(
+    redis: aioredis.Redis, sender_env: dict[str, str]
+) -> AsyncIterator[MakeSender]:
+    """Build senders on the test Redis; all are closed afterwards."""
+    made: list[Sender] = []
+
+    async def make(**overrides: str) -> Sender:
+        sender = await Sender.create(redis, SenderSettings.from_env({**sender_env, **overrides}))
+        made.append(sender)
+        return sender
+
+    yield make
+    for sender in made:
+        await sender.close()
+
+
+async def emit(
+    redis: aioredis.Redis,
+    keys: Keys,
+    user: str,
+    seq: int,
+    text: str,
+    *,
+    platform: str = "messenger",
+    account: str = "p1",
+) -> dict[str, Any]:
+    """Put a batch on its outbound stream as the processor's close script would."""
+    conversation = f"{platform}:{account}:{user}"
+    shard = keys.shard_of(conversation)
+    mid = f"{user}-{seq}"
+    batch = {
+        "batch_id": f"{conversation}:{seq}", "seq": seq, "platform": platform,
+        "account_id": account, "user_id": user, "conversation": conversation,
+        "messages": [{"mid": mid, "event_time": 1, "received_at": 1, "kind": "text",
+                      "text": text, "attachments": [], "raw": {}}],
+        "text": text, "first_event_time": 1, "last_event_time": 1, "opened_at": 1,
+        "closed_at": 1, "close_reason": "gap",
+    }  # fmt: skip
+    pipe = redis.pipeline(transaction=False)
+    pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(batch)})
+    pipe.hset(keys.seq(shard), conversation, seq)
+    await pipe.execute()
+    return batch
+
+
+def sent_texts(graph: FakeGraph) -> list[tuple[str, str]]:
+    """(recipient, text) of every accepted Messenger send, in order."""
+    return [
+        (s["payload"]["recipient"]["id"], s["payload"]["message"].get("text", ""))
+        for s in graph.sent
+        if "recipient" in s["payload"]
+    ]

@@ -1,0 +1,132 @@
+"""Reply validation and text splitting."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sender.replies import TEXT_LIMITS, Reply, parse_replies, split_text
+
+
+def test_text_attachment_and_quick_replies_parse() -> None:
+    replies = parse_replies(
+        [
+            {"text": "hello"},
+            {"attachment": {"type": "image", "url": "https://example.com/a.png"}},
+            {"text": "pick", "quick_replies": [{"title": "Red", "payload": "RED"}]},
+        ]
+    )
+    assert replies == [
+        Reply(text="hello", attachment=None, quick_replies=None),
+        Reply(
+            text=None,
+            attachment={"type": "image", "url": "https://example.com/a.png"},
+            quick_replies=None,
+        ),
+        Reply(text="pick", attachment=None, quick_replies=[{"title": "Red", "payload": "RED"}]),
+    ]
+
+
+def test_none_and_empty_mean_no_replies() -> None:
+    assert parse_replies(None) == []
+    assert parse_replies([]) == []
+
+
+def test_empty_quick_replies_are_dropped() -> None:
+    assert parse_replies([{"text": "x", "quick_replies": []}])[0].quick_replies is None
+
+
+def test_every_attachment_type_is_accepted() -> None:
+    for kind in ("image", "audio", "video", "file", "document"):
+        reply = parse_replies([{"attachment": {"type": kind, "url": "http://h/x"}}])[0]
+        assert reply.attachment == {"type": kind, "url": "http://h/x"}
+
+
+def _qr(count: int) -> list[dict[str, str]]:
+    return [{"title": f"t{i}", "payload": f"p{i}"} for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"text": "x"}, "must be a list"),
+        ("hello", "must be a list"),
+        (["hello"], r"replies\[0\] must be an object"),
+        ([{}], "exactly one of text or attachment"),
+        ([{"text": "a", "attachment": {"type": "image", "url": "https://h/x"}}], "exactly one"),
+        ([{"text": ""}], "text must be a non-empty string"),
+        ([{"text": "   "}], "text must be a non-empty string"),
+        ([{"text": 5}], "text must be a non-empty string"),
+        ([{"text": "x", "buttons": []}], "unknown keys \\['buttons'\\]"),
+        ([{"attachment": "https://h/x"}], "attachment must be an object"),
+        ([{"attachment": {"type": "image"}}], "exactly the keys type and url"),
+        ([{"attachment": {"type": "gif", "url": "https://h/x"}}], "type must be one of"),
+        ([{"attachment": {"type": ["image"], "url": "https://h/x"}}], "type must be one of"),
+        ([{"attachment": {"type": "image", "url": "ftp://h/x"}}], "http\\(s\\) URL"),
+        ([{"attachment": {"type": "image", "url": "https:///x"}}], "http\\(s\\) URL"),
+        ([{"attachment": {"type": "image", "url": 7}}], "http\\(s\\) URL"),
+        ([{"text": "x", "quick_replies": {"title": "a"}}], "quick_replies must be a list"),
+        ([{"text": "x", "quick_replies": _qr(14)}], "14 items; at most 13"),
+        ([{"text": "x", "quick_replies": [{"title": "a"}]}], "exactly the keys title and payload"),
+        ([{"text": "x", "quick_replies": ["a"]}], "exactly the keys title and payload"),
+        ([{"text": "x", "quick_replies": [{"title": "", "payload": "p"}]}], "title must be"),
+        ([{"text": "x", "quick_replies": [{"title": "a", "payload": 3}]}], "payload must be"),
+    ],
+)
+def test_bad_replies_are_refused_with_a_reason(value: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_replies(value)
+
+
+def test_thirteen_quick_replies_are_fine() -> None:
+    reply = parse_replies([{"text": "x", "quick_replies": _qr(13)}])[0]
+    assert reply.quick_replies is not None
+    assert len(reply.quick_replies) == 13
+
+
+def test_short_text_is_one_chunk_unchanged() -> None:
+    assert split_text("  hi\nthere ", 20) == ["  hi\nthere "]
+    assert split_text("x" * 20, 20) == ["x" * 20]
+
+
+def test_blank_text_has_no_chunks() -> None:
+    assert split_text("", 10) == []
+    assert split_text(" \n ", 10) == []
+
+
+def test_long_text_splits_at_whitespace() -> None:
+    assert split_text("aaa bbb ccc ddd", 7) == ["aaa bbb", "ccc ddd"]
+    assert split_text("aaa bbb ccc ddd", 8) == ["aaa bbb", "ccc ddd"]
+
+
+def test_a_word_longer_than_the_limit_is_cut_hard() -> None:
+    assert split_text("ab " + "x" * 12, 5) == ["ab", "xxxxx", "xxxxx", "xx"]
+
+
+def test_a_late_line_break_is_preferred_to_a_space() -> None:
+    text = "one two three\nfour five"
+    assert split_text(text, 20) == ["one two three", "four five"]
+
+
+def test_platform_limits() -> None:
+    text = " ".join(["word"] * 900)  # 4499 characters
+    assert [len(c) <= 2000 for c in split_text(text, TEXT_LIMITS["messenger"])] == [True] * 3
+    assert len(split_text(text, TEXT_LIMITS["whatsapp"])) == 2
+    assert TEXT_LIMITS["instagram"] == 2000
+
+
+def test_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        split_text("x", 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from("ab \n\t"), max_size=300),
+    limit=st.integers(min_value=1, max_value=40),
+)
+def test_split_keeps_every_character_in_order_within_the_limit(text: str, limit: int) -> None:
+    chunks = split_text(text, limit)
+    assert all(0 < len(chunk) <= limit and chunk.strip() for chunk in chunks)
+    assert "".join("".join(chunk.split()) for chunk in chunks) == "".join(text.split())
