@@ -20,7 +20,9 @@ from common.settings import DEFAULT_REDIS_URL
 
 DEV_VERIFY_TOKEN = "lull-dev-verify-token"  # noqa: S105  (a published dev default)
 DEV_APP_SECRET = "lull-dev-app-secret"  # noqa: S105  (a published dev default, never production)
-SERVICES = ("ingest", "processor")
+SERVICES = ("ingest", "processor", "sender", "fake-graph")
+DEV_FAKE_GRAPH_PORT = "8090"
+DEV_GRAPH_TOKEN = "lull-dev-graph-token"  # noqa: S105  (accepted by the fake Graph API only)
 STOP_TIMEOUT_S = 10.0
 DATA_DIR = Path(".lull") / "redis"
 
@@ -30,6 +32,10 @@ def _dev_environ(redis_url: str) -> dict[str, str]:
     env.setdefault("LULL_VERIFY_TOKEN", DEV_VERIFY_TOKEN)
     env.setdefault("LULL_APP_SECRET", DEV_APP_SECRET)
     env.setdefault("LULL_LOG_FORMAT", "console")
+    env.setdefault("LULL_HANDLER", "echo")
+    env.setdefault("LULL_FAKE_GRAPH_PORT", DEV_FAKE_GRAPH_PORT)
+    env.setdefault("LULL_GRAPH_API_BASE", f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}")
+    env.setdefault("LULL_ACCESS_TOKENS", f'{{"*": "{DEV_GRAPH_TOKEN}"}}')
     env["LULL_REDIS_URL"] = redis_url
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -78,7 +84,7 @@ async def _supervise(services: list[str], env: dict[str, str]) -> int:
     pumps = []
     for name in services:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", name, env=env,
+            sys.executable, *_command(name, env), env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         children[name] = proc
@@ -105,6 +111,12 @@ async def _supervise(services: list[str], env: dict[str, str]) -> int:
     await asyncio.gather(*pumps, return_exceptions=True)
     _say("stopped")
     return code
+
+
+def _command(name: str, env: dict[str, str]) -> list[str]:
+    if name == "fake-graph":
+        return ["-m", "common.cli", "fake-graph", "--port", env["LULL_FAKE_GRAPH_PORT"]]
+    return ["-m", name]
 
 
 async def _pump(name: str, stream: asyncio.StreamReader) -> None:

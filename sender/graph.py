@@ -31,6 +31,9 @@ __all__ = [
 TOKENS_FORMAT = "a JSON object mapping account id to access token, or @path/to/file.json"
 
 
+DEFAULT_ACCOUNT = "*"
+
+
 class GraphClient:
     """Sends GraphRequests with each account's token; returns ids or raises GraphError."""
 
@@ -53,7 +56,8 @@ class GraphClient:
 
     async def post(self, request: GraphRequest) -> str:
         """Send one message; its Graph message id, or GraphError (kind says what to do)."""
-        token = self._tokens.get(request.account_id)
+        # "*" is the token for every account without one of its own (one system-user token).
+        token = self._tokens.get(request.account_id) or self._tokens.get(DEFAULT_ACCOUNT)
         if not token:
             raise MissingToken(request.account_id)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
