@@ -24,6 +24,7 @@ SERVICES = ("ingest", "processor", "sender", "fake-graph")
 DEV_FAKE_GRAPH_PORT = "8090"
 DEV_GRAPH_TOKEN = "lull-dev-graph-token"  # noqa: S105  (accepted by the fake Graph API only)
 STOP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 15.0
 DATA_DIR = Path(".lull") / "redis"
 
 
@@ -90,6 +91,7 @@ async def _supervise(services: list[str], env: dict[str, str]) -> int:
         children[name] = proc
         assert proc.stdout is not None
         pumps.append(asyncio.create_task(_pump(name, proc.stdout)))
+    await _wait_until_listening(int(env.get("LULL_INGEST_PORT", "8080")), stop)
     _print_banner(env)
     exited = [asyncio.create_task(p.wait()) for p in children.values()]
     stopper = asyncio.create_task(stop.wait())
@@ -111,6 +113,15 @@ async def _supervise(services: list[str], env: dict[str, str]) -> int:
     await asyncio.gather(*pumps, return_exceptions=True)
     _say("stopped")
     return code
+
+
+async def _wait_until_listening(port: int, stop: asyncio.Event) -> None:
+    """Print the banner only once ingest accepts connections (bounded: it may fail)."""
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
+    while not stop.is_set() and asyncio.get_running_loop().time() < deadline:
+        if port_answers("127.0.0.1", port, 0.1):
+            return
+        await asyncio.sleep(0.05)
 
 
 def _command(name: str, env: dict[str, str]) -> list[str]:
