@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import sys
 from collections.abc import Mapping
 
 import structlog
 
-from common.env import ConfigError
-from common.http_admin import admin_app, serve
-from common.log import configure
-from common.loop import new_event_loop
 from common.redis_conn import connect, describe
+from common.service import run_main, run_replica
 from sender.app import Sender
 from sender.settings import SenderSettings
 
+# Above the consumer's short XREADGROUP block, so a blocked read never times out by itself.
 REDIS_TIMEOUT_S = 5.0
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     """Run the sender; returns the process exit code."""
-    try:
-        settings = SenderSettings.from_env(environ)
-    except ConfigError as exc:
-        print(f"lull sender: bad configuration: {exc}", file=sys.stderr)
-        return 2
-    configure(settings.common.log_format, settings.common.log_level, "sender")
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(_run(settings))
-    finally:
-        loop.close()
+    return run_main("sender", lambda: SenderSettings.from_env(environ), lambda s: s.common, _run)
 
 
 async def _run(settings: SenderSettings) -> int:
@@ -40,12 +25,6 @@ async def _run(settings: SenderSettings) -> int:
     url = settings.common.effective_redis_url
     client = connect(url, timeout_s=REDIS_TIMEOUT_S)
     sender = await Sender.create(client, settings)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, sender.request_stop)
-    stop_admin = await serve(
-        admin_app(sender.registry, client), settings.metrics_host, settings.metrics_port
-    )
     if not settings.access_tokens and not sender.handler.forward_only:
         log.warning("LULL_ACCESS_TOKENS is empty: every reply will be dead-lettered")
     log.info(
@@ -59,10 +38,16 @@ async def _run(settings: SenderSettings) -> int:
         metrics_port=settings.metrics_port,
     )
     try:
-        await sender.run()
+        await run_replica(
+            run=sender.run,
+            request_stop=sender.request_stop,
+            registry=sender.registry,
+            client=client,
+            metrics_host=settings.metrics_host,
+            metrics_port=settings.metrics_port,
+        )
     finally:
         await sender.close()
-        await stop_admin()
         await client.aclose()
     log.info("sender stopped")
     return 0
