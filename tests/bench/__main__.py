@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from types import FrameType
 
+from redis.exceptions import RedisError
+
 from common.env import ConfigError
 from tests.bench import ingest_bench
 from tests.bench.config import BenchConfig
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         # This script is idle while load runs, but keep it off the server's core anyway.
         os.sched_setaffinity(0, {config.loadgen_cpu})
         reports = [known[name](config) for name in names]
-    except (BenchError, ConfigError) as exc:
+    except (BenchError, ConfigError, RedisError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
