@@ -17,6 +17,7 @@ class IngestMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._request_children: dict[tuple[str, int], Counter] = {}
         self.requests = Counter(
             "lull_ingest_requests",
             "HTTP requests by route and status",
@@ -49,3 +50,11 @@ class IngestMetrics:
             "Requests answered 503 because Redis failed or was slow",
             registry=r,
         )
+
+    def request_counter(self, route: str, status: int) -> Counter:
+        """The requests counter child of (route, status), looked up once per pair."""
+        key = (route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, str(status))
+        return child

@@ -59,6 +59,9 @@ class StreamWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
+            # Yield once: requests already parsed in this loop turn join this flush, so a
+            # steady stream of requests is not sent one XADD per round trip.
+            await asyncio.sleep(0)
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
