@@ -44,6 +44,11 @@ class InboundHandler:
             for platform, kind in parsed.ignored:
                 metrics.ignored.labels(platform, kind).inc()
             for event in parsed.events:
+                if ":" in event.account_id:
+                    # The batch splits platform:account:user at the first two colons; Meta's
+                    # ids are digits, so a colon here is a forged or broken body.
+                    metrics.ignored.labels(event.platform, "malformed").inc()
+                    continue
                 metrics.events.labels(event.platform, event.kind).inc()
                 pending.append((event, received_at_ms))
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).

@@ -170,3 +170,16 @@ async def test_late_message_opens_new_window(
         (1, 1),
         (2, 1),
     ]
+
+
+async def test_account_id_with_a_colon_is_skipped_not_misattributed(
+    make_processor: MakeProcessor, redis: aioredis.Redis
+) -> None:
+    processor = make_processor()
+    body = messenger_body("u1", ["a"], await redis_now_ms(redis)).replace(
+        b'"recipient":{"id":"106000000000001"}', b'"recipient":{"id":"10:6"}'
+    )
+    await ingest(redis, processor.keys, body)
+    assert await processor.drain() == 0
+    text = generate_latest(processor.registry).decode()
+    assert 'lull_processor_ignored_total{kind="malformed",platform="messenger"} 1.0' in text
