@@ -12,7 +12,7 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from common.env import ConfigError
-from tests.bench import ingest_bench
+from tests.bench import ingest_bench, processor_bench, sender_bench
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError
 from tests.bench.report import Report, table
@@ -22,7 +22,11 @@ Bench = Callable[[BenchConfig], Report]
 
 def benches() -> dict[str, Bench]:
     """Every bench by name, in the order `all` runs them (processor, sender: add here)."""
-    return {"ingest": ingest_bench.run}
+    return {
+        "ingest": ingest_bench.run,
+        "processor": processor_bench.run,
+        "sender": sender_bench.run,
+    }
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

@@ -1,0 +1,139 @@
+"""What the sender bench phases share: batches on the outbound stream, a sender child, the
+fake Graph API's record."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+from redis import Redis
+from redis.client import Pipeline
+
+from common.embedded_redis import free_port
+from common.keys import Keys
+from tests.bench.config import BenchConfig
+from tests.bench.procs import BenchError, pinned, python_module, serving
+
+ACCOUNT = "p1"
+TEXT = "hello there"
+PREFILL_BATCH = 2_000
+POLL_S = 0.02
+
+
+def batch(user: str, seq: int, closed_at_ms: int, account: str = ACCOUNT) -> dict[str, Any]:
+    """A one-message Messenger batch as the processor's close script writes it."""
+    conversation = f"messenger:{account}:{user}"
+    mid = f"m_{user}_{seq}"
+    message = {
+        "mid": mid, "event_time": closed_at_ms, "received_at": closed_at_ms, "kind": "text",
+        "text": TEXT, "attachments": [], "raw": {"mid": mid},
+    }  # fmt: skip
+    return {
+        "batch_id": f"{conversation}:{seq}", "seq": seq, "platform": "messenger",
+        "account_id": account, "user_id": user, "conversation": conversation,
+        "messages": [message], "text": TEXT, "first_event_time": closed_at_ms,
+        "last_event_time": closed_at_ms, "opened_at": closed_at_ms, "closed_at": closed_at_ms,
+        "close_reason": "gap",
+    }  # fmt: skip
+
+
+def emit(pipe: Pipeline, keys: Keys, found: dict[str, Any]) -> None:
+    """Queue one batch on its outbound stream and its seq, as the close script does."""
+    shard = keys.shard_of(found["conversation"])
+    pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(found)})
+    pipe.hset(keys.seq(shard), found["conversation"], found["seq"])
+
+
+def prefill(client: Redis, keys: Keys, batches: Iterator[dict[str, Any]]) -> int:
+    """Write every batch before the sender starts; returns how many."""
+    count = 0
+    pipe = client.pipeline(transaction=False)
+    for found in batches:
+        emit(pipe, keys, found)
+        count += 1
+        if len(pipe) >= PREFILL_BATCH:
+            pipe.execute()
+    pipe.execute()
+    return count
+
+
+def delivered(client: Redis, keys: Keys) -> int:
+    """Conversations with a finished batch (every phase sends one per conversation but D)."""
+    return sum(int(client.hlen(keys.delivered(shard))) for shard in range(keys.shards))
+
+
+@contextlib.contextmanager
+def sender(
+    config: BenchConfig, url: str, namespace: str, graph_port: int, tmp: Path, **limits: str
+) -> Iterator[int]:
+    """A `python -m sender` child on the server core; yields its pid once it serves metrics."""
+    port = free_port()
+    env = {
+        "LULL_REDIS_URL": url,
+        "LULL_NAMESPACE": namespace,
+        "LULL_HANDLER": "echo",
+        "LULL_GRAPH_API_BASE": f"http://127.0.0.1:{graph_port}",
+        "LULL_ACCESS_TOKENS": orjson.dumps({"*": "bench-token"}).decode(),
+        "LULL_RATE_GLOBAL": limits.get("rate_global", "off"),
+        "LULL_RATE_PER_USER": limits.get("rate_per_user", "off"),
+        "LULL_SENDER_METRICS_PORT": str(port),
+        "LULL_LOG_FORMAT": "json",
+        "LULL_LOG_LEVEL": "warning",
+    }
+    argv = pinned(config.server_cpu, python_module("sender"))
+    with serving(argv, env, port, tmp / f"sender-{namespace}.log") as process:
+        yield process.pid
+
+
+@contextlib.contextmanager
+def fake_graph(config: BenchConfig, tmp: Path) -> Iterator[tuple[int, int]]:
+    """`lull fake-graph` on the load generator's core; yields (port, pid)."""
+    port = free_port()
+    argv = pinned(
+        config.loadgen_cpu, [*python_module("common.cli"), "fake-graph", "--port", str(port)]
+    )
+    env = {"LULL_LOG_FORMAT": "json", "LULL_LOG_LEVEL": "warning"}
+    with serving(argv, env, port, tmp / "fake-graph.log") as process:
+        yield port, process.pid
+
+
+def sent(graph_port: int) -> list[dict[str, Any]]:
+    """Every request the fake accepted since it was last cleared."""
+    found: list[dict[str, Any]] = orjson.loads(_control(graph_port, "GET"))
+    return found
+
+
+def clear_sent(graph_port: int) -> None:
+    """Forget what the fake accepted."""
+    _control(graph_port, "DELETE")
+
+
+def _control(graph_port: int, method: str) -> bytes:
+    request = urllib.request.Request(f"http://127.0.0.1:{graph_port}/_sent", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  (our URL)
+            body: bytes = response.read()
+    except OSError as exc:
+        raise BenchError(f"the fake Graph API did not answer {method} /_sent: {exc}") from exc
+    return body
+
+
+def wait_delivered(
+    client: Redis, keys: Keys, count: int, timeout_s: float
+) -> list[tuple[float, int]]:
+    """Poll until count conversations are delivered; returns (monotonic s, delivered) samples."""
+    samples: list[tuple[float, int]] = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = delivered(client, keys)
+        samples.append((time.monotonic(), done))
+        if done >= count:
+            return samples
+        if time.monotonic() > deadline:
+            raise BenchError(f"{done} of {count} batches delivered after {timeout_s:g} s")
+        time.sleep(POLL_S)

@@ -1,0 +1,236 @@
+"""The sender: replies per second of one replica, batch age at 80% of it, and rate limits.
+
+Placement: the sender under test (`python -m sender`, LULL_HANDLER=echo) runs on
+config.server_cpu; the fake Graph API (`lull fake-graph`, zero latency), redis-server and
+this script on config.loadgen_cpu.
+
+1. Throughput: THROUGHPUT_BATCHES batches, one per conversation, wait on the outbound
+   stream before the sender starts; replies/s is counted from the delivered hashes, from
+   the first finished batch to the last, and checked against the fake's record.
+2. Latency: the same sender, batches written open loop at 80% of that rate with closed_at
+   = now; each batch's age is the fake's at_ms for its reply minus closed_at.
+3. Limits: a fresh sender with LULL_RATE_GLOBAL=200/s and every batch for one account;
+   another with LULL_RATE_PER_USER=10/1s:1 and 30 batches of one conversation. The fake's
+   at_ms of each send gives the measured rate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis import Redis
+from redis.client import Pipeline
+
+from common.keys import Keys
+from tests.bench.bench_sender_support import (
+    batch,
+    clear_sent,
+    delivered,
+    emit,
+    fake_graph,
+    prefill,
+    sender,
+    sent,
+    wait_delivered,
+)
+from tests.bench.bench_support import (
+    dedicated_redis,
+    describe_cores,
+    latency_result,
+    paced,
+    throughput_result,
+    verdict,
+)
+from tests.bench.config import BenchConfig
+from tests.bench.machine import sample, shares
+from tests.bench.procs import BenchError
+from tests.bench.report import Report, Row
+from tests.bench.results import LoadResult
+
+TARGET_REPLIES_PER_S = 2_000
+THROUGHPUT_BATCHES = 10_000
+LATENCY_LOAD = 0.8
+LATENCY_SECONDS = 3.0
+GLOBAL_RATE = "200/s"
+GLOBAL_PER_S = 200.0
+GLOBAL_BATCHES = 1_600
+GLOBAL_BURST_S = 1.0
+GLOBAL_MEASURE_S = 5.0
+USER_RATE = "10/1s:1"
+USER_PER_S = 10.0
+USER_BATCHES = 30
+DELIVER_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class _Rig:
+    """What every phase runs against: one Redis, one fake Graph API."""
+
+    config: BenchConfig
+    url: str
+    client: Redis
+    graph_port: int
+    helpers: list[int]
+    """redis-server and the fake: ours, not "other processes"."""
+    tmp: Path
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A configured limit and what the fake saw."""
+
+    name: str
+    configured_per_s: float
+    measured_per_s: float
+    detail: str
+
+    def line(self) -> str:
+        """The report line: measured beside configured."""
+        error = self.measured_per_s / self.configured_per_s - 1
+        return (
+            f"{self.name}: measured {self.measured_per_s:.2f}/s vs configured "
+            f"{self.configured_per_s:g}/s ({error:+.1%}); {self.detail}"
+        )
+
+
+def run(config: BenchConfig) -> Report:
+    """Throughput, latency and both limits against one dedicated Redis and one fake Graph."""
+    describe_cores(
+        "sender",
+        config,
+        f"sender (echo) on core {config.server_cpu}; fake Graph API, redis-server and this "
+        f"script on core {config.loadgen_cpu}",
+    )
+    with (
+        dedicated_redis(config, "lull-bench-sender-") as (store, tmp),
+        Redis.from_url(store.url, socket_timeout=10) as client,
+        fake_graph(config, tmp) as (graph_port, graph_pid),
+    ):
+        assert store.process is not None
+        rig = _Rig(config, store.url, client, graph_port, [store.process.pid, graph_pid], tmp)
+        rate, latency, share = _throughput_and_latency(rig)
+        global_limit = _global_limit(rig)
+        user_limit = _user_limit(rig)
+    passed = rate.ok_per_s >= TARGET_REPLIES_PER_S
+    verdicts = [
+        verdict(
+            f"replies sent, echo, fake Graph at zero latency: {rate.ok_per_s:,.0f}/s (target >= "
+            f"{TARGET_REPLIES_PER_S:,}); sender {share:.0%} of its core busy",
+            passed,
+        ),
+        global_limit.line() + " (no target set)",
+        user_limit.line() + " (no target set)",
+    ]
+    row = Row("sender (replies; batch age at Graph)", rate, latency)
+    return Report("sender", [row], verdicts, passed)
+
+
+def _throughput_and_latency(rig: _Rig) -> tuple[LoadResult, LoadResult, float]:
+    """(replies/s, batch age at 80% of it, the sender's share of its core)."""
+    namespace = "send"
+    keys = Keys(namespace)
+    client, graph_port = rig.client, rig.graph_port
+    prefill(client, keys, (batch(f"u{n}", 1, 1) for n in range(THROUGHPUT_BATCHES)))
+    cpus = {rig.config.server_cpu, rig.config.loadgen_cpu}
+    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp) as pid:
+        before = sample(cpus, pid, rig.helpers)
+        samples = wait_delivered(client, keys, THROUGHPUT_BATCHES, DELIVER_TIMEOUT_S)
+        share, other = shares(before, sample(cpus, pid, rig.helpers))
+        started, first_done = next((t, n) for t, n in samples if n > 0)
+        elapsed = samples[-1][0] - started
+        rate = throughput_result("prefilled stream", elapsed, THROUGHPUT_BATCHES - first_done)
+        accepted = len(sent(graph_port))
+        if accepted != THROUGHPUT_BATCHES:
+            raise BenchError(f"the fake accepted {accepted} replies for {THROUGHPUT_BATCHES}")
+        clear_sent(graph_port)
+        print(
+            f"  throughput: {rate.ok_per_s:,.0f} replies/s ({THROUGHPUT_BATCHES:,} batches, "
+            f"{elapsed:.2f} s from the first delivery); sender {share:.0%} of its core, other "
+            f"processes {other:.2f} core",
+            flush=True,
+        )
+        latency = _latency(client, keys, graph_port, LATENCY_LOAD * rate.ok_per_s)
+    return rate, latency, share
+
+
+def _latency(client: Redis, keys: Keys, graph_port: int, rate: float) -> LoadResult:
+    """Batches closed now at rate per second; their age when the fake accepts the reply."""
+    closed_at: dict[str, int] = {}
+
+    def add(pipe: Pipeline, n: int, now_ms: int) -> None:
+        user = f"late{rate:.0f}_{n}"
+        closed_at[user] = now_ms
+        emit(pipe, keys, batch(user, 1, now_ms))
+
+    already = delivered(client, keys)
+    written = paced(client, rate, LATENCY_SECONDS, add)
+    wait_delivered(client, keys, already + written, DELIVER_TIMEOUT_S)
+    ages = [
+        float(s["at_ms"] - closed_at[s["payload"]["recipient"]["id"]]) for s in sent(graph_port)
+    ]
+    clear_sent(graph_port)
+    if len(ages) != written:
+        raise BenchError(f"the fake accepted {len(ages)} replies for {written} batches")
+    result = latency_result("paced batches", LATENCY_SECONDS, ages, rate)
+    print(
+        f"  batch age at Graph, {rate:,.0f} batches/s for {LATENCY_SECONDS:g} s: "
+        f"p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms",
+        flush=True,
+    )
+    return result
+
+
+def _global_limit(rig: _Rig) -> Limit:
+    """All batches for one account under LULL_RATE_GLOBAL: sends per second after the burst."""
+    namespace = "global"
+    keys = Keys(namespace)
+    client, graph_port = rig.client, rig.graph_port
+    prefill(client, keys, (batch(f"g{n}", 1, 1) for n in range(GLOBAL_BATCHES)))
+    wanted = int(GLOBAL_PER_S * (GLOBAL_BURST_S + GLOBAL_MEASURE_S + 0.5))
+    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, rate_global=GLOBAL_RATE):
+        wait_delivered(client, keys, wanted, DELIVER_TIMEOUT_S)
+    at_ms = sorted(s["at_ms"] for s in sent(graph_port))
+    clear_sent(graph_port)
+    first = at_ms[0]
+    burst = sum(1 for t in at_ms if t < first + GLOBAL_BURST_S * 1000)
+    window_end = first + (GLOBAL_BURST_S + GLOBAL_MEASURE_S) * 1000
+    steady = sum(1 for t in at_ms if first + GLOBAL_BURST_S * 1000 <= t < window_end)
+    limit = Limit(
+        f"account limit LULL_RATE_GLOBAL={GLOBAL_RATE}, one account",
+        GLOBAL_PER_S,
+        steady / GLOBAL_MEASURE_S,
+        f"{GLOBAL_MEASURE_S:g} s after a first second of {burst} sends (GCRA burst = N)",
+    )
+    print(f"  {limit.line()}", flush=True)
+    return limit
+
+
+def _user_limit(rig: _Rig) -> Limit:
+    """USER_BATCHES batches of one conversation under LULL_RATE_PER_USER."""
+    namespace = "user"
+    keys = Keys(namespace)
+    client, graph_port = rig.client, rig.graph_port
+    prefill(client, keys, (batch("solo", seq, 1) for seq in range(1, USER_BATCHES + 1)))
+    conversation = batch("solo", 1, 1)["conversation"]
+    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, rate_per_user=USER_RATE):
+        for _ in range(int(DELIVER_TIMEOUT_S / 0.02)):
+            done = client.hget(keys.delivered(0), conversation)
+            if done is not None and int(done) >= USER_BATCHES:
+                break
+            time.sleep(0.02)
+        else:
+            raise BenchError(f"{USER_BATCHES} batches of one conversation not delivered")
+    at_ms = sorted(s["at_ms"] for s in sent(graph_port))
+    clear_sent(graph_port)
+    gaps = [b - a for a, b in itertools.pairwise(at_ms)]
+    limit = Limit(
+        f"per-user limit LULL_RATE_PER_USER={USER_RATE}, one conversation",
+        USER_PER_S,
+        (len(at_ms) - 1) / ((at_ms[-1] - at_ms[0]) / 1000),
+        f"{len(at_ms)} sends, gaps {min(gaps)}-{max(gaps)} ms",
+    )
+    print(f"  {limit.line()}", flush=True)
+    return limit
