@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
+from redis.typing import EncodableT
 
 from common.events import Event
 from common.keys import Keys
@@ -17,6 +18,8 @@ from processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
 DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)
+# A script blocks Redis while it runs (~30 µs an event): cap one call at a few ms.
+MAX_EVENTS_PER_CALL = 200
 STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
 
 
@@ -68,7 +71,7 @@ class WindowStore:
         self._close = _Script("window_close")
         self._flush = _Script("window_flush")
         s = settings
-        self._apply_tail = (
+        self._apply_head: tuple[EncodableT, ...] = (
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
             s.max_lateness_ms, s.max_skew_ms, s.dedupe_ttl_s,
         )  # fmt: skip
@@ -90,35 +93,49 @@ class WindowStore:
             return await self._apply_pipelined(events)
 
     async def _apply_pipelined(self, events: Sequence[tuple[Event, int]]) -> list[Applied]:
+        # One script call per shard for the whole read: per-command client overhead, not
+        # Redis, bounded the apply rate when every event was a command of its own.
+        keys, flush_on = self._keys, self._settings.flush_on
+        by_shard: dict[int, list[int]] = {}
+        for index, (event, _) in enumerate(events):
+            by_shard.setdefault(keys.shard_of(event.conversation), []).append(index)
+        calls = [
+            (shard, indexes[start : start + MAX_EVENTS_PER_CALL])
+            for shard, indexes in by_shard.items()
+            for start in range(0, len(indexes), MAX_EVENTS_PER_CALL)
+        ]
         pipe = self._client.pipeline(transaction=False)
-        keys, flush_on, due_of = self._keys, self._settings.flush_on, self._keys.due
-        for event, received_at_ms in events:
-            conversation = event.conversation
-            pipe.evalsha(
-                self._apply.sha,
-                2,
-                keys.conversation(conversation),
-                due_of(keys.shard_of(conversation)),
-                conversation,
-                orjson.dumps(event.mid),
-                b"" if event.target_mid is None else orjson.dumps(event.target_mid),
-                event.kind,
-                orjson.dumps(event.kind),
-                event.event_time_ms,
-                received_at_ms,
-                orjson.dumps(event.text),
-                orjson.dumps(event.attachments),
-                orjson.dumps(event.raw),
-                1 if event.kind in flush_on else 0,
-                *self._apply_tail,
-            )
+        order: list[list[int]] = []
+        for shard, indexes in calls:
+            call_keys: list[str] = [keys.due(shard)]
+            args: list[EncodableT] = [*self._apply_head]
+            for index in indexes:
+                event, received_at_ms = events[index]
+                conversation = event.conversation
+                call_keys.append(keys.conversation(conversation))
+                args += (
+                    conversation,
+                    orjson.dumps(event.mid),
+                    b"" if event.target_mid is None else orjson.dumps(event.target_mid),
+                    event.kind,
+                    orjson.dumps(event.kind),
+                    event.event_time_ms,
+                    received_at_ms,
+                    orjson.dumps(event.text),
+                    orjson.dumps(event.attachments),
+                    orjson.dumps(event.raw),
+                    1 if event.kind in flush_on else 0,
+                )
+            pipe.evalsha(self._apply.sha, len(call_keys), *call_keys, *args)
+            order.append(indexes)
         results = await pipe.execute(raise_on_error=False)
-        applied = []
-        for result in results:
+        applied: list[Applied | None] = [None] * len(events)
+        for indexes, result in zip(order, results, strict=True):
             if isinstance(result, ResponseError):
                 raise NoScriptError(str(result)) if "NOSCRIPT" in str(result) else result
-            applied.append(Applied(int(result[0]), int(result[1])))
-        return applied
+            for n, index in enumerate(indexes):
+                applied[index] = Applied(int(result[2 * n]), int(result[2 * n + 1]))
+        return [a for a in applied if a is not None]
 
     async def close_due(self, shard: int, limit: int, *, everything: bool = False) -> CloseResult:
         """Close up to limit due windows of a shard (every open one when everything)."""

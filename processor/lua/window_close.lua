@@ -28,7 +28,7 @@ local until_ms = all and '+inf' or (now - grace_ms)
 local ready = redis.call('ZRANGE', due, '-inf', until_ms, 'BYSCORE', 'LIMIT', 0, limit)
 
 local function split(record)
-  -- fields: 1 t, 2 arrival, 3 "M"..mid, 4 kind, 5 received_at, 6 event_time, 7 text,
+  -- fields: 1 t, 2 arrival, 3 "M"..mid, 4 kind, 5 received_at - t, 6 event_time - t, 7 text,
   -- 8 attachments, 9 raw (the rest: raw JSON holds no separator)
   local fields, pos = {}, 1
   for _ = 1, 8 do
@@ -39,6 +39,8 @@ local function split(record)
   fields[9] = string.sub(record, pos)
   fields[1], fields[2] = tonumber(fields[1]), tonumber(fields[2])
   fields[3] = string.sub(fields[3], 2)
+  fields[5] = string.format('%d', fields[1] + tonumber(fields[5]))
+  fields[6] = string.format('%d', fields[1] + tonumber(fields[6]))
   return fields
 end
 
