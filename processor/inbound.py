@@ -49,15 +49,19 @@ class InboundHandler:
                     # ids are digits, so a colon here is a forged or broken body.
                     metrics.ignored.labels(event.platform, "malformed").inc()
                     continue
-                metrics.events.labels(event.platform, event.kind).inc()
+                metrics.event_counter(event.platform, event.kind).inc()
                 pending.append((event, received_at_ms))
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).
         results = await self._store.apply(pending)
         earliest: int | None = None
+        statuses = [0] * len(STATUS_NAMES)
         for result in results:
-            metrics.applied.labels(STATUS_NAMES[result.status]).inc()
+            statuses[result.status] += 1
             if result.status != DUPLICATE and (earliest is None or result.deadline_ms < earliest):
                 earliest = result.deadline_ms
+        for status, count in enumerate(statuses):
+            if count:
+                metrics.applied.labels(STATUS_NAMES[status]).inc(count)
         if earliest is not None:
             self._closer.notify(earliest)
         return outcomes

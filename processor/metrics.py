@@ -15,6 +15,7 @@ class ProcessorMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._event_children: dict[tuple[str, str], Counter] = {}
         self.events = Counter(
             "lull_processor_events",
             "User message events parsed, by platform and kind",
@@ -59,3 +60,11 @@ class ProcessorMetrics:
             buckets=LATENESS_BUCKETS_MS,
             registry=registry,
         )
+
+    def event_counter(self, platform: str, kind: str) -> Counter:
+        """The events counter child of (platform, kind), looked up once per pair."""
+        key = (platform, kind)
+        child = self._event_children.get(key)
+        if child is None:
+            child = self._event_children[key] = self.events.labels(platform, kind)
+        return child
