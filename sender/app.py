@@ -138,4 +138,5 @@ class Sender:
     async def close(self) -> None:
         """Close the handler and the HTTP session."""
         await self.handler.close()
+        await self.store.close()
         await self._session.close()

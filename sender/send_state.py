@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
+from common.coalesce import Coalescer, Command
 from common.keys import Keys
 from common.lua import read_lua
 from sender.graph import GraphRequest
@@ -81,6 +82,7 @@ class SendStore:
         self._client = client
         self._keys = keys
         self._group = group
+        self._batched = Coalescer(client)
         self._mark = read_lua("sender", "deliver_mark")
         self._mark_sha = hashlib.sha1(self._mark.encode()).hexdigest()  # noqa: S324  (Redis's id)
 
@@ -91,13 +93,17 @@ class SendStore:
     async def load(self, shard: int, batch: dict[str, Any], history: bool) -> Loaded:
         """Delivered seq, newest closed seq, send state and history, in one round trip."""
         keys, conversation = self._keys, batch["conversation"]
-        pipe = self._client.pipeline(transaction=False)
-        pipe.hget(keys.delivered(shard), conversation)
-        pipe.hget(keys.seq(shard), conversation)
-        pipe.hgetall(keys.send_state(shard, batch["batch_id"]))
+        commands: list[Command] = [
+            ("HGET", keys.delivered(shard), conversation),
+            ("HGET", keys.seq(shard), conversation),
+            ("HGETALL", keys.send_state(shard, batch["batch_id"])),
+        ]
         if history:
-            pipe.lrange(keys.history(conversation), 0, -1)
-        results = await pipe.execute()
+            commands.append(("LRANGE", keys.history(conversation), 0, -1))
+        results = await self._batched.execute(commands)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         return Loaded(
             delivered_seq=int(results[0] or 0),
             latest_seq=int(results[1] or 0),
@@ -143,8 +149,14 @@ class SendStore:
             ttl_s,
             *history_items,
         )
-        try:
-            await self._client.evalsha(self._mark_sha, *args)
-        except NoScriptError:
+        [result] = await self._batched.execute([("EVALSHA", self._mark_sha, *args)])
+        if isinstance(result, NoScriptError):
+            # Redis restarted and forgot the script; finishing twice is harmless.
             await self.load_script()
-            await self._client.evalsha(self._mark_sha, *args)
+            [result] = await self._batched.execute([("EVALSHA", self._mark_sha, *args)])
+        if isinstance(result, Exception):
+            raise result
+
+    async def close(self) -> None:
+        """Stop the shared pipeline."""
+        await self._batched.close()

@@ -238,3 +238,17 @@ async def test_crash_between_read_and_ack_is_recovered_by_another_replica(
         await asyncio.sleep(0.01)  # until the entry has been idle claim_idle_ms
     assert sent_texts(graph) == [("u1", "orphaned")]
     assert (await redis.xpending(stream, "sender"))["pending"] == 0
+
+
+async def test_a_retried_send_reuses_the_replies_without_calling_the_bot_again(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
+) -> None:
+    async with FakeBot("s") as bot:
+        sender = await make_sender(LULL_HANDLER=bot.url, LULL_HANDLER_SECRET="s")
+        graph.script([ScriptedError(429, 613, "Calls to this api have exceeded the rate limit")],
+                     latency_ms=0)  # fmt: skip
+        await emit(redis, sender.keys, "u1", 1, "hello")
+        await sender.drain()
+        assert len(bot.received) == 1
+    assert sent_texts(graph) == [("u1", "echo: hello")]
+    assert await redis.exists(sender.keys.send_state(0, "messenger:p1:u1:1")) == 0
