@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import statistics
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -88,9 +89,21 @@ def run(config: BenchConfig) -> Report:
             store.stop()
     rows = [server.row() for server in servers]
     ingest, naive = rows[0].peak.ok_per_s, rows[1].peak.ok_per_s
-    ratio = ingest / naive if naive else float("inf")
+    best_ratio = ingest / naive if naive else float("inf")
+    # The rounds alternate, so round k of each server saw the same machine; the median of
+    # those paired ratios resists a noisy neighbour better than best-of-each does.
+    paired = sorted(
+        a.ok_per_s / b.ok_per_s if b.ok_per_s else float("inf")
+        for a, b in zip(servers[0].peaks, servers[1].peaks, strict=True)
+    )
+    ratio = statistics.median(paired)
     passed = ratio >= TARGET_RATIO
-    verdict = f"ratio {ingest:.0f}/{naive:.0f} = {ratio:.2f}x (target >= {TARGET_RATIO}x)"
+    verdict = (
+        f"ratio, median of paired rounds = {ratio:.2f}x (rounds: "
+        + ", ".join(f"{r:.2f}" for r in paired)
+        + f"; best of each {ingest:.0f}/{naive:.0f} = {best_ratio:.2f}x) "
+        f"(target >= {TARGET_RATIO}x)"
+    )
     return Report("ingest", rows, [verdict + ("" if passed else "  MISSED")], passed)
 
 
