@@ -13,6 +13,7 @@ import contextlib
 
 import structlog
 
+from common.consumer_types import REDIS_FAILURES
 from processor.metrics import ProcessorMetrics
 from processor.windows import CloseResult, WindowStore
 
@@ -20,6 +21,7 @@ log = structlog.get_logger("lull.processor.closer")
 
 CLOSE_BATCH = 100
 MAX_SLEEP_MS = 1000
+MAX_BACKOFF_MS = 5000
 
 
 class Closer:
@@ -72,9 +74,19 @@ class Closer:
         return emitted
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Close windows on time until stop is set."""
+        """Close windows on time until stop is set; Redis failures back off, never end it."""
+        failures = 0
         while not stop.is_set():
-            _, next_deadline, now_ms = await self.close_due()
+            try:
+                _, next_deadline, now_ms = await self.close_due()
+            except REDIS_FAILURES as exc:
+                # Windows wait in Redis; closing resumes when it answers again.
+                failures += 1
+                backoff_ms = min(MAX_BACKOFF_MS, 50 * 2**failures)
+                log.warning("closing failed, retrying", error=str(exc), backoff_ms=backoff_ms)
+                await self._sleep(backoff_ms, 0, stop)
+                continue
+            failures = 0
             sleep_ms = float(MAX_SLEEP_MS)
             if next_deadline is not None:
                 sleep_ms = min(sleep_ms, max(0.0, next_deadline + self._grace_ms - now_ms))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 import orjson
@@ -12,7 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
+from common.embedded_redis import EmbeddedRedis
 from common.keys import Keys
+from common.redis_conn import connect
 from processor.app import Processor
 from processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES
@@ -183,3 +186,33 @@ async def test_account_id_with_a_colon_is_skipped_not_misattributed(
     assert await processor.drain() == 0
     text = generate_latest(processor.registry).decode()
     assert 'lull_processor_ignored_total{kind="malformed",platform="messenger"} 1.0' in text
+
+
+async def test_closer_survives_a_redis_restart(base_env: dict[str, str], tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path, appendonly=True).start()
+    client = connect(server.url, timeout_s=1)
+    env = {**base_env, "LULL_REDIS_URL": server.url, "LULL_WINDOW_MS": "30"}
+    processor = Processor(client, ProcessorSettings.from_env(env))
+    await processor.start()
+    stop = asyncio.Event()
+    closer = asyncio.create_task(processor.closer.run(stop))
+    try:
+        server.stop()
+        port = server.port
+        # The closer meets a dead Redis and backs off instead of ending.
+        await asyncio.sleep(0.3)  # let it fail a few times (its own backoff timer)
+        assert not closer.done()
+        server = EmbeddedRedis(tmp_path, appendonly=True, port=port).start()
+        now = await redis_now_ms(client)
+        await processor.store.load()
+        await processor.store.apply([(message("after", now), now)])
+        for _ in range(100):
+            if await batches(client, processor.keys):
+                break
+            await asyncio.sleep(0.05)  # the running closer's own wake-up, bounded
+        assert [b["text"] for b in await batches(client, processor.keys)] == ["after"]
+    finally:
+        stop.set()
+        await closer
+        await client.aclose()
+        server.stop()
