@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from common.consumer import Consumer, ConsumerConfig
 from common.consumer_types import default_consumer_name
 from common.keys import Keys
+from common.startup import until_redis_answers
 from processor.closer import Closer
 from processor.inbound import InboundHandler
 from processor.metrics import ProcessorMetrics
@@ -60,7 +61,8 @@ class Processor:
 
     async def run(self) -> None:
         """Read and close until request_stop(); open windows stay in Redis."""
-        await self.start()
+        if not await until_redis_answers(self.start, "load scripts", self._stop):
+            return
         closer = asyncio.create_task(self.closer.run(self._stop), name="closer")
         try:
             await self.consumer.run_forever()

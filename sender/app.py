@@ -14,6 +14,7 @@ from common.consumer import Consumer, ConsumerConfig, Entry, Outcome
 from common.consumer_types import REDIS_FAILURES, default_consumer_name
 from common.errors import RetryLater
 from common.keys import Keys
+from common.startup import until_redis_answers
 from sender.deliver import Deliverer
 from sender.graph import GraphClient
 from sender.handler import Handler, build_handler
@@ -119,8 +120,12 @@ class Sender:
             registry=registry or CollectorRegistry(),
             consumer_name=consumer_name,
         )
-        await sender.store.load_script()
-        await sender.limiter.load()
+
+        async def load() -> None:
+            await sender.store.load_script()
+            await sender.limiter.load()
+
+        await until_redis_answers(load, "load scripts")
         return sender
 
     async def run(self) -> None:

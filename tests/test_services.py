@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from common.embedded_redis import free_port, port_answers
+from common.embedded_redis import EmbeddedRedis, free_port, port_answers
 from common.keys import Keys
 from tests.processor.test_processor import ingest, messenger_body
 from tests.processor.windowing import batches, redis_now_ms
@@ -86,3 +87,45 @@ async def test_lull_flush_all_emits_open_windows_now(
     proc = _start("common.cli flush --all", env)
     assert proc.communicate(timeout=30)[0].decode().strip() == "emitted 1 batch(es)"
     assert sorted(b["user_id"] for b in await batches(redis, keys)) == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_processor_waits_for_redis_instead_of_crashing(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**base_env, "LULL_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+           "LULL_PROCESSOR_METRICS_PORT": "0", "LULL_LOG_LEVEL": "info"}  # fmt: skip
+    proc = _start("processor", env)
+    try:
+        time.sleep(1.0)  # a child process meeting a Redis that is not there yet, bounded
+        assert proc.poll() is None, "the processor exited while Redis was down"
+        server = EmbeddedRedis(tmp_path, appendonly=False, port=port).start()
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                if any(g["name"] == b"processor" for g in _groups(server.url, base_env)):
+                    break
+                time.sleep(0.05)  # the child retrying on its own backoff, bounded
+            else:
+                pytest.fail("the processor never created its group after Redis came up")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=STOP_BOUND_S + 5)
+            server.stop()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+
+
+def _groups(url: str, env: dict[str, str]) -> list[dict[str, object]]:
+    import redis as sync_redis  # noqa: PLC0415
+
+    client = sync_redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        return client.xinfo_groups(Keys(env["LULL_NAMESPACE"]).inbound())
+    except sync_redis.ResponseError:
+        return []
+    finally:
+        client.close()
