@@ -65,6 +65,10 @@ class Keys:
         """Hash of a shard's conversations to the seq of their last finished batch."""
         return f"{self.tag(shard)}:delivered"
 
+    def dead_seqs(self, shard: int) -> str:
+        """Hash of "<conversation>|<seq>" for batches dead-lettered before their turn."""
+        return f"{self.tag(shard)}:deadseq"
+
     def send_state(self, shard: int, batch_id: str) -> str:
         """A batch's handler replies and send progress, kept only while it is retried."""
         return f"{self.tag(shard)}:send:{batch_id}"

@@ -227,7 +227,13 @@ class Deliverer:
             return
         shard = self.keys.shard_of_outbound(entry.stream)
         await self.store.finish(
-            shard=shard, entry_id=entry.id, batch=batch, history_items=[], keep=0, ttl_s=1
+            shard=shard,
+            entry_id=entry.id,
+            batch=batch,
+            history_items=[],
+            keep=0,
+            ttl_s=1,
+            dead=True,
         )
 
 

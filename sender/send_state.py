@@ -132,21 +132,24 @@ class SendStore:
         history_items: list[bytes],
         keep: int,
         ttl_s: int,
+        dead: bool = False,
     ) -> None:
-        """Mark delivered (seq only moves forward), XACK, drop send state, append history."""
+        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history."""
         keys, conversation = self._keys, batch["conversation"]
         args = (
-            4,
+            5,
             keys.delivered(shard),
             keys.outbound(shard),
             keys.send_state(shard, batch["batch_id"]),
             keys.history(conversation),
+            keys.dead_seqs(shard),
             self._group,
             entry_id,
             conversation,
             batch["seq"],
             keep,
             ttl_s,
+            "dead" if dead else "done",
             *history_items,
         )
         [result] = await self._batched.execute([("EVALSHA", self._mark_sha, *args)])

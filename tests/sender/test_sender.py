@@ -11,6 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
+from common.consumer import Entry
 from sender.fake_graph import FakeGraph, ScriptedError
 from tests.sender.conftest import MakeSender, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
@@ -252,3 +253,25 @@ async def test_a_retried_send_reuses_the_replies_without_calling_the_bot_again(
         assert len(bot.received) == 1
     assert sent_texts(graph) == [("u1", "echo: hello")]
     assert await redis.exists(sender.keys.send_state(0, "messenger:p1:u1:1")) == 0
+
+
+async def test_a_batch_dead_lettered_before_its_predecessor_does_not_skip_it(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
+) -> None:
+    sender = await make_sender()
+    keys = sender.keys
+    for seq in (1, 2, 3):
+        await emit(redis, keys, "u1", seq, f"batch {seq}")
+    stream = keys.outbound(0)
+    [second] = [
+        Entry(stream, entry_id.decode(), fields, 6)
+        for entry_id, fields in cast(Entries, await redis.xrange(stream))
+        if b'"seq":2' in fields[b"batch"]
+    ]
+    # Batch 2 was dead-lettered (say, claimed too often) while batch 1 was still pending.
+    await sender.deliverer.mark_dead(second, "max_deliveries exceeded (6)")
+    assert await redis.hget(keys.delivered(0), "messenger:p1:u1") is None
+    await sender.drain()
+    assert sent_texts(graph) == [("u1", "batch 1"), ("u1", "batch 3")]
+    assert await redis.hget(keys.delivered(0), "messenger:p1:u1") == b"3"
+    assert await redis.hlen(keys.dead_seqs(0)) == 0
