@@ -55,7 +55,6 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.common.effective_redis_url, timeout_s=settings.redis_timeout_ms / 1000
     )
     writer = StreamWriter(client, Keys(settings.common.namespace).inbound())
-    writer.start()
     app[REDIS] = client
     app[WRITER] = writer
     yield
