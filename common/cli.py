@@ -3,80 +3,59 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 
-def _ingest(_args: argparse.Namespace) -> int:
-    from ingest.service import main  # noqa: PLC0415  (each service imports only its own code)
-
-    return main()
-
-
-def _processor(_args: argparse.Namespace) -> int:
-    from processor.service import main  # noqa: PLC0415
-
-    return main()
+class _Command(NamedTuple):
+    help: str
+    # "package.module": the module has `run(args) -> int` and may have
+    # `add_arguments(parser)`; each command imports only its own code, when used.
+    module: str
 
 
-def _sender(_args: argparse.Namespace) -> int:
-    from sender.service import main  # noqa: PLC0415
-
-    return main()
-
-
-def _fake_graph(args: argparse.Namespace) -> int:
-    from sender.fake_graph import run_fake_graph  # noqa: PLC0415
-
-    return run_fake_graph(args.port, args.host)
-
-
-def _flush(args: argparse.Namespace) -> int:
-    from processor.flush import main  # noqa: PLC0415
-
-    return main(args)
+_COMMANDS: dict[str, _Command] = {
+    "ingest": _Command("run the webhook ingest service", "ingest.service"),
+    "processor": _Command("run one processor replica (windows, batches)", "processor.service"),
+    "sender": _Command("run one sender replica (handler, Graph Send API)", "sender.service"),
+    "fake-graph": _Command(
+        "run a fake Graph Send API for local runs and tests", "sender.fake_graph"
+    ),
+    "flush": _Command("make open windows due now and emit them", "processor.flush"),
+    "dev": _Command("run the local stack in the foreground", "common.dev"),
+    "simulate": _Command("send signed webhook traffic (demos, tests, load)", "ops.simulate_cli"),
+    "stats": _Command("show streams, groups, windows and dead letters", "ops.stats_cli"),
+    "dead": _Command("list, show, replay or drop dead letters", "ops.dead_cli"),
+}
 
 
-def _dev(args: argparse.Namespace) -> int:
-    from common.dev import run_dev  # noqa: PLC0415
-
-    return run_dev(services=args.services)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, with the options of `chosen` (all when None)."""
     parser = argparse.ArgumentParser(prog="lull", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {
-        "ingest": ("run the webhook ingest service", _ingest),
-        "processor": ("run one processor replica (windows, batches)", _processor),
-        "sender": ("run one sender replica (handler, Graph Send API)", _sender),
-        "fake-graph": ("run a fake Graph Send API for local runs and tests", _fake_graph),
-        "flush": ("make open windows due now and emit them", _flush),
-        "dev": ("run the local stack (embedded Redis when none answers) in the foreground", _dev),
-    }
-    for name, (help_text, func) in commands.items():
-        command = sub.add_parser(name, help=help_text)
-        command.set_defaults(func=func)
-        if name == "fake-graph":
-            command.add_argument("--host", default="127.0.0.1")
-            command.add_argument("--port", type=int, default=8090)
-        if name == "flush":
-            which = command.add_mutually_exclusive_group(required=True)
-            which.add_argument("--conversation", help="platform:account_id:user_id")
-            which.add_argument("--all", action="store_true", help="every open window")
-        if name == "dev":
-            command.add_argument(
-                "--services", nargs="+", default=None, help="which services to run (default: all)"
-            )
+    for name, command in _COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=command.help, description=command.help)
+        sub_parser.set_defaults(module=command.module)
+        if chosen is not None and name != chosen:
+            continue  # a service starts without importing the other commands' code
+        module = importlib.import_module(command.module)
+        add_arguments: Callable[[argparse.ArgumentParser], None] | None = getattr(
+            module, "add_arguments", None
+        )
+        if add_arguments is not None:
+            add_arguments(sub_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lull` console script."""
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    words = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((word for word in words if not word.startswith("-")), None)
+    args = build_parser(chosen if chosen in _COMMANDS else None).parse_args(words)
+    run: Callable[[argparse.Namespace], int] = importlib.import_module(args.module).run
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ everything on Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -44,6 +45,18 @@ def _dev_environ(redis_url: str) -> dict[str, str]:
 
 def _say(line: str) -> None:
     print(f"[lull dev] {line}", flush=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`lull dev` options."""
+    parser.add_argument(
+        "--services", nargs="+", default=None, help="which services to run (default: all)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`lull dev`: the local stack in the foreground."""
+    return run_dev(services=args.services)
 
 
 def run_dev(services: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Mapping
 
@@ -50,3 +51,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     )
     log.info("ingest stopped")
     return 0
+
+
+def run(_args: argparse.Namespace) -> int:
+    """`lull ingest`: settings come from the environment."""
+    return main()

@@ -14,7 +14,14 @@ from processor.settings import ProcessorSettings
 TIMEOUT_S = 10.0
 
 
-def main(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`lull flush` options."""
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--conversation", help="platform:account_id:user_id")
+    which.add_argument("--all", action="store_true", help="every open window")
+
+
+def run(args: argparse.Namespace) -> int:
     """Flush one conversation (--conversation) or every open window (--all)."""
     try:
         settings = ProcessorSettings.from_env()

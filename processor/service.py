@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 
 import structlog
@@ -50,3 +51,8 @@ async def _run(settings: ProcessorSettings) -> int:
         await client.aclose()
     log.info("processor stopped")
     return 0
+
+
+def run(_args: argparse.Namespace) -> int:
+    """`lull processor`: settings come from the environment."""
+    return main()

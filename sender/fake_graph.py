@@ -13,6 +13,7 @@ WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from collections import deque
@@ -95,6 +96,17 @@ def create_fake_graph_app(tokens: Mapping[str, str] | None = None) -> web.Applic
     app.router.add_delete("/_sent", clear_sent)
     app.router.add_post("/_script", set_script)
     return app
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`lull fake-graph` options."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`lull fake-graph`: serve until SIGTERM or SIGINT."""
+    return run_fake_graph(args.port, args.host)
 
 
 def run_fake_graph(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 
 import structlog
@@ -51,3 +52,8 @@ async def _run(settings: SenderSettings) -> int:
         await client.aclose()
     log.info("sender stopped")
     return 0
+
+
+def run(_args: argparse.Namespace) -> int:
+    """`lull sender`: settings come from the environment."""
+    return main()

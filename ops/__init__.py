@@ -1,0 +1,1 @@
+"""Operator tools: simulate traffic, read the state in Redis, handle dead letters."""
