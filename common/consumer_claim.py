@@ -105,16 +105,8 @@ async def upkeep(
     removed = await remove_idle_consumers(
         client, stream, config.group, idle_ms=config.consumer_expire_ms, keep=config.consumer
     )
-    for name, dropped in removed.items():
-        if dropped:
-            log.error(
-                "removed a consumer that had just read entries; they left the PEL",
-                stream=stream,
-                removed=name,
-                dropped=dropped,
-            )
-        else:
-            log.info("removed idle consumer", stream=stream, removed=name)
+    for name in removed:
+        log.info("removed idle consumer", stream=stream, removed=name)
     info = await group_info(client, stream, config.group)
     if info is not None:
         lag = float("nan") if info.lag is None else float(info.lag)

@@ -6,9 +6,12 @@ Every function touches the keys of one stream only, so each works on Redis Clust
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+
+from common.lua import read_lua
 
 _MAX_SEQ = 2**64 - 1
 
@@ -91,51 +94,22 @@ async def trim_acknowledged(client: aioredis.Redis, stream: str) -> int:
     """XTRIM MINID below the oldest entry some group still needs; returns entries removed.
 
     An entry is kept while any group has it pending or has not been delivered it yet; a
-    stream without groups is never trimmed (nobody has said what it has consumed). Never
-    MAXLEN: a length cap would drop entries no group has processed.
+    stream without groups is never trimmed. One Lua call (common/lua/stream_trim.lua), so a
+    group created or moved back between the look and the trim cannot lose entries.
     """
-    groups = await group_infos(client, stream)
-    if not groups:
-        return 0
-    needed: list[tuple[int, int]] = []
-    for group in groups:
-        first_needed = next_id(group.last_delivered_id)
-        if group.pending > 0:
-            summary = await client.xpending(stream, group.name)
-            if summary["min"] is not None:
-                first_needed = text(summary["min"])
-        needed.append(parse_id(first_needed))
-    ms, seq = min(needed)
-    # Between XINFO and XTRIM a group can only move forward (reads deliver ids above its
-    # last-delivered id), so this threshold stays safe; the one exception, a group created
-    # or SETID'd backwards in that window, would lose only entries older than its own start.
-    trimmed = await client.xtrim(stream, minid=f"{ms}-{seq}", approximate=False)
-    return int(trimmed)
+    return int(await client.eval(read_lua("common", "stream_trim"), 1, stream))
 
 
 async def remove_idle_consumers(
     client: aioredis.Redis, stream: str, group: str, *, idle_ms: int, keep: str
-) -> dict[str, int]:
+) -> list[str]:
     """XGROUP DELCONSUMER every consumer idle >= idle_ms that holds nothing, except keep.
 
-    Returns removed name -> pending entries the removal dropped (0 unless the consumer read
-    between our look and the removal, which the caller should log loudly).
-
     A consumer with pending entries is never removed: deleting it would drop its entries
-    from the pending list, and nobody could claim them any more.
+    from the pending list, and nobody could claim them any more. The look and the removal
+    are one Lua call (common/lua/consumer_expire.lua), so a consumer that wakes and reads in
+    between cannot lose what it read.
     """
-    try:
-        rows = await client.xinfo_consumers(stream, group)
-    except ResponseError as exc:
-        if str(exc).startswith("NOGROUP") or "no such key" in str(exc).lower():
-            return {}
-        raise
-    removed: dict[str, int] = {}
-    for row in rows:
-        name = text(row["name"])
-        if name == keep or int(row["pending"]) > 0 or int(row["idle"]) < idle_ms:
-            continue
-        # DELCONSUMER returns the pending count it dropped. A consumer idle this long does
-        # not read between XINFO and here unless its process was frozen that long.
-        removed[name] = int(await client.xgroup_delconsumer(stream, group, name))
-    return removed
+    script = read_lua("common", "consumer_expire")
+    removed: list[Any] = await client.eval(script, 1, stream, group, idle_ms, keep)
+    return [text(name) for name in removed]

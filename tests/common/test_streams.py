@@ -99,8 +99,22 @@ async def test_remove_idle_consumers_spares_holders_and_keep(
     await redis.xgroup_createconsumer(stream, "g", "me")
     await redis.xreadgroup("g", "holder", {stream: ">"})
 
-    assert await remove_idle_consumers(redis, stream, "g", idle_ms=3_600_000, keep="me") == {}
-    assert await remove_idle_consumers(redis, stream, "g", idle_ms=0, keep="me") == {"empty": 0}
+    assert await remove_idle_consumers(redis, stream, "g", idle_ms=3_600_000, keep="me") == []
+    assert await remove_idle_consumers(redis, stream, "g", idle_ms=0, keep="me") == ["empty"]
     rows: Any = await redis.xinfo_consumers(stream, "g")
     assert sorted(row["name"].decode() for row in rows) == ["holder", "me"]
-    assert await remove_idle_consumers(redis, f"{namespace}:none", "g", idle_ms=0, keep="me") == {}
+    assert await remove_idle_consumers(redis, f"{namespace}:none", "g", idle_ms=0, keep="me") == []
+
+
+async def test_trim_keeps_what_a_group_created_from_zero_needs(
+    redis: aioredis.Redis, namespace: str
+) -> None:
+    stream = f"{namespace}:in"
+    await ensure_group(redis, stream, "early")
+    await add(redis, stream, 3)
+    rows: Any = await redis.xreadgroup("early", "c", {stream: ">"})
+    await redis.xack(stream, "early", *(entry_id for entry_id, _ in rows[0][1]))
+    await ensure_group(redis, stream, "late")  # from id 0: it still needs all three
+
+    assert await trim_acknowledged(redis, stream) == 0
+    assert await redis.xlen(stream) == 3
