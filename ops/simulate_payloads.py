@@ -1,0 +1,142 @@
+"""Webhook bodies in Meta's documented shapes, one text message each, and their signature.
+
+Messenger and Instagram put a message under entry[].messaging[] (sender = the user,
+recipient = the page or Instagram account, timestamp in ms); WhatsApp Cloud API under
+entry[].changes[].value.messages[] (from = the user's wa_id, timestamp in seconds as a
+string), addressed by metadata.phone_number_id. The processor's parsers read them back into
+one text event each (tests/ops/test_simulate.py checks it).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import orjson
+
+from common.events import PLATFORMS
+
+__all__ = [
+    "BURSTS",
+    "DEFAULT_ACCOUNT_IDS",
+    "DEFAULT_USER_PREFIXES",
+    "PLATFORMS",
+    "SIGNATURE_HEADER",
+    "SimMessage",
+    "build_body",
+    "burst_texts",
+    "message_id",
+    "user_id",
+]
+
+# Meta's header name (ingest checks the same one).
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+# Made-up ids in the shapes Meta uses (the same style as tests/fixtures/): a page id, an
+# Instagram professional account id, a WhatsApp phone number id.
+DEFAULT_ACCOUNT_IDS = {
+    "messenger": "106000000000001",
+    "instagram": "17841400000000001",
+    "whatsapp": "106540352242922",
+}
+# User ids are digits on every platform (PSID, IGSID, wa_id = a phone number).
+DEFAULT_USER_PREFIXES = {"messenger": "7000000", "instagram": "6000000", "whatsapp": "1555010"}
+# WhatsApp's entry[].id (the business account) and the number it shows; not used for routing.
+WHATSAPP_BUSINESS_ACCOUNT_ID = "102290129340398"
+WHATSAPP_DISPLAY_NUMBER = "15550783881"
+
+# How people split one thought over several messages: each user types one of these.
+BURSTS: tuple[tuple[str, ...], ...] = (
+    ("hi", "I have", "a problem with my order", "it arrived damaged"),
+    ("hello", "is this still available?", "in blue?", "and in size M"),
+    ("hey", "quick question", "do you ship to Canada", "how long does it take"),
+    ("good morning", "my package", "says delivered", "but I never got it", "order 48213"),
+    ("hi there", "I want to change", "the address on my order", "to 12 Elm Street"),
+    ("yo", "can I return", "the shoes I bought", "they are too small"),
+    ("hello!", "I paid twice", "for the same order", "can you refund one?"),
+    ("hi", "what time", "do you open", "on Sundays?"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimMessage:
+    """One text message a simulated user sends: one webhook POST."""
+
+    platform: str
+    account_id: str
+    user_id: str
+    mid: str
+    text: str
+    time_ms: int
+    """When the user "typed" it (event time, ms since the epoch)."""
+
+
+def user_id(prefix: str, index: int) -> str:
+    """The id of simulated user index (0-based): prefix then a 6-digit number."""
+    return f"{prefix}{index + 1:06d}"
+
+
+def message_id(platform: str, run_id: str, user_index: int, n: int) -> str:
+    """A mid unique per run (run_id), in the platform's own style."""
+    tail = f"{run_id}-{user_index + 1}-{n + 1}"
+    if platform == "whatsapp":
+        return f"wamid.sim-{tail}"
+    if platform == "instagram":
+        return f"ig_sim-{tail}"
+    return f"m_sim-{tail}"
+
+
+def burst_texts(rng: random.Random, count: int) -> list[str]:
+    """count fragments of one randomly chosen burst; a long run continues with another."""
+    texts: list[str] = []
+    while len(texts) < count:
+        texts.extend(rng.choice(BURSTS))
+    return texts[:count]
+
+
+def build_body(message: SimMessage) -> bytes:
+    """The raw webhook body Meta would POST for message."""
+    if message.platform == "whatsapp":
+        return orjson.dumps(_whatsapp(message))
+    if message.platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {message.platform!r}")
+    # Instagram's messaging webhooks use Messenger's shape under object "instagram".
+    item = {
+        "sender": {"id": message.user_id},
+        "recipient": {"id": message.account_id},
+        "timestamp": message.time_ms,
+        "message": {"mid": message.mid, "text": message.text},
+    }
+    envelope = {
+        "object": "page" if message.platform == "messenger" else "instagram",
+        "entry": [{"id": message.account_id, "time": message.time_ms, "messaging": [item]}],
+    }
+    return orjson.dumps(envelope)
+
+
+def _whatsapp(message: SimMessage) -> dict[str, object]:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {
+            "display_phone_number": WHATSAPP_DISPLAY_NUMBER,
+            "phone_number_id": message.account_id,
+        },
+        "contacts": [
+            {"profile": {"name": f"Sim User {message.user_id}"}, "wa_id": message.user_id}
+        ],
+        "messages": [
+            {
+                "from": message.user_id,
+                "id": message.mid,
+                "timestamp": str(message.time_ms // 1000),
+                "type": "text",
+                "text": {"body": message.text},
+            }
+        ],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": WHATSAPP_BUSINESS_ACCOUNT_ID, "changes": [{"value": value, "field": "messages"}]}
+        ],
+    }

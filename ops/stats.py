@@ -1,0 +1,281 @@
+"""What lull holds in Redis right now: streams, groups, consumers, open windows, dead letters.
+
+Read from Redis alone, so it works with no service running. Every command touches one key
+(one stream, one due set, one conversation), so it runs on Redis Cluster too.
+
+The age of an open window comes from its header (processor/lua/window_apply.lua, struct
+HDR): `opened_at` is the Redis clock when its first message was applied. Headers are read
+with GETRANGE in pipelined batches; with more than MAX_SAMPLED_WINDOWS open windows only the
+earliest-deadline ones are read, and the age is marked approximate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from redis.exceptions import ResponseError
+
+from common.keys import Keys
+from common.redis_conn import RedisClient
+from common.streams import GroupInfo, group_infos, text
+from processor.app import GROUP as PROCESSOR_GROUP
+from sender.app import GROUP as SENDER_GROUP
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+# struct HDR of processor/lua/window_apply.lua ('<ddddI4I4I4I4B'): first_t, last_t, opened_at,
+# deadline (doubles, ms), count, bytes, arrivals, seen_len (uint32), close reason (byte).
+HEADER = struct.Struct("<ddddIIIIB")
+MAX_SAMPLED_WINDOWS = 10_000
+"""Above this many open windows, only the earliest-deadline ones are read for the age."""
+GETRANGE_BATCH = 1_000
+"""Headers read per pipeline."""
+CONCURRENT_STREAMS = 16
+"""Streams asked about at once (stays well inside the client's connection pool)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    """A stream and the lull group that reads it."""
+
+    stream: str
+    length: int
+    group: str
+    group_exists: bool
+    lag: int | None
+    """Entries the group has not read yet (the whole stream when the group does not exist:
+    groups start at id 0); None when Redis cannot tell."""
+    pending: int
+    """Entries read and not acknowledged yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """One consumer group of a stream, lull's or another."""
+
+    stream: str
+    group: str
+    consumers: int
+    pending: int
+    lag: int | None
+    last_delivered_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStats:
+    """One consumer of a group."""
+
+    stream: str
+    group: str
+    name: str
+    pending: int
+    idle_ms: int
+    """Since its last read attempt."""
+    inactive_ms: int | None
+    """Since its last successful read; None before Redis 7.2 or when it never read."""
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """Open windows over every shard."""
+
+    open_per_shard: tuple[int, ...]
+    oldest_age_ms: int | None
+    """Now minus the earliest open time; None when no window is open."""
+    oldest_conversation: str | None
+    sampled: int
+    """Window headers read to find the oldest."""
+    approximate: bool
+    """True when not every open window was read (see MAX_SAMPLED_WINDOWS)."""
+    most_overdue_ms: int | None
+    """Now minus the earliest deadline, when that deadline is past; None otherwise."""
+    most_overdue_conversation: str | None
+
+    @property
+    def open(self) -> int:
+        """Open windows in all shards."""
+        return sum(self.open_per_shard)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Everything `lull stats` shows."""
+
+    namespace: str
+    shards: int
+    redis_time_ms: int
+    inbound: StreamStats
+    outbound: tuple[StreamStats, ...]
+    groups: tuple[GroupStats, ...]
+    consumers: tuple[ConsumerStats, ...]
+    windows: WindowStats
+    dead_letters: int
+
+
+async def _each(items: Sequence[T], call: Callable[[T], Awaitable[U]]) -> list[U]:
+    """call(item) for every item, CONCURRENT_STREAMS at a time, results in order."""
+    results: list[U] = []
+    for start in range(0, len(items), CONCURRENT_STREAMS):
+        chunk = items[start : start + CONCURRENT_STREAMS]
+        results.extend(await asyncio.gather(*(call(item) for item in chunk)))
+    return results
+
+
+async def _consumers(client: RedisClient, stream: str, group: str) -> list[ConsumerStats]:
+    try:
+        rows: list[dict[str, Any]] = await client.xinfo_consumers(stream, group)
+    except ResponseError as exc:
+        # The group or stream went away between XINFO GROUPS and now: it has no consumers.
+        if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():
+            return []
+        raise
+    return [
+        ConsumerStats(
+            stream=stream,
+            group=group,
+            name=text(row["name"]),
+            pending=int(row["pending"]),
+            idle_ms=int(row["idle"]),
+            # Redis 7.2 added "inactive" (-1 when the consumer never read successfully).
+            inactive_ms=None if row.get("inactive") in (None, -1) else int(row["inactive"]),
+        )
+        for row in rows
+    ]
+
+
+def _stream_stats(stream: str, length: int, group: str, infos: list[GroupInfo]) -> StreamStats:
+    info = next((i for i in infos if i.name == group), None)
+    if info is None:
+        return StreamStats(stream, length, group, False, length, 0)
+    return StreamStats(stream, length, group, True, info.lag, info.pending)
+
+
+async def redis_now_ms(client: RedisClient) -> int:
+    """The Redis server clock, the one the window scripts use."""
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def collect(
+    client: RedisClient,
+    keys: Keys,
+    *,
+    now_ms: int | None = None,
+    max_sampled_windows: int = MAX_SAMPLED_WINDOWS,
+) -> Stats:
+    """Read every figure of one namespace; now_ms None: the Redis clock, read last."""
+    streams = [keys.inbound(), *keys.all_outbound()]
+    lengths = await _each(streams, client.xlen)
+    infos = await _each(streams, lambda stream: group_infos(client, stream))
+    pairs = [
+        (stream, info.name) for stream, found in zip(streams, infos, strict=True) for info in found
+    ]
+    consumers = await _each(pairs, lambda pair: _consumers(client, *pair))
+    scan = await _scan_windows(client, keys, max_sampled_windows)
+    dead_letters = int(await client.xlen(keys.dead()))
+    # Read after everything else, so no window read above opened after "now".
+    now = await redis_now_ms(client) if now_ms is None else now_ms
+    wanted = [PROCESSOR_GROUP] + [SENDER_GROUP] * keys.shards
+    stream_stats = [
+        _stream_stats(stream, int(length), group, found)
+        for stream, length, group, found in zip(streams, lengths, wanted, infos, strict=True)
+    ]
+    return Stats(
+        namespace=keys.namespace,
+        shards=keys.shards,
+        redis_time_ms=now,
+        inbound=stream_stats[0],
+        outbound=tuple(stream_stats[1:]),
+        groups=tuple(
+            GroupStats(stream, i.name, i.consumers, i.pending, i.lag, i.last_delivered_id)
+            for stream, found in zip(streams, infos, strict=True)
+            for i in found
+        ),
+        consumers=tuple(c for found in consumers for c in found),
+        windows=scan.stats(now),
+        dead_letters=dead_letters,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _WindowScan:
+    """Raw findings of the window scan; turned into WindowStats once "now" is known."""
+
+    open_per_shard: tuple[int, ...]
+    earliest_deadline: tuple[float, str] | None
+    earliest_open: tuple[float, str] | None
+    sampled: int
+    approximate: bool
+
+    def stats(self, now_ms: int) -> WindowStats:
+        oldest, overdue = self.earliest_open, self.earliest_deadline
+        is_overdue = overdue is not None and overdue[0] < now_ms
+        return WindowStats(
+            open_per_shard=self.open_per_shard,
+            # Clamped: on Redis Cluster "now" may come from a node whose clock is behind.
+            oldest_age_ms=None if oldest is None else max(0, now_ms - int(oldest[0])),
+            oldest_conversation=None if oldest is None else oldest[1],
+            sampled=self.sampled,
+            approximate=self.approximate,
+            most_overdue_ms=now_ms - int(overdue[0]) if overdue and is_overdue else None,
+            most_overdue_conversation=overdue[1] if overdue and is_overdue else None,
+        )
+
+
+async def _scan_windows(client: RedisClient, keys: Keys, max_sampled: int) -> _WindowScan:
+    shards = range(keys.shards)
+    pipe = client.pipeline(transaction=False)
+    for shard in shards:
+        pipe.zcard(keys.due(shard))
+    counts = tuple(int(n) for n in await pipe.execute())
+    total = sum(counts)
+    per_shard = max(1, max_sampled // keys.shards) if total > max_sampled else None
+    # The earliest deadlines of each shard: the most overdue one, and the windows to sample.
+    pipe = client.pipeline(transaction=False)
+    for shard, count in zip(shards, counts, strict=True):
+        take = count if per_shard is None else min(count, per_shard)
+        pipe.zrange(keys.due(shard), 0, max(take, 1) - 1, withscores=True)
+    ranges: list[list[tuple[bytes, float]]] = await pipe.execute()
+    earliest_deadline: tuple[float, str] | None = None
+    members: list[tuple[str, str]] = []  # (conversation key, conversation)
+    for shard, found in zip(shards, ranges, strict=True):
+        prefix = keys.conversation_prefix(shard)
+        for member, deadline in found:
+            conversation = text(member)
+            members.append((prefix + conversation, conversation))
+            if earliest_deadline is None or deadline < earliest_deadline[0]:
+                earliest_deadline = (deadline, conversation)
+    earliest_open = await _earliest_open(client, members)
+    return _WindowScan(
+        open_per_shard=counts,
+        earliest_deadline=earliest_deadline,
+        earliest_open=earliest_open,
+        sampled=len(members),
+        approximate=per_shard is not None,
+    )
+
+
+async def _earliest_open(
+    client: RedisClient, members: list[tuple[str, str]]
+) -> tuple[float, str] | None:
+    """(opened_at, conversation) of the earliest-opened window among members."""
+    earliest: tuple[float, str] | None = None
+    for start in range(0, len(members), GETRANGE_BATCH):
+        batch = members[start : start + GETRANGE_BATCH]
+        pipe = client.pipeline(transaction=False)
+        for key, _ in batch:
+            pipe.getrange(key, 0, HEADER.size - 1)
+        headers: list[bytes] = await pipe.execute()
+        for (_, conversation), header in zip(batch, headers, strict=True):
+            if len(header) < HEADER.size:
+                continue  # closed and expired since the ZRANGE
+            _first, _last, opened_at, deadline, *_ = HEADER.unpack(header)
+            # deadline 0: closed since the ZRANGE (the key only remembers seen mids now).
+            if deadline > 0 and (earliest is None or opened_at < earliest[0]):
+                earliest = (opened_at, conversation)
+    return earliest
