@@ -59,3 +59,10 @@ class ConsumerMetrics:
             ["stream", "group"],
             registry=r,
         )
+        self.consumers = Gauge(
+            "lull_stream_consumers",
+            "Consumers the group has (XINFO GROUPS): live ones, and dead ones not expired yet "
+            "(an idle consumer is removed only once it holds nothing)",
+            ["stream", "group"],
+            registry=r,
+        )

@@ -40,6 +40,7 @@ class Closer:
 
     def notify(self, deadline_ms: int) -> None:
         """A local apply set this deadline: wake early if it is before the planned wake-up."""
+        self._metrics.window_overdue.learned(deadline_ms)
         if self._wake_at_ms is not None and deadline_ms + self._grace_ms < self._wake_at_ms:
             self._wakeup.set()
 
@@ -59,6 +60,7 @@ class Closer:
             ):
                 next_deadline = result.next_deadline_ms
         self._metrics.windows_open.set(open_windows)
+        self._metrics.window_overdue.looked(now_ms, next_deadline)
         return emitted, next_deadline, now_ms
 
     def _record(self, result: CloseResult) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Close lateness from 1 ms: the closer wakes at the deadline, so lateness is timer jitter
@@ -10,10 +13,44 @@ LATENESS_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_
 MESSAGES_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89)
 
 
+class WindowOverdue:
+    """How far past its deadline the earliest open window is, from the closer's last look.
+
+    Between looks the Redis clock is extrapolated with the local monotonic clock: a closer
+    that stops looking (stuck, or Redis down) shows a growing value, not a stale zero.
+    """
+
+    def __init__(self, clock_s: Callable[[], float] = time.monotonic) -> None:
+        self._clock_s = clock_s
+        self._deadline_ms: int | None = None
+        self._redis_now_ms = 0
+        self._looked_at_s: float | None = None
+
+    def looked(self, redis_now_ms: int, earliest_deadline_ms: int | None) -> None:
+        """The closer read the Redis clock and the earliest deadline still open."""
+        self._redis_now_ms = redis_now_ms
+        self._deadline_ms = earliest_deadline_ms
+        self._looked_at_s = self._clock_s()
+
+    def learned(self, deadline_ms: int) -> None:
+        """A local apply set this deadline (the closer may not have seen it yet)."""
+        if self._deadline_ms is None or deadline_ms < self._deadline_ms:
+            self._deadline_ms = deadline_ms
+
+    def seconds(self) -> float:
+        """Now (Redis clock, extrapolated) minus the earliest known deadline, at least 0."""
+        if self._deadline_ms is None or self._looked_at_s is None:
+            return 0.0
+        now_ms = self._redis_now_ms + (self._clock_s() - self._looked_at_s) * 1000
+        return max(0.0, (now_ms - self._deadline_ms) / 1000)
+
+
 class ProcessorMetrics:
     """Counters, gauges and histograms of parsing, windows and batches."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, clock_s: Callable[[], float] = time.monotonic
+    ) -> None:
         self.registry = registry
         self._event_children: dict[tuple[str, str], Counter] = {}
         self.events = Counter(
@@ -54,6 +91,13 @@ class ProcessorMetrics:
             buckets=MESSAGES_BUCKETS,
             registry=registry,
         )
+        self.window_overdue = WindowOverdue(clock_s)
+        Gauge(
+            "lull_processor_window_overdue_seconds",
+            "How far past its deadline the earliest open window is (0: none overdue); grows "
+            "while this replica's closer cannot close",
+            registry=registry,
+        ).set_function(self.window_overdue.seconds)
         self.close_lateness_ms = Histogram(
             "lull_processor_close_lateness_ms",
             "closed_at - deadline, milliseconds (Redis clock)",
