@@ -69,6 +69,11 @@ class Keys:
         """Hash of "<conversation>|<seq>" for batches dead-lettered before their turn."""
         return f"{self.tag(shard)}:deadseq"
 
+    def dead_batches(self, shard: int) -> str:
+        """Hash of batch_id -> id of the entry that died, for batches finished as dead and not
+        delivered since: a replay of one of them is delivered, not skipped as a duplicate."""
+        return f"{self.tag(shard)}:deadbatch"
+
     def send_state(self, shard: int, batch_id: str) -> str:
         """A batch's handler replies and send progress, kept only while it is retried."""
         return f"{self.tag(shard)}:send:{batch_id}"

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Sequence
 
 import aiohttp
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client import CollectorRegistry
 
@@ -14,6 +13,7 @@ from common.consumer import Consumer, ConsumerConfig, Entry, Outcome
 from common.consumer_types import REDIS_FAILURES, default_consumer_name
 from common.errors import RetryLater
 from common.keys import Keys
+from common.redis_conn import RedisClient
 from common.startup import until_redis_answers
 from sender.deliver import Deliverer
 from sender.graph import GraphClient
@@ -58,7 +58,7 @@ class Sender:
     def __init__(
         self,
         *,
-        client: aioredis.Redis,
+        client: RedisClient,
         settings: SenderSettings,
         handler: Handler,
         session: aiohttp.ClientSession,
@@ -70,7 +70,9 @@ class Sender:
         self.keys = Keys(settings.common.namespace, settings.common.shards)
         self.handler = handler
         self._session = session
-        self.store = SendStore(client, self.keys, GROUP)
+        consumer = consumer_name or default_consumer_name()
+        # The store checks, before each send, that the entry is still this consumer's.
+        self.store = SendStore(client, self.keys, GROUP, consumer)
         self.limiter = RateLimiter(client)
         graph = GraphClient(
             session, settings.graph_base, settings.access_tokens, settings.graph_timeout_ms / 1000
@@ -83,7 +85,7 @@ class Sender:
             streams=self.keys.all_outbound(),
             group=GROUP,
             dead_stream=self.keys.dead(),
-            consumer=consumer_name or default_consumer_name(),
+            consumer=consumer,
             claim_interval_ms=group.claim_interval_ms,
             claim_idle_ms=group.claim_idle_ms,
             max_deliveries=group.max_deliveries,
@@ -99,7 +101,7 @@ class Sender:
     @classmethod
     async def create(
         cls,
-        client: aioredis.Redis,
+        client: RedisClient,
         settings: SenderSettings,
         registry: CollectorRegistry | None = None,
         consumer_name: str | None = None,

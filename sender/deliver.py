@@ -52,6 +52,28 @@ def decode_batch(raw: bytes | None) -> dict[str, Any]:
 
 
 @dataclass
+class _Job:
+    """One batch entry being delivered, as this attempt sees it."""
+
+    shard: int
+    entry: Entry
+    batch: dict[str, Any]
+    state: SendState
+    replay: bool
+    """A replay (`lull dead replay`) of a batch that finished as dead: its seq is finished,
+    so it is delivered out of order, and only while its dead mark is still there."""
+    safe_until: float
+    """time.monotonic() before which no other replica can have claimed the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Stop:
+    """The entry is no longer this consumer's to work on: return outcome to the loop."""
+
+    outcome: Outcome
+
+
+@dataclass
 class Deliverer:
     """Delivers batches; one per sender replica, shared by every consumer task."""
 
@@ -71,31 +93,30 @@ class Deliverer:
             return self._dead(f"malformed batch: {exc}")
         shard = self.keys.shard_of_outbound(entry.stream)
         settings = self.settings
-        loaded = await self.store.load(shard, batch, settings.history_messages > 0)
+        asked_at = time.monotonic()
+        loaded = await self.store.load(shard, entry.id, batch, settings.history_messages > 0)
+        if not loaded.claim.owned:
+            return self._taken_over(entry)
         seq = batch["seq"]
-        if seq <= loaded.delivered_seq:
+        replay = seq <= loaded.delivered_seq
+        if replay and not loaded.claim.marked:
             # Delivered before a crash or a claim: ack and skip, never answer twice.
             self.metrics.deliveries.labels("duplicate").inc()
             return None
         if seq > loaded.delivered_seq + 1:
             self.metrics.deliveries.labels("waiting").inc()
             return RetryLater(ORDER_RETRY_MS, f"waiting for seq {loaded.delivered_seq + 1}")
-        state = loaded.state
-        if state.requests is None:
-            outcome = await self._call_handler(shard, entry, batch, state, loaded.history)
-            if outcome is not None or state.requests is None:
+        safe_until = self._safe_until(asked_at, loaded.claim.idle_ms)
+        job = _Job(shard, entry, batch, loaded.state, replay, safe_until)
+        if job.state.requests is None:
+            outcome = await self._call_handler(job, loaded.history)
+            if outcome is not None or job.state.requests is None:
                 return outcome
-        return await self._send(shard, entry, batch, state)
+        return await self._send(job)
 
-    async def _call_handler(
-        self,
-        shard: int,
-        entry: Entry,
-        batch: dict[str, Any],
-        state: SendState,
-        history: list[Any],
-    ) -> Outcome:
-        """Fill state.requests from the bot's replies, or say why not (outcome)."""
+    async def _call_handler(self, job: _Job, history: list[Any]) -> Outcome:
+        """Fill job.state.requests from the bot's replies, or say why not (outcome)."""
+        batch, state = job.batch, job.state
         rate = self.settings.rate_per_user
         if rate is not None and not state.admitted:
             wait_ms = await self.limiter.acquire(self.keys.user_rate(batch["conversation"]), rate)
@@ -104,25 +125,37 @@ class Deliverer:
                 return RetryLater(wait_ms, "per-user rate limit")
             state.admitted = True
         started = time.perf_counter()
+        failure: HandlerRetry | str | None = None
+        replies: list[Reply] = []
         try:
             raw_replies = await self.handler({**batch, "history": history})
             replies = [] if self.handler.forward_only else parse_replies(raw_replies)
         except HandlerRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
-            return await self._retry(shard, batch, state, exc.reason, exc.retry_after_ms)
+            failure = exc
         except (HandlerPermanent, ValueError) as exc:
             self.metrics.handler_seconds.labels("permanent").observe(time.perf_counter() - started)
-            reason = exc.reason if isinstance(exc, HandlerPermanent) else str(exc)
-            return self._dead(f"handler: {reason}")
-        self.metrics.handler_seconds.labels("ok").observe(time.perf_counter() - started)
+            failure = exc.reason if isinstance(exc, HandlerPermanent) else str(exc)
+        else:
+            self.metrics.handler_seconds.labels("ok").observe(time.perf_counter() - started)
+        # The bot may have taken longer than claim_idle_ms (or this replica stalled): if
+        # another replica took the entry over meanwhile, its answer is the one that counts.
+        stop = await self._check(job)
+        if stop is not None:
+            return stop.outcome
+        if isinstance(failure, HandlerRetry):
+            return await self._retry(job, failure.reason, failure.retry_after_ms)
+        if failure is not None:
+            return self._dead(f"handler: {failure}")
         if not replies:
-            await self._finish(shard, entry, batch, [], "no_reply")
+            await self._finish(job, [], "no_reply")
             return None
-        if self.settings.supersede:
-            latest = await self.store.latest_seq(shard, batch["conversation"])
+        if self.settings.supersede and not job.replay:
+            # A replay is not superseded: the newer batches never carried its messages.
+            latest = await self.store.latest_seq(job.shard, batch["conversation"])
             if latest > batch["seq"]:
                 # A newer, fuller batch of this conversation is closed: answer that one only.
-                await self._finish(shard, entry, batch, [], "superseded")
+                await self._finish(job, [], "superseded")
                 return None
         try:
             state.requests = self._requests(batch, replies)
@@ -134,13 +167,16 @@ class Deliverer:
         version = self.settings.graph_version
         return [request for reply in replies for request in build_requests(batch, reply, version)]
 
-    async def _send(
-        self, shard: int, entry: Entry, batch: dict[str, Any], state: SendState
-    ) -> Outcome:
-        """Send the replies not yet accepted, in order, each within the account's limit."""
+    async def _send(self, job: _Job) -> Outcome:
+        """Send the replies not yet accepted, in order, each within the account's limit, and
+        each only while the entry is still this consumer's."""
+        state = job.state
         assert state.requests is not None
         rate = self.settings.rate_global
         while state.sent < len(state.requests):
+            stop = await self._check(job)
+            if stop is not None:
+                return stop.outcome
             request = state.requests[state.sent]
             if rate is not None:
                 wait_ms = await self.limiter.acquire(
@@ -148,7 +184,7 @@ class Deliverer:
                 )
                 if wait_ms > 0:
                     self.metrics.rate_waits.labels("account").inc()
-                    await self.store.save(shard, batch["batch_id"], state)
+                    await self.store.save(job.shard, job.batch["batch_id"], state)
                     return RetryLater(wait_ms, "account rate limit")
             started = time.perf_counter()
             try:
@@ -159,46 +195,73 @@ class Deliverer:
                 )
                 if exc.kind == "permanent":
                     return self._dead(f"graph api: code {exc.code}: {exc.message}")
-                return await self._retry(shard, batch, state, str(exc), exc.retry_after_ms)
+                return await self._retry(job, str(exc), exc.retry_after_ms)
             self.metrics.graph_seconds.labels("200", "").observe(time.perf_counter() - started)
             state.sent += 1
-        await self._finish(shard, entry, batch, state.requests, "sent")
+        await self._finish(job, state.requests, "sent")
         return None
 
-    async def _retry(
-        self,
-        shard: int,
-        batch: dict[str, Any],
-        state: SendState,
-        reason: str,
-        retry_after_ms: int | None,
-    ) -> Outcome:
+    async def _retry(self, job: _Job, reason: str, retry_after_ms: int | None) -> Outcome:
+        state = job.state
         state.attempts += 1
         if state.attempts >= self.settings.send_max_attempts:
             return self._dead(f"gave up after {state.attempts} attempts: {reason}")
-        await self.store.save(shard, batch["batch_id"], state)
+        # The send state is shared by batch id: a replica that lost the entry must not
+        # overwrite the progress of the one that took it over.
+        stop = await self._check(job)
+        if stop is not None:
+            return stop.outcome
+        await self.store.save(job.shard, job.batch["batch_id"], state)
         self.metrics.deliveries.labels("retried").inc()
         settings = self.settings
         delay_ms = max(
             retry_after_ms or 0,
             backoff_ms(state.attempts, settings.send_backoff_base_ms, settings.send_backoff_max_ms),
         )
-        log.info("batch retried", batch_id=batch["batch_id"], reason=reason, delay_ms=delay_ms)
+        log.info("batch retried", batch_id=job.batch["batch_id"], reason=reason, delay_ms=delay_ms)
         return RetryLater(delay_ms, reason)
+
+    async def _check(self, job: _Job) -> _Stop | None:
+        """None while the entry is this consumer's (and, for a replay, still undelivered).
+
+        Asks Redis only when another replica could have claimed the entry by now, so a batch
+        whose bot answers promptly costs no extra round trip. A replay always asks: two
+        copies of it may be on their way at once."""
+        if not job.replay and time.monotonic() < job.safe_until:
+            return None
+        asked_at = time.monotonic()
+        claim = await self.store.check(job.shard, job.entry.id, job.batch["batch_id"])
+        if not claim.owned:
+            return _Stop(self._taken_over(job.entry))
+        if job.replay and not claim.marked:
+            # Another copy of this replay was delivered meanwhile.
+            self.metrics.deliveries.labels("duplicate").inc()
+            return _Stop(None)
+        job.safe_until = self._safe_until(asked_at, claim.idle_ms)
+        return None
+
+    def _safe_until(self, asked_at: float, idle_ms: int) -> float:
+        """Until when (monotonic s) no replica can claim an entry that was idle idle_ms when
+        asked at asked_at. Every replica claims after the same claim_idle_ms (the consumer
+        loop relies on that too); a quarter of it is left as a margin for clocks and flight."""
+        claim_idle_ms = self.settings.group.claim_idle_ms
+        return asked_at + (claim_idle_ms * 3 / 4 - idle_ms) / 1000
+
+    def _taken_over(self, entry: Entry) -> Outcome:
+        """Another consumer claimed the entry (or finished it): leave it, never ack it.
+
+        The loop holds it for a retry, and its XCLAIM then finds the entry is not ours and
+        forgets it."""
+        self.metrics.deliveries.labels("taken_over").inc()
+        log.warning("batch taken over by another consumer", stream=entry.stream, id=entry.id)
+        return RetryLater(0, "taken over by another consumer")
 
     def _dead(self, reason: str) -> Permanent:
         self.metrics.deliveries.labels("dead").inc()
         return Permanent(reason)
 
-    async def _finish(
-        self,
-        shard: int,
-        entry: Entry,
-        batch: dict[str, Any],
-        requests: list[GraphRequest],
-        outcome: str,
-    ) -> None:
-        settings = self.settings
+    async def _finish(self, job: _Job, requests: list[GraphRequest], outcome: str) -> None:
+        settings, batch = self.settings, job.batch
         items = [
             orjson.dumps({"role": "user", "mid": m.get("mid"), "text": m.get("text", ""),
                           "time": m.get("event_time")})
@@ -206,20 +269,23 @@ class Deliverer:
         ]  # fmt: skip
         items += [orjson.dumps({"role": "bot", "text": _sent_text(r.payload)}) for r in requests]
         await self.store.finish(
-            shard=shard,
-            entry_id=entry.id,
+            shard=job.shard,
+            entry_id=job.entry.id,
             batch=batch,
             history_items=items,
             keep=settings.history_messages,
             ttl_s=settings.history_ttl_s,
         )
+        if job.replay and outcome in ("sent", "no_reply"):
+            outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()
         closed_at = batch.get("closed_at")
         if outcome == "sent" and isinstance(closed_at, int):
             self.metrics.batch_age.observe(max(0.0, time.time() - closed_at / 1000))
 
     async def mark_dead(self, entry: Entry, reason: str) -> None:
-        """After a batch was dead-lettered: its successors must not wait for it forever."""
+        """After a batch was dead-lettered: its successors must not wait for it forever, and
+        a replay of it (`lull dead replay`) is to be delivered, not skipped as a duplicate."""
         del reason
         try:
             batch = decode_batch(entry.fields.get(b"batch"))
