@@ -161,10 +161,15 @@ def _print_banner(env: dict[str, str]) -> None:
         _say("app secret:    (your LULL_APP_SECRET)")
         return
     _say(f"app secret:    {secret}")
-    _say("send a signed sample (see README, 'Try it'):")
+    _say("in another terminal, simulate three users typing bursts:")
+    _say(f"  {_lull_command()} simulate --url http://127.0.0.1:{port}/webhook "
+         f"--app-secret {secret} --users 3 --messages-per-user 3 --gap-ms 800")  # fmt: skip
     _say(
-        '  body=\'{"object":"page","entry":[]}\'; '
-        f"sig=$(printf %s \"$body\" | openssl dgst -sha256 -hmac '{secret}' | sed 's/.* //'); "
-        f"curl -i -H \"X-Hub-Signature-256: sha256=$sig\" -H 'Content-Type: application/json' "
-        f'-d "$body" http://127.0.0.1:{port}/webhook'
+        f"replies appear in the sender's log and at http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}/_sent"
     )
+
+
+def _lull_command() -> str:
+    """How to run `lull` from any terminal: the venv's script, even when the venv is not active."""
+    script = Path(sys.executable).parent / "lull"
+    return str(script) if script.exists() else f"{sys.executable} -m common.cli"

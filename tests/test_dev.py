@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
-import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
-from common.dev import DEV_APP_SECRET
 from common.embedded_redis import free_port
-from ingest.signature import sign
 
 TIMEOUT = aiohttp.ClientTimeout(total=2)
 
@@ -39,55 +38,83 @@ async def _until(check: Any, deadline_s: float) -> None:
     pytest.fail("condition not met in time")
 
 
+READY_S = 10.0
+
+
+async def _collect(stream: asyncio.StreamReader, lines: list[str], seen: asyncio.Event) -> None:
+    """Keep reading the stack's output (a full pipe would block it); flag the simulate line."""
+    while line := await stream.readline():
+        lines.append(line.decode(errors="replace"))
+        if " simulate --url " in lines[-1]:
+            seen.set()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(base_env: dict[str, str]) -> None:
+async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
     ingest_port, graph_port = free_port(), free_port()
     env = {
         **os.environ, **base_env,
         "LULL_INGEST_PORT": str(ingest_port), "LULL_FAKE_GRAPH_PORT": str(graph_port),
         "LULL_PROCESSOR_METRICS_PORT": str(free_port()),
         "LULL_SENDER_METRICS_PORT": str(free_port()),
-        "LULL_WINDOW_MS": "200",
+        "LULL_INGEST_METRICS_PORT": str(free_port()),
+        # Above the printed command's largest jittered gap, so each user's burst is one turn.
+        "LULL_WINDOW_MS": "2000",
     }  # fmt: skip
     for name in ("LULL_APP_SECRET", "LULL_VERIFY_TOKEN", "LULL_HANDLER"):
         env.pop(name, None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "common.cli", "dev"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "common.cli", "dev", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
-    )
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    printed = asyncio.Event()
+    reader = asyncio.create_task(_collect(proc.stdout, lines, printed))
     try:
+        await asyncio.wait_for(printed.wait(), READY_S)
+        ready_s = time.monotonic() - started
+        [line] = [text for text in lines if " simulate --url " in text]
+        command = shlex.split(line.split("[lull dev]", 1)[1])
+        record = tmp_path / "posts.jsonl"
+        # The command exactly as printed, from another "terminal" that has no LULL_* set.
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("LULL_")}
+        simulate = await asyncio.create_subprocess_exec(
+            *command, "--record", str(record), env=clean,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        simulate_output, _ = await asyncio.wait_for(simulate.communicate(), 30)
+        assert simulate.returncode == 0, simulate_output.decode(errors="replace")
+        posts = [orjson.loads(row) for row in record.read_bytes().splitlines()]
+        expected: dict[str, list[str]] = {}
+        for post in sorted(posts, key=lambda post: post["sent_at_ms"]):
+            expected.setdefault(post["user_id"], []).extend(post["texts"])
+        assert len(expected) == 3 and len(posts) == 9
+
         async with aiohttp.ClientSession() as session:
             graph = f"http://127.0.0.1:{graph_port}/_sent"
-            webhook = f"http://127.0.0.1:{ingest_port}/webhook"
-
-            async def ready() -> bool:
-                health = await session.get(f"http://127.0.0.1:{ingest_port}/healthz")
-                return health.status == 200 and await _get(session, graph) == []
-
-            await _until(ready, 20)
-            now = int(time.time() * 1000)
-            for n, text in enumerate(["hi", "I have", "a problem with my order"]):
-                body = orjson.dumps({"object": "page", "entry": [{"id": "p1", "messaging": [{
-                    "sender": {"id": "u1"}, "recipient": {"id": "p1"}, "timestamp": now + n,
-                    "message": {"mid": f"dev-{n}", "text": text}}]}]})  # fmt: skip
-                headers = {"X-Hub-Signature-256": sign(DEV_APP_SECRET, body)}
-                async with session.post(webhook, data=body, headers=headers) as response:
-                    assert response.status == 200
 
             async def answered() -> bool:
-                return len(await _get(session, graph)) >= 1
+                return len(await _get(session, graph)) >= len(expected)
 
             await _until(answered, 20)
-            [reply] = await _get(session, graph)
-            assert reply["payload"]["message"]["text"] == "hi\nI have\na problem with my order"
+            sent = await _get(session, graph)
+        replies = {item["payload"]["recipient"]["id"]: item for item in sent}
+        assert len(sent) == len(replies) == len(expected)  # one reply per user, none twice
+        for user, texts in expected.items():
+            assert replies[user]["payload"]["message"]["text"] == "\n".join(texts)
     finally:
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
+        await asyncio.wait_for(proc.wait(), 30)
+        await reader
+    output = "".join(lines)
+    assert proc.returncode == 0, output[-2000:]
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # nothing of the process group is left running
-    assert b"webhook URL:" in output
+    assert "webhook URL:" in output
+    assert ready_s < READY_S
