@@ -175,9 +175,10 @@ def summary_json(config: SimulateConfig, summary: Summary) -> dict[str, object]:
 
 
 def _table(config: SimulateConfig, summary: Summary) -> Table:
-    table = Table(title=f"lull simulate: {config.platform} -> {config.url}", show_header=False)
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("target", f"{config.platform} -> {config.url}")
     statuses = ", ".join(f"{status}: {count}" for status, count in summary.statuses.items())
     errors = ", ".join(f"{kind}: {count}" for kind, count in summary.error_types.items())
     table.add_row("POSTs sent", f"{summary.posts} of {summary.planned}")

@@ -72,7 +72,17 @@ class Closer:
             emitted += 1
             metrics.batches.labels(closed.reason).inc()
             metrics.batch_messages.observe(closed.messages)
-            metrics.close_lateness_ms.observe(max(0, result.now_ms - closed.deadline_ms))
+            lateness_ms = max(0, result.now_ms - closed.deadline_ms)
+            metrics.close_lateness_ms.observe(lateness_ms)
+            # One line per unit of work: an operator follows a turn from here to the sender.
+            log.info(
+                "batch emitted",
+                conversation=closed.conversation,
+                seq=closed.seq,
+                messages=closed.messages,
+                reason=closed.reason,
+                lateness_ms=lateness_ms,
+            )
         return emitted
 
     async def run(self, stop: asyncio.Event) -> None:
