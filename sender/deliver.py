@@ -280,8 +280,18 @@ class Deliverer:
             outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()
         closed_at = batch.get("closed_at")
-        if outcome == "sent" and isinstance(closed_at, int):
-            self.metrics.batch_age.observe(max(0.0, time.time() - closed_at / 1000))
+        age_s = time.time() - closed_at / 1000 if isinstance(closed_at, int) else None
+        if outcome == "sent" and age_s is not None:
+            self.metrics.batch_age.observe(max(0.0, age_s))
+        log.info(
+            "batch finished",
+            outcome=outcome,
+            conversation=batch.get("conversation"),
+            seq=batch.get("seq"),
+            messages=len(batch["messages"]),
+            replies=len(requests),
+            age_ms=None if age_s is None else round(age_s * 1000),
+        )
 
     async def mark_dead(self, entry: Entry, reason: str) -> None:
         """After a batch was dead-lettered: its successors must not wait for it forever, and
