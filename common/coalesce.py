@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
+from common.redis_conn import RedisClient
 
 Command = tuple[Any, ...]
 _Call = tuple[list[Command], "asyncio.Future[list[Any]]"]
@@ -19,7 +19,7 @@ _Call = tuple[list[Command], "asyncio.Future[list[Any]]"]
 class Coalescer:
     """Runs lists of commands for many concurrent callers in shared pipelines."""
 
-    def __init__(self, client: aioredis.Redis, max_commands: int = 1000) -> None:
+    def __init__(self, client: RedisClient, max_commands: int = 1000) -> None:
         self._client = client
         self._max_commands = max_commands
         self._pending: list[_Call] = []

@@ -2,8 +2,10 @@
 
 One task, one step at a time: claim pass when due, local retries when due, one XREADGROUP
 with a short block, hand each stream's entries to the handler, then settle its outcomes
-(ack, dead-letter then ack, or hold for a local retry). Nothing runs concurrently, so a
-step never races another over an entry, and a stop is noticed within one block.
+(ack, dead-letter then ack, or hold for a local retry). Steps never overlap, so a step
+never races another over an entry, and a stop is noticed within one block. On a Redis
+Cluster the read is one XREADGROUP per hash slot, run concurrently (common/consumer_read.py):
+each slot's streams are handled by one reader, the claim pass and retries never overlap them.
 
 Recovery is the group's: whatever this replica does not ack stays in the PEL, and after
 claim_idle_ms any replica's claim pass takes it (counting a delivery).
@@ -14,15 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
 
 from common.consumer_claim import FIRST_CURSOR, claim_page, upkeep
 from common.consumer_metrics import ConsumerMetrics
+from common.consumer_read import Reader
 from common.consumer_retry import Held, LocalRetries, claim_held, now_ms, reread
 from common.consumer_types import (
     REDIS_FAILURES,
@@ -37,6 +38,7 @@ from common.consumer_types import (
 )
 from common.consumer_writes import DeadHook, Settlement, dead_letter_fields
 from common.errors import Permanent
+from common.redis_conn import RedisClient
 from common.streams import ensure_group, text
 
 __all__ = [
@@ -59,7 +61,7 @@ class Consumer:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         config: ConsumerConfig,
         handler: BatchHandler,
         metrics: CollectorRegistry | ConsumerMetrics,
@@ -84,6 +86,7 @@ class Consumer:
         self._failures = 0
         self._entries = metrics.entries
         self._group = config.group
+        self._reader = Reader(client, config, self._handle, self._read_failed)
 
     @property
     def name(self) -> str:
@@ -151,7 +154,7 @@ class Consumer:
         if self.stopping:
             # What was handled is settled; held entries stay pending for others to claim.
             return None
-        if len(self._retries) >= self._config.max_local_retries:
+        if not self._may_read():
             # Backpressure: hold no more until some held entries are done.
             await self._pause_ms(self._wait_ms(self._config.block_ms))
             return None
@@ -184,28 +187,18 @@ class Consumer:
             wait_ms = self._wait_ms(self._config.block_ms)
             # BLOCK 0 means forever: under 1 ms, read without blocking.
             block_ms = int(wait_ms) if wait_ms >= 1 else None
-        try:
-            reply: Any = await self._client.xreadgroup(
-                self._group,
-                self.name,
-                dict.fromkeys(self._config.streams, ">"),
-                count=self._config.read_count,
-                block=block_ms,
-            )
-        except REDIS_FAILURES as exc:
-            if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
-                self._ready = False  # the stream was deleted: create the group again
-            self._redis_failed("read", exc)
-            return None
-        received_ms = now_ms()
-        self._failures = 0
-        total = 0
-        for raw_stream, rows in reply or []:
-            stream = text(raw_stream)
-            entries = [Entry(stream, text(i), fields, 1) for i, fields in rows]
-            total += len(entries)
-            await self._handle(stream, entries, touched_ms=received_ms)
-        return total
+        read = await self._reader.read(block_ms, keep_reading=self._may_read)
+        if read is not None:
+            self._failures = 0
+        return read
+
+    def _may_read(self) -> bool:
+        return not self.stopping and len(self._retries) < self._config.max_local_retries
+
+    def _read_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
+            self._ready = False  # the stream was deleted: create the group again
+        self._redis_failed("read", exc)
 
     async def _handle(
         self,

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from structlog.typing import FilteringBoundLogger
 
 from common.consumer_metrics import ConsumerMetrics
 from common.consumer_retry import LocalRetries, now_ms
 from common.consumer_types import ConsumerConfig, Entry
+from common.redis_conn import RedisClient
 from common.streams import group_info, remove_idle_consumers, text, trim_acknowledged
 
 FIRST_CURSOR = "0-0"
@@ -35,7 +35,7 @@ class ClaimedPage:
 
 
 async def claim_page(
-    client: aioredis.Redis,
+    client: RedisClient,
     config: ConsumerConfig,
     stream: str,
     cursor: str,
@@ -78,7 +78,7 @@ async def claim_page(
 
 
 async def deliveries(
-    client: aioredis.Redis, stream: str, group: str, ids: list[str]
+    client: RedisClient, stream: str, group: str, ids: list[str]
 ) -> dict[str, int]:
     """The PEL delivery counter of each id (absent when no longer pending)."""
     if not ids:
@@ -91,7 +91,7 @@ async def deliveries(
 
 
 async def upkeep(
-    client: aioredis.Redis,
+    client: RedisClient,
     config: ConsumerConfig,
     metrics: ConsumerMetrics,
     log: FilteringBoundLogger,
@@ -112,3 +112,4 @@ async def upkeep(
         lag = float("nan") if info.lag is None else float(info.lag)
         metrics.lag.labels(stream, config.group).set(lag)
         metrics.pending.labels(stream, config.group).set(info.pending)
+        metrics.consumers.labels(stream, config.group).set(info.consumers)

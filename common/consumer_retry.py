@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from common.consumer_types import ConsumerConfig, Entry
+from common.redis_conn import RedisClient
 
 # Our clock and Redis's idle clock differ by the command's flight time; a local retry's
 # XCLAIM asks for this much less idle time than we measured, so it does not fail on noise.
@@ -126,9 +125,7 @@ class LocalRetries:
         heapq.heappush(self._heap, (at_ms, seq, key))
 
 
-async def claim_held(
-    client: aioredis.Redis, config: ConsumerConfig, held: list[Held]
-) -> list[object]:
+async def claim_held(client: RedisClient, config: ConsumerConfig, held: list[Held]) -> list[object]:
     """XCLAIM JUSTID each held entry to ourselves, unless someone else touched it since.
 
     JUSTID leaves the delivery counter alone. The min-idle time is how long we have held
@@ -146,7 +143,7 @@ async def claim_held(
     return list(await pipe.execute(raise_on_error=False))
 
 
-async def reread(client: aioredis.Redis, held: list[Held]) -> list[Entry | None]:
+async def reread(client: RedisClient, held: list[Held]) -> list[Entry | None]:
     """Each held entry as the stream has it now (XRANGE id id); None where it was deleted."""
     pipe = client.pipeline(transaction=False)
     for h in held:

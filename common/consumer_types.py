@@ -8,13 +8,16 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from common.errors import Permanent, RetryLater
+from common.redis_conn import RedisClient
 
 # Failures of a Redis command that a later attempt may not have: log, back off, go on.
-REDIS_FAILURES = (RedisError, OSError, TimeoutError)
+# The cluster client raises RedisClusterException, not a RedisError, when no node answers
+# or the slot map is incomplete (a failover in progress).
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 # A blocked read answers after block_ms plus a round trip; the socket must wait longer.
 BLOCK_MARGIN_MS = 250
 
@@ -136,9 +139,13 @@ def check_outcomes(entries: list[Entry], outcomes: object) -> None:
             raise HandlerContractError(f"handler returned {outcome!r} as an outcome")
 
 
-def check_client(client: aioredis.Redis, block_ms: int) -> None:
+def check_client(client: RedisClient, block_ms: int) -> None:
     """Every call must time out, and a blocked read must not time out before Redis answers."""
-    kwargs: dict[str, Any] = getattr(client.connection_pool, "connection_kwargs", {})
+    kwargs: dict[str, Any]
+    if isinstance(client, RedisCluster):
+        kwargs = client.get_connection_kwargs()  # what every node's connections get
+    else:
+        kwargs = getattr(client.connection_pool, "connection_kwargs", {})
     timeout_s = kwargs.get("socket_timeout")
     if timeout_s is None or timeout_s * 1000 < block_ms + BLOCK_MARGIN_MS:
         raise ValueError(

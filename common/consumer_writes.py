@@ -13,13 +13,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.typing import EncodableT, FieldT
 from structlog.typing import FilteringBoundLogger
 
 from common.consumer_metrics import ConsumerMetrics
 from common.consumer_types import REDIS_FAILURES, ConsumerConfig, Entry
+from common.redis_conn import RedisClient
 
 Fields = dict[FieldT, EncodableT]
 
@@ -50,7 +50,7 @@ class Settlement:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         config: ConsumerConfig,
         metrics: ConsumerMetrics,
         log: FilteringBoundLogger,

@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from redis.exceptions import RedisError
 
+from common.consumer_types import REDIS_FAILURES
 from common.metrics import metrics_handler
+from common.redis_conn import RedisClient
 
 READY_TIMEOUT_S = 2.0
 
 
-def admin_app(registry: CollectorRegistry, client: aioredis.Redis) -> web.Application:
+def admin_app(registry: CollectorRegistry, client: RedisClient) -> web.Application:
     """Metrics, liveness and readiness (Redis answers) on one app."""
     app = web.Application()
 
@@ -26,7 +26,7 @@ def admin_app(registry: CollectorRegistry, client: aioredis.Redis) -> web.Applic
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):
                 await client.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_FAILURES as exc:
             return web.json_response({"redis": type(exc).__name__}, status=503)
         return web.json_response({"redis": "ok"})
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from importlib import resources
 
-import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+
+from common.redis_conn import RedisClient
 
 
 def read_lua(package: str, name: str) -> str:
@@ -13,6 +14,6 @@ def read_lua(package: str, name: str) -> str:
     return resources.files(package).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register(client: aioredis.Redis, package: str, name: str) -> AsyncScript:
+def register(client: RedisClient, package: str, name: str) -> AsyncScript:
     """A script object that calls EVALSHA and loads the script again after a Redis restart."""
     return client.register_script(read_lua(package, name))

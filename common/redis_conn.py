@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, TypeAlias, overload
 from urllib.parse import urlsplit
 
 import hiredis  # a dependency: redis[hiredis]
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.typing import EncodableT
+
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+"""What connect() returns: one Redis, or a Redis Cluster client (LULL_REDIS_CLUSTER=1).
+
+Code that takes a client from connect() annotates it with this; the two classes share the
+command methods lull uses, and mypy checks every call against both."""
 
 
 class _HiredisPackingConnection(Connection):
@@ -30,8 +39,27 @@ class _HiredisPackingConnection(Connection):
         return [hiredis.pack_command(packed)]  # type: ignore[arg-type]
 
 
-def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> aioredis.Redis:
-    """A client whose every command and connect gives up after timeout_s."""
+@overload
+def connect(
+    url: str, *, timeout_s: float, max_connections: int = 64, cluster: Literal[False] = False
+) -> aioredis.Redis: ...
+
+
+@overload
+def connect(
+    url: str, *, timeout_s: float, max_connections: int = 64, cluster: bool
+) -> RedisClient: ...
+
+
+def connect(
+    url: str, *, timeout_s: float, max_connections: int = 64, cluster: bool = False
+) -> RedisClient:
+    """A client whose every command and connect gives up after timeout_s.
+
+    cluster: url names any node of a Redis Cluster; the client finds the others.
+    """
+    if cluster:
+        return _connect_cluster(url, timeout_s=timeout_s, max_connections=max_connections)
     options: dict[str, Any] = {}
     if urlsplit(url).scheme == "redis":
         options["connection_class"] = _HiredisPackingConnection
@@ -49,6 +77,25 @@ def connect(url: str, *, timeout_s: float, max_connections: int = 64) -> aioredi
         **options,
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+
+
+def _connect_cluster(url: str, *, timeout_s: float, max_connections: int) -> RedisCluster:
+    if urlsplit(url).scheme == "unix":
+        raise ValueError("Redis Cluster needs a redis:// or rediss:// URL, not unix://")
+    return RedisCluster.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        # Per node. The cluster client cannot wait for a free connection as the blocking
+        # pool above does: past the cap a command fails at once (MaxConnectionsError), so
+        # the cap is set well above what a service's concurrency asks of one node.
+        max_connections=2 * max_connections,
+        health_check_interval=30,
+        # As for one Redis: a failed command surfaces to the caller, which decides. MOVED
+        # and ASK are still followed, and the next command after a connection error
+        # refreshes the slot map.
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 def describe(url: str) -> str:

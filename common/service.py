@@ -8,13 +8,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from common.env import ConfigError
 from common.http_admin import admin_app, serve
 from common.log import configure
 from common.loop import new_event_loop
+from common.redis_conn import RedisClient
 from common.settings import CommonSettings
 
 S = TypeVar("S")
@@ -46,7 +46,7 @@ async def run_replica(
     run: Callable[[], Awaitable[None]],
     request_stop: Callable[[], None],
     registry: CollectorRegistry,
-    client: aioredis.Redis,
+    client: RedisClient,
     metrics_host: str,
     metrics_port: int,
 ) -> None:

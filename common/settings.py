@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from common.env import Env
+from common.env import ConfigError, Env
+from common.redis_conn import describe
 
 DEFAULT_NAMESPACE = "lull"
 LOG_FORMATS = ("json", "console")
@@ -20,6 +21,12 @@ def _redis_url(value: str) -> str:
     if urlsplit(value).scheme not in REDIS_SCHEMES:
         raise ValueError(value)
     return value
+
+
+def _cluster_url(value: str) -> bool:
+    # A cluster has one database (0) and no unix sockets between its nodes.
+    parts = urlsplit(value)
+    return parts.scheme in ("redis", "rediss") and parts.path in ("", "/", "/0")
 
 
 def _namespace(value: str) -> str:
@@ -39,16 +46,28 @@ class CommonSettings:
     shards: int
     log_format: str
     log_level: str
+    redis_cluster: bool = False
+    """LULL_REDIS_CLUSTER=1: redis_url names any node of a Redis Cluster."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommonSettings:
-        """Read and validate LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS and LULL_LOG_*."""
+        """Read and validate LULL_REDIS_URL, LULL_REDIS_CLUSTER, LULL_NAMESPACE, LULL_SHARDS
+        and LULL_LOG_*."""
         env = Env(os.environ if environ is None else environ)
         default_format = "console" if sys.stderr.isatty() else "json"
+        redis_url = env.parsed(
+            "LULL_REDIS_URL", None, _redis_url, "a URL redis://, rediss:// or unix://"
+        )
+        redis_cluster = env.flag("LULL_REDIS_CLUSTER", False)
+        if redis_cluster and redis_url is not None and not _cluster_url(redis_url):
+            raise ConfigError(
+                "LULL_REDIS_URL",
+                describe(redis_url),  # no password in the message
+                "with LULL_REDIS_CLUSTER=1, a redis:// or rediss:// URL of one node, database 0",
+            )
         return cls(
-            redis_url=env.parsed(
-                "LULL_REDIS_URL", None, _redis_url, "a URL redis://, rediss:// or unix://"
-            ),
+            redis_url=redis_url,
+            redis_cluster=redis_cluster,
             namespace=env.parsed(
                 "LULL_NAMESPACE",
                 DEFAULT_NAMESPACE,

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from common.lua import read_lua
+from common.redis_conn import RedisClient
 
 _MAX_SEQ = 2**64 - 1
 
@@ -33,7 +33,7 @@ def next_id(entry_id: str) -> str:
     return f"{ms + 1}-0" if seq == _MAX_SEQ else f"{ms}-{seq + 1}"
 
 
-async def ensure_group(client: aioredis.Redis, stream: str, group: str) -> bool:
+async def ensure_group(client: RedisClient, stream: str, group: str) -> bool:
     """Create group on stream (and the stream) from id 0; False if it already existed.
 
     Id 0, not $: entries written before the group's first start (ingest may run before the
@@ -61,7 +61,7 @@ class GroupInfo:
     """Entries not delivered to the group yet; None when Redis cannot tell (after XDEL)."""
 
 
-async def group_infos(client: aioredis.Redis, stream: str) -> list[GroupInfo]:
+async def group_infos(client: RedisClient, stream: str) -> list[GroupInfo]:
     """Every group of stream; empty when the stream does not exist."""
     try:
         rows = await client.xinfo_groups(stream)
@@ -82,7 +82,7 @@ async def group_infos(client: aioredis.Redis, stream: str) -> list[GroupInfo]:
     ]
 
 
-async def group_info(client: aioredis.Redis, stream: str, group: str) -> GroupInfo | None:
+async def group_info(client: RedisClient, stream: str, group: str) -> GroupInfo | None:
     """Lag and pending of one group of stream; None when the group does not exist."""
     for info in await group_infos(client, stream):
         if info.name == group:
@@ -90,7 +90,7 @@ async def group_info(client: aioredis.Redis, stream: str, group: str) -> GroupIn
     return None
 
 
-async def trim_acknowledged(client: aioredis.Redis, stream: str) -> int:
+async def trim_acknowledged(client: RedisClient, stream: str) -> int:
     """XTRIM MINID below the oldest entry some group still needs; returns entries removed.
 
     An entry is kept while any group has it pending or has not been delivered it yet; a
@@ -101,7 +101,7 @@ async def trim_acknowledged(client: aioredis.Redis, stream: str) -> int:
 
 
 async def remove_idle_consumers(
-    client: aioredis.Redis, stream: str, group: str, *, idle_ms: int, keep: str
+    client: RedisClient, stream: str, group: str, *, idle_ms: int, keep: str
 ) -> list[str]:
     """XGROUP DELCONSUMER every consumer idle >= idle_ms that holds nothing, except keep.
 

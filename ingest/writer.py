@@ -6,11 +6,11 @@ while one pipeline is in flight together in the next one.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from common.coalesce import Coalescer
+from common.consumer_types import REDIS_FAILURES
+from common.redis_conn import RedisClient
 
 Fields = dict[FieldT, EncodableT]
 
@@ -24,7 +24,7 @@ class StoreFailed(Exception):
 class StreamWriter:
     """Appends entries to one stream, many per round trip."""
 
-    def __init__(self, client: aioredis.Redis, stream: str) -> None:
+    def __init__(self, client: RedisClient, stream: str) -> None:
         self._stream = stream
         self._batched = Coalescer(client, max_commands=MAX_BATCH)
         self._closing = False
@@ -53,7 +53,7 @@ class StreamWriter:
             command += (name, value)
         try:
             [result] = await self._batched.execute([tuple(command)])
-        except (TimeoutError, RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreFailed(f"{type(exc).__name__}: {exc}") from exc
         if isinstance(result, Exception):
             raise StoreFailed(str(result))

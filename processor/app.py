@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import redis.asyncio as aioredis
 import structlog
 from prometheus_client import CollectorRegistry
 
 from common.consumer import Consumer, ConsumerConfig
 from common.consumer_types import default_consumer_name
 from common.keys import Keys
+from common.redis_conn import RedisClient
 from common.startup import until_redis_answers
 from processor.closer import Closer
 from processor.inbound import InboundHandler
@@ -28,7 +28,7 @@ class Processor:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         settings: ProcessorSettings,
         registry: CollectorRegistry | None = None,
         consumer_name: str | None = None,

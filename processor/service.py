@@ -26,7 +26,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 async def _run(settings: ProcessorSettings) -> int:
     log = structlog.get_logger("lull.processor")
     url = settings.common.effective_redis_url
-    client = connect(url, timeout_s=REDIS_TIMEOUT_S)
+    client = connect(url, timeout_s=REDIS_TIMEOUT_S, cluster=settings.common.redis_cluster)
     processor = Processor(client, settings)
     log.info(
         "processor starting",

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
 from common.events import Event
 from common.keys import Keys
 from common.lua import read_lua
+from common.redis_conn import RedisClient
 from processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
@@ -63,7 +63,7 @@ class _Script:
 class WindowStore:
     """Applies events to windows and closes due windows; all state lives in Redis."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, settings: WindowSettings) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, settings: WindowSettings) -> None:
         self._client = client
         self._keys = keys
         self._settings = settings
@@ -126,7 +126,8 @@ class WindowStore:
                     orjson.dumps(event.raw),
                     1 if event.kind in flush_on else 0,
                 )
-            pipe.evalsha(self._apply.sha, len(call_keys), *call_keys, *args)
+            # execute_command, not pipe.evalsha: a cluster pipeline refuses the latter.
+            pipe.execute_command("EVALSHA", self._apply.sha, len(call_keys), *call_keys, *args)
             order.append(indexes)
         results = await pipe.execute(raise_on_error=False)
         applied: list[Applied | None] = [None] * len(events)

@@ -12,10 +12,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from common.lua import read_lua
+from common.redis_conn import RedisClient
 
 MAX_COUNT = 1_000_000
 MAX_PERIOD_MS = 24 * 3_600_000
@@ -79,7 +79,7 @@ def _interval_us(rate: Rate) -> int:
 class RateLimiter:
     """GCRA limiters in Redis, one per key, all replicas on the one Redis clock."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._client = client
         self._source = read_lua("sender", "rate_limit")
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324  (Redis's id)

@@ -1,4 +1,5 @@
-"""What the sender keeps in Redis about one batch between attempts, and the finish step."""
+"""What the sender keeps in Redis about one batch between attempts, the ownership check,
+and the finish step."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
 from common.coalesce import Coalescer, Command
 from common.keys import Keys
 from common.lua import read_lua
+from common.redis_conn import RedisClient
 from sender.graph import GraphRequest
 
 # A retried batch's state outlives any sane retry schedule, then cleans itself up.
@@ -65,6 +66,20 @@ class SendState:
         return fields
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What deliver_check.lua says about one batch entry."""
+
+    owned: bool
+    """The entry is pending with this consumer: no other replica took it over, nobody acked it."""
+    marked: bool
+    """The batch finished as dead in another entry and was not delivered since: this entry
+    is a replay of it (`lull dead replay`), to be delivered."""
+    idle_ms: int
+    """How long the entry had been idle (0 when not owned): no replica claims it before
+    claim_idle_ms - idle_ms later."""
+
+
 @dataclass
 class Loaded:
     """What one round trip tells about a batch before it is handled."""
@@ -72,35 +87,51 @@ class Loaded:
     delivered_seq: int
     latest_seq: int
     state: SendState
+    claim: Claim
     history: list[Any] = field(default_factory=list)
 
 
-class SendStore:
-    """Reads and writes per-batch sender state; finishes batches with one Lua call."""
+class _Script:
+    """A Lua script of sender/lua and the SHA1 that EVALSHA names it by."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, group: str) -> None:
+    def __init__(self, name: str) -> None:
+        self.source = read_lua("sender", name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324  (Redis's id)
+
+
+class SendStore:
+    """Reads and writes per-batch sender state; checks ownership; finishes with one Lua call."""
+
+    def __init__(self, client: RedisClient, keys: Keys, group: str, consumer: str) -> None:
         self._client = client
         self._keys = keys
         self._group = group
+        self._consumer = consumer
         self._batched = Coalescer(client)
-        self._mark = read_lua("sender", "deliver_mark")
-        self._mark_sha = hashlib.sha1(self._mark.encode()).hexdigest()  # noqa: S324  (Redis's id)
+        self._mark = _Script("deliver_mark")
+        self._check = _Script("deliver_check")
 
     async def load_script(self) -> None:
-        """SCRIPT LOAD the finish script."""
-        await self._client.script_load(self._mark)
+        """SCRIPT LOAD the check and finish scripts."""
+        for script in (self._mark, self._check):
+            await self._client.script_load(script.source)
 
-    async def load(self, shard: int, batch: dict[str, Any], history: bool) -> Loaded:
-        """Delivered seq, newest closed seq, send state and history, in one round trip."""
+    async def load(self, shard: int, entry_id: str, batch: dict[str, Any], history: bool) -> Loaded:
+        """Delivered seq, newest closed seq, send state, claim and history, in one round trip."""
         keys, conversation = self._keys, batch["conversation"]
+        check_args = self._check_args(shard, entry_id, batch["batch_id"])
         commands: list[Command] = [
             ("HGET", keys.delivered(shard), conversation),
             ("HGET", keys.seq(shard), conversation),
             ("HGETALL", keys.send_state(shard, batch["batch_id"])),
+            ("EVALSHA", self._check.sha, *check_args),
         ]
         if history:
             commands.append(("LRANGE", keys.history(conversation), 0, -1))
         results = await self._batched.execute(commands)
+        if isinstance(results[3], NoScriptError):
+            # Redis restarted and forgot the script; the reads around it are still good.
+            results[3] = await self._evalsha(self._check, check_args)
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -108,8 +139,37 @@ class SendStore:
             delivered_seq=int(results[0] or 0),
             latest_seq=int(results[1] or 0),
             state=SendState.decode(results[2]),
-            history=[orjson.loads(item) for item in results[3]] if history else [],
+            claim=_claim(results[3]),
+            history=[orjson.loads(item) for item in results[4]] if history else [],
         )
+
+    async def check(self, shard: int, entry_id: str, batch_id: str) -> Claim:
+        """Whether this consumer still owns the entry, and whether the batch is marked dead."""
+        args = self._check_args(shard, entry_id, batch_id)
+        return _claim(await self._evalsha(self._check, args))
+
+    def _check_args(self, shard: int, entry_id: str, batch_id: str) -> Command:
+        keys = self._keys
+        return (
+            2,
+            keys.outbound(shard),
+            keys.dead_batches(shard),
+            self._group,
+            entry_id,
+            self._consumer,
+            batch_id,
+        )
+
+    async def _evalsha(self, script: _Script, args: Command) -> Any:
+        """EVALSHA script with args (numkeys, keys, argv) through the shared pipeline."""
+        [result] = await self._batched.execute([("EVALSHA", script.sha, *args)])
+        if isinstance(result, NoScriptError):
+            # NOSCRIPT ran nothing, so calling again is safe.
+            await self.load_script()
+            [result] = await self._batched.execute([("EVALSHA", script.sha, *args)])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def latest_seq(self, shard: int, conversation: str) -> int:
         """The seq of the conversation's newest closed batch."""
@@ -137,12 +197,13 @@ class SendStore:
         """Mark finished (delivered, or dead when dead), XACK, drop send state, add history."""
         keys, conversation = self._keys, batch["conversation"]
         args = (
-            5,
+            6,
             keys.delivered(shard),
             keys.outbound(shard),
             keys.send_state(shard, batch["batch_id"]),
             keys.history(conversation),
             keys.dead_seqs(shard),
+            keys.dead_batches(shard),
             self._group,
             entry_id,
             conversation,
@@ -150,16 +211,16 @@ class SendStore:
             keep,
             ttl_s,
             "dead" if dead else "done",
+            batch["batch_id"],
             *history_items,
         )
-        [result] = await self._batched.execute([("EVALSHA", self._mark_sha, *args)])
-        if isinstance(result, NoScriptError):
-            # Redis restarted and forgot the script; finishing twice is harmless.
-            await self.load_script()
-            [result] = await self._batched.execute([("EVALSHA", self._mark_sha, *args)])
-        if isinstance(result, Exception):
-            raise result
+        await self._evalsha(self._mark, args)
 
     async def close(self) -> None:
         """Stop the shared pipeline."""
         await self._batched.close()
+
+
+def _claim(reply: Any) -> Claim:
+    owned, marked, idle_ms = reply
+    return Claim(owned=int(owned) == 1, marked=int(marked) == 1, idle_ms=int(idle_ms))

@@ -24,7 +24,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 async def _run(settings: SenderSettings) -> int:
     log = structlog.get_logger("lull.sender")
     url = settings.common.effective_redis_url
-    client = connect(url, timeout_s=REDIS_TIMEOUT_S)
+    client = connect(url, timeout_s=REDIS_TIMEOUT_S, cluster=settings.common.redis_cluster)
     sender = await Sender.create(client, settings)
     if not settings.access_tokens and not sender.handler.forward_only:
         log.warning("LULL_ACCESS_TOKENS is empty: every reply will be dead-lettered")

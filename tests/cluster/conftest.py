@@ -1,0 +1,75 @@
+"""A real 3-master Redis Cluster for the session, from redis-server binaries on loopback."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+from redis.asyncio.cluster import RedisCluster
+
+from common.embedded_redis import RedisNotFound
+from common.redis_cluster_embedded import ClusterUnavailable, EmbeddedCluster
+from common.redis_conn import connect
+from sender.fake_graph import create_fake_graph_app
+from tests.sender.conftest import TOKENS
+
+SHARDS = 4
+"""Shard tags {0}..{3} hash to slots on all three masters (the tests check it)."""
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """URL of a 3-master cluster of our own; skipped, with the reason printed, only when this
+    machine cannot run one (failed instead with LULL_TEST_REQUIRE_CLUSTER=1)."""
+    with tempfile.TemporaryDirectory(prefix="lull-test-cluster-") as data:
+        try:
+            cluster = EmbeddedCluster(Path(data)).start()
+        except (RedisNotFound, ClusterUnavailable) as exc:
+            reason = f"cannot start a Redis Cluster here: {exc}"
+            print(f"tests/cluster: {reason}", file=sys.stderr)
+            if os.environ.get("LULL_TEST_REQUIRE_CLUSTER") == "1":
+                pytest.fail(reason)  # CI that has redis-server: never skip silently
+            pytest.skip(reason)
+        try:
+            yield cluster.url
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture
+async def cluster(cluster_url: str, namespace: str) -> AsyncIterator[RedisCluster]:
+    """A cluster client; the test's keys are deleted from every node afterwards."""
+    client = connect(cluster_url, timeout_s=5, cluster=True)
+    assert isinstance(client, RedisCluster)
+    await client.initialize()  # the slot map, for tests that ask which node holds a key
+    yield client
+    async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+def cluster_env(cluster_url: str, namespace: str) -> dict[str, str]:
+    """What every service of a cluster test starts from."""
+    return {
+        "LULL_REDIS_URL": cluster_url,
+        "LULL_REDIS_CLUSTER": "1",
+        "LULL_NAMESPACE": namespace,
+        "LULL_SHARDS": str(SHARDS),
+        "LULL_LOG_FORMAT": "json",
+        "LULL_LOG_LEVEL": "warning",
+    }
+
+
+@pytest.fixture
+async def graph_server() -> AsyncIterator[TestServer]:
+    """The fake Graph API on loopback, accepting the sender tests' tokens."""
+    server = TestServer(create_fake_graph_app(TOKENS))
+    await server.start_server()
+    yield server
+    await server.close()
