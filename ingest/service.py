@@ -13,7 +13,7 @@ from common.env import ConfigError
 from common.log import configure
 from common.loop import new_event_loop
 from common.redis_conn import describe
-from ingest.app import create_app
+from ingest.app import create_app, serve_metrics_port
 from ingest.settings import IngestSettings
 
 # aiohttp waits this long for in-flight requests after SIGTERM; below the 10 s bound.
@@ -33,6 +33,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         "ingest starting",
         host=settings.host,
         port=settings.port,
+        metrics_host=settings.metrics_host,
+        metrics_port=settings.metrics_port,
+        public_metrics=settings.public_metrics,
         redis=describe(settings.common.effective_redis_url),
         namespace=settings.common.namespace,
     )
@@ -40,15 +43,22 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         log.warning(
             "signature checks are OFF (LULL_INSECURE_SKIP_SIGNATURE=1): never in production"
         )
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        print=None,
-        loop=new_event_loop(),
-    )
+    app = create_app(settings)
+    serve_metrics_port(app)
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            print=None,
+            loop=new_event_loop(),
+        )
+    except OSError as exc:
+        # A port in use or an address not on this host: one line, not a traceback.
+        log.error("ingest cannot listen", error=str(exc))
+        return 1
     log.info("ingest stopped")
     return 0
 

@@ -11,6 +11,8 @@ from common.settings import CommonSettings
 
 # WhatsApp documents webhook bodies of up to 3 MB; Messenger's are far smaller.
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
+# Beside the processor's 9101 and the sender's 9102.
+DEFAULT_METRICS_PORT = 9100
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,13 @@ class IngestSettings:
     insecure_skip_signature: bool
     max_body_bytes: int
     redis_timeout_ms: int
+    read_timeout_ms: int
+    """A POST whose body has not fully arrived after this long gets 408."""
+    metrics_host: str
+    metrics_port: int
+    """/metrics, /healthz and /readyz on a port of their own; 0: not served there."""
+    public_metrics: bool
+    """Also serve /metrics on the public webhook port (off: it tells outsiders our traffic)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
@@ -42,10 +51,21 @@ class IngestSettings:
                 "unless LULL_INSECURE_SKIP_SIGNATURE=1",
                 secret=True,
             )
+        port = env.integer("LULL_INGEST_PORT", 8080, minimum=0, maximum=65535)
+        metrics_port = env.integer(
+            "LULL_INGEST_METRICS_PORT", DEFAULT_METRICS_PORT, minimum=0, maximum=65535
+        )
+        if metrics_port != 0 and metrics_port == port:
+            raise ConfigError(
+                "LULL_INGEST_METRICS_PORT",
+                str(metrics_port),
+                f"a port other than LULL_INGEST_PORT ({port}), or 0; "
+                "LULL_INGEST_PUBLIC_METRICS=1 serves /metrics on the webhook port",
+            )
         return cls(
             common=CommonSettings.from_env(source),
             host=env.string("LULL_INGEST_HOST", "127.0.0.1"),
-            port=env.integer("LULL_INGEST_PORT", 8080, minimum=0, maximum=65535),
+            port=port,
             verify_token=env.required(
                 "LULL_VERIFY_TOKEN", "the token you typed into Meta's webhook settings", secret=True
             ),
@@ -57,4 +77,10 @@ class IngestSettings:
             redis_timeout_ms=env.integer(
                 "LULL_INGEST_REDIS_TIMEOUT_MS", 2000, minimum=10, maximum=60_000
             ),
+            read_timeout_ms=env.integer(
+                "LULL_INGEST_READ_TIMEOUT_MS", 10_000, minimum=10, maximum=600_000
+            ),
+            metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
+            metrics_port=metrics_port,
+            public_metrics=env.flag("LULL_INGEST_PUBLIC_METRICS", False),
         )

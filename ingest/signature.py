@@ -17,7 +17,8 @@ def check(header: str | None, body: bytes, secrets: tuple[str, ...]) -> str | No
     """None when the header matches any secret, else the reason it does not."""
     if header is None:
         return "missing"
-    if not header.startswith(PREFIX) or len(header) != len(PREFIX) + 64:
+    # isascii: aiohttp hands non-ASCII header bytes over as surrogates, which encode() rejects.
+    if not header.isascii() or not header.startswith(PREFIX) or len(header) != len(PREFIX) + 64:
         return "malformed"
     given = header[len(PREFIX) :].lower().encode()
     # Every secret is tried, so the time taken does not tell which one (or none) matched.

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
+import orjson
 import structlog
 
 from common.consumer import Entry, Outcome
 from common.errors import Permanent
-from common.events import Event, MalformedBody
+from common.events import Event, MalformedBody, Parsed
 from processor.closer import Closer
 from processor.metrics import ProcessorMetrics
 from processor.platforms import parse
+from processor.platforms._shared import MALFORMED
 from processor.windows import DUPLICATE, STATUS_NAMES, WindowStore
 
 log = structlog.get_logger("lull.processor")
@@ -40,19 +43,16 @@ class InboundHandler:
             except MalformedBody as exc:
                 outcomes[index] = Permanent(f"malformed body: {exc}")
                 continue
-            received_at_ms = _int(entry.fields.get(b"received_at"))
-            for platform, kind in parsed.ignored:
-                metrics.ignored.labels(platform, kind).inc()
-            for event in parsed.events:
-                if ":" in event.account_id:
-                    # The batch splits platform:account:user at the first two colons; Meta's
-                    # ids are digits, so a colon here is a forged or broken body.
-                    metrics.ignored.labels(event.platform, "malformed").inc()
-                    continue
-                metrics.event_counter(event.platform, event.kind).inc()
-                pending.append((event, received_at_ms))
+            self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).
-        results = await self._store.apply(pending)
+        try:
+            results = await self._store.apply(pending)
+        except orjson.JSONEncodeError:
+            # orjson reads 1024 levels of nesting but writes only 254, so a forged item can
+            # parse and then fail to encode (before anything is sent). Raising would retry the
+            # entry forever: skip what cannot be encoded and count it, apply the rest.
+            pending = self._encodable(pending)
+            results = await self._store.apply(pending)
         earliest: int | None = None
         statuses = [0] * len(STATUS_NAMES)
         for result in results:
@@ -65,6 +65,44 @@ class InboundHandler:
         if earliest is not None:
             self._closer.notify(earliest)
         return outcomes
+
+    def _collect(
+        self, parsed: Parsed, received_at_ms: int, pending: list[tuple[Event, int]]
+    ) -> None:
+        """Count what parse ignored; append the events worth applying to pending."""
+        metrics = self._metrics
+        # Counted per distinct label, not per item: a 3 MiB body can hold a million items.
+        if parsed.ignored:
+            for (platform, kind), count in Counter(parsed.ignored).items():
+                metrics.ignored.labels(platform, kind).inc(count)
+        for event in parsed.events:
+            if ":" in event.account_id:
+                # The batch splits platform:account:user at the first two colons; Meta's
+                # ids are digits, so a colon here is a forged or broken body.
+                metrics.ignored.labels(event.platform, MALFORMED).inc()
+                continue
+            metrics.event_counter(event.platform, event.kind).inc()
+            pending.append((event, received_at_ms))
+
+    def _encodable(self, pending: list[tuple[Event, int]]) -> list[tuple[Event, int]]:
+        """The events whose raw item and attachments orjson can write; the others counted."""
+        kept: list[tuple[Event, int]] = []
+        for event, received_at_ms in pending:
+            try:
+                orjson.dumps(event.raw)
+                orjson.dumps(event.attachments)
+            except orjson.JSONEncodeError as exc:
+                self._metrics.ignored.labels(event.platform, MALFORMED).inc()
+                # Ids cut short: they come from the same forged body.
+                log.warning(
+                    "event skipped: its item cannot be re-encoded",
+                    platform=event.platform,
+                    mid=event.mid[:64],
+                    error=str(exc),
+                )
+                continue
+            kept.append((event, received_at_ms))
+        return kept
 
 
 def _int(value: bytes | None) -> int:

@@ -49,6 +49,7 @@ def test_sigterm_exits_zero_within_bound(module: str, base_env: dict[str, str]) 
         **base_env, "LULL_APP_SECRET": "s", "LULL_VERIFY_TOKEN": "t", "LULL_HANDLER": "echo",
         "LULL_INGEST_PORT": str(port), "LULL_PROCESSOR_METRICS_PORT": str(port),
         "LULL_SENDER_METRICS_PORT": str(port), "LULL_LOG_LEVEL": "info",
+        "LULL_INGEST_METRICS_PORT": "0",
     }  # fmt: skip
     proc = _start(module, env)
     try:

@@ -146,6 +146,7 @@ def _serve(
         "LULL_APP_SECRET": SECRET,
         "LULL_VERIFY_TOKEN": VERIFY_TOKEN,
         "LULL_INGEST_PORT": str(server.port),
+        "LULL_INGEST_METRICS_PORT": "0",
         "LULL_LOG_LEVEL": "warning",
         "LULL_LOG_FORMAT": "json",
     }

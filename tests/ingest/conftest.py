@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ingest.app import create_app
+from ingest.app import create_app, metrics_app
 from ingest.settings import IngestSettings
 
 SECRET = "test-app-secret"
@@ -37,3 +37,11 @@ async def make_client(ingest_env: dict[str, str]) -> AsyncIterator[ClientFactory
     yield factory
     for client in clients:
         await client.close()
+
+
+async def scrape(client: TestClient) -> str:  # type: ignore[type-arg]
+    """/metrics of a running ingest app, read from its metrics app (not the public port)."""
+    async with TestClient(TestServer(metrics_app(client.app))) as metrics:
+        response = await metrics.get("/metrics")
+        assert response.status == 200
+        return await response.text()

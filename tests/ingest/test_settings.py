@@ -18,7 +18,18 @@ def test_defaults() -> None:
     assert settings.app_secrets == ("s3cret-value",)
     assert settings.common.namespace == "lull"
     assert settings.common.shards == 1
+    assert (settings.metrics_host, settings.metrics_port) == ("127.0.0.1", 9100)
+    assert settings.public_metrics is False
     assert "s3cret-value" not in repr(settings)
+
+
+def test_metrics_port_settings() -> None:
+    env = {"LULL_INGEST_METRICS_PORT": "0", "LULL_INGEST_PUBLIC_METRICS": "1"}
+    settings = IngestSettings.from_env({**GOOD, **env, "LULL_METRICS_HOST": "::1"})
+    assert (settings.metrics_host, settings.metrics_port) == ("::1", 0)
+    assert settings.public_metrics is True
+    with pytest.raises(ConfigError, match="LULL_INGEST_METRICS_PORT='8080': a port other than"):
+        IngestSettings.from_env({**GOOD, "LULL_INGEST_METRICS_PORT": "8080"})
 
 
 def test_rotation_takes_every_secret() -> None:
@@ -50,6 +61,8 @@ def test_missing_verify_token() -> None:
         ("LULL_MAX_BODY_BYTES", "-1", "integer"),
         ("LULL_INGEST_REDIS_TIMEOUT_MS", "soon", "integer"),
         ("LULL_INSECURE_SKIP_SIGNATURE", "maybe", "one of"),
+        ("LULL_INGEST_METRICS_PORT", "65536", "<= 65535"),
+        ("LULL_INGEST_PUBLIC_METRICS", "yes please", "one of"),
         ("LULL_LOG_FORMAT", "xml", "json, console"),
         ("LULL_REDIS_URL", "http://x", "redis://"),
         ("LULL_NAMESPACE", "a{b}", "braces"),

@@ -17,7 +17,7 @@ from common.embedded_redis import EmbeddedRedis, free_port
 from common.keys import Keys
 from ingest.signature import sign
 from tests.conftest import FIXTURES
-from tests.ingest.conftest import SECRET, VERIFY_TOKEN, ClientFactory
+from tests.ingest.conftest import SECRET, VERIFY_TOKEN, ClientFactory, scrape
 
 BODY = b'{"object":"page","entry":[{"id":"1","time":1,"messaging":[]}]}'
 
@@ -103,7 +103,7 @@ async def test_bad_signature_is_401_and_not_stored(
     response = await client.post("/webhook", data=BODY, headers=extra)
     assert response.status == 401
     assert await stored(redis, namespace) == []
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await scrape(client)
     assert f'lull_ingest_signature_failures_total{{reason="{reason}"}} 1.0' in metrics
 
 
@@ -267,7 +267,7 @@ async def test_metrics_exposed(make_client: ClientFactory) -> None:
     client = await make_client()
     await client.post("/webhook", data=BODY, headers=headers(BODY))
     await client.post("/webhook", data=b"x", headers=headers(b"x"))
-    text = await (await client.get("/metrics")).text()
+    text = await scrape(client)
     assert 'lull_ingest_requests_total{route="/webhook",status="200"} 1.0' in text
     assert 'lull_ingest_requests_total{route="/webhook",status="400"} 1.0' in text
     assert 'lull_ingest_rejected_total{reason="not_json"} 1.0' in text
@@ -280,6 +280,14 @@ async def test_unknown_route_is_404(make_client: ClientFactory) -> None:
     client = await make_client()
     assert (await client.get("/admin")).status == 404
     assert (await client.put("/webhook", data=BODY)).status == 405
+
+
+async def test_metrics_only_on_the_public_port_when_configured(make_client: ClientFactory) -> None:
+    assert (await (await make_client()).get("/metrics")).status == 404
+    public = await make_client(LULL_INGEST_PUBLIC_METRICS="1")
+    response = await public.get("/metrics")
+    assert response.status == 200
+    assert "lull_ingest_requests_total" in await response.text()
 
 
 FIXTURE_FILES = sorted(FIXTURES.glob("*/*.json"))
