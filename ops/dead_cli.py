@@ -20,8 +20,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
-from redis.exceptions import RedisError
 
+from common.consumer_types import REDIS_FAILURES
 from common.env import ConfigError
 from common.keys import Keys
 from common.redis_conn import connect, describe
@@ -92,7 +92,7 @@ async def _main(settings: CommonSettings, args: argparse.Namespace) -> int:
     }
     try:
         return await actions[args.action](letters, args)
-    except (RedisError, OSError) as exc:
+    except REDIS_FAILURES as exc:
         print(f"lull dead: Redis at {describe(url)} failed: {exc}", file=sys.stderr)
         return 1
     finally:

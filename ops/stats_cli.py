@@ -30,12 +30,12 @@ import sys
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from common.consumer_types import REDIS_FAILURES
 from common.env import ConfigError
 from common.keys import Keys
 from common.redis_conn import RedisClient, connect, describe
@@ -88,7 +88,7 @@ async def _main(settings: CommonSettings, as_json: bool, watch_s: float | None) 
         if watch_s is None:
             try:
                 stats = await collect(client, keys)
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 print(f"lull stats: Redis at {describe(url)} failed: {exc}", file=sys.stderr)
                 return 1
             _print(stats, as_json)
@@ -111,7 +111,7 @@ async def _watch(client: RedisClient, keys: Keys, url: str, as_json: bool, every
             try:
                 stats = await collect(client, keys)
                 screen: RenderableType = render(stats)
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 failure = f"Redis at {describe(url)} failed: {exc}"
                 screen = Text(failure, style="red")
                 if as_json:

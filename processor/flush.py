@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from common.env import ConfigError
+from common.log import configure
 from common.loop import new_event_loop
 from common.redis_conn import connect
 from processor.app import Processor
@@ -28,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"lull flush: bad configuration: {exc}", file=sys.stderr)
         return 2
+    # Logs (one line per emitted batch) go to stderr; stdout keeps the command's answer.
+    configure(settings.common.log_format, settings.common.log_level, "flush")
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_flush(settings, args.conversation, args.all))
@@ -36,7 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _flush(settings: ProcessorSettings, conversation: str | None, everything: bool) -> int:
-    client = connect(settings.common.effective_redis_url, timeout_s=TIMEOUT_S)
+    client = connect(
+        settings.common.effective_redis_url,
+        timeout_s=TIMEOUT_S,
+        cluster=settings.common.redis_cluster,
+    )
     try:
         processor = Processor(client, settings)
         await processor.start()
