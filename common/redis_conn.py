@@ -102,5 +102,6 @@ def describe(url: str) -> str:
     """The URL without its password, for logs."""
     if "@" not in url:
         return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    scheme, separator, rest = url.rpartition("://")
+    host = url.rsplit("@", 1)[1]
+    return f"{scheme}{separator}***@{host}" if separator and "@" in rest else f"***@{host}"

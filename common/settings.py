@@ -17,9 +17,20 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
-def _redis_url(value: str) -> str:
-    if urlsplit(value).scheme not in REDIS_SCHEMES:
-        raise ValueError(value)
+def _redis_url(env: Env) -> str | None:
+    value = env.raw("LULL_REDIS_URL")
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(value)
+    except ValueError:
+        # The URL may carry a password: the error shows it without.
+        raise ConfigError(
+            "LULL_REDIS_URL", describe(value), "a URL redis://, rediss:// or unix://"
+        ) from None
     return value
 
 
@@ -55,9 +66,7 @@ class CommonSettings:
         and LULL_LOG_*."""
         env = Env(os.environ if environ is None else environ)
         default_format = "console" if sys.stderr.isatty() else "json"
-        redis_url = env.parsed(
-            "LULL_REDIS_URL", None, _redis_url, "a URL redis://, rediss:// or unix://"
-        )
+        redis_url = _redis_url(env)
         redis_cluster = env.flag("LULL_REDIS_CLUSTER", False)
         if redis_cluster and redis_url is not None and not _cluster_url(redis_url):
             raise ConfigError(
