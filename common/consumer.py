@@ -37,7 +37,7 @@ from common.consumer_types import (
     default_consumer_name,
 )
 from common.consumer_writes import DeadHook, Settlement, dead_letter_fields
-from common.errors import Permanent
+from common.errors import Permanent, blames_the_entry
 from common.redis_conn import RedisClient
 from common.streams import ensure_group, text
 
@@ -212,8 +212,15 @@ class Consumer:
         try:
             outcomes = await self._handler(stream, entries)
             check_outcomes(entries, outcomes)
-        except Exception as exc:  # any failure is decided here: retry later
+        except Exception as exc:  # any failure is decided here: retry later, or dead letter
             self._metrics.handler_errors.labels(self._group).inc()
+            poison = len(entries) == 1 and failures + 1 >= self._config.max_deliveries
+            if poison and blames_the_entry(exc):
+                reason = f"handler raised {failures + 1} times: {type(exc).__name__}: {exc}"
+                await self._writes.finish(
+                    stream, done=[], dead=[(entries[0], reason)], reason_kind="handler_error"
+                )
+                return
             delay_ms = self._backoff_ms(failures + 1)
             # The traceback once per failed batch; retries of its entries say only the error.
             self._log.error(

@@ -23,3 +23,19 @@ class Permanent(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def blames_the_entry(exc: BaseException) -> bool:
+    """Whether a handler's exception can come from the entry itself (a poison entry).
+
+    A bug hit by one input, or a Lua script that fails on it, fails the same way every
+    time: such an entry is dead-lettered after max_deliveries attempts. A lost connection,
+    a timeout or a Redis that refuses writes (OOM, READONLY, LOADING) fails every entry
+    alike; those are retried until Redis is back, never dead-lettered for it.
+    """
+    # Imported here: this module defines the outcomes and must stay free of client imports.
+    from redis.exceptions import RedisClusterException, RedisError, ResponseError  # noqa: PLC0415
+
+    if isinstance(exc, ResponseError):
+        return "script" in str(exc).lower()  # "ERR user_script:…" / "Error running script"
+    return not isinstance(exc, RedisError | RedisClusterException | OSError | TimeoutError)
