@@ -74,12 +74,12 @@ class InboundHandler:
         # Counted per distinct label, not per item: a 3 MiB body can hold a million items.
         if parsed.ignored:
             for (platform, kind), count in Counter(parsed.ignored).items():
-                metrics.ignored.labels(platform, kind).inc(count)
+                metrics.ignored_counter(platform, kind).inc(count)
         for event in parsed.events:
             if ":" in event.account_id:
                 # The batch splits platform:account:user at the first two colons; Meta's
                 # ids are digits, so a colon here is a forged or broken body.
-                metrics.ignored.labels(event.platform, MALFORMED).inc()
+                metrics.ignored_counter(event.platform, MALFORMED).inc()
                 continue
             metrics.event_counter(event.platform, event.kind).inc()
             pending.append((event, received_at_ms))
@@ -92,7 +92,7 @@ class InboundHandler:
                 orjson.dumps(event.raw)
                 orjson.dumps(event.attachments)
             except orjson.JSONEncodeError as exc:
-                self._metrics.ignored.labels(event.platform, MALFORMED).inc()
+                self._metrics.ignored_counter(event.platform, MALFORMED).inc()
                 # Ids cut short: they come from the same forged body.
                 log.warning(
                     "event skipped: its item cannot be re-encoded",

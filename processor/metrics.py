@@ -10,6 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # Close lateness from 1 ms: the closer wakes at the deadline, so lateness is timer jitter
 # plus one script call; polling designs would show up in the 500 ms+ buckets.
 LATENESS_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000)
+MAX_KIND_LABELS = 100
+"""Distinct (platform, kind) pairs a counter keeps; later ones are counted as OTHER_KIND."""
+OTHER_KIND = "other"
 MESSAGES_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89)
 
 
@@ -53,6 +56,7 @@ class ProcessorMetrics:
     ) -> None:
         self.registry = registry
         self._event_children: dict[tuple[str, str], Counter] = {}
+        self._ignored_children: dict[tuple[str, str], Counter] = {}
         self.events = Counter(
             "lull_processor_events",
             "User message events parsed, by platform and kind",
@@ -110,5 +114,21 @@ class ProcessorMetrics:
         key = (platform, kind)
         child = self._event_children.get(key)
         if child is None:
-            child = self._event_children[key] = self.events.labels(platform, kind)
+            child = self.events.labels(platform, self._bounded(self._event_children, kind))
+            self._event_children[key] = child
         return child
+
+    def ignored_counter(self, platform: str, kind: str) -> Counter:
+        """The ignored counter child of (platform, kind), looked up once per pair."""
+        key = (platform, kind)
+        child = self._ignored_children.get(key)
+        if child is None:
+            child = self.ignored.labels(platform, self._bounded(self._ignored_children, kind))
+            self._ignored_children[key] = child
+        return child
+
+    @staticmethod
+    def _bounded(children: dict[tuple[str, str], Counter], kind: str) -> str:
+        # Kinds come from the bodies (WhatsApp's "type", unknown objects): a signed body can
+        # name any, and every new label value is a new time series kept forever.
+        return kind if len(children) < MAX_KIND_LABELS else OTHER_KIND
