@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from common.keys import Keys
 from sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from sender.handler import Handler, HandlerPermanent, HandlerRetry
 from sender.metrics import SenderMetrics
+from sender.progress import LocalProgress
 from sender.ratelimit import RateLimiter
 from sender.replies import Reply, parse_replies
 from sender.send_state import SendState, SendStore
@@ -84,6 +85,7 @@ class Deliverer:
     handler: Handler
     graph: GraphClient
     metrics: SenderMetrics
+    progress: LocalProgress = field(default_factory=LocalProgress)
 
     async def deliver(self, entry: Entry) -> Outcome:
         """Take one batch as far as it can go now; the outcome tells the loop what's next."""
@@ -96,18 +98,21 @@ class Deliverer:
         asked_at = time.monotonic()
         loaded = await self.store.load(shard, entry.id, batch, settings.history_messages > 0)
         if not loaded.claim.owned:
+            self.progress.forget(batch["batch_id"])
             return self._taken_over(entry)
         seq = batch["seq"]
         replay = seq <= loaded.delivered_seq
         if replay and not loaded.claim.marked:
             # Delivered before a crash or a claim: ack and skip, never answer twice.
+            self.progress.forget(batch["batch_id"])
             self.metrics.deliveries.labels("duplicate").inc()
             return None
         if seq > loaded.delivered_seq + 1:
             self.metrics.deliveries.labels("waiting").inc()
             return RetryLater(ORDER_RETRY_MS, f"waiting for seq {loaded.delivered_seq + 1}")
         safe_until = self._safe_until(asked_at, loaded.claim.idle_ms)
-        job = _Job(shard, entry, batch, loaded.state, replay, safe_until)
+        state = self.progress.adopt(batch["batch_id"], loaded.state)
+        job = _Job(shard, entry, batch, state, replay, safe_until)
         if job.state.requests is None:
             outcome = await self._call_handler(job, loaded.history)
             if outcome is not None or job.state.requests is None:
@@ -232,9 +237,11 @@ class Deliverer:
         asked_at = time.monotonic()
         claim = await self.store.check(job.shard, job.entry.id, job.batch["batch_id"])
         if not claim.owned:
+            self.progress.forget(job.batch["batch_id"])
             return _Stop(self._taken_over(job.entry))
         if job.replay and not claim.marked:
             # Another copy of this replay was delivered meanwhile.
+            self.progress.forget(job.batch["batch_id"])
             self.metrics.deliveries.labels("duplicate").inc()
             return _Stop(None)
         job.safe_until = self._safe_until(asked_at, claim.idle_ms)
@@ -276,6 +283,7 @@ class Deliverer:
             keep=settings.history_messages,
             ttl_s=settings.history_ttl_s,
         )
+        self.progress.forget(batch["batch_id"])
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()
@@ -301,6 +309,7 @@ class Deliverer:
             batch = decode_batch(entry.fields.get(b"batch"))
         except ValueError:
             return
+        self.progress.forget(batch["batch_id"])
         shard = self.keys.shard_of_outbound(entry.stream)
         await self.store.finish(
             shard=shard,

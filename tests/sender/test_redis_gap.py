@@ -1,0 +1,41 @@
+"""Redis fails after the Graph API accepted a reply and before the batch is marked: the
+replica that is still alive does not send that reply again, nor call the bot again."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from common.keys import Keys
+from sender.fake_graph import FakeGraph
+from tests.sender.conftest import MakeSender, emit, sent_texts
+
+
+async def test_finish_failing_after_the_send_does_not_send_again(
+    redis: aioredis.Redis, namespace: str, make_sender: MakeSender, graph: FakeGraph
+) -> None:
+    keys = Keys(namespace)
+    conversation = "messenger:p1:u1"
+    shard = keys.shard_of(conversation)
+    # The finish step's Lua call fails on this key (WRONGTYPE); loading the batch never
+    # reads it. So: load, bot, send all succeed, then the mark fails, as if Redis went away.
+    await redis.set(keys.dead_seqs(shard), "not a hash")
+    await emit(redis, keys, "u1", 1, "hello")
+    sender = await make_sender()
+    drain = asyncio.create_task(sender.drain())
+
+    deadline = time.monotonic() + 10
+    while not (graph.sent and sender.consumer.held >= 1):  # sent, then held for a retry
+        assert time.monotonic() < deadline, "the send and the failed finish did not happen"
+        assert not drain.done()
+        await asyncio.sleep(0.01)
+    await redis.delete(keys.dead_seqs(shard))  # Redis is back
+    await asyncio.wait_for(drain, 20)
+
+    assert sent_texts(graph) == [("u1", "hello")]  # once, not twice
+    assert await redis.hget(keys.delivered(shard), conversation) == b"1"
+    assert await redis.xpending(keys.outbound(shard), "sender") == {
+        "pending": 0, "min": None, "max": None, "consumers": []
+    }  # fmt: skip
