@@ -30,6 +30,22 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
+# The long chaos run (tests/chaos): LULL_CHAOS_SECONDS of load and faults (default 600),
+# then drain and check; LULL_CHAOS_SEED replays a run. `make test` runs a short one.
+chaos: $(STAMP)
+	seconds=$${LULL_CHAOS_SECONDS:-600}; LULL_CHAOS_SECONDS=$$seconds \
+		$(BIN)/pytest -q -s -m chaos --timeout=$$((seconds + 300)) tests/chaos
+
+# The containerised stack (deploy/docker-compose.yml): Redis, ingest, 2 processors,
+# 2 senders, a fake Graph API, Prometheus and Grafana. Needs Docker with Compose v2.
+COMPOSE := docker compose -f deploy/docker-compose.yml
+
+up:
+	$(COMPOSE) up -d --build
+
+down:
+	$(COMPOSE) down
+
 clean:
 	rm -rf $(VENV) .lull .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
