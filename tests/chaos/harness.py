@@ -27,8 +27,8 @@ from tests.chaos.observe import Observer
 from tests.chaos.stack import Stack, StackConfig
 from tests.chaos.verdict import DeadLetter, Evidence, Send, Verdict, judge
 
-# After Redis comes back, consumers and closers may still sleep out their backoff
-# (the consumer's grows to 10 s): the window bound is not judged in that span.
+# After Redis comes back, consumers and closers may still sleep out their backoff (capped
+# at 10 s); the verdict does not judge windows until they could have resumed.
 RECOVERY_MS = 12_000
 # What a loaded 2-core machine adds to a window's life beyond the settings.
 SLACK_MS = 2000

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tests.chaos.bot import Receipt
 from tests.chaos.observe import Emitted
-from tests.chaos.verdict import GAP_MS, DeadLetter, Evidence, Send, judge
+from tests.chaos.verdict import GAP_MS, RESUME_STEP_MS, DeadLetter, Evidence, Send, judge
 
 CONV = "messenger:p1:u1"
 T0 = 1_000_000
@@ -112,6 +112,27 @@ def test_a_window_open_too_long_is_reported_except_across_a_redis_outage() -> No
     assert any("open longer" in p for p in judge(ev).problems)
     outage = (slow.first_received_ms + 100, slow.first_received_ms + 900)
     excused = judge(replace(ev, outages_ms=[outage]))
+    assert excused.problems == []
+    assert excused.checked_windows == 2
+
+
+def test_a_window_opened_once_closers_resumed_after_an_outage_is_judged() -> None:
+    ev = _clean()
+    slow = _batch(3, ("d",), open_ms=5000)
+    ev = replace(ev, accepted={"a", "b", "c", "d"}, posted={"a", "b", "c", "d"},
+                 emitted=[*ev.emitted, slow],
+                 receipts=[*ev.receipts, _receipt(slow, T0 + 40_000)],
+                 sends=[*ev.sends, Send(0, slow.batch_id, T0 + 40_001)],
+                 recovery_ms=12_000)  # fmt: skip
+    down_ms = 500
+    # Closers resume within one outage length (plus a step) after Redis is back, long
+    # before the 12 s backoff cap: a window opened after that is judged.
+    resumed = slow.first_received_ms - 1
+    up = resumed - down_ms - RESUME_STEP_MS
+    judged = judge(replace(ev, outages_ms=[(up - down_ms, up)]))
+    assert any("open longer" in p for p in judged.problems)
+    assert judged.checked_windows == 3
+    excused = judge(replace(ev, outages_ms=[(up - down_ms + 2, up + 2)]))
     assert excused.problems == []
     assert excused.checked_windows == 2
 
