@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from common.embedded_redis import free_port
+from tests.poll import until
 
 TIMEOUT = aiohttp.ClientTimeout(total=2)
 
@@ -23,19 +24,6 @@ TIMEOUT = aiohttp.ClientTimeout(total=2)
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url, timeout=TIMEOUT) as response:
         return await response.json() if response.content_type == "application/json" else None
-
-
-async def _until(check: Any, deadline_s: float) -> None:
-    """Poll another process's HTTP state until check() is true (bounded)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if await check():
-                return
-        except (aiohttp.ClientError, TimeoutError):
-            pass
-        await asyncio.sleep(0.05)
-    pytest.fail("condition not met in time")
 
 
 READY_S = 10.0
@@ -102,7 +90,12 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
             async def answered() -> bool:
                 return len(await _get(session, graph)) >= len(expected)
 
-            await _until(answered, 20)
+            await until(
+                answered,
+                "every user was answered",
+                20,
+                tolerate=(aiohttp.ClientError, TimeoutError),
+            )
             sent = await _get(session, graph)
         replies = {item["payload"]["recipient"]["id"]: item for item in sent}
         assert len(sent) == len(replies) == len(expected)  # one reply per user, none twice

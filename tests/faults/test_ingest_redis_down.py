@@ -22,6 +22,7 @@ from ingest.settings import IngestSettings
 from ingest.signature import sign
 from tests.hostile.bodies import text_body
 from tests.hostile.conftest import IngestClient
+from tests.poll import until
 
 SECRET = "faults-app-secret"
 TIMEOUT_MS = 300
@@ -172,17 +173,21 @@ async def test_outage_under_load_acknowledges_only_stored_bodies(
 
     senders = [asyncio.create_task(sender()) for _ in range(8)]
     try:
-        await _wait_for(lambda: sum(s == 200 for _, s in results) >= 200)
+        await until(lambda: sum(s == 200 for _, s in results) >= 200, "200 stored", RECOVERY_S)
         assert server.process is not None
         if how == "sigkill":
             server.process.kill()
             server.process.wait()
         else:
             server.stop()
-        await _wait_for(lambda: sum(s == 503 for _, s in results) >= 20)
+        await until(lambda: sum(s == 503 for _, s in results) >= 20, "20 refused", RECOVERY_S)
         server = restart(server)
         before = len(results)
-        await _wait_for(lambda: sum(s == 200 for _, s in results[before:]) >= 100)
+        await until(
+            lambda: sum(s == 200 for _, s in results[before:]) >= 100,
+            "100 stored again",
+            RECOVERY_S,
+        )
     finally:
         stop.set()
         await asyncio.gather(*senders)
@@ -196,12 +201,3 @@ async def test_outage_under_load_acknowledges_only_stored_bodies(
     acknowledged = [body for body, status in results if status == 200]
     missing = [body for body in acknowledged if body not in kept]
     assert missing == [], f"{len(missing)} of {len(acknowledged)} acknowledged bodies lost"
-
-
-async def _wait_for(condition: object, timeout_s: float = RECOVERY_S) -> None:
-    """Let the senders run until condition() holds (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.01)

@@ -23,6 +23,7 @@ from tests.chaos.graph_control import script_graph, sent_records
 from tests.chaos.harness import Harness
 from tests.chaos.load import LoadPlan, run_load
 from tests.chaos.stack import StackConfig
+from tests.poll import until
 
 SEED = 6
 LOAD_S = 9.0
@@ -37,12 +38,8 @@ IN_FLIGHT = 3
 
 
 async def _receipts_reach(harness: Harness, count: int) -> None:
-    """Poll until the bot got `count` batches (bounded: the stack may be stuck)."""
-    deadline = time.monotonic() + WAIT_S
-    while len(harness.bot.receipts) < count:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the bot got {len(harness.bot.receipts)} batches, not {count}")
-        await asyncio.sleep(0.05)
+    """Until the bot got `count` batches (bounded: the stack may be stuck)."""
+    await until(lambda: len(harness.bot.receipts) >= count, f"the bot got {count} batches", WAIT_S)
 
 
 @pytest.mark.slow

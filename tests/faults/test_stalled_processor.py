@@ -25,6 +25,7 @@ from tests.chaos.harness import Harness
 from tests.chaos.load import LoadPlan, run_load
 from tests.chaos.service import Service
 from tests.chaos.stack import StackConfig
+from tests.poll import until
 
 SEED = 11
 LOAD_S = 9.0
@@ -79,14 +80,6 @@ async def _mids_of(client: aioredis.Redis, stream: str, ids: list[str]) -> set[s
     return mids
 
 
-async def _until(check: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_a_processor_stalled_past_claim_idle_emits_and_sends_nothing_twice(
@@ -112,8 +105,8 @@ async def test_a_processor_stalled_past_claim_idle_emits_and_sends_nothing_twice
 
             # The other processor takes the entries over, and their batches are answered,
             # all while the victim is still frozen.
-            await _until(claimed, "the other processor claimed the victim's entries")
-            await _until(answered, "the claimed messages were answered")
+            await until(claimed, "the other processor claimed the victim's entries", WAIT_S)
+            await until(answered, "the claimed messages were answered", WAIT_S)
             stalled_s = time.monotonic() - frozen_at
             victim.thaw()
         finally:
