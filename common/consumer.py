@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import defaultdict
 
 import structlog
@@ -24,14 +25,16 @@ from redis.exceptions import ResponseError
 from common.consumer_claim import FIRST_CURSOR, claim_page, upkeep
 from common.consumer_metrics import ConsumerMetrics
 from common.consumer_read import Reader
-from common.consumer_retry import Held, LocalRetries, claim_held, now_ms, reread
+from common.consumer_retry import Held, Key, LocalRetries, claim_held, now_ms, reread
 from common.consumer_types import (
     REDIS_FAILURES,
     BatchHandler,
     ConsumerConfig,
+    Decided,
     Entry,
     HandlerContractError,
     Outcome,
+    Running,
     check_client,
     check_outcomes,
     default_consumer_name,
@@ -49,11 +52,15 @@ __all__ = [
     "Entry",
     "HandlerContractError",
     "Outcome",
+    "Running",
     "dead_letter_fields",
     "default_consumer_name",
 ]
 
 log = structlog.get_logger("lull.consumer")
+
+_Settled = tuple[Entry, Decided, float]
+"""An entry, its final outcome, and when Redis last reset its idle time for us (ms)."""
 
 
 class Consumer:
@@ -87,6 +94,8 @@ class Consumer:
         self._entries = metrics.entries
         self._group = config.group
         self._reader = Reader(client, config, self._handle, self._read_failed)
+        self._landed: list[tuple[Key, asyncio.Future[Decided]]] = []
+        """Running outcomes that resolved since the last step, to settle."""
 
     @property
     def name(self) -> str:
@@ -149,6 +158,8 @@ class Consumer:
             return None
         if now_ms() >= self._next_claim_ms:
             await self.claim_pass()
+        if self._landed:
+            await self._settle_landed()
         if not self.stopping:
             await self._run_retries()
         if self.stopping:
@@ -213,37 +224,21 @@ class Consumer:
             outcomes = await self._handler(stream, entries)
             check_outcomes(entries, outcomes)
         except Exception as exc:  # any failure is decided here: retry later, or dead letter
-            self._metrics.handler_errors.labels(self._group).inc()
-            poison = len(entries) == 1 and failures + 1 >= self._config.max_deliveries
-            if poison and blames_the_entry(exc):
-                reason = f"handler raised {failures + 1} times: {type(exc).__name__}: {exc}"
-                await self._writes.finish(
-                    stream, done=[], dead=[(entries[0], reason)], reason_kind="handler_error"
-                )
-                return
-            delay_ms = self._backoff_ms(failures + 1)
-            # The traceback once per failed batch; retries of its entries say only the error.
-            self._log.error(
-                "handler failed, retrying its entries",
-                stream=stream,
-                entries=len(entries),
-                attempt=failures + 1,
-                retry_in_ms=delay_ms,
-                error=f"{type(exc).__name__}: {exc}",
-                exc_info=exc if failures == 0 else False,
-            )
-            for entry in entries:
-                self._retries.hold(
-                    entry,
-                    due_ms=now_ms() + delay_ms,
-                    touched_ms=touched_ms,
-                    failures=failures + 1,
-                )
-            self._entries.labels(self._group, "retried").inc(len(entries))
+            await self._failed(stream, entries, exc, touched_ms=touched_ms, failures=failures)
             return
+        settled: list[_Settled] = []
+        for entry, outcome in zip(entries, outcomes, strict=True):
+            if isinstance(outcome, Running):
+                self._follow(entry, outcome.done, touched_ms=touched_ms, failures=failures)
+            else:
+                settled.append((entry, outcome, touched_ms))
+        await self._settle(stream, settled)
+
+    async def _settle(self, stream: str, settled: list[_Settled]) -> None:
+        """Ack the done, dead-letter the permanent, hold the rest for a local retry."""
         done: list[Entry] = []
         dead: list[tuple[Entry, str]] = []
-        for entry, outcome in zip(entries, outcomes, strict=True):
+        for entry, outcome, touched_ms in settled:
             if outcome is None:
                 done.append(entry)
             elif isinstance(outcome, Permanent):
@@ -257,6 +252,75 @@ class Consumer:
                 )
                 self._entries.labels(self._group, "retried").inc()
         await self._writes.finish(stream, done=done, dead=dead, reason_kind="permanent")
+
+    async def _failed(
+        self,
+        stream: str,
+        entries: list[Entry],
+        exc: BaseException,
+        *,
+        touched_ms: float,
+        failures: int,
+    ) -> None:
+        """The handler raised for entries: hold each for a retry alone, or dead-letter a
+        lone entry that keeps failing in a way that blames it."""
+        self._metrics.handler_errors.labels(self._group).inc()
+        poison = len(entries) == 1 and failures + 1 >= self._config.max_deliveries
+        if poison and blames_the_entry(exc):
+            reason = f"handler raised {failures + 1} times: {type(exc).__name__}: {exc}"
+            await self._writes.finish(
+                stream, done=[], dead=[(entries[0], reason)], reason_kind="handler_error"
+            )
+            return
+        delay_ms = self._backoff_ms(failures + 1)
+        # The traceback once per failed batch; retries of its entries say only the error.
+        self._log.error(
+            "handler failed, retrying its entries",
+            stream=stream,
+            entries=len(entries),
+            attempt=failures + 1,
+            retry_in_ms=delay_ms,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=exc if failures == 0 else False,
+        )
+        for entry in entries:
+            self._retries.hold(
+                entry,
+                due_ms=now_ms() + delay_ms,
+                touched_ms=touched_ms,
+                failures=failures + 1,
+            )
+        self._entries.labels(self._group, "retried").inc(len(entries))
+
+    def _follow(
+        self, entry: Entry, done: asyncio.Future[Decided], *, touched_ms: float, failures: int
+    ) -> None:
+        """Hold a Running entry (never due, touched as usual) until its outcome lands."""
+        self._retries.hold(entry, due_ms=math.inf, touched_ms=touched_ms, failures=failures)
+        self._entries.labels(self._group, "running").inc()
+        key = (entry.stream, entry.id)
+        done.add_done_callback(lambda future: self._landed.append((key, future)))
+
+    async def _settle_landed(self) -> None:
+        """Settle the Running outcomes that resolved since the last step."""
+        landed, self._landed = self._landed, []
+        settled: dict[str, list[_Settled]] = defaultdict(list)
+        for key, future in landed:
+            held = self._retries.take(key)
+            if held is None or future.cancelled():
+                # Released at a stop, or taken over meanwhile; or given up by the handler
+                # (its own stop): it stays pending, for a claim pass to find.
+                continue
+            entry = held.entry
+            exc = future.exception()
+            if exc is not None:
+                await self._failed(
+                    entry.stream, [entry], exc, touched_ms=held.touched_ms, failures=held.failures
+                )
+                continue
+            settled[entry.stream].append((entry, future.result(), held.touched_ms))
+        for stream, triples in settled.items():
+            await self._settle(stream, triples)
 
     async def _run_retries(self) -> None:
         due, touch = self._retries.actions(now_ms())

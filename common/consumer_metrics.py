@@ -22,6 +22,7 @@ class ConsumerMetrics:
         self.entries = Counter(
             "lull_consumer_entries",
             "Entries by what the loop did with them: acked, retried (held for a local retry), "
+            "running (left to the handler in the background, held until it decides), "
             "dead (dead-lettered), claimed (taken from another consumer), gone (deleted from "
             "the stream before it was handled; acked and skipped)",
             ["group", "outcome"],

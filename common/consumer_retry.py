@@ -100,6 +100,11 @@ class LocalRetries:
         """Look at the entry again at until_ms (a touch failed; try again after a backoff)."""
         self._schedule(key, min(self._held[key].due_ms, until_ms))
 
+    def take(self, key: Key) -> Held | None:
+        """Stop holding the entry and return its hold, None if it was not held."""
+        self._scheduled.pop(key, None)
+        return self._held.pop(key, None)
+
     def forget(self, key: Key) -> None:
         """Stop holding the entry (someone else owns it now, or it is gone)."""
         self._held.pop(key, None)

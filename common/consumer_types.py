@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -21,8 +22,30 @@ REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 # A blocked read answers after block_ms plus a round trip; the socket must wait longer.
 BLOCK_MARGIN_MS = 250
 
-Outcome = RetryLater | Permanent | None
+Decided = RetryLater | Permanent | None
 """Per entry: None = done (ack), RetryLater = again after its delay, Permanent = dead-letter."""
+
+
+class Running:
+    """Still at work: the handler goes on with this entry in the background.
+
+    `done` resolves to what was decided for the entry (or raises, as a handler would). Until
+    then the loop holds the entry, keeps it claimed and reads on, so one slow entry (a slow
+    bot) does not hold up the entries read after it. The entry is not handed out again
+    meanwhile.
+    """
+
+    __slots__ = ("done",)
+
+    def __init__(self, done: asyncio.Future[Decided]) -> None:
+        self.done = done
+
+    def __repr__(self) -> str:
+        return f"Running({self.done!r})"
+
+
+Outcome = Decided | Running
+"""What a handler returns per entry: what it decided, or Running (it decides later)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +158,7 @@ def check_outcomes(entries: list[Entry], outcomes: object) -> None:
             "expected a list with one outcome per entry"
         )
     for outcome in outcomes:
-        if outcome is not None and not isinstance(outcome, RetryLater | Permanent):
+        if outcome is not None and not isinstance(outcome, RetryLater | Permanent | Running):
             raise HandlerContractError(f"handler returned {outcome!r} as an outcome")
 
 
