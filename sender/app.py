@@ -2,54 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-
 import aiohttp
-import structlog
 from prometheus_client import CollectorRegistry
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome
-from common.consumer_types import REDIS_FAILURES, default_consumer_name
-from common.errors import RetryLater
+from common.consumer import Consumer, ConsumerConfig
+from common.consumer_types import default_consumer_name
 from common.keys import Keys
 from common.redis_conn import RedisClient
 from common.startup import until_redis_answers
 from sender.deliver import Deliverer
 from sender.graph import GraphClient
 from sender.handler import Handler, build_handler
+from sender.inflight import Deliveries
 from sender.metrics import SenderMetrics
 from sender.ratelimit import RateLimiter
 from sender.send_state import SendStore
 from sender.settings import SenderSettings
 
 GROUP = "sender"
-REDIS_RETRY_MS = 500
-log = structlog.get_logger("lull.sender")
-
-
-class _Batches:
-    """The consumer's handler: the entries of one read, delivered concurrently."""
-
-    def __init__(self, deliverer: Deliverer, concurrency: int) -> None:
-        self._deliverer = deliverer
-        self._slots = asyncio.Semaphore(concurrency)
-
-    async def __call__(self, stream: str, entries: list[Entry], /) -> list[Outcome]:
-        async def one(entry: Entry) -> Outcome:
-            async with self._slots:
-                try:
-                    return await self._deliverer.deliver(entry)
-                except REDIS_FAILURES as exc:
-                    # Decided per entry, never for the whole read: the other entries of
-                    # this read may have been sent already and must be settled as such.
-                    log.warning("batch postponed: redis failed", id=entry.id, error=str(exc))
-                    return RetryLater(REDIS_RETRY_MS, f"redis: {type(exc).__name__}")
-
-        # Conversations are independent; a batch of the same conversation that comes too
-        # early waits for its predecessor through RetryLater, not by blocking this read.
-        results: Sequence[Outcome] = await asyncio.gather(*(one(e) for e in entries))
-        return list(results)
 
 
 class Sender:
@@ -90,12 +60,11 @@ class Sender:
             claim_idle_ms=group.claim_idle_ms,
             max_deliveries=group.max_deliveries,
         )
+        self.deliveries = Deliveries(self.deliverer.deliver, settings.concurrency)
+        # What a stop waits for: a bot call and a send, as the deployment files' grace does.
+        self._close_wait_s = (settings.handler_timeout_ms + settings.graph_timeout_ms) / 1000
         self.consumer = Consumer(
-            client,
-            config,
-            _Batches(self.deliverer, settings.concurrency),
-            registry,
-            on_dead=self.deliverer.mark_dead,
+            client, config, self.deliveries, registry, on_dead=self.deliverer.mark_dead
         )
 
     @classmethod
@@ -143,7 +112,9 @@ class Sender:
         await self.consumer.run_until_idle()
 
     async def close(self) -> None:
-        """Close the handler and the HTTP session."""
+        """Let deliveries still running finish (bounded), then close the handler and the
+        HTTP session."""
+        await self.deliveries.close(self._close_wait_s)
         await self.handler.close()
         await self.store.close()
         await self._session.close()

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import structlog
 
-from common.consumer import Entry, Outcome
+from common.consumer import Entry
+from common.consumer_types import Decided
 from common.errors import Permanent, RetryLater
 from common.keys import Keys
 from sender.graph import GraphClient, GraphError, GraphRequest, build_requests
@@ -71,7 +72,7 @@ class _Job:
 class _Stop:
     """The entry is no longer this consumer's to work on: return outcome to the loop."""
 
-    outcome: Outcome
+    outcome: Decided
 
 
 @dataclass
@@ -87,7 +88,7 @@ class Deliverer:
     metrics: SenderMetrics
     progress: LocalProgress = field(default_factory=LocalProgress)
 
-    async def deliver(self, entry: Entry) -> Outcome:
+    async def deliver(self, entry: Entry) -> Decided:
         """Take one batch as far as it can go now; the outcome tells the loop what's next."""
         try:
             batch = decode_batch(entry.fields.get(b"batch"))
@@ -119,7 +120,7 @@ class Deliverer:
                 return outcome
         return await self._send(job)
 
-    async def _call_handler(self, job: _Job, history: list[Any]) -> Outcome:
+    async def _call_handler(self, job: _Job, history: list[Any]) -> Decided:
         """Fill job.state.requests from the bot's replies, or say why not (outcome)."""
         batch, state = job.batch, job.state
         rate = self.settings.rate_per_user
@@ -172,7 +173,7 @@ class Deliverer:
         version = self.settings.graph_version
         return [request for reply in replies for request in build_requests(batch, reply, version)]
 
-    async def _send(self, job: _Job) -> Outcome:
+    async def _send(self, job: _Job) -> Decided:
         """Send the replies not yet accepted, in order, each within the account's limit, and
         each only while the entry is still this consumer's."""
         state = job.state
@@ -206,7 +207,7 @@ class Deliverer:
         await self._finish(job, state.requests, "sent")
         return None
 
-    async def _retry(self, job: _Job, reason: str, retry_after_ms: int | None) -> Outcome:
+    async def _retry(self, job: _Job, reason: str, retry_after_ms: int | None) -> Decided:
         state = job.state
         state.attempts += 1
         if state.attempts >= self.settings.send_max_attempts:
@@ -254,7 +255,7 @@ class Deliverer:
         claim_idle_ms = self.settings.group.claim_idle_ms
         return asked_at + (claim_idle_ms * 3 / 4 - idle_ms) / 1000
 
-    def _taken_over(self, entry: Entry) -> Outcome:
+    def _taken_over(self, entry: Entry) -> Decided:
         """Another consumer claimed the entry (or finished it): leave it, never ack it.
 
         The loop holds it for a retry, and its XCLAIM then finds the entry is not ours and

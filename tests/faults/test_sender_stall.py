@@ -1,8 +1,10 @@
 """A sender replica stalled past claim_idle_ms (a GC pause, SIGSTOP, a slow bot) while another
 replica claims its batch: when it resumes it must not send what the other one sends.
 
-Two Sender instances on one Redis; replica A's bot blocks on an event the test controls, so A
-is stalled at a known point (between the handler call and the first Graph API send).
+Two Sender instances on one Redis. Replica A reads the batch as its consumer and delivers it
+with no consumer loop around it, as a frozen (SIGSTOPped) process would: nothing touches its
+entry, which idles on Redis. A's bot blocks on an event the test controls, so A is stalled at
+a known point (between the handler call and the first Graph API send).
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 
+from common.consumer import Entry
+from common.consumer_types import Decided
+from common.errors import RetryLater
+from common.streams import ensure_group, text
+from sender.app import Sender
 from sender.fake_graph import FakeGraph
 from tests.sender import conftest as sender_fixtures
 from tests.sender.conftest import MakeSender, emit, sent_texts
@@ -65,6 +72,15 @@ async def idle_past(redis: aioredis.Redis, stream: str, idle_ms: int) -> None:
         await asyncio.sleep(0.005)
 
 
+async def deliver_frozen(redis: aioredis.Redis, sender: Sender) -> Decided:
+    """Read the batch as sender's consumer and deliver it, with no loop to touch the entry."""
+    stream = sender.keys.outbound(0)
+    await ensure_group(redis, stream, "sender")
+    reply: Any = await redis.xreadgroup("sender", sender.consumer.name, {stream: ">"}, count=1)
+    [[_stream, [(entry_id, fields)]]] = reply
+    return await sender.deliverer.deliver(Entry(stream, text(entry_id), fields, 1))
+
+
 def deliveries(sender: Any, outcome: str) -> float:
     """lull_sender_deliveries_total{outcome} of one replica."""
     value = sender.registry.get_sample_value("lull_sender_deliveries_total", {"outcome": outcome})
@@ -79,7 +95,7 @@ async def test_a_stalled_replica_does_not_send_what_the_claimer_sent(
     stalled.deliverer.handler = bot
     keys = stalled.keys
     await emit(redis, keys, "u1", 1, "hello once")
-    first = asyncio.create_task(stalled.drain())
+    first = asyncio.create_task(deliver_frozen(redis, stalled))
     await asyncio.wait_for(bot.entered.wait(), WAIT_S)
 
     await idle_past(redis, keys.outbound(0), 3 * CLAIM_IDLE_MS)
@@ -88,7 +104,7 @@ async def test_a_stalled_replica_does_not_send_what_the_claimer_sent(
     assert sent_texts(graph) == [("u1", "hello once")]
 
     bot.gate.set()  # the stalled replica resumes with the bot's answer in hand
-    await asyncio.wait_for(first, WAIT_S)
+    assert isinstance(await asyncio.wait_for(first, WAIT_S), RetryLater)
     assert sent_texts(graph) == [("u1", "hello once")]
     assert deliveries(stalled, "taken_over") == 1
     assert deliveries(stalled, "sent") == 0
@@ -105,7 +121,7 @@ async def test_a_stalled_replica_stops_while_the_claimer_is_still_working(
     keys = stalled.keys
     stream = keys.outbound(0)
     await emit(redis, keys, "u1", 1, "hello once")
-    first = asyncio.create_task(stalled.drain())
+    first = asyncio.create_task(deliver_frozen(redis, stalled))
     await asyncio.wait_for(stalled_bot.entered.wait(), WAIT_S)
 
     await idle_past(redis, stream, 3 * CLAIM_IDLE_MS)
@@ -121,7 +137,7 @@ async def test_a_stalled_replica_stops_while_the_claimer_is_still_working(
     assert row["consumer"] == claimer.consumer.name.encode()
 
     stalled_bot.gate.set()  # resumes first: the entry is the claimer's now
-    await asyncio.wait_for(first, WAIT_S)
+    assert isinstance(await asyncio.wait_for(first, WAIT_S), RetryLater)
     assert graph.sent == []
     assert deliveries(stalled, "taken_over") == 1
 
