@@ -5,7 +5,8 @@ The loop reads again only when a read's outcomes are in. A bot that takes second
 call) would make every conversation read after its batch wait for it. So a read waits at
 most STEP_BUDGET_S: deliveries that finish by then (the usual case) are settled with the
 read; the others are handed back as Running and go on as tasks, while the loop keeps their
-entries claimed, reads on, and settles each when its task ends.
+entries claimed, reads on, and settles each when its task ends. The batch itself is marked
+delivered and acknowledged by the task's own finish step, as before.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from common.consumer import Entry, Outcome, Running
 from common.consumer_types import REDIS_FAILURES, Decided
 from common.errors import RetryLater
 
-# Long enough that an answering bot and its sends finish with the read (one settle for all),
-# short enough that a slow bot delays the next read by no more than this.
-STEP_BUDGET_S = 0.2
+# How long a read waits for its deliveries before leaving the slow ones running: a prompt
+# bot and its sends finish within it and settle with the read; a slow bot delays the next
+# read by no more than this. (make bench, 1 in 20 bots taking 2 s: the prompt ones' replies
+# p99 19 ms at 20 ms, 52 ms at 50 ms, 215 ms at 200 ms; replies/s alike within the noise.)
+STEP_BUDGET_S = 0.02
 REDIS_RETRY_MS = 500
 
 log = structlog.get_logger("lull.sender")
