@@ -71,12 +71,14 @@ def delivered(client: Redis, keys: Keys) -> int:
 def sender(
     config: BenchConfig, url: str, namespace: str, graph_port: int, tmp: Path, **limits: str
 ) -> Iterator[int]:
-    """A `python -m sender` child on the server core; yields its pid once it serves metrics."""
+    """A `python -m sender` child on the server core; yields its pid once it serves metrics.
+
+    limits: rate_global, rate_per_user (default off) and handler (default echo)."""
     port = free_port()
     env = {
         "LULL_REDIS_URL": url,
         "LULL_NAMESPACE": namespace,
-        "LULL_HANDLER": "echo",
+        "LULL_HANDLER": limits.get("handler", "echo"),
         "LULL_GRAPH_API_BASE": f"http://127.0.0.1:{graph_port}",
         "LULL_ACCESS_TOKENS": orjson.dumps({"*": "bench-token"}).decode(),
         "LULL_RATE_GLOBAL": limits.get("rate_global", "off"),

@@ -12,6 +12,10 @@ this script on config.loadgen_cpu.
 3. Limits: a fresh sender with LULL_RATE_GLOBAL=200/s and every batch for one account;
    another with LULL_RATE_PER_USER=10/1s:1 and 30 batches of one conversation. The fake's
    at_ms of each send gives the measured rate.
+4. Slow bot: a fresh sender whose bot (tests/bench/slow_bot.py) takes 2 s for one
+   conversation in SLOW_EVERY and answers the others at once; batches written open loop at
+   SLOW_RATE/s. The age of the prompt conversations' replies, beside the same load with no
+   slow conversation (the baseline, same run): a slow bot must not hold up the others.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ from tests.bench.machine import sample, shares
 from tests.bench.procs import BenchError
 from tests.bench.report import Report, Row
 from tests.bench.results import LoadResult
+from tests.bench.slow_bot import HANDLER as SLOW_BOT
+from tests.bench.slow_bot import SLOW_PREFIX, SLOW_S
 
 TARGET_REPLIES_PER_S = 2_000
 THROUGHPUT_BATCHES = 10_000
@@ -62,6 +68,9 @@ GLOBAL_MEASURE_S = 5.0
 USER_RATE = "10/1s:1"
 USER_PER_S = 10.0
 USER_BATCHES = 30
+SLOW_RATE = 200.0
+SLOW_SECONDS = 4.0
+SLOW_EVERY = 20
 DELIVER_TIMEOUT_S = 30.0
 
 
@@ -114,6 +123,8 @@ def run(config: BenchConfig) -> Report:
         rate, latency, share = _throughput_and_latency(rig)
         global_limit = _global_limit(rig)
         user_limit = _user_limit(rig)
+        prompt_alone = _prompt_ages(rig, slow_every=None)
+        prompt_beside_slow = _prompt_ages(rig, slow_every=SLOW_EVERY)
     passed = rate.ok_per_s >= TARGET_REPLIES_PER_S
     verdicts = [
         verdict(
@@ -123,6 +134,10 @@ def run(config: BenchConfig) -> Report:
         ),
         global_limit.line() + " (no target set)",
         user_limit.line() + " (no target set)",
+        f"prompt conversations' reply age, 1 in {SLOW_EVERY} conversations' bot taking "
+        f"{SLOW_S:g} s: p50 {prompt_beside_slow.p50_ms:.0f} ms, p99 "
+        f"{prompt_beside_slow.p99_ms:.0f} ms; none slow (baseline): p50 "
+        f"{prompt_alone.p50_ms:.0f} ms, p99 {prompt_alone.p99_ms:.0f} ms (no target set)",
     ]
     row = Row("sender (replies; batch age at Graph)", rate, latency)
     return Report("sender", [row], verdicts, passed)
@@ -234,3 +249,36 @@ def _user_limit(rig: _Rig) -> Limit:
     )
     print(f"  {limit.line()}", flush=True)
     return limit
+
+
+def _prompt_ages(rig: _Rig, slow_every: int | None) -> LoadResult:
+    """Batches at SLOW_RATE/s, every slow_every-th one for a slow bot (None: no slow one);
+    the age of the other batches' replies when the fake accepts them."""
+    namespace = f"slow{slow_every or 0}"
+    keys = Keys(namespace)
+    client, graph_port = rig.client, rig.graph_port
+    closed_at: dict[str, int] = {}
+
+    def add(pipe: Pipeline, n: int, now_ms: int) -> None:
+        slow = slow_every is not None and n % slow_every == 0
+        user = f"{SLOW_PREFIX if slow else 'prompt'}{n}"
+        closed_at[user] = now_ms
+        emit(pipe, keys, batch(user, 1, now_ms))
+
+    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, handler=SLOW_BOT):
+        written = paced(client, SLOW_RATE, SLOW_SECONDS, add)
+        wait_delivered(client, keys, written, DELIVER_TIMEOUT_S)
+    ages = [
+        float(s["at_ms"] - closed_at[user])
+        for s in sent(graph_port)
+        if not (user := s["payload"]["recipient"]["id"]).startswith(SLOW_PREFIX)
+    ]
+    clear_sent(graph_port)
+    result = latency_result("paced batches", SLOW_SECONDS, ages, SLOW_RATE)
+    label = f"1 in {slow_every} bots slow" if slow_every else "no slow bot"
+    print(
+        f"  prompt conversations' reply age, {label}, {SLOW_RATE:.0f} batches/s for "
+        f"{SLOW_SECONDS:g} s: p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms",
+        flush=True,
+    )
+    return result
