@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal, TypeAlias, overload
 from urllib.parse import urlsplit
 
 import hiredis  # a dependency: redis[hiredis]
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 from redis.typing import EncodableT
 
@@ -39,6 +46,50 @@ class _HiredisPackingConnection(Connection):
         return [hiredis.pack_command(packed)]  # type: ignore[arg-type]
 
 
+# What uvloop says when asked to write to a transport it has already closed.
+_CLOSED_HANDLE = "the handler is closed"
+
+
+class _ClosedTransportIsConnectionError(AbstractConnection):
+    """A write to a connection the peer just closed is a ConnectionError, on any loop.
+
+    asyncio's own loop reports it as an OSError, which redis-py turns into ConnectionError,
+    a Redis failure every caller retries. uvloop raises RuntimeError instead; a sender
+    crashed on it in a chaos run while Redis restarted.
+    """
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        """Send command; a closed transport raises ConnectionError, as a reset socket does."""
+        try:
+            await super().send_packed_command(command, check_health)
+        except RuntimeError as exc:
+            if _CLOSED_HANDLE not in str(exc):
+                raise
+            # redis-py has disconnected already: the next command connects anew.
+            raise RedisConnectionError(f"Error while writing to Redis: {exc}") from exc
+
+
+class _TcpConnection(_ClosedTransportIsConnectionError, _HiredisPackingConnection):
+    """redis:// connections."""
+
+
+class _TlsConnection(_ClosedTransportIsConnectionError, SSLConnection):
+    """rediss:// connections."""
+
+
+class _UnixConnection(_ClosedTransportIsConnectionError, UnixDomainSocketConnection):
+    """unix:// connections."""
+
+
+_CONNECTION_CLASSES: dict[str, type[AbstractConnection]] = {
+    "redis": _TcpConnection,
+    "rediss": _TlsConnection,
+    "unix": _UnixConnection,
+}
+
+
 @overload
 def connect(
     url: str, *, timeout_s: float, max_connections: int = 64, cluster: Literal[False] = False
@@ -61,8 +112,9 @@ def connect(
     if cluster:
         return _connect_cluster(url, timeout_s=timeout_s, max_connections=max_connections)
     options: dict[str, Any] = {}
-    if urlsplit(url).scheme == "redis":
-        options["connection_class"] = _HiredisPackingConnection
+    connection_class = _CONNECTION_CLASSES.get(urlsplit(url).scheme)
+    if connection_class is not None:  # another scheme: redis-py's own error names it
+        options["connection_class"] = connection_class
     # A blocking pool: under a burst of concurrent work a command waits (up to timeout_s)
     # for a free connection instead of failing at once with "Too many connections".
     pool = aioredis.BlockingConnectionPool.from_url(
