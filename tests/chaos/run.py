@@ -57,6 +57,7 @@ class ChaosRun:
         details = (
             f"chaos seed={self.seed} ({SEED_ENV}={self.seed} replays it) "
             f"refused_posts={self.load.refused()} gap_resends={v.gap_resends} "
+            f"(killed {_spread(v.gap_kill_after_ms)} ms after the send) "
             f"longest_window_ms={v.longest_open_ms} windows_checked={v.checked_windows} "
             f"faults: {self.log.line()} logs={self.workdir}"
         )
@@ -88,3 +89,8 @@ async def chaos_run(
             await chaos
         verdict = await harness.settle_and_judge(result, agent.log.sender_kills, drain_s)
     return ChaosRun(seed, result, agent.log, verdict, workdir)
+
+
+def _spread(values_ms: list[int]) -> str:
+    """min..max, or - when there is nothing."""
+    return f"{min(values_ms)}..{max(values_ms)}" if values_ms else "-"

@@ -85,6 +85,8 @@ class Verdict:
     lost: int = 0
     dead: int = 0
     gap_resends: int = 0
+    gap_kill_after_ms: list[int] = field(default_factory=list)
+    """For each gap resend: how long after the first send its sender was killed."""
     longest_open_ms: int = 0
     checked_windows: int = 0
     problems: list[str] = field(default_factory=list)
@@ -168,8 +170,10 @@ def _check_sends(ev: Evidence, v: Verdict) -> None:
         listed = [(s.slot, s.at_ms) for s in sends]
         for previous in sends[:-1]:  # each send after the first repeats the one before
             start, end = previous.at_ms - GAP_BEFORE_MS, _mark_deadline(ev, previous.at_ms)
-            if any(start <= k <= end for k in kills[previous.slot]):
+            in_gap = [k for k in kills[previous.slot] if start <= k <= end]
+            if in_gap:
                 v.gap_resends += 1
+                v.gap_kill_after_ms.append(in_gap[0] - previous.at_ms)
                 continue
             v.duplicates += 1
             # Told apart only to point at the cause: they are duplicates all the same.
