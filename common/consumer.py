@@ -91,6 +91,8 @@ class Consumer:
         self._ready = False
         self._next_claim_ms = 0.0
         self._failures = 0
+        """Consecutive steps in which a Redis command failed: what the backoff doubles on."""
+        self._step_failed = False
         self._entries = metrics.entries
         self._group = config.group
         self._reader = Reader(client, config, self._handle, self._read_failed)
@@ -150,6 +152,11 @@ class Consumer:
 
     async def _step(self, *, until_idle: bool) -> int | None:
         """One turn of the loop; returns entries read, None when no read was made."""
+        if self._step_failed:
+            # Counted per step, not per failed command: a step that fails on every stream
+            # and every held entry must not reach the backoff cap after a one-second outage.
+            self._failures += 1
+            self._step_failed = False
         if self._failures:
             await self._pause_ms(self._backoff_ms(self._failures))
         if not self._ready and not self.stopping:
@@ -398,7 +405,7 @@ class Consumer:
         """Redis failed before we could handle h: keep it, look again after a backoff."""
         self._retries.hold(
             h.entry,
-            due_ms=now_ms() + self._backoff_ms(max(self._failures, 1)),
+            due_ms=now_ms() + self._backoff_ms(self._failures + 1),
             touched_ms=min(touched_ms, h.touched_ms),
             failures=h.failures,
         )
@@ -448,13 +455,13 @@ class Consumer:
         return int(min(doubled, self._config.error_backoff_max_ms))
 
     def _redis_failed(self, op: str, exc: BaseException, **context: object) -> None:
-        self._failures += 1
+        self._step_failed = True
         self._metrics.redis_errors.labels(self._group, op).inc()
         self._log.warning(
             "redis command failed, backing off",
             op=op,
             error=f"{type(exc).__name__}: {exc}",
-            backoff_ms=self._backoff_ms(self._failures),
+            backoff_ms=self._backoff_ms(self._failures + 1),
             **context,
         )
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.consumer import Consumer, ConsumerConfig, Entry, Outcome
-from common.embedded_redis import free_port
+from common.embedded_redis import EmbeddedRedis, free_port
 from common.errors import Permanent, RetryLater
 from common.redis_conn import connect
 
@@ -491,3 +492,27 @@ async def test_stream_deleted_under_the_group_is_recreated(
 
     assert handler.handled() == [entry_id]
     assert await pending(redis, stream) == {}
+
+
+async def test_backoff_doubles_per_failing_step_not_per_failed_command(
+    config: ConsumerConfig, tmp_path: Path
+) -> None:
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=False).start()
+    client = connect(server.url, timeout_s=1)
+    # Three streams, each with an entry held for a retry: one step makes several commands.
+    streams = [f"{config.streams[0]}:{n}" for n in range(3)]
+    config = replace(config, streams=streams, error_backoff_ms=1, error_backoff_max_ms=1000)
+    for stream in streams:
+        await add(client, stream, 1)
+    consumer = Consumer(client, config, Recorder(lambda *_: RetryLater(0)), CollectorRegistry())
+    try:
+        await consumer._step(until_idle=True)  # groups created, entries read and held
+        assert consumer.held == 3
+        server.stop()
+        for _ in range(4):
+            await consumer._step(until_idle=True)  # retries and read fail
+        # One failure per step: the next pause is 2**3 ms, not 2**(4 steps x 4 commands).
+        assert consumer._failures == 3
+    finally:
+        await client.aclose()
+        server.stop()
