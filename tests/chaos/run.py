@@ -57,7 +57,8 @@ class ChaosRun:
         details = (
             f"chaos seed={self.seed} ({SEED_ENV}={self.seed} replays it) "
             f"refused_posts={self.load.refused()} gap_resends={v.gap_resends} "
-            f"(killed {_spread(v.gap_kill_after_ms)} ms after the send) "
+            f"(killed {_spread(v.gap_kill_after_ms)} ms after the send; "
+            f"{v.gap_resends_after_outage} with Redis down at the send) "
             f"longest_window_ms={v.longest_open_ms} windows_checked={v.checked_windows} "
             f"faults: {self.log.line()} logs={self.workdir}"
         )
@@ -92,5 +93,8 @@ async def chaos_run(
 
 
 def _spread(values_ms: list[int]) -> str:
-    """min..max, or - when there is nothing."""
-    return f"{min(values_ms)}..{max(values_ms)}" if values_ms else "-"
+    """min..median..max, or - when there is nothing."""
+    if not values_ms:
+        return "-"
+    ordered = sorted(values_ms)
+    return f"{ordered[0]}..{ordered[len(ordered) // 2]}..{ordered[-1]}"

@@ -87,6 +87,8 @@ class Verdict:
     gap_resends: int = 0
     gap_kill_after_ms: list[int] = field(default_factory=list)
     """For each gap resend: how long after the first send its sender was killed."""
+    gap_resends_after_outage: int = 0
+    """Gap resends excused only because Redis was down when the first send was made."""
     longest_open_ms: int = 0
     checked_windows: int = 0
     problems: list[str] = field(default_factory=list)
@@ -174,6 +176,7 @@ def _check_sends(ev: Evidence, v: Verdict) -> None:
             if in_gap:
                 v.gap_resends += 1
                 v.gap_kill_after_ms.append(in_gap[0] - previous.at_ms)
+                v.gap_resends_after_outage += in_gap[0] > previous.at_ms + GAP_MS
                 continue
             v.duplicates += 1
             # Told apart only to point at the cause: they are duplicates all the same.
