@@ -2,7 +2,8 @@
 
 One task, one step at a time: claim pass when due, local retries when due, one XREADGROUP
 with a short block, hand each stream's entries to the handler, then settle its outcomes
-(ack, dead-letter then ack, or hold for a local retry). Steps never overlap, so a step
+(common/consumer_decide.py: ack, dead-letter then ack, hold for a local retry, or follow an
+entry the handler goes on with in the background). Steps never overlap, so a step
 never races another over an entry, and a stop is noticed within one block. On a Redis
 Cluster the read is one XREADGROUP per hash slot, run concurrently (common/consumer_read.py):
 each slot's streams are handled by one reader, the claim pass and retries never overlap them.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections import defaultdict
 
 import structlog
@@ -23,24 +23,22 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
 
 from common.consumer_claim import FIRST_CURSOR, claim_page, upkeep
+from common.consumer_decide import Decider, backoff_ms
 from common.consumer_metrics import ConsumerMetrics
 from common.consumer_read import Reader
-from common.consumer_retry import Held, Key, LocalRetries, claim_held, now_ms, reread
+from common.consumer_retry import Held, LocalRetries, claim_held, now_ms, reread
 from common.consumer_types import (
     REDIS_FAILURES,
     BatchHandler,
     ConsumerConfig,
-    Decided,
     Entry,
     HandlerContractError,
     Outcome,
     Running,
     check_client,
-    check_outcomes,
     default_consumer_name,
 )
 from common.consumer_writes import DeadHook, Settlement, dead_letter_fields
-from common.errors import Permanent, blames_the_entry
 from common.redis_conn import RedisClient
 from common.streams import ensure_group, text
 
@@ -58,9 +56,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("lull.consumer")
-
-_Settled = tuple[Entry, Decided, float]
-"""An entry, its final outcome, and when Redis last reset its idle time for us (ms)."""
 
 
 class Consumer:
@@ -82,7 +77,6 @@ class Consumer:
             metrics = ConsumerMetrics(metrics)
         self._client = client
         self._config = config
-        self._handler = handler
         self._metrics = metrics
         self._log = log.bind(group=config.group, consumer=config.consumer)
         self._stop = asyncio.Event()
@@ -95,9 +89,15 @@ class Consumer:
         self._step_failed = False
         self._entries = metrics.entries
         self._group = config.group
-        self._reader = Reader(client, config, self._handle, self._read_failed)
-        self._landed: list[tuple[Key, asyncio.Future[Decided]]] = []
-        """Running outcomes that resolved since the last step, to settle."""
+        self._decider = Decider(
+            handler,
+            config=config,
+            retries=self._retries,
+            writes=self._writes,
+            metrics=metrics,
+            log=self._log,
+        )
+        self._reader = Reader(client, config, self._decider.handle, self._read_failed)
 
     @property
     def name(self) -> str:
@@ -158,15 +158,15 @@ class Consumer:
             self._failures += 1
             self._step_failed = False
         if self._failures:
-            await self._pause_ms(self._backoff_ms(self._failures))
+            await self._pause_ms(backoff_ms(self._config, self._failures))
         if not self._ready and not self.stopping:
             await self._prepare()
         if not self._ready or self.stopping:
             return None
         if now_ms() >= self._next_claim_ms:
             await self.claim_pass()
-        if self._landed:
-            await self._settle_landed()
+        if self._decider.landed:
+            await self._decider.settle_landed()
         if not self.stopping:
             await self._run_retries()
         if self.stopping:
@@ -218,117 +218,6 @@ class Consumer:
             self._ready = False  # the stream was deleted: create the group again
         self._redis_failed("read", exc)
 
-    async def _handle(
-        self,
-        stream: str,
-        entries: list[Entry],
-        *,
-        touched_ms: float,
-        failures: int = 0,
-    ) -> None:
-        """Call the handler and settle what it says; if it raises, hold each entry alone."""
-        try:
-            outcomes = await self._handler(stream, entries)
-            check_outcomes(entries, outcomes)
-        except Exception as exc:  # any failure is decided here: retry later, or dead letter
-            await self._failed(stream, entries, exc, touched_ms=touched_ms, failures=failures)
-            return
-        settled: list[_Settled] = []
-        for entry, outcome in zip(entries, outcomes, strict=True):
-            if isinstance(outcome, Running):
-                self._follow(entry, outcome.done, touched_ms=touched_ms, failures=failures)
-            else:
-                settled.append((entry, outcome, touched_ms))
-        await self._settle(stream, settled)
-
-    async def _settle(self, stream: str, settled: list[_Settled]) -> None:
-        """Ack the done, dead-letter the permanent, hold the rest for a local retry."""
-        done: list[Entry] = []
-        dead: list[tuple[Entry, str]] = []
-        for entry, outcome, touched_ms in settled:
-            if outcome is None:
-                done.append(entry)
-            elif isinstance(outcome, Permanent):
-                dead.append((entry, outcome.reason))
-            else:
-                self._retries.hold(
-                    entry,
-                    due_ms=now_ms() + outcome.delay_ms,
-                    touched_ms=touched_ms,
-                    failures=0,
-                )
-                self._entries.labels(self._group, "retried").inc()
-        await self._writes.finish(stream, done=done, dead=dead, reason_kind="permanent")
-
-    async def _failed(
-        self,
-        stream: str,
-        entries: list[Entry],
-        exc: BaseException,
-        *,
-        touched_ms: float,
-        failures: int,
-    ) -> None:
-        """The handler raised for entries: hold each for a retry alone, or dead-letter a
-        lone entry that keeps failing in a way that blames it."""
-        self._metrics.handler_errors.labels(self._group).inc()
-        poison = len(entries) == 1 and failures + 1 >= self._config.max_deliveries
-        if poison and blames_the_entry(exc):
-            reason = f"handler raised {failures + 1} times: {type(exc).__name__}: {exc}"
-            await self._writes.finish(
-                stream, done=[], dead=[(entries[0], reason)], reason_kind="handler_error"
-            )
-            return
-        delay_ms = self._backoff_ms(failures + 1)
-        # The traceback once per failed batch; retries of its entries say only the error.
-        self._log.error(
-            "handler failed, retrying its entries",
-            stream=stream,
-            entries=len(entries),
-            attempt=failures + 1,
-            retry_in_ms=delay_ms,
-            error=f"{type(exc).__name__}: {exc}",
-            exc_info=exc if failures == 0 else False,
-        )
-        for entry in entries:
-            self._retries.hold(
-                entry,
-                due_ms=now_ms() + delay_ms,
-                touched_ms=touched_ms,
-                failures=failures + 1,
-            )
-        self._entries.labels(self._group, "retried").inc(len(entries))
-
-    def _follow(
-        self, entry: Entry, done: asyncio.Future[Decided], *, touched_ms: float, failures: int
-    ) -> None:
-        """Hold a Running entry (never due, touched as usual) until its outcome lands."""
-        self._retries.hold(entry, due_ms=math.inf, touched_ms=touched_ms, failures=failures)
-        self._entries.labels(self._group, "running").inc()
-        key = (entry.stream, entry.id)
-        done.add_done_callback(lambda future: self._landed.append((key, future)))
-
-    async def _settle_landed(self) -> None:
-        """Settle the Running outcomes that resolved since the last step."""
-        landed, self._landed = self._landed, []
-        settled: dict[str, list[_Settled]] = defaultdict(list)
-        for key, future in landed:
-            held = self._retries.take(key)
-            if held is None or future.cancelled():
-                # Released at a stop, or taken over meanwhile; or given up by the handler
-                # (its own stop): it stays pending, for a claim pass to find.
-                continue
-            entry = held.entry
-            exc = future.exception()
-            if exc is not None:
-                await self._failed(
-                    entry.stream, [entry], exc, touched_ms=held.touched_ms, failures=held.failures
-                )
-                continue
-            settled[entry.stream].append((entry, future.result(), held.touched_ms))
-        for stream, triples in settled.items():
-            await self._settle(stream, triples)
-
     async def _run_retries(self) -> None:
         due, touch = self._retries.actions(now_ms())
         if touch:
@@ -348,7 +237,7 @@ class Consumer:
         received_ms = now_ms()
         for h, result in zip(held, results or [None] * len(held), strict=True):
             if result is None or isinstance(result, Exception):
-                self._retries.defer(h.key, received_ms + self._backoff_ms(1))
+                self._retries.defer(h.key, received_ms + backoff_ms(self._config, 1))
             elif result:
                 self._retries.touched(h.key, received_ms)
             else:
@@ -396,16 +285,18 @@ class Consumer:
         for stream, ids in gone.items():
             await self._writes.finish(stream, gone=ids)
         for stream, entries in batches.items():
-            await self._handle(stream, entries, touched_ms=received_ms)
+            await self._decider.handle(stream, entries, touched_ms=received_ms)
         # After a failed batch each entry goes alone: one bad entry cannot hold back others.
         for entry, failures in alone:
-            await self._handle(entry.stream, [entry], touched_ms=received_ms, failures=failures)
+            await self._decider.handle(
+                entry.stream, [entry], touched_ms=received_ms, failures=failures
+            )
 
     def _hold_again(self, h: Held, touched_ms: float) -> None:
         """Redis failed before we could handle h: keep it, look again after a backoff."""
         self._retries.hold(
             h.entry,
-            due_ms=now_ms() + self._backoff_ms(self._failures + 1),
+            due_ms=now_ms() + backoff_ms(self._config, self._failures + 1),
             touched_ms=min(touched_ms, h.touched_ms),
             failures=h.failures,
         )
@@ -431,7 +322,7 @@ class Consumer:
                     stream, dead=page.dead, reason_kind="max_deliveries", gone=page.gone
                 )
             if page.handle:
-                await self._handle(stream, page.handle, touched_ms=page.received_ms)
+                await self._decider.handle(stream, page.handle, touched_ms=page.received_ms)
             if cursor == FIRST_CURSOR or self.stopping:
                 return
 
@@ -449,11 +340,6 @@ class Consumer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), wait_ms / 1000)
 
-    def _backoff_ms(self, attempt: int) -> int:
-        """Capped exponential backoff for the attempt-th consecutive failure."""
-        doubled = self._config.error_backoff_ms * 2 ** min(attempt - 1, 30)
-        return int(min(doubled, self._config.error_backoff_max_ms))
-
     def _redis_failed(self, op: str, exc: BaseException, **context: object) -> None:
         self._step_failed = True
         self._metrics.redis_errors.labels(self._group, op).inc()
@@ -461,7 +347,7 @@ class Consumer:
             "redis command failed, backing off",
             op=op,
             error=f"{type(exc).__name__}: {exc}",
-            backoff_ms=self._backoff_ms(self._failures + 1),
+            backoff_ms=backoff_ms(self._config, self._failures + 1),
             **context,
         )
 
