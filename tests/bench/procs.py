@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from common.embedded_redis import port_answers
+from common.embedded_redis import port_answers, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 15.0
@@ -61,11 +61,4 @@ def serving(
 
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL if the process is still there after STOP_TIMEOUT_S."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(STOP_TIMEOUT_S)
+    stop_process(process, STOP_TIMEOUT_S)

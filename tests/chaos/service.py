@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.embedded_redis import port_answers
+from common.embedded_redis import port_answers, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 10.0
@@ -115,12 +115,7 @@ class Service:
             return
         assert self.process is not None
         self.thaw()
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_TIMEOUT_S)
+        stop_process(self.process, STOP_TIMEOUT_S)
 
     def log_tail(self) -> str:
         """The end of the slot's log, for failure messages."""
