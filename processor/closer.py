@@ -28,20 +28,34 @@ class Closer:
     """Closes due windows of every shard on time."""
 
     def __init__(
-        self, store: WindowStore, shards: int, grace_ms: int, metrics: ProcessorMetrics
+        self,
+        store: WindowStore,
+        shards: int,
+        grace_ms: int,
+        metrics: ProcessorMetrics,
+        max_sleep_ms: int = MAX_SLEEP_MS,
     ) -> None:
         self._store = store
+        # The safety wake-up: windows of a replica that died are closed at least this often.
+        self._max_sleep_ms = max_sleep_ms
         self._shards = shards
         self._grace_ms = grace_ms
         self._metrics = metrics
         self._wakeup = asyncio.Event()
         # When the closer will next wake, on the Redis clock (ms); None when awake.
         self._wake_at_ms: float | None = None
+        self._asleep = asyncio.Event()
+        # The earliest deadline notified while awake: a close pass already under way may
+        # have read its shard before that window existed, so the next sleep must honour it.
+        self._notified_ms: int | None = None
 
     def notify(self, deadline_ms: int) -> None:
         """A local apply set this deadline: wake early if it is before the planned wake-up."""
         self._metrics.window_overdue.learned(deadline_ms)
-        if self._wake_at_ms is not None and deadline_ms + self._grace_ms < self._wake_at_ms:
+        if self._wake_at_ms is None:
+            if self._notified_ms is None or deadline_ms < self._notified_ms:
+                self._notified_ms = deadline_ms
+        elif deadline_ms + self._grace_ms < self._wake_at_ms:
             self._wakeup.set()
 
     async def close_due(self, *, everything: bool = False) -> tuple[int, int | None, int]:
@@ -89,6 +103,7 @@ class Closer:
         """Close windows on time until stop is set; Redis failures back off, never end it."""
         failures = 0
         while not stop.is_set():
+            self._notified_ms = None
             try:
                 _, next_deadline, now_ms = await self.close_due()
             except REDIS_FAILURES as exc:
@@ -99,9 +114,10 @@ class Closer:
                 await self._sleep(backoff_ms, 0, stop)
                 continue
             failures = 0
-            sleep_ms = float(MAX_SLEEP_MS)
-            if next_deadline is not None:
-                sleep_ms = min(sleep_ms, max(0.0, next_deadline + self._grace_ms - now_ms))
+            sleep_ms = float(self._max_sleep_ms)
+            for deadline_ms in (next_deadline, self._notified_ms):
+                if deadline_ms is not None:
+                    sleep_ms = min(sleep_ms, max(0.0, deadline_ms + self._grace_ms - now_ms))
             await self._sleep(sleep_ms, now_ms, stop)
 
     async def _sleep(self, sleep_ms: float, now_ms: int, stop: asyncio.Event) -> None:
@@ -109,14 +125,24 @@ class Closer:
         self._wakeup.clear()
         stopper = asyncio.ensure_future(stop.wait())
         waker = asyncio.ensure_future(self._wakeup.wait())
+        self._asleep.set()
         try:
-            await asyncio.wait([stopper, waker], timeout=sleep_ms / 1000)
+            # FIRST_COMPLETED: asyncio.wait's default waits for both, so a wake-up (or a
+            # stop) used to count only once the sleep timed out.
+            await asyncio.wait(
+                [stopper, waker], timeout=sleep_ms / 1000, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
+            self._asleep.clear()
             self._wake_at_ms = None
             for task in (stopper, waker):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    async def asleep(self) -> None:
+        """Return once the closer sleeps (tests: wake it deterministically)."""
+        await self._asleep.wait()
 
     async def drain(self, timeout_s: float = 30.0) -> int:
         """Close windows as they fall due until none is open (tests, shutdown drills)."""
