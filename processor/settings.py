@@ -11,6 +11,9 @@ from common.settings import CommonSettings, GroupSettings, group_from_env
 
 WINDOW_MODES = ("sliding", "fixed")
 DAY_S = 86_400
+# Meta retries an unacknowledged WhatsApp webhook "for up to 7 days" (WhatsApp Cloud API,
+# Webhooks overview): a day beyond that, so a last redelivery is still known.
+DEDUPE_TTL_S = 8 * DAY_S
 
 
 def _kinds(value: str) -> frozenset[str]:
@@ -86,5 +89,5 @@ def window_from_env(env: Env) -> WindowSettings:
             _kinds,
             "comma-separated event kinds, e.g. postback,quick_reply, or none",
         ),
-        dedupe_ttl_s=env.integer("LULL_DEDUPE_TTL_S", 2 * DAY_S, minimum=60, maximum=30 * DAY_S),
+        dedupe_ttl_s=env.integer("LULL_DEDUPE_TTL_S", DEDUPE_TTL_S, minimum=60, maximum=30 * DAY_S),
     )

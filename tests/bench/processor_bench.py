@@ -8,8 +8,10 @@ load writer and this script otherwise run on config.loadgen_cpu.
    Processor's consumer handles them all (`run_until_idle`, windows stay open) while this
    process sits on the server core. Beside it, the same client pipelines as many EVALSHA
    calls of `return 1` in batches of 100: the ceiling of any one-call-per-event design.
-2. Close lateness (bench_lateness): a real replica, windows opened at a steady rate.
+2. Close lateness (bench_lateness): a real replica, windows opened at a steady rate;
+   then at low traffic (bench_quiet_lateness): lone button taps and sub-second gaps.
 3. Memory per open window (bench_memory): WindowStore.apply straight into Redis.
+4. Memory per remembered message id (bench_dedupe): what the dedupe horizon costs.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from common.log import configure
 from common.redis_conn import connect
 from processor.app import GROUP, Processor
 from processor.settings import ProcessorSettings
+from tests.bench.bench_dedupe import Dedupe, measure_dedupe
 from tests.bench.bench_lateness import Lateness, measure_lateness
 from tests.bench.bench_memory import Memory, measure_memory
+from tests.bench.bench_quiet_lateness import QuietLateness, measure_quiet_lateness
 from tests.bench.bench_support import (
     dedicated_redis,
     describe_cores,
@@ -94,8 +98,20 @@ def run(config: BenchConfig) -> Report:
             flush_all(client)
             lateness = measure_lateness(config, store.url, client, redis_pid, tmp)
             flush_all(client)
+            quiet = measure_quiet_lateness(config, store.url, client, tmp)
+            flush_all(client)
             memory = measure_memory(config, store.url, client)
-    return _report(single, multi, baseline, lateness, memory)
+            flush_all(client)
+            dedupe = measure_dedupe(store.url, client)
+    return _report(
+        single=single,
+        multi=multi,
+        baseline=baseline,
+        lateness=lateness,
+        quiet=quiet,
+        memory=memory,
+        dedupe=dedupe,
+    )
 
 
 def _settings(url: str, namespace: str) -> ProcessorSettings:
@@ -213,11 +229,19 @@ def _baseline(config: BenchConfig, url: str, calls: int) -> float:
 
 
 def _report(
-    single: Applied, multi: Applied, baseline: float, lateness: Lateness, memory: Memory
+    *,
+    single: Applied,
+    multi: Applied,
+    baseline: float,
+    lateness: Lateness,
+    quiet: QuietLateness,
+    memory: Memory,
+    dedupe: Dedupe,
 ) -> Report:
     rate_ok = single.per_s >= TARGET_EVENTS_PER_S
     multi_ok = multi.per_s >= TARGET_EVENTS_PER_S
     late_ok = lateness.result.p99_ms <= TARGET_LATENESS_P99_MS
+    quiet_ok = max(quiet.tap.p99_ms, quiet.gap.p99_ms) <= TARGET_LATENESS_P99_MS
     memory_ok = memory.beyond_messages <= TARGET_WINDOW_BYTES
     verdicts = [
         verdict(
@@ -232,16 +256,20 @@ def _report(
             multi_ok,
         ),
         verdict(f"{lateness.line()} (target p99 <= {TARGET_LATENESS_P99_MS:g} ms)", late_ok),
+        verdict(f"{quiet.line()} (target p99 <= {TARGET_LATENESS_P99_MS:g} ms)", quiet_ok),
         verdict(
             f"memory per open window: {memory.per_window:.0f} B used_memory, "
             f"{memory.beyond_messages:.0f} B beyond the message bytes (target <= "
             f"{TARGET_WINDOW_BYTES})",
             memory_ok,
         ),
+        dedupe.line(),
     ]
     row = Row(
         "processor (events applied; close lateness)",
         throughput_result("in-process consumer", single.elapsed_s, single.events),
         lateness.result,
     )
-    return Report("processor", [row], verdicts, rate_ok and multi_ok and late_ok and memory_ok)
+    return Report(
+        "processor", [row], verdicts, rate_ok and multi_ok and late_ok and quiet_ok and memory_ok
+    )

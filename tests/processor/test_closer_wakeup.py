@@ -36,9 +36,12 @@ def _closer(
 
 async def _first_batch(redis: aioredis.Redis, keys: Keys) -> bytes:
     """Block on the outbound stream for at most BOUND_S; the batch's JSON."""
-    found = await redis.xread({keys.outbound(0): "0-0"}, count=1, block=int(BOUND_S * 1000))
+    found = cast(
+        list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+        await redis.xread({keys.outbound(0): "0-0"}, count=1, block=int(BOUND_S * 1000)),
+    )
     assert found, "no batch emitted: the closer slept through its wake-up"
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], found[0][1])
+    entries = found[0][1]
     return entries[0][1][b"batch"]
 
 

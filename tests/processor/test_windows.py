@@ -9,10 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from common.env import Env
 from common.keys import Keys
 from processor.closer import Closer
 from processor.metrics import ProcessorMetrics
-from processor.settings import WindowSettings
+from processor.settings import WindowSettings, window_from_env
 from processor.windows import ADDED, DUPLICATE, EDITED, LATE_UNSEND, OPENED, REMOVED, WindowStore
 from tests.processor.windowing import batches, message, redis_now_ms, window_settings
 
@@ -93,6 +94,25 @@ async def test_duplicate_mid_is_a_no_op_open_and_after_close(
     assert await closer.drain() == 0
     [batch] = await batches(redis, keys)
     assert [m["mid"] for m in batch["messages"]] == ["m1"]
+
+
+async def test_a_closed_window_remembers_its_mids_past_whatsapps_redelivery_horizon(
+    redis: aioredis.Redis, namespace: str
+) -> None:
+    # WhatsApp retries an unacknowledged webhook for up to 7 days: with the default settings
+    # the closed window's mids must outlive that, or a late redelivery is answered again.
+    settings = window_from_env(Env({}))
+    keys = Keys(namespace, 1)
+    store = WindowStore(redis, keys, settings)
+    closer = Closer(store, 1, settings.grace_ms, ProcessorMetrics(CollectorRegistry()))
+    await store.load()
+    now = await redis_now_ms(redis)
+    await store.apply([(message("m1", now, kind="postback"), now)])
+    assert await closer.drain() == 1
+    remembered_s = await redis.ttl(keys.conversation("messenger:p1:u1"))
+    assert remembered_s > 7 * 86_400
+    [again] = await store.apply([(message("m1", now), now)])
+    assert again.status == DUPLICATE
 
 
 async def test_batch_fields_order_and_text(setup: Setup, redis: aioredis.Redis) -> None:
