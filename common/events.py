@@ -10,14 +10,18 @@ PLATFORMS = ("messenger", "instagram", "whatsapp")
 # Kinds that change an earlier message instead of adding one.
 EDIT = "edit"
 UNSEND = "unsend"
+# Taps, one vocabulary on every platform (README, "Message kinds").
+QUICK_REPLY = "quick_reply"
+POSTBACK = "postback"
+FLOW_REPLY = "flow_reply"
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """One user action that belongs in a conversation's window.
 
-    kind is one of: text, attachment, quick_reply, postback, reaction, referral, location,
-    contacts, interactive, button, order, story_reply, story_mention, unsupported, system,
+    kind is one of: text, attachment, quick_reply, postback, flow_reply, reaction, referral,
+    location, contacts, interactive, order, story_reply, story_mention, unsupported, system,
     edit, unsend (a platform may add others; unknown kinds are still windowed as messages).
     """
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.env import ConfigError, Env
+from common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
 from common.settings import CommonSettings, GroupSettings, group_from_env
 
 WINDOW_MODES = ("sliding", "fixed")
@@ -16,13 +17,21 @@ DAY_S = 86_400
 DEDUPE_TTL_S = 8 * DAY_S
 
 
+# Kinds 0.1 gave WhatsApp taps, still accepted in LULL_FLUSH_ON: each stands for the kinds
+# those taps have now.
+_OLD_KINDS = {
+    "interactive": frozenset({QUICK_REPLY, POSTBACK, FLOW_REPLY}),
+    "button": frozenset({QUICK_REPLY}),
+}
+
+
 def _kinds(value: str) -> frozenset[str]:
     if value.lower() == "none":
         return frozenset()
     kinds = frozenset(k.strip().lower() for k in value.split(",") if k.strip())
     if not all(k.replace("_", "").isalnum() for k in kinds):
         raise ValueError(value)
-    return kinds
+    return frozenset().union(*(_OLD_KINDS.get(k, {k}) for k in kinds))
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ def window_from_env(env: Env) -> WindowSettings:
         max_skew_ms=env.integer("LULL_MAX_SKEW_MS", 2000, minimum=0, maximum=DAY_S * 1000),
         flush_on=env.parsed(
             "LULL_FLUSH_ON",
-            frozenset({"postback", "quick_reply"}),
+            frozenset({POSTBACK, QUICK_REPLY}),
             _kinds,
             "comma-separated event kinds, e.g. postback,quick_reply, or none",
         ),

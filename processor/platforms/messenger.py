@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from common.events import EDIT, UNSEND, Event, Parsed
+from common.events import EDIT, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
 from processor.platforms._shared import (
     MALFORMED,
     change_name,
@@ -96,7 +96,7 @@ def _item(item: Any, platform: str, special_kind: SpecialKind | None) -> Event |
         return _edit(platform, head, item, body)
     if key == "postback":
         mid = id_at(body, "mid") or f"postback:{head.user_id}:{head.time_ms}"
-        return _event(platform, head, item, "postback", mid, text=text_at(body, "title"))
+        return _event(platform, head, item, POSTBACK, mid, text=text_at(body, "title"))
     if key == "reaction":
         target = id_at(body, "mid")
         if target is None:
@@ -165,7 +165,7 @@ def _message(
 
 def _message_kind(message: dict[str, Any], attachments: list[dict[str, Any]]) -> str:
     if isinstance(message.get("quick_reply"), dict):
-        return "quick_reply"
+        return QUICK_REPLY
     if attachments:
         return "attachment"
     if isinstance(message.get("text"), str):

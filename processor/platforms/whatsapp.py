@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.events import EDIT, UNSEND, Event, Parsed
+from common.events import EDIT, FLOW_REPLY, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
 from processor.platforms._shared import (
     MALFORMED,
     change_name,
@@ -21,6 +21,10 @@ PLATFORM = "whatsapp"
 
 _MEDIA = frozenset(("image", "audio", "video", "document", "sticker"))
 _MEDIA_FIELDS = ("id", "mime_type", "caption", "filename")
+# Taps share one kind vocabulary across the platforms (README, "Message kinds"), so one
+# LULL_FLUSH_ON covers them all: a reply button is Messenger's quick reply, a list row is a
+# menu pick like Messenger's postback; a finished Flow is a form, not a tap.
+_INTERACTIVE_KINDS = {"button_reply": QUICK_REPLY, "list_reply": POSTBACK, "nfm_reply": FLOW_REPLY}
 
 
 def parse(doc: dict[str, Any]) -> Parsed:
@@ -94,8 +98,11 @@ def _message(message: Any, account_id: str | None) -> Event | str:
         reply = dict_at(body, reply_type) if reply_type is not None else None
         # nfm_reply (a finished Flow) has no title; its body is what the user's bubble shows.
         text = text_at(reply, "title") or text_at(reply, "body")
+        kind = _INTERACTIVE_KINDS.get(reply_type or "", kind)
     elif kind in ("button", "order"):
         text = text_at(body, "text")
+        # A template's quick-reply button: the user picked a suggested answer.
+        kind = QUICK_REPLY if kind == "button" else kind
     elif kind in ("edit", "revoke"):
         target_mid = id_at(body, "original_message_id")
         if target_mid is None:

@@ -73,15 +73,15 @@ EVENTS: dict[str, list[Row]] = {
     ],
     "whatsapp/contacts": [wa("contacts", "wamid.contacts_1", 7)],
     "whatsapp/interactive_button_reply": [
-        wa("interactive", "wamid.interactive_button_reply_1", 8, "Change")
+        wa("quick_reply", "wamid.interactive_button_reply_1", 8, "Change")
     ],
     "whatsapp/interactive_list_reply": [
-        wa("interactive", "wamid.interactive_list_reply_1", 9, "Priority Mail Express")
+        wa("postback", "wamid.interactive_list_reply_1", 9, "Priority Mail Express")
     ],
     "whatsapp/interactive_nfm_reply": [
-        wa("interactive", "wamid.interactive_nfm_reply_1", 10, "Sent")
+        wa("flow_reply", "wamid.interactive_nfm_reply_1", 10, "Sent")
     ],
-    "whatsapp/button": [wa("button", "wamid.button_1", 11, "Unsubscribe from Promos")],
+    "whatsapp/button": [wa("quick_reply", "wamid.button_1", 11, "Unsubscribe from Promos")],
     "whatsapp/reaction": [wa("reaction", "wamid.reaction_1", 12)],
     "whatsapp/order": [wa("order", "wamid.order_1", 13, "please deliver before friday")],
     "whatsapp/system": [wa("system", "wamid.system_1", 14)],
@@ -282,7 +282,7 @@ def wa_msg(kind: str, **fields: object) -> dict[str, object]:
         (wa_msg("location", location={"address": "Rua 1"}), wa("location", "wamid.x", 0, "Rua 1")),
         (
             wa_msg("interactive", interactive={"type": "button_reply"}),
-            wa("interactive", "wamid.x", 0),
+            wa("quick_reply", "wamid.x", 0),
         ),
         (wa_msg("text", timestamp=S), wa("text", "wamid.x", 0)),
         (

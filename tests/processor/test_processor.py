@@ -216,3 +216,29 @@ async def test_closer_survives_a_redis_restart(base_env: dict[str, str], tmp_pat
         await closer
         await client.aclose()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "messenger/postback",
+        "messenger/quick_reply",
+        "instagram/postback",
+        "instagram/quick_reply",
+        "whatsapp/interactive_button_reply",
+        "whatsapp/interactive_list_reply",
+        "whatsapp/button",
+    ],
+)
+async def test_a_button_or_list_tap_closes_its_window_at_once_on_every_platform(
+    make_processor: MakeProcessor, redis: aioredis.Redis, fixture: str
+) -> None:
+    # The default LULL_FLUSH_ON; a minute-long gap, so only the flush can close it now.
+    processor = make_processor(LULL_WINDOW_MS="60000", LULL_MAX_WAIT_MS="60000")
+    await ingest(redis, processor.keys, (FIXTURES / f"{fixture}.json").read_bytes())
+    await processor.start()
+    await processor.consumer.run_until_idle()
+    emitted, _, _ = await processor.closer.close_due()
+    assert emitted == 1
+    [batch] = await batches(redis, processor.keys)
+    assert batch["close_reason"] == "flush"

@@ -1,0 +1,36 @@
+"""Processor settings: the flush kinds and what 0.1's values still mean."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.env import ConfigError, Env
+from processor.settings import window_from_env
+
+
+def _flush_on(value: str) -> frozenset[str]:
+    return window_from_env(Env({"LULL_FLUSH_ON": value})).flush_on
+
+
+def test_the_default_flushes_taps_on_every_platform() -> None:
+    assert window_from_env(Env({})).flush_on == {"postback", "quick_reply"}
+
+
+@pytest.mark.parametrize(
+    ("value", "kinds"),
+    [
+        # 0.1's names for WhatsApp taps stand for the kinds those taps have now.
+        ("interactive", {"quick_reply", "postback", "flow_reply"}),
+        ("button", {"quick_reply"}),
+        ("Postback, quick_reply", {"postback", "quick_reply"}),
+        ("none", set()),
+        ("flow_reply,reaction", {"flow_reply", "reaction"}),
+    ],
+)
+def test_flush_kinds_old_and_new(value: str, kinds: set[str]) -> None:
+    assert _flush_on(value) == kinds
+
+
+def test_a_bad_flush_kind_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="LULL_FLUSH_ON"):
+        _flush_on("post back!")
