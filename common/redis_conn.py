@@ -17,6 +17,7 @@ from redis.asyncio.connection import (
 )
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 from redis.typing import EncodableT
 
@@ -25,6 +26,11 @@ RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
 Code that takes a client from connect() annotates it with this; the two classes share the
 command methods lull uses, and mypy checks every call against both."""
+
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+"""Failures of a Redis command that a later attempt may not have: log, back off, go on.
+The cluster client raises RedisClusterException, not a RedisError, when no node answers
+or the slot map is incomplete (a failover in progress)."""
 
 
 class _HiredisPackingConnection(Connection):

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from common.consumer_types import REDIS_FAILURES
+from common.backoff import backoff_ms
+from common.redis_conn import REDIS_FAILURES
 
 log = structlog.get_logger("lull.startup")
 
@@ -19,16 +20,15 @@ async def until_redis_answers(
     step: Callable[[], Awaitable[None]], what: str, stop: asyncio.Event | None = None
 ) -> bool:
     """Run step until it succeeds (True) or stop is set (False); Redis errors back off."""
-    backoff_ms = FIRST_BACKOFF_MS
+    failures = 0
     while stop is None or not stop.is_set():
         try:
             await step()
         except REDIS_FAILURES as exc:
-            log.warning(
-                "redis not ready, retrying", step=what, error=str(exc), backoff_ms=backoff_ms
-            )
-            await asyncio.sleep(backoff_ms / 1000)
-            backoff_ms = min(MAX_BACKOFF_MS, backoff_ms * 2)
+            failures += 1
+            delay_ms = backoff_ms(failures, FIRST_BACKOFF_MS, MAX_BACKOFF_MS)
+            log.warning("redis not ready, retrying", step=what, error=str(exc), backoff_ms=delay_ms)
+            await asyncio.sleep(delay_ms / 1000)
             continue
         return True
     return False

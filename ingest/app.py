@@ -16,11 +16,10 @@ import orjson
 import structlog
 from aiohttp import web
 
-from common.consumer_types import REDIS_FAILURES
 from common.http_admin import admin_app, serve
 from common.keys import Keys
 from common.metrics import metrics_handler
-from common.redis_conn import RedisClient, connect
+from common.redis_conn import REDIS_FAILURES, RedisClient, connect
 from ingest import signature
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings

@@ -9,8 +9,7 @@ from __future__ import annotations
 from redis.typing import EncodableT, FieldT
 
 from common.coalesce import Coalescer
-from common.consumer_types import REDIS_FAILURES
-from common.redis_conn import RedisClient
+from common.redis_conn import REDIS_FAILURES, RedisClient
 
 Fields = dict[FieldT, EncodableT]
 

@@ -1,7 +1,7 @@
 """Dead letters: read them, send them back where they came from, or drop them.
 
 A dead letter is the original entry's fields plus the metadata the consumer adds
-(common/consumer_writes.py, dead_letter_fields). Replay XADDs the original fields to the
+(common/consumer/settle.py, dead_letter_fields). Replay XADDs the original fields to the
 letter's `_source` stream, then XDELs the letter. XADD first: a crash in between replays a
 letter twice at worst, which the normal dedupe absorbs (the processor drops message ids it
 has applied; the sender delivers a dead batch's replay once, then skips copies as

@@ -21,10 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
-from common.consumer_types import REDIS_FAILURES
 from common.env import ConfigError
 from common.keys import Keys
-from common.redis_conn import connect, describe
+from common.redis_conn import REDIS_FAILURES, connect, describe
 from common.settings import CommonSettings
 from ops.dead import DeadLetter, DeadLetters, Replayed, is_entry_id, iso_time
 

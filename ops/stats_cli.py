@@ -37,10 +37,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from common.consumer_types import REDIS_FAILURES
 from common.env import ConfigError
 from common.keys import Keys
-from common.redis_conn import RedisClient, connect, describe
+from common.redis_conn import REDIS_FAILURES, RedisClient, connect, describe
 from common.settings import CommonSettings
 from ops.stats import Stats, StreamStats, collect
 

@@ -7,8 +7,7 @@ import asyncio
 import structlog
 from prometheus_client import CollectorRegistry
 
-from common.consumer import Consumer, ConsumerConfig
-from common.consumer_types import default_consumer_name
+from common.consumer import Consumer, ConsumerConfig, default_consumer_name
 from common.keys import Keys
 from common.redis_conn import RedisClient
 from common.startup import until_redis_answers

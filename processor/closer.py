@@ -13,7 +13,8 @@ import contextlib
 
 import structlog
 
-from common.consumer_types import REDIS_FAILURES
+from common.backoff import backoff_ms
+from common.redis_conn import REDIS_FAILURES
 from processor.metrics import ProcessorMetrics
 from processor.windows import CloseResult, WindowStore
 
@@ -21,6 +22,7 @@ log = structlog.get_logger("lull.processor.closer")
 
 CLOSE_BATCH = 100
 MAX_SLEEP_MS = 1000
+FIRST_BACKOFF_MS = 100
 MAX_BACKOFF_MS = 5000
 
 
@@ -109,9 +111,9 @@ class Closer:
             except REDIS_FAILURES as exc:
                 # Windows wait in Redis; closing resumes when it answers again.
                 failures += 1
-                backoff_ms = min(MAX_BACKOFF_MS, 50 * 2**failures)
-                log.warning("closing failed, retrying", error=str(exc), backoff_ms=backoff_ms)
-                await self._sleep(backoff_ms, 0, stop)
+                delay_ms = backoff_ms(failures, FIRST_BACKOFF_MS, MAX_BACKOFF_MS)
+                log.warning("closing failed, retrying", error=str(exc), backoff_ms=delay_ms)
+                await self._sleep(delay_ms, 0, stop)
                 continue
             failures = 0
             sleep_ms = float(self._max_sleep_ms)

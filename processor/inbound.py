@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import orjson
 import structlog
 
-from common.consumer import Entry, Outcome
-from common.errors import Permanent
+from common.consumer import Entry, Outcome, Permanent
 from common.events import Event, MalformedBody, Parsed
 from processor.closer import Closer
 from processor.metrics import ProcessorMetrics

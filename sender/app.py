@@ -5,8 +5,7 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from common.consumer import Consumer, ConsumerConfig
-from common.consumer_types import default_consumer_name
+from common.consumer import Consumer, ConsumerConfig, default_consumer_name
 from common.keys import Keys
 from common.redis_conn import RedisClient
 from common.startup import until_redis_answers

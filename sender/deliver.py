@@ -7,7 +7,6 @@ Permanent (dead letter). Nothing here sleeps on a limit.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +14,8 @@ from typing import Any
 import orjson
 import structlog
 
-from common.consumer import Entry
-from common.consumer_types import Decided
-from common.errors import Permanent, RetryLater
+from common.backoff import backoff_ms
+from common.consumer import Decided, Entry, Permanent, RetryLater
 from common.keys import Keys
 from sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from sender.handler import Handler, HandlerPermanent, HandlerRetry
@@ -33,12 +31,6 @@ log = structlog.get_logger("lull.sender")
 # Batch n waits for n-1 of the same conversation; it is usually seconds behind at most.
 ORDER_RETRY_MS = 50
 REQUIRED = ("batch_id", "seq", "platform", "account_id", "user_id", "conversation", "messages")
-
-
-def backoff_ms(attempts: int, base_ms: int, max_ms: int) -> int:
-    """Exponential backoff with jitter, so retrying replicas do not move in step."""
-    ceiling = min(max_ms, base_ms * 2 ** max(0, attempts - 1))
-    return int(ceiling / 2 + random.random() * ceiling / 2)  # noqa: S311  (jitter, not crypto)
 
 
 def decode_batch(raw: bytes | None) -> dict[str, Any]:
@@ -222,7 +214,12 @@ class Deliverer:
         settings = self.settings
         delay_ms = max(
             retry_after_ms or 0,
-            backoff_ms(state.attempts, settings.send_backoff_base_ms, settings.send_backoff_max_ms),
+            backoff_ms(
+                state.attempts,
+                settings.send_backoff_base_ms,
+                settings.send_backoff_max_ms,
+                jitter=True,
+            ),
         )
         log.info("batch retried", batch_id=job.batch["batch_id"], reason=reason, delay_ms=delay_ms)
         return RetryLater(delay_ms, reason)

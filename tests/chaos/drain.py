@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from common.consumer_types import REDIS_FAILURES
 from common.keys import Keys
+from common.redis_conn import REDIS_FAILURES
 from common.streams import group_info, text
 from processor.app import GROUP as PROCESSOR_GROUP
 from sender.app import GROUP as SENDER_GROUP

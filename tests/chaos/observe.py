@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 
-from common.consumer_types import REDIS_FAILURES
 from common.keys import Keys
-from common.redis_conn import connect
+from common.redis_conn import REDIS_FAILURES, connect
 from common.streams import ensure_group, text
 from tests.chaos.drain import left_in_group
 

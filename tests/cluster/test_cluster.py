@@ -20,12 +20,11 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome
-from common.consumer_read import read_sets
-from common.consumer_types import check_client
+from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
+from common.consumer.config import check_client
+from common.consumer.read import read_sets
 from common.embedded_redis import free_port
 from common.env import ConfigError
-from common.errors import Permanent, RetryLater
 from common.keys import Keys
 from common.redis_conn import connect
 from common.settings import CommonSettings
@@ -343,7 +342,7 @@ class RetryOnce:
         outcomes: list[Outcome] = []
         for entry in entries:
             first = all((s, i) != (stream, entry.id) for s, i, _ in self.seen)
-            self.seen.append((stream, entry.id, entry.deliveries))
+            self.seen.append((stream, entry.id, entry.times_delivered))
             outcomes.append(RetryLater(1, "once") if first else None)
         return outcomes
 

@@ -14,9 +14,8 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome
+from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
 from common.embedded_redis import EmbeddedRedis, free_port
-from common.errors import Permanent, RetryLater
 from common.redis_conn import connect
 
 GROUP = "g"
@@ -96,7 +95,9 @@ async def test_fresh_entries_are_acked_including_those_written_before_the_group(
     await consumer.run_until_idle()
 
     assert handler.handled() == ids
-    assert all(entry.deliveries == 1 and entry.stream == stream for entry in handler.calls[0][1])
+    assert all(
+        entry.times_delivered == 1 and entry.stream == stream for entry in handler.calls[0][1]
+    )
     assert handler.calls[0][1][0].fields == {b"n": b"0"}
     assert await pending(redis, stream) == {}
     assert sample(registry, "lull_consumer_entries_total", outcome="acked") == 3
@@ -158,7 +159,7 @@ async def test_entry_claimed_past_max_deliveries_is_dead_lettered(
     await consumer.run_until_idle()
 
     assert handler.handled() == [fine]
-    assert handler.calls[0][1][0].deliveries == 2
+    assert handler.calls[0][1][0].times_delivered == 2
     [(_, fields)] = await read_all(redis, config.dead_stream)
     assert fields[b"_id"] == poison.encode()
     assert fields[b"_reason"] == b"max_deliveries exceeded (4)"
@@ -190,7 +191,7 @@ async def test_retry_later_is_handled_again_after_its_delay_without_a_delivery(
 
     assert time.monotonic() - started >= 0.06
     assert handler.handled() == [entry_id, entry_id]
-    assert [entries[0].deliveries for _, entries in handler.calls] == [1, 1]
+    assert [entries[0].times_delivered for _, entries in handler.calls] == [1, 1]
     assert delivered_when_retried == [1]  # the PEL counter did not move either
     assert await pending(redis, stream) == {}
     assert sample(registry, "lull_consumer_entries_total", outcome="retried") == 1
@@ -309,7 +310,7 @@ async def test_crashed_consumers_entries_are_claimed_by_another_after_claim_idle
     await asyncio.wait_for(b.run_forever(), 5)
 
     assert sorted(e.id for e in b_seen) == ids
-    assert {e.deliveries for e in b_seen} == {2}
+    assert {e.times_delivered for e in b_seen} == {2}
     assert await pending(redis, stream) == {}
 
 

@@ -10,9 +10,16 @@ from dataclasses import replace
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Running
-from common.consumer_types import Decided
-from common.errors import Permanent, RetryLater
+from common.consumer import (
+    Consumer,
+    ConsumerConfig,
+    Decided,
+    Entry,
+    Outcome,
+    Permanent,
+    RetryLater,
+    Running,
+)
 from tests.common import test_consumer
 from tests.common.test_consumer import Recorder, add, pending, read_all, sample
 

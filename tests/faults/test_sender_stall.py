@@ -16,9 +16,7 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 
-from common.consumer import Entry
-from common.consumer_types import Decided
-from common.errors import RetryLater
+from common.consumer import Decided, Entry, RetryLater
 from common.streams import ensure_group, text
 from sender.app import Sender
 from sender.fake_graph import FakeGraph

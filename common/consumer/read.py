@@ -17,13 +17,14 @@ from typing import Any, Protocol
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from common.consumer_retry import now_ms
-from common.consumer_types import REDIS_FAILURES, ConsumerConfig, Entry
-from common.redis_conn import RedisClient
+from common.clock import monotonic_ms
+from common.consumer.config import ConsumerConfig
+from common.consumer.outcomes import Entry
+from common.redis_conn import REDIS_FAILURES, RedisClient
 from common.streams import text
 
 
-class Handle(Protocol):
+class HandleRead(Protocol):
     """What the consumer does with the entries of one stream that one read returned."""
 
     async def __call__(self, stream: str, entries: list[Entry], *, touched_ms: float) -> None:
@@ -37,7 +38,7 @@ class Reader:
         self,
         client: RedisClient,
         config: ConsumerConfig,
-        handle: Handle,
+        handle: HandleRead,
         failed: Callable[[BaseException], None],
     ) -> None:
         self._client = client
@@ -54,7 +55,7 @@ class Reader:
         """
         if len(self._sets) == 1:
             return await self._read_once(self._sets[0], block_ms)
-        deadline_ms = now_ms() + (block_ms or 0)
+        deadline_ms = monotonic_ms() + (block_ms or 0)
 
         async def reader(streams: list[str]) -> int | None:
             total, wait_ms = 0, block_ms
@@ -63,7 +64,7 @@ class Reader:
                 if read is None:
                     return None
                 total += read
-                left_ms = int(deadline_ms - now_ms())
+                left_ms = int(deadline_ms - monotonic_ms())
                 # An empty read blocked until the deadline; a non-blocking pass reads once.
                 if read == 0 or block_ms is None or left_ms < 1 or not keep_reading():
                     return total
@@ -86,7 +87,7 @@ class Reader:
         except REDIS_FAILURES as exc:
             self._failed(exc)
             return None
-        received_ms = now_ms()
+        received_ms = monotonic_ms()
         total = 0
         for raw_stream, rows in reply or []:
             stream = text(raw_stream)

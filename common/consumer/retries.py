@@ -10,21 +10,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from common.consumer_types import ConsumerConfig, Entry
+from common.clock import monotonic_ms
+from common.consumer.config import ConsumerConfig
+from common.consumer.outcomes import Entry
 from common.redis_conn import RedisClient
 
 # Our clock and Redis's idle clock differ by the command's flight time; a local retry's
 # XCLAIM asks for this much less idle time than we measured, so it does not fail on noise.
 CLAIM_SLACK_MS = 10
-
-
-def now_ms() -> float:
-    """The timers' clock: monotonic, in ms."""
-    return time.monotonic() * 1000
 
 
 Key = tuple[str, str]
@@ -138,7 +134,7 @@ async def claim_held(client: RedisClient, config: ConsumerConfig, held: list[Hel
     claim returns nothing, and the entry is theirs. One result per entry: a non-empty list
     (still ours), an empty one (not ours any more, or deleted), or the command's error.
     """
-    now = now_ms()
+    now = monotonic_ms()
     pipe = client.pipeline(transaction=False)
     for h in held:
         min_idle_ms = max(0, int(now - h.touched_ms) - CLAIM_SLACK_MS)

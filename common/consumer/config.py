@@ -1,78 +1,19 @@
-"""What the consumer loop hands out and takes back: Entry, Outcome, BatchHandler, config."""
+"""How one consumer reads its group: ConsumerConfig, the replica's name, the client check."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import socket
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
 
-from common.errors import Permanent, RetryLater
 from common.redis_conn import RedisClient
 
-# Failures of a Redis command that a later attempt may not have: log, back off, go on.
-# The cluster client raises RedisClusterException, not a RedisError, when no node answers
-# or the slot map is incomplete (a failover in progress).
-REDIS_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 # A blocked read answers after block_ms plus a round trip; the socket must wait longer.
 BLOCK_MARGIN_MS = 250
-
-Decided = RetryLater | Permanent | None
-"""Per entry: None = done (ack), RetryLater = again after its delay, Permanent = dead-letter."""
-
-
-class Running:
-    """Still at work: the handler goes on with this entry in the background.
-
-    `done` resolves to what was decided for the entry (or raises, as a handler would). Until
-    then the loop holds the entry, keeps it claimed and reads on, so one slow entry (a slow
-    bot) does not hold up the entries read after it. The entry is not handed out again
-    meanwhile.
-    """
-
-    __slots__ = ("done",)
-
-    def __init__(self, done: asyncio.Future[Decided]) -> None:
-        self.done = done
-
-    def __repr__(self) -> str:
-        return f"Running({self.done!r})"
-
-
-Outcome = Decided | Running
-"""What a handler returns per entry: what it decided, or Running (it decides later)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One stream entry as delivered to this consumer."""
-
-    stream: str
-    id: str
-    fields: dict[bytes, bytes]
-    deliveries: int
-    """Times the group delivered it (the PEL counter): 1 on a fresh read, more once claimed.
-    A local RetryLater does not count."""
-
-
-class HandlerContractError(Exception):
-    """The handler did not return one Outcome per entry."""
-
-
-class BatchHandler(Protocol):
-    """Handles the entries of one stream; returns one Outcome per entry, in order.
-
-    Raising means "could not decide for any of them" (Redis down, a bug): the loop logs it
-    and retries every entry locally, one by one, with capped exponential backoff.
-    """
-
-    async def __call__(self, stream: str, entries: list[Entry], /) -> list[Outcome]:
-        """Handle entries (all from stream)."""
 
 
 def default_consumer_name() -> str:
@@ -148,18 +89,6 @@ class ConsumerConfig:
 
 def _invalid(name: str, value: object, allowed: str) -> NoReturn:
     raise ValueError(f"ConsumerConfig.{name}={value!r}: {allowed}")
-
-
-def check_outcomes(entries: list[Entry], outcomes: object) -> None:
-    """Raise HandlerContractError unless outcomes is one Outcome per entry."""
-    if not isinstance(outcomes, list) or len(outcomes) != len(entries):
-        raise HandlerContractError(
-            f"handler returned {type(outcomes).__name__} for {len(entries)} entries; "
-            "expected a list with one outcome per entry"
-        )
-    for outcome in outcomes:
-        if outcome is not None and not isinstance(outcome, RetryLater | Permanent | Running):
-            raise HandlerContractError(f"handler returned {outcome!r} as an outcome")
 
 
 def check_client(client: RedisClient, block_ms: int) -> None:

@@ -1,4 +1,4 @@
-"""The consumer's claim pass, minus the handling: XAUTOCLAIM pages and per-stream upkeep.
+"""The consumer's claim pass, minus the handling: XAUTOCLAIM pages, sorted.
 
 Run at start and every claim_interval_ms. A claimed entry is sorted three ways: deleted
 from the stream (ack and skip), delivered more than max_deliveries times (dead-letter), or
@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from structlog.typing import FilteringBoundLogger
-
-from common.consumer_metrics import ConsumerMetrics
-from common.consumer_retry import LocalRetries, now_ms
-from common.consumer_types import ConsumerConfig, Entry
+from common.clock import monotonic_ms
+from common.consumer.config import ConsumerConfig
+from common.consumer.outcomes import Entry
+from common.consumer.retries import LocalRetries
 from common.redis_conn import RedisClient
-from common.streams import group_info, remove_idle_consumers, text, trim_acknowledged
+from common.streams import text
 
 FIRST_CURSOR = "0-0"
 
@@ -50,7 +49,7 @@ async def claim_page(
         start_id=cursor,
         count=config.read_count,
     )
-    page = ClaimedPage(received_ms=now_ms())
+    page = ClaimedPage(received_ms=monotonic_ms())
     # Redis 7 lists entries deleted from the stream apart (and drops them from the PEL);
     # Redis 6.2 returns them with no fields. Either way: ack and skip, as watermill does.
     page.gone = [text(i) for i in (reply[2] if len(reply) > 2 else [])]
@@ -64,7 +63,7 @@ async def claim_page(
             held.touched((stream, entry_id), page.received_ms)
         else:
             fresh.append((entry_id, fields))
-    counts = await deliveries(client, stream, config.group, [i for i, _ in fresh])
+    counts = await delivery_counts(client, stream, config.group, [i for i, _ in fresh])
     for entry_id, fields in fresh:
         count = counts.get(entry_id)
         if count is None:
@@ -77,7 +76,7 @@ async def claim_page(
     return text(reply[0]), page
 
 
-async def deliveries(
+async def delivery_counts(
     client: RedisClient, stream: str, group: str, ids: list[str]
 ) -> dict[str, int]:
     """The PEL delivery counter of each id (absent when no longer pending)."""
@@ -88,28 +87,3 @@ async def deliveries(
         pipe.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
     rows: list[Any] = await pipe.execute()
     return {text(row[0]["message_id"]): int(row[0]["times_delivered"]) for row in rows if row}
-
-
-async def upkeep(
-    client: RedisClient,
-    config: ConsumerConfig,
-    metrics: ConsumerMetrics,
-    log: FilteringBoundLogger,
-    stream: str,
-) -> None:
-    """Trim what every group acknowledged, expire idle empty consumers, update the gauges."""
-    if config.trim:
-        trimmed = await trim_acknowledged(client, stream)
-        if trimmed:
-            log.debug("trimmed acknowledged entries", stream=stream, entries=trimmed)
-    removed = await remove_idle_consumers(
-        client, stream, config.group, idle_ms=config.consumer_expire_ms, keep=config.consumer
-    )
-    for name in removed:
-        log.info("removed idle consumer", stream=stream, removed=name)
-    info = await group_info(client, stream, config.group)
-    if info is not None:
-        lag = float("nan") if info.lag is None else float(info.lag)
-        metrics.lag.labels(stream, config.group).set(lag)
-        metrics.pending.labels(stream, config.group).set(info.pending)
-        metrics.consumers.labels(stream, config.group).set(info.consumers)

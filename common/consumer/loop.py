@@ -2,10 +2,10 @@
 
 One task, one step at a time: claim pass when due, local retries when due, one XREADGROUP
 with a short block, hand each stream's entries to the handler, then settle its outcomes
-(common/consumer_decide.py: ack, dead-letter then ack, hold for a local retry, or follow an
+(settle.py: ack, dead-letter then ack, hold for a local retry, or follow an
 entry the handler goes on with in the background). Steps never overlap, so a step
 never races another over an entry, and a stop is noticed within one block. On a Redis
-Cluster the read is one XREADGROUP per hash slot, run concurrently (common/consumer_read.py):
+Cluster the read is one XREADGROUP per hash slot, run concurrently (read.py):
 each slot's streams are handled by one reader, the claim pass and retries never overlap them.
 
 Recovery is the group's: whatever this replica does not ack stays in the PEL, and after
@@ -22,38 +22,17 @@ import structlog
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
 
-from common.consumer_claim import FIRST_CURSOR, claim_page, upkeep
-from common.consumer_decide import Decider, backoff_ms
-from common.consumer_metrics import ConsumerMetrics
-from common.consumer_read import Reader
-from common.consumer_retry import Held, LocalRetries, claim_held, now_ms, reread
-from common.consumer_types import (
-    REDIS_FAILURES,
-    BatchHandler,
-    ConsumerConfig,
-    Entry,
-    HandlerContractError,
-    Outcome,
-    Running,
-    check_client,
-    default_consumer_name,
-)
-from common.consumer_writes import DeadHook, Settlement, dead_letter_fields
-from common.redis_conn import RedisClient
+from common.clock import monotonic_ms
+from common.consumer.claim import FIRST_CURSOR, claim_page
+from common.consumer.config import ConsumerConfig, check_client
+from common.consumer.metrics import ConsumerMetrics
+from common.consumer.outcomes import Entry, EntryHandler
+from common.consumer.read import Reader
+from common.consumer.retries import Held, LocalRetries, claim_held, reread
+from common.consumer.settle import DeadHook, Decider, Settlement, failure_backoff_ms
+from common.consumer.upkeep import upkeep
+from common.redis_conn import REDIS_FAILURES, RedisClient
 from common.streams import ensure_group, text
-
-__all__ = [
-    "BatchHandler",
-    "Consumer",
-    "ConsumerConfig",
-    "ConsumerMetrics",
-    "Entry",
-    "HandlerContractError",
-    "Outcome",
-    "Running",
-    "dead_letter_fields",
-    "default_consumer_name",
-]
 
 log = structlog.get_logger("lull.consumer")
 
@@ -65,7 +44,7 @@ class Consumer:
         self,
         client: RedisClient,
         config: ConsumerConfig,
-        handler: BatchHandler,
+        handler: EntryHandler,
         metrics: CollectorRegistry | ConsumerMetrics,
         on_dead: DeadHook | None = None,
     ) -> None:
@@ -140,7 +119,7 @@ class Consumer:
 
     async def claim_pass(self) -> None:
         """Per stream: claim abandoned entries, trim, expire idle consumers, update gauges."""
-        self._next_claim_ms = now_ms() + self._config.claim_interval_ms
+        self._next_claim_ms = monotonic_ms() + self._config.claim_interval_ms
         for stream in self._config.streams:
             if self.stopping:
                 return
@@ -158,12 +137,12 @@ class Consumer:
             self._failures += 1
             self._step_failed = False
         if self._failures:
-            await self._pause_ms(backoff_ms(self._config, self._failures))
+            await self._pause_ms(failure_backoff_ms(self._config, self._failures))
         if not self._ready and not self.stopping:
             await self._prepare()
         if not self._ready or self.stopping:
             return None
-        if now_ms() >= self._next_claim_ms:
+        if monotonic_ms() >= self._next_claim_ms:
             await self.claim_pass()
         if self._decider.landed:
             await self._decider.settle_landed()
@@ -219,7 +198,7 @@ class Consumer:
         self._redis_failed("read", exc)
 
     async def _run_retries(self) -> None:
-        due, touch = self._retries.actions(now_ms())
+        due, touch = self._retries.actions(monotonic_ms())
         if touch:
             await self._touch(touch)
         if due:
@@ -234,10 +213,10 @@ class Consumer:
 
     async def _touch(self, held: list[Held]) -> None:
         results = await self._claim_held(held)
-        received_ms = now_ms()
+        received_ms = monotonic_ms()
         for h, result in zip(held, results or [None] * len(held), strict=True):
             if result is None or isinstance(result, Exception):
-                self._retries.defer(h.key, received_ms + backoff_ms(self._config, 1))
+                self._retries.defer(h.key, received_ms + failure_backoff_ms(self._config, 1))
             elif result:
                 self._retries.touched(h.key, received_ms)
             else:
@@ -249,7 +228,7 @@ class Consumer:
     async def _rehandle(self, held: list[Held]) -> None:
         """Handle due entries again: the ones still ours and still in their stream."""
         results = await self._claim_held(held)
-        received_ms = now_ms()
+        received_ms = monotonic_ms()
         owned: list[Held] = []
         for h, result in zip(held, results or [None] * len(held), strict=True):
             if result is None or isinstance(result, Exception):
@@ -296,7 +275,7 @@ class Consumer:
         """Redis failed before we could handle h: keep it, look again after a backoff."""
         self._retries.hold(
             h.entry,
-            due_ms=now_ms() + backoff_ms(self._config, self._failures + 1),
+            due_ms=monotonic_ms() + failure_backoff_ms(self._config, self._failures + 1),
             touched_ms=min(touched_ms, h.touched_ms),
             failures=h.failures,
         )
@@ -328,7 +307,7 @@ class Consumer:
 
     def _wait_ms(self, cap_ms: float) -> float:
         """How long the loop may wait before its next timer (retry or claim pass)."""
-        now = now_ms()
+        now = monotonic_ms()
         wait_ms = min(cap_ms, self._next_claim_ms - now)
         next_action = self._retries.next_action_ms()
         if next_action is not None:
@@ -347,7 +326,7 @@ class Consumer:
             "redis command failed, backing off",
             op=op,
             error=f"{type(exc).__name__}: {exc}",
-            backoff_ms=backoff_ms(self._config, self._failures + 1),
+            backoff_ms=failure_backoff_ms(self._config, self._failures + 1),
             **context,
         )
 

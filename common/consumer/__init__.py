@@ -1,0 +1,44 @@
+"""The consumer-group loop that processor and sender share; import it from here only.
+
+- outcomes.py: the handler contract (Entry in; None, RetryLater, Permanent or Running out)
+- config.py: ConsumerConfig, every field documented
+- loop.py: Consumer, one step at a time (claim, retries, read, handle, settle)
+- read.py: XREADGROUP, one per hash slot on a cluster
+- retries.py: local retry timers for held entries
+- settle.py: what an outcome does to its entry (ack, hold, dead-letter, follow)
+- claim.py: XAUTOCLAIM of abandoned entries; upkeep.py: trim, consumer expiry, gauges
+- metrics.py: the loop's Prometheus series
+"""
+
+from common.consumer.config import ConsumerConfig, default_consumer_name
+from common.consumer.loop import Consumer
+from common.consumer.metrics import ConsumerMetrics
+from common.consumer.outcomes import (
+    Decided,
+    Entry,
+    EntryHandler,
+    HandlerContractError,
+    Outcome,
+    Permanent,
+    RetryLater,
+    Running,
+    blames_the_entry,
+)
+from common.consumer.settle import dead_letter_fields
+
+__all__ = [
+    "Consumer",
+    "ConsumerConfig",
+    "ConsumerMetrics",
+    "Decided",
+    "Entry",
+    "EntryHandler",
+    "HandlerContractError",
+    "Outcome",
+    "Permanent",
+    "RetryLater",
+    "Running",
+    "blames_the_entry",
+    "dead_letter_fields",
+    "default_consumer_name",
+]
