@@ -1,12 +1,27 @@
-"""Lua scripts live as .lua files beside the package that runs them, loaded once at start."""
+"""Lua scripts: .lua files beside the package that runs them, called by SHA.
+
+Every atomic transition is one script. A LuaScript is read once at start; callers SCRIPT
+LOAD it before their first call and call it by EVALSHA. After a Redis restart the server
+has forgotten it and answers NOSCRIPT, which ran nothing: the script is loaded again and
+the call repeated. Calls go through `execute_command`, which a cluster client routes by
+the first key (every script's keys share one hash tag) and a cluster pipeline accepts.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+from redis.typing import EncodableT
 
 from common.redis_conn import RedisClient
+
+Command = tuple[EncodableT, ...]
+"""One Redis command as its words: ("EVALSHA", sha, numkeys, *keys, *args)."""
 
 
 def read_lua(package: str, name: str) -> str:
@@ -14,6 +29,43 @@ def read_lua(package: str, name: str) -> str:
     return resources.files(package).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
 
 
-def register(client: RedisClient, package: str, name: str) -> AsyncScript:
-    """A script object that calls EVALSHA and loads the script again after a Redis restart."""
-    return client.register_script(read_lua(package, name))
+def is_noscript(result: object) -> bool:
+    """Whether a pipelined result is Redis's NOSCRIPT (the script was forgotten)."""
+    return isinstance(result, NoScriptError) or (
+        isinstance(result, Exception) and str(result).startswith("NOSCRIPT")
+    )
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """One script file and the SHA1 that EVALSHA names it by."""
+
+    name: str
+    source: str
+    sha: str
+
+    @classmethod
+    def read(cls, package: str, name: str) -> LuaScript:
+        """`<package>/lua/<name>.lua`, read now."""
+        source = read_lua(package, name)
+        sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id, not security)
+        return cls(name, source, sha)
+
+    async def load(self, client: RedisClient) -> None:
+        """SCRIPT LOAD it (idempotent; a cluster client loads it on every primary)."""
+        await client.script_load(self.source)
+
+    def command(self, keys: Sequence[EncodableT], args: Sequence[EncodableT]) -> Command:
+        """The EVALSHA words, for a pipeline."""
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def call(
+        self, client: RedisClient, keys: Sequence[EncodableT], args: Sequence[EncodableT]
+    ) -> Any:
+        """EVALSHA it; on NOSCRIPT load it and call once more."""
+        command = self.command(keys, args)
+        try:
+            return await client.execute_command(*command)
+        except NoScriptError:
+            await self.load(client)
+            return await client.execute_command(*command)

@@ -5,12 +5,13 @@ Every function touches the keys of one stream only, so each works on Redis Clust
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
 
-from common.lua import read_lua
+from common.lua import LuaScript
 from common.redis_conn import RedisClient
 
 _MAX_SEQ = 2**64 - 1
@@ -97,7 +98,7 @@ async def trim_acknowledged(client: RedisClient, stream: str) -> int:
     stream without groups is never trimmed. One Lua call (common/lua/stream_trim.lua), so a
     group created or moved back between the look and the trim cannot lose entries.
     """
-    return int(await client.eval(read_lua("common", "stream_trim"), 1, stream))
+    return int(await _script("stream_trim").call(client, (stream,), ()))
 
 
 async def remove_idle_consumers(
@@ -110,6 +111,13 @@ async def remove_idle_consumers(
     are one Lua call (common/lua/consumer_expire.lua), so a consumer that wakes and reads in
     between cannot lose what it read.
     """
-    script = read_lua("common", "consumer_expire")
-    removed: list[Any] = await client.eval(script, 1, stream, group, idle_ms, keep)
+    removed: list[Any] = await _script("consumer_expire").call(
+        client, (stream,), (group, idle_ms, keep)
+    )
     return [text(name) for name in removed]
+
+
+@functools.cache
+def _script(name: str) -> LuaScript:
+    """A script of common/lua, read once per process (immutable, so safe to share)."""
+    return LuaScript.read("common", name)

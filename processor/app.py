@@ -56,7 +56,7 @@ class Processor:
 
     async def start(self) -> None:
         """Load the scripts (and create the group) before the first read."""
-        await self.store.load()
+        await self.store.load_scripts()
 
     async def run(self) -> None:
         """Read and close until request_stop(); open windows stay in Redis."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ from redis.typing import EncodableT
 
 from common.events import Event
 from common.keys import Keys
-from common.lua import read_lua
+from common.lua import LuaScript, is_noscript
 from common.redis_conn import RedisClient
 from processor.settings import WindowSettings
 
@@ -52,14 +51,6 @@ class CloseResult:
     closed: list[Closed]
 
 
-class _Script:
-    """A Lua file called by SHA; loaded at start and again after a Redis restart."""
-
-    def __init__(self, name: str) -> None:
-        self.source = read_lua("processor", name)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324  (Redis's id)
-
-
 class WindowStore:
     """Applies events to windows and closes due windows; all state lives in Redis."""
 
@@ -67,19 +58,19 @@ class WindowStore:
         self._client = client
         self._keys = keys
         self._settings = settings
-        self._apply = _Script("window_apply")
-        self._close = _Script("window_close")
-        self._flush = _Script("window_flush")
+        self._apply = LuaScript.read("processor", "window_apply")
+        self._close = LuaScript.read("processor", "window_close")
+        self._flush = LuaScript.read("processor", "window_flush")
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
             s.max_lateness_ms, s.max_skew_ms, s.dedupe_ttl_s,
         )  # fmt: skip
 
-    async def load(self) -> None:
+    async def load_scripts(self) -> None:
         """Register every script with Redis (SCRIPT LOAD is idempotent)."""
         for script in (self._apply, self._close, self._flush):
-            await self._client.script_load(script.source)
+            await script.load(self._client)
 
     async def apply(self, events: Sequence[tuple[Event, int]]) -> list[Applied]:
         """Apply (event, received_at_ms) pairs in one pipeline; results in the same order."""
@@ -89,7 +80,7 @@ class WindowStore:
             return await self._apply_pipelined(events)
         except NoScriptError:
             # Redis restarted and forgot the script; applying again is safe (dedupe by mid).
-            await self.load()
+            await self.load_scripts()
             return await self._apply_pipelined(events)
 
     async def _apply_pipelined(self, events: Sequence[tuple[Event, int]]) -> list[Applied]:
@@ -127,13 +118,13 @@ class WindowStore:
                     1 if event.kind in flush_on else 0,
                 )
             # execute_command, not pipe.evalsha: a cluster pipeline refuses the latter.
-            pipe.execute_command("EVALSHA", self._apply.sha, len(call_keys), *call_keys, *args)
+            pipe.execute_command(*self._apply.command(call_keys, args))
             order.append(indexes)
         results = await pipe.execute(raise_on_error=False)
         applied: list[Applied | None] = [None] * len(events)
         for indexes, result in zip(order, results, strict=True):
             if isinstance(result, ResponseError):
-                raise NoScriptError(str(result)) if "NOSCRIPT" in str(result) else result
+                raise NoScriptError(str(result)) if is_noscript(result) else result
             for n, index in enumerate(indexes):
                 applied[index] = Applied(int(result[2 * n]), int(result[2 * n + 1]))
         return [a for a in applied if a is not None]
@@ -145,15 +136,9 @@ class WindowStore:
             keys.conversation_prefix(shard), self._settings.grace_ms, limit,
             self._settings.dedupe_ttl_s, 1 if everything else 0,
         )  # fmt: skip
-        try:
-            raw = await self._client.evalsha(
-                self._close.sha, 3, keys.due(shard), keys.outbound(shard), keys.seq(shard), *args
-            )
-        except NoScriptError:
-            await self.load()
-            raw = await self._client.evalsha(
-                self._close.sha, 3, keys.due(shard), keys.outbound(shard), keys.seq(shard), *args
-            )
+        raw = await self._close.call(
+            self._client, (keys.due(shard), keys.outbound(shard), keys.seq(shard)), args
+        )
         now_ms, next_deadline, open_windows, *closed = raw
         return CloseResult(
             now_ms=int(now_ms),
@@ -168,5 +153,5 @@ class WindowStore:
     async def flush(self, conversation: str) -> bool:
         """Make one conversation's open window due now; False when none is open."""
         due = self._keys.due(self._keys.shard_of(conversation))
-        found = await self._client.eval(self._flush.source, 1, due, conversation)
+        found = await self._flush.call(self._client, (due,), (conversation,))
         return bool(found)

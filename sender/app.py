@@ -92,7 +92,7 @@ class Sender:
         )
 
         async def load() -> None:
-            await sender.store.load_script()
+            await sender.store.load_scripts()
             await sender.limiter.load()
 
         await until_redis_answers(load, "load scripts")

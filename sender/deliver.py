@@ -89,7 +89,7 @@ class Deliverer:
         shard = self.keys.shard_of_outbound(entry.stream)
         settings = self.settings
         asked_at = time.monotonic()
-        loaded = await self.store.load(shard, entry.id, batch, settings.history_messages > 0)
+        loaded = await self.store.read(shard, entry.id, batch, settings.history_messages > 0)
         if not loaded.claim.owned:
             self.progress.forget(batch["batch_id"])
             return self._taken_over(entry)

@@ -3,17 +3,15 @@ and the finish step."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.exceptions import NoScriptError
 from redis.typing import EncodableT, FieldT
 
 from common.coalesce import Coalescer, Command
 from common.keys import Keys
-from common.lua import read_lua
+from common.lua import LuaScript, is_noscript
 from common.redis_conn import RedisClient
 from sender.graph import GraphRequest
 
@@ -85,18 +83,9 @@ class Loaded:
     """What one round trip tells about a batch before it is handled."""
 
     delivered_seq: int
-    latest_seq: int
     state: SendState
     claim: Claim
     history: list[Any] = field(default_factory=list)
-
-
-class _Script:
-    """A Lua script of sender/lua and the SHA1 that EVALSHA names it by."""
-
-    def __init__(self, name: str) -> None:
-        self.source = read_lua("sender", name)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324  (Redis's id)
 
 
 class SendStore:
@@ -108,65 +97,57 @@ class SendStore:
         self._group = group
         self._consumer = consumer
         self._batched = Coalescer(client)
-        self._mark = _Script("deliver_mark")
-        self._check = _Script("deliver_check")
+        self._mark = LuaScript.read("sender", "deliver_mark")
+        self._check = LuaScript.read("sender", "deliver_check")
 
-    async def load_script(self) -> None:
+    async def load_scripts(self) -> None:
         """SCRIPT LOAD the check and finish scripts."""
         for script in (self._mark, self._check):
-            await self._client.script_load(script.source)
+            await script.load(self._client)
 
-    async def load(self, shard: int, entry_id: str, batch: dict[str, Any], history: bool) -> Loaded:
-        """Delivered seq, newest closed seq, send state, claim and history, in one round trip."""
+    async def read(self, shard: int, entry_id: str, batch: dict[str, Any], history: bool) -> Loaded:
+        """Delivered seq, send state, claim and history, in one round trip."""
         keys, conversation = self._keys, batch["conversation"]
-        check_args = self._check_args(shard, entry_id, batch["batch_id"])
+        check = self._check_command(shard, entry_id, batch["batch_id"])
         commands: list[Command] = [
             ("HGET", keys.delivered(shard), conversation),
-            ("HGET", keys.seq(shard), conversation),
             ("HGETALL", keys.send_state(shard, batch["batch_id"])),
-            ("EVALSHA", self._check.sha, *check_args),
+            check,
         ]
         if history:
             commands.append(("LRANGE", keys.history(conversation), 0, -1))
         results = await self._batched.execute(commands)
-        if isinstance(results[3], NoScriptError):
+        if is_noscript(results[2]):
             # Redis restarted and forgot the script; the reads around it are still good.
-            results[3] = await self._evalsha(self._check, check_args)
+            results[2] = await self._evalsha(check)
         for result in results:
             if isinstance(result, Exception):
                 raise result
         return Loaded(
             delivered_seq=int(results[0] or 0),
-            latest_seq=int(results[1] or 0),
-            state=SendState.decode(results[2]),
-            claim=_claim(results[3]),
-            history=[orjson.loads(item) for item in results[4]] if history else [],
+            state=SendState.decode(results[1]),
+            claim=_claim(results[2]),
+            history=[orjson.loads(item) for item in results[3]] if history else [],
         )
 
     async def check(self, shard: int, entry_id: str, batch_id: str) -> Claim:
         """Whether this consumer still owns the entry, and whether the batch is marked dead."""
-        args = self._check_args(shard, entry_id, batch_id)
-        return _claim(await self._evalsha(self._check, args))
+        return _claim(await self._evalsha(self._check_command(shard, entry_id, batch_id)))
 
-    def _check_args(self, shard: int, entry_id: str, batch_id: str) -> Command:
+    def _check_command(self, shard: int, entry_id: str, batch_id: str) -> Command:
         keys = self._keys
-        return (
-            2,
-            keys.outbound(shard),
-            keys.dead_batches(shard),
-            self._group,
-            entry_id,
-            self._consumer,
-            batch_id,
+        return self._check.command(
+            (keys.outbound(shard), keys.dead_batches(shard)),
+            (self._group, entry_id, self._consumer, batch_id),
         )
 
-    async def _evalsha(self, script: _Script, args: Command) -> Any:
-        """EVALSHA script with args (numkeys, keys, argv) through the shared pipeline."""
-        [result] = await self._batched.execute([("EVALSHA", script.sha, *args)])
-        if isinstance(result, NoScriptError):
+    async def _evalsha(self, command: Command) -> Any:
+        """An EVALSHA command through the shared pipeline; loads the scripts on NOSCRIPT."""
+        [result] = await self._batched.execute([command])
+        if is_noscript(result):
             # NOSCRIPT ran nothing, so calling again is safe.
-            await self.load_script()
-            [result] = await self._batched.execute([("EVALSHA", script.sha, *args)])
+            await self.load_scripts()
+            [result] = await self._batched.execute([command])
         if isinstance(result, Exception):
             raise result
         return result
@@ -196,25 +177,28 @@ class SendStore:
     ) -> None:
         """Mark finished (delivered, or dead when dead), XACK, drop send state, add history."""
         keys, conversation = self._keys, batch["conversation"]
-        args = (
-            6,
-            keys.delivered(shard),
-            keys.outbound(shard),
-            keys.send_state(shard, batch["batch_id"]),
-            keys.history(conversation),
-            keys.dead_seqs(shard),
-            keys.dead_batches(shard),
-            self._group,
-            entry_id,
-            conversation,
-            batch["seq"],
-            keep,
-            ttl_s,
-            "dead" if dead else "done",
-            batch["batch_id"],
-            *history_items,
+        command = self._mark.command(
+            (
+                keys.delivered(shard),
+                keys.outbound(shard),
+                keys.send_state(shard, batch["batch_id"]),
+                keys.history(conversation),
+                keys.dead_seqs(shard),
+                keys.dead_batches(shard),
+            ),
+            (
+                self._group,
+                entry_id,
+                conversation,
+                batch["seq"],
+                keep,
+                ttl_s,
+                "dead" if dead else "done",
+                batch["batch_id"],
+                *history_items,
+            ),
         )
-        await self._evalsha(self._mark, args)
+        await self._evalsha(command)
 
     async def close(self) -> None:
         """Stop the shared pipeline."""

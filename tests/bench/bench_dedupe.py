@@ -76,7 +76,7 @@ def measure_dedupe(url: str, client: Redis) -> Dedupe:
         store_client = connect(url, timeout_s=10)
         try:
             store = WindowStore(store_client, keys, settings)
-            await store.load()
+            await store.load_scripts()
             now_ms = 1000 * int((await store_client.time())[0])
             events = [
                 (_event(c, n, now_ms), now_ms) for c in range(CONVERSATIONS) for n in range(MIDS)

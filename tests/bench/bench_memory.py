@@ -92,7 +92,7 @@ def measure_memory(config: BenchConfig, url: str, client: Redis) -> Memory:
     async def load_scripts() -> None:
         store_client = connect(url, timeout_s=10)
         try:
-            await WindowStore(store_client, KEYS, _settings()).load()
+            await WindowStore(store_client, KEYS, _settings()).load_scripts()
         finally:
             await store_client.aclose()
 

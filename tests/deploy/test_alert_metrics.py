@@ -43,7 +43,7 @@ async def parts(
     """A window store and its closer on one shard, with the metrics on the fake clock."""
     settings = window_settings(window_ms=WINDOW_MS, max_wait_ms=WINDOW_MS)
     store = WindowStore(redis, Keys(namespace, 1), settings)
-    await store.load()
+    await store.load_scripts()
     registry = CollectorRegistry()
     closer = Closer(store, 1, settings.grace_ms, ProcessorMetrics(registry, clock_s=clock))
     return store, closer, registry

@@ -50,7 +50,7 @@ async def test_a_window_due_sooner_wakes_the_sleeping_closer(
     redis: aioredis.Redis, namespace: str, kind: str
 ) -> None:
     store, closer, keys = _closer(redis, namespace)
-    await store.load()
+    await store.load_scripts()
     stop = asyncio.Event()
     task = asyncio.create_task(closer.run(stop))
     try:
@@ -88,7 +88,7 @@ async def test_a_deadline_notified_during_a_close_pass_is_kept(
     store, closer, keys = _closer(redis, namespace, _RacingStore)
     assert isinstance(store, _RacingStore)
     store.closer = closer
-    await store.load()
+    await store.load_scripts()
     stop = asyncio.Event()
     task = asyncio.create_task(closer.run(stop))
     try:
@@ -100,7 +100,7 @@ async def test_a_deadline_notified_during_a_close_pass_is_kept(
 
 async def test_a_stop_ends_the_sleep(redis: aioredis.Redis, namespace: str) -> None:
     store, closer, _ = _closer(redis, namespace)
-    await store.load()
+    await store.load_scripts()
     stop = asyncio.Event()
     task = asyncio.create_task(closer.run(stop))
     await asyncio.wait_for(closer.asleep(), BOUND_S)

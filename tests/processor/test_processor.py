@@ -129,7 +129,7 @@ async def test_three_closers_emit_each_of_1000_windows_once(
 ) -> None:
     processors = [make_processor(LULL_SHARDS="2") for _ in range(3)]
     store = processors[0].store
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     events = [
         (message(f"m{u}-{n}", now + n, user=f"u{u}"), now) for u in range(1000) for n in (0, 1)
@@ -204,7 +204,7 @@ async def test_closer_survives_a_redis_restart(base_env: dict[str, str], tmp_pat
         assert not closer.done()
         server = EmbeddedRedis(tmp_path, appendonly=True, port=port).start()
         now = await redis_now_ms(client)
-        await processor.store.load()
+        await processor.store.load_scripts()
         await processor.store.apply([(message("after", now), now)])
         for _ in range(100):
             if await batches(client, processor.keys):

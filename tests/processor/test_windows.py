@@ -36,7 +36,7 @@ async def test_sliding_deadline_follows_the_last_message(
     setup: Setup, redis: aioredis.Redis
 ) -> None:
     store, _, _ = setup(window_ms=1000, max_wait_ms=30_000)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     [a] = await store.apply([(message("m1", now), now)])
     assert (a.status, a.deadline_ms) == (OPENED, now + 1000)
@@ -49,7 +49,7 @@ async def test_sliding_deadline_follows_the_last_message(
 
 async def test_fixed_deadline_is_first_plus_window(setup: Setup, redis: aioredis.Redis) -> None:
     store, _, _ = setup(mode="fixed", window_ms=1000)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     results = await store.apply([(message(f"m{i}", now + i * 100), now) for i in range(5)])
     assert {r.deadline_ms for r in results} == {now + 1000}
@@ -58,7 +58,7 @@ async def test_fixed_deadline_is_first_plus_window(setup: Setup, redis: aioredis
 async def test_max_wait_caps_a_user_who_never_pauses(setup: Setup, redis: aioredis.Redis) -> None:
     # A user typing every 1.4 s with a 2 s gap would hold a "reset the timer" window forever.
     store, _, _ = setup(window_ms=2000, max_wait_ms=5000, max_skew_ms=60_000)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     deadlines = [
         r.deadline_ms
@@ -70,7 +70,7 @@ async def test_max_wait_caps_a_user_who_never_pauses(setup: Setup, redis: aiored
 
 async def test_clamp_to_redis_clock(setup: Setup, redis: aioredis.Redis) -> None:
     store, _, _ = setup(window_ms=1000, max_lateness_ms=500, max_skew_ms=2000)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     hour = 3_600_000
     [future] = await store.apply([(message("f", now + 5 * hour, user="a"), now)])
@@ -84,7 +84,7 @@ async def test_duplicate_mid_is_a_no_op_open_and_after_close(
     setup: Setup, redis: aioredis.Redis
 ) -> None:
     store, closer, keys = setup(window_ms=20)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     first = await store.apply([(message("m1", now), now), (message("m1", now), now)])
     assert [r.status for r in first] == [OPENED, DUPLICATE]
@@ -105,7 +105,7 @@ async def test_a_closed_window_remembers_its_mids_past_whatsapps_redelivery_hori
     keys = Keys(namespace, 1)
     store = WindowStore(redis, keys, settings)
     closer = Closer(store, 1, settings.grace_ms, ProcessorMetrics(CollectorRegistry()))
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     await store.apply([(message("m1", now, kind="postback"), now)])
     assert await closer.drain() == 1
@@ -117,7 +117,7 @@ async def test_a_closed_window_remembers_its_mids_past_whatsapps_redelivery_hori
 
 async def test_batch_fields_order_and_text(setup: Setup, redis: aioredis.Redis) -> None:
     store, closer, keys = setup(window_ms=30)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     await store.apply(
         [
@@ -150,7 +150,7 @@ async def test_message_after_close_opens_a_new_window_with_next_seq(
     setup: Setup, redis: aioredis.Redis
 ) -> None:
     store, closer, keys = setup(window_ms=20)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     await store.apply([(message("m1", now), now)])
     await closer.drain()
@@ -173,7 +173,7 @@ async def test_caps_and_flush_kinds_make_a_window_due_at_once(
     setup: Setup, redis: aioredis.Redis, overrides: dict[str, int], reason: str, kind: str
 ) -> None:
     store, closer, keys = setup(window_ms=60_000, max_wait_ms=120_000, **overrides)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     results = await store.apply(
         [(message("m1", now), now), (message("m2", now), now), (message("m3", now, kind=kind), now)]
@@ -190,7 +190,7 @@ async def test_caps_and_flush_kinds_make_a_window_due_at_once(
 
 async def test_max_wait_close_reason(setup: Setup, redis: aioredis.Redis) -> None:
     store, closer, keys = setup(window_ms=40, max_wait_ms=60)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     await store.apply([(message("m1", now), now), (message("m2", now + 30), now)])
     await closer.drain()
@@ -200,7 +200,7 @@ async def test_max_wait_close_reason(setup: Setup, redis: aioredis.Redis) -> Non
 
 async def test_edit_and_unsend(setup: Setup, redis: aioredis.Redis) -> None:
     store, closer, keys = setup(window_ms=30)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     results = await store.apply(
         [
@@ -221,7 +221,7 @@ async def test_edit_and_unsend(setup: Setup, redis: aioredis.Redis) -> None:
 
 async def test_window_emptied_by_unsends_emits_nothing(setup: Setup, redis: aioredis.Redis) -> None:
     store, closer, keys = setup(window_ms=20)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     await store.apply(
         [
@@ -246,7 +246,7 @@ async def test_window_emptied_by_unsends_emits_nothing(setup: Setup, redis: aior
 
 async def test_several_conversations_and_two_shards(setup: Setup, redis: aioredis.Redis) -> None:
     store, closer, keys = setup(shards=2, window_ms=20)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     users = [f"user{i}" for i in range(20)]
     await store.apply(
@@ -263,7 +263,7 @@ async def test_several_conversations_and_two_shards(setup: Setup, redis: aioredi
 
 async def test_flush_one_conversation(setup: Setup, redis: aioredis.Redis) -> None:
     store, closer, keys = setup(window_ms=60_000, max_wait_ms=60_000)
-    await store.load()
+    await store.load_scripts()
     now = await redis_now_ms(redis)
     await store.apply([(message("a", now, user="a"), now), (message("b", now, user="b"), now)])
     assert await store.flush("messenger:p1:a")

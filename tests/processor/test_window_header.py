@@ -1,0 +1,30 @@
+"""The window header layout is written in three places; they must agree.
+
+window_apply.lua and window_close.lua pack and unpack it (struct HDR, HDR_LEN), and
+`lull stats` reads it from Python (ops.stats.HEADER) to age open windows.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+from common.lua import read_lua
+from ops.stats import HEADER
+
+
+def _lua_header(name: str) -> tuple[str, int]:
+    source = read_lua("processor", name)
+    layout = re.search(r"^local HDR = '([^']+)'$", source, re.MULTILINE)
+    length = re.search(r"^local HDR_LEN = ([0-9 *+]+)$", source, re.MULTILINE)
+    assert layout is not None and length is not None, f"{name}.lua has no HDR / HDR_LEN"
+    return layout.group(1), eval(length.group(1))  # noqa: S307  (digits, * and + only)
+
+
+def test_the_three_window_header_layouts_agree() -> None:
+    apply_layout, apply_len = _lua_header("window_apply")
+    close_layout, close_len = _lua_header("window_close")
+    assert (apply_layout, apply_len) == (close_layout, close_len)
+    # Lua's struct spells a 4-byte unsigned I4; Python's, with "<", plain I.
+    assert HEADER.format == apply_layout.replace("I4", "I")
+    assert HEADER.size == struct.calcsize(HEADER.format) == apply_len
