@@ -15,6 +15,21 @@ def _orjson_dumps(obj: object, default: object = None) -> str:
     return orjson.dumps(obj, default=default).decode()  # type: ignore[arg-type]
 
 
+class _StderrLogger:
+    """Prints each line to sys.stderr as it is at the time of the call, so a logger cached
+    on first use keeps working when stderr is replaced (a CLI run in-process by a test)."""
+
+    def msg(self, message: str) -> None:
+        """Print one rendered line."""
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = err = fatal = exception = critical = msg
+
+
+def _stderr_logger(*_args: object) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure(log_format: str, level: str, service: str) -> None:
     """Route structlog and stdlib logging to stderr in one format, tagged with the service."""
     numeric = _LEVELS.get(level, logging.ERROR)
@@ -32,7 +47,7 @@ def configure(log_format: str, level: str, service: str) -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

@@ -41,6 +41,19 @@ def run_main(
         loop.close()
 
 
+async def until_signalled() -> None:
+    """Return on the first SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, signalled.set)
+    try:
+        await signalled.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
 async def run_replica(
     *,
     run: Callable[[], Awaitable[None]],

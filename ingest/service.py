@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
 
 import structlog
 from aiohttp import web
 
-from common.env import ConfigError
-from common.log import configure
-from common.loop import new_event_loop
 from common.redis_conn import describe
+from common.service import run_main, until_signalled
 from ingest.app import create_app, serve_metrics_port
 from ingest.settings import IngestSettings
 
@@ -22,12 +19,10 @@ SHUTDOWN_TIMEOUT_S = 8.0
 
 def main(environ: Mapping[str, str] | None = None) -> int:
     """Run ingest; returns the process exit code."""
-    try:
-        settings = IngestSettings.from_env(environ)
-    except ConfigError as exc:
-        print(f"lull ingest: bad configuration: {exc}", file=sys.stderr)
-        return 2
-    configure(settings.common.log_format, settings.common.log_level, "ingest")
+    return run_main("ingest", lambda: IngestSettings.from_env(environ), lambda s: s.common, _serve)
+
+
+async def _serve(settings: IngestSettings) -> int:
     log = structlog.get_logger("lull.ingest")
     log.info(
         "ingest starting",
@@ -45,20 +40,19 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         )
     app = create_app(settings)
     serve_metrics_port(app)
-    try:
-        web.run_app(
-            app,
-            host=settings.host,
-            port=settings.port,
-            access_log=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            print=None,
-            loop=new_event_loop(),
-        )
-    except OSError as exc:
-        # A port in use or an address not on this host: one line, not a traceback.
-        log.error("ingest cannot listen", error=str(exc))
-        return 1
+    # aiohttp waits up to shutdown_timeout for in-flight requests once the site stops.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    try:  # as web.run_app does: clean up whatever the setup started, also when it failed
+        try:
+            await runner.setup()
+            await web.TCPSite(runner, settings.host, settings.port).start()
+        except OSError as exc:
+            # A port in use or an address not on this host: one line, not a traceback.
+            log.error("ingest cannot listen", error=str(exc))
+            return 1
+        await until_signalled()
+    finally:
+        await runner.cleanup()
     log.info("ingest stopped")
     return 0
 

@@ -15,15 +15,14 @@ configuration.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
-from common.env import ConfigError
 from common.keys import Keys
 from common.redis_conn import REDIS_FAILURES, connect, describe
+from common.service import run_main
 from common.settings import CommonSettings
 from ops.dead import DeadLetter, DeadLetters, Replayed, is_entry_id, iso_time
 
@@ -53,16 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one `lull dead` action; the exit code is in the module docstring."""
-    try:
-        settings = CommonSettings.from_env()
-    except ConfigError as exc:
-        print(f"lull dead: bad configuration: {exc}", file=sys.stderr)
-        return 2
     problem = _usage_problem(args)
     if problem:
         print(f"lull dead {args.action}: {problem}", file=sys.stderr)
         return 2
-    return asyncio.run(_main(settings, args))
+    return run_main("dead", CommonSettings.from_env, lambda s: s, lambda s: _main(s, args))
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:

@@ -37,9 +37,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from common.env import ConfigError
 from common.keys import Keys
 from common.redis_conn import REDIS_FAILURES, RedisClient, connect, describe
+from common.service import run_main
 from common.settings import CommonSettings
 from ops.stats import Stats, StreamStats, collect
 
@@ -65,16 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`lull stats`: 0 ok, 1 Redis failed, 2 bad configuration."""
-    try:
-        settings = CommonSettings.from_env()
-    except ConfigError as exc:
-        print(f"lull stats: bad configuration: {exc}", file=sys.stderr)
-        return 2
     if args.watch is not None and args.watch <= 0:
         print(f"lull stats: --watch must be > 0 seconds (got {args.watch:g})", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_main(settings, args.json, args.watch))
+        return run_main(
+            "stats", CommonSettings.from_env, lambda s: s, lambda s: _main(s, args.json, args.watch)
+        )
     except KeyboardInterrupt:
         return 0  # Ctrl-C before the watch loop took the signal over
 

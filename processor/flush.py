@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from common.env import ConfigError
-from common.log import configure
-from common.loop import new_event_loop
 from common.redis_conn import connect
+from common.service import run_main
 from processor.app import Processor
 from processor.settings import ProcessorSettings
 
@@ -24,18 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Flush one conversation (--conversation) or every open window (--all)."""
-    try:
-        settings = ProcessorSettings.from_env()
-    except ConfigError as exc:
-        print(f"lull flush: bad configuration: {exc}", file=sys.stderr)
-        return 2
     # Logs (one line per emitted batch) go to stderr; stdout keeps the command's answer.
-    configure(settings.common.log_format, settings.common.log_level, "flush")
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(_flush(settings, args.conversation, args.all))
-    finally:
-        loop.close()
+    return run_main(
+        "flush",
+        ProcessorSettings.from_env,
+        lambda s: s.common,
+        lambda s: _flush(s, args.conversation, args.all),
+    )
 
 
 async def _flush(settings: ProcessorSettings, conversation: str | None, everything: bool) -> int:
