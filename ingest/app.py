@@ -16,11 +16,11 @@ import orjson
 import structlog
 from aiohttp import web
 
+from common import signing as signature
 from common.http_admin import admin_app, serve
 from common.keys import Keys
 from common.metrics import metrics_handler
 from common.redis_conn import REDIS_FAILURES, RedisClient, connect
-from ingest import signature
 from ingest.metrics import IngestMetrics
 from ingest.settings import IngestSettings
 from ingest.writer import Fields, StoreFailed, StreamWriter

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from ingest.signature import sign
+from common.signing import sign
 from ops.simulate_config import (
     DEFAULT_CONCURRENCY,
     MAX_POSTS,

@@ -299,10 +299,9 @@ class Deliverer:
             age_ms=None if age_s is None else round(age_s * 1000),
         )
 
-    async def mark_dead(self, entry: Entry, reason: str) -> None:
+    async def mark_dead(self, entry: Entry) -> None:
         """After a batch was dead-lettered: its successors must not wait for it forever, and
         a replay of it (`lull dead replay`) is to be delivered, not skipped as a duplicate."""
-        del reason
         try:
             batch = decode_batch(entry.fields.get(b"batch"))
         except ValueError:

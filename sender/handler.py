@@ -18,8 +18,6 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import importlib
 import inspect
 import math
@@ -33,6 +31,7 @@ import aiohttp
 import orjson
 
 from common.env import ConfigError
+from common.signing import sign
 
 SIGNATURE_HEADER = "X-Lull-Signature-256"
 HANDLER_FORMS = "http(s)://host/path, python:package.module:function, echo or none"
@@ -99,11 +98,6 @@ def parse_handler_spec(value: str) -> str:
         if url is not None and url.scheme in ("http", "https") and url.hostname:
             return spec
     raise ValueError(f"{value!r}: expected {HANDLER_FORMS}")
-
-
-def sign_body(secret: str, body: bytes) -> str:
-    """The X-Lull-Signature-256 value: sha256=<hex HMAC-SHA256 of body with secret>."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 async def build_handler(
@@ -187,7 +181,7 @@ class HttpHandler:
             raise HandlerPermanent(f"batch is not JSON-serialisable: {exc}") from None
         headers = {"Content-Type": "application/json", "User-Agent": "lull"}
         if self._secret:
-            headers[SIGNATURE_HEADER] = sign_body(self._secret, body)
+            headers[SIGNATURE_HEADER] = sign(self._secret, body)
         try:
             async with self._session.post(
                 self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from ingest.signature import sign
+from common.signing import sign
 
 BODY_BYTES = 1024
 SECRET = "bench-app-secret"

@@ -28,10 +28,10 @@ from common.env import ConfigError
 from common.keys import Keys
 from common.redis_conn import connect
 from common.settings import CommonSettings
+from common.signing import sign
 from common.streams import text
 from ingest.app import create_app
 from ingest.settings import IngestSettings
-from ingest.signature import sign
 from processor.app import Processor
 from processor.settings import ProcessorSettings
 from sender.app import Sender

@@ -17,9 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.embedded_redis import EmbeddedRedis
 from common.keys import Keys
+from common.signing import sign
 from ingest.app import create_app
 from ingest.settings import IngestSettings
-from ingest.signature import sign
 from tests.hostile.bodies import text_body
 from tests.hostile.conftest import IngestClient
 from tests.poll import until

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.keys import Keys
+from common.signing import sign
 from ingest.settings import DEFAULT_MAX_BODY_BYTES
-from ingest.signature import sign
 from tests.hostile.bodies import (
     BAD_UTF8,
     HOSTILE_BODIES,

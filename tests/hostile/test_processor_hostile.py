@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from common.keys import Keys
-from ingest.signature import sign
+from common.signing import sign
 from processor.app import GROUP, Processor
 from tests.hostile.batches import check_seqs, read_batches
 from tests.hostile.bodies import (

@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestServer
 
 from common.embedded_redis import EmbeddedRedis, free_port
 from common.keys import Keys
+from common.signing import sign
 from ingest.service import main as ingest_main
-from ingest.signature import sign
 from processor.service import main as processor_main
 from sender.fake_graph import FAKE_GRAPH, create_fake_graph_app
 from sender.service import main as sender_main

@@ -14,13 +14,13 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from common import signing as signature
 from common.embedded_redis import free_port
 from common.env import ConfigError
 from common.keys import Keys
-from ingest import signature
+from common.signing import sign
 from ingest.app import create_app, metrics_app, serve_metrics_port
 from ingest.settings import IngestSettings
-from ingest.signature import sign
 from sender.settings import SenderSettings
 from tests.hostile.bodies import text_body
 

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from common.embedded_redis import EmbeddedRedis, free_port
 from common.keys import Keys
-from ingest.signature import sign
+from common.signing import sign
 from tests.conftest import FIXTURES
 from tests.ingest.conftest import SECRET, VERIFY_TOKEN, ClientFactory, scrape
 

@@ -40,7 +40,7 @@ BOT_STATE = web.AppKey("bot_state", BotState)
 
 
 def _signature_ok(secret: str, header: str | None, body: bytes) -> bool:
-    # Computed here, not with sender.handler.sign_body, so the test checks lull's signing.
+    # Computed here, not with common.signing.sign, so the test checks lull's signing.
     if not secret:
         return True
     expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

@@ -12,13 +12,13 @@ import orjson
 import pytest
 
 from common.env import ConfigError
+from common.signing import sign
 from sender.handler import (
     Handler,
     HandlerPermanent,
     HandlerRetry,
     build_handler,
     parse_handler_spec,
-    sign_body,
 )
 from tests.sender.fake_bot import FakeBot
 
@@ -74,7 +74,7 @@ async def test_http_posts_signed_batch_and_returns_replies(
 
     assert await handler(batch) == [{"text": "echo: hello"}]
     assert bot.received == [batch]
-    assert bot.state.signatures == [sign_body(SECRET, orjson.dumps(batch))]
+    assert bot.state.signatures == [sign(SECRET, orjson.dumps(batch))]
     assert (handler.name, handler.forward_only) == ("http", False)
 
 

@@ -269,7 +269,7 @@ async def test_a_batch_dead_lettered_before_its_predecessor_does_not_skip_it(
         if b'"seq":2' in fields[b"batch"]
     ]
     # Batch 2 was dead-lettered (say, claimed too often) while batch 1 was still pending.
-    await sender.deliverer.mark_dead(second, "max_deliveries exceeded (6)")
+    await sender.deliverer.mark_dead(second)
     assert await redis.hget(keys.delivered(0), "messenger:p1:u1") is None
     await sender.drain()
     assert sent_texts(graph) == [("u1", "batch 1"), ("u1", "batch 3")]

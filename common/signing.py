@@ -1,4 +1,6 @@
-"""Meta's X-Hub-Signature-256: HMAC-SHA256 of the raw body bytes with the app secret."""
+"""`sha256=<hex HMAC-SHA256 of the raw body>`: Meta's X-Hub-Signature-256 (with the app
+secret), which ingest checks, and lull's X-Lull-Signature-256 (with LULL_HANDLER_SECRET),
+which the sender puts on every bot call."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ PREFIX = "sha256="
 
 
 def sign(secret: str, body: bytes) -> str:
-    """The header value Meta would send for body (used by tests and lull simulate)."""
+    """The header value for body: what Meta sends (lull simulate, tests) and what lull
+    sends the bot."""
     return PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
