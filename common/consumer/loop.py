@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import defaultdict
 
 import structlog
@@ -219,6 +220,11 @@ class Consumer:
                 self._retries.defer(h.key, received_ms + failure_backoff_ms(self._config, 1))
             elif result:
                 self._retries.touched(h.key, received_ms)
+            elif math.isinf(h.due_ms):
+                # A Running entry no longer pending: its own work may have acked it (the
+                # sender's finish step does, atomically with its delivered mark). Its
+                # outcome decides when it lands; touching it again is pointless.
+                self._retries.defer(h.key, math.inf)
             else:
                 self._retries.forget(h.key)
                 self._log.info(

@@ -43,6 +43,10 @@ else
     redis.call('HSET', KEYS[6], ARGV[8], ARGV[2])
   end
 end
+-- The XACK is here, in the same atomic step as the delivered mark, although the consumer
+-- loop acks the entry again when the delivery's outcome comes back (a no-op then): a
+-- delivery still running at a stop finishes after the loop has left, and without this ack
+-- its entry would stay pending until another replica claimed it and found it delivered.
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[3])
 local keep = tonumber(ARGV[5])

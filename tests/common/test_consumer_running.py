@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 import redis.asyncio as aioredis
+import structlog
 from prometheus_client import CollectorRegistry
 
 from common.consumer import (
@@ -113,6 +114,36 @@ async def test_a_running_entry_is_kept_claimed_until_its_outcome_lands(
     assert handler.handled == [entry_id, entry_id]
     assert rival_handler.handled() == []
     assert await pending(redis, stream) == {}
+
+
+async def test_a_running_entry_its_own_work_acked_is_settled_not_taken_over(
+    redis: aioredis.Redis, config: ConsumerConfig
+) -> None:
+    # The sender's finish step acks its entry atomically with the delivered mark, before
+    # the delivery's outcome lands. A touch in between finds the entry no longer pending:
+    # that is not a takeover, and the outcome must still be settled when it lands.
+    stream = config.streams[0]
+    [entry_id] = await add(redis, stream, 1)
+    config = replace(config, claim_idle_ms=200, claim_interval_ms=10)
+    handler = Background({entry_id})
+    registry = CollectorRegistry()
+    consumer = Consumer(redis, config, handler, registry)
+
+    async def finish_then_land() -> None:
+        await handler.running.wait()
+        await redis.xack(stream, config.group, entry_id)
+        # The rest of the work after its finish step (logs, metrics): several touches long.
+        await asyncio.sleep(0.5)
+        handler.futures[entry_id].set_result(None)
+
+    driver = asyncio.create_task(finish_then_land())
+    with structlog.testing.capture_logs() as logs:
+        await asyncio.wait_for(consumer.run_until_idle(), WAIT_S)
+    await asyncio.wait_for(driver, WAIT_S)
+
+    assert [e for e in logs if e["event"] == "held entry taken over or deleted"] == []
+    assert sample(registry, "lull_consumer_entries_total", outcome="acked") == 1
+    assert consumer.held == 0
 
 
 async def test_a_running_entry_that_raises_or_is_permanent_is_decided_alone(
