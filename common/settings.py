@@ -95,6 +95,8 @@ class CommonSettings:
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# What `lull dev` signs with and `lull simulate` signs with when LULL_APP_SECRET is unset.
+DEV_APP_SECRET = "lull-dev-app-secret"  # noqa: S105  (a published dev default, never production)
 
 
 @dataclass(frozen=True)

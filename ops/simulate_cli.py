@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from common.dev import DEV_APP_SECRET
+from common.settings import DEV_APP_SECRET
 from ops.simulate import (
     DEFAULT_CONCURRENCY,
     PostRecord,

@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
-from common.embedded_redis import free_port
+from dev.embedded_redis import free_port
 from tests.poll import until
 
 TIMEOUT = aiohttp.ClientTimeout(total=2)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from common.embedded_redis import EmbeddedRedis, free_port, port_answers
 from common.keys import Keys
+from dev.embedded_redis import EmbeddedRedis, free_port, port_answers
 from tests.processor.test_processor import ingest, messenger_body
 from tests.processor.windowing import batches, redis_now_ms
 

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.client import Pipeline
 
-from common.embedded_redis import free_port
 from common.keys import Keys
+from dev.embedded_redis import free_port
 from tests.bench.bench_support import latency_result, messenger_body, paced
 from tests.bench.config import BenchConfig
 from tests.bench.machine import sample, shares

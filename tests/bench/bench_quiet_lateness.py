@@ -22,8 +22,8 @@ from typing import Any, cast
 import orjson
 from redis import Redis
 
-from common.embedded_redis import free_port
 from common.keys import Keys
+from dev.embedded_redis import free_port
 from tests.bench.bench_support import PAGE_ID, latency_result, messenger_body, redis_now_ms
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError, pinned, python_module, serving

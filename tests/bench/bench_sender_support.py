@@ -14,8 +14,8 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from common.embedded_redis import free_port
 from common.keys import Keys
+from dev.embedded_redis import free_port
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError, pinned, python_module, serving
 

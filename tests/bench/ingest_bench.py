@@ -21,8 +21,8 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from common.embedded_redis import EmbeddedRedis, free_port
 from common.keys import Keys
+from dev.embedded_redis import EmbeddedRedis, free_port
 from tests.bench.config import BenchConfig
 from tests.bench.machine import BUSY_WARNING, describe_load, sample, shares
 from tests.bench.payload import SECRET, VERIFY_TOKEN

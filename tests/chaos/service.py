@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.embedded_redis import port_answers, stop_process
+from dev.embedded_redis import port_answers, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 10.0

@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio.cluster import RedisCluster
 
-from common.embedded_redis import RedisNotFound
-from common.redis_cluster_embedded import ClusterUnavailable, EmbeddedCluster
 from common.redis_conn import connect
-from sender.fake_graph import create_fake_graph_app
+from dev.embedded_redis import RedisNotFound
+from dev.fake_graph import create_fake_graph_app
+from dev.redis_cluster import ClusterUnavailable, EmbeddedCluster
 from tests.sender.conftest import TOKENS
 
 SHARDS = 4

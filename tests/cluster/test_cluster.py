@@ -23,19 +23,19 @@ from redis.crc import key_slot
 from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
 from common.consumer.config import check_client
 from common.consumer.read import read_sets
-from common.embedded_redis import free_port
 from common.env import ConfigError
 from common.keys import Keys
 from common.redis_conn import connect
 from common.settings import CommonSettings
 from common.signing import sign
 from common.streams import text
+from dev.embedded_redis import free_port
+from dev.fake_graph import FAKE_GRAPH
 from ingest.app import create_app
 from ingest.settings import IngestSettings
 from processor.app import Processor
 from processor.settings import ProcessorSettings
 from sender.app import Sender
-from sender.fake_graph import FAKE_GRAPH
 from sender.settings import SenderSettings
 from tests.cluster.conftest import SHARDS
 from tests.ingest.conftest import SECRET, VERIFY_TOKEN

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
-from common.embedded_redis import EmbeddedRedis, free_port
 from common.redis_conn import connect
+from dev.embedded_redis import EmbeddedRedis, free_port
 
 GROUP = "g"
 

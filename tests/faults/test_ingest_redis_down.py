@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.embedded_redis import EmbeddedRedis
 from common.keys import Keys
 from common.signing import sign
+from dev.embedded_redis import EmbeddedRedis
 from ingest.app import create_app
 from ingest.settings import IngestSettings
 from tests.hostile.bodies import text_body

@@ -18,8 +18,8 @@ import redis.asyncio as aioredis
 
 from common.consumer import Decided, Entry, RetryLater
 from common.streams import ensure_group, text
+from dev.fake_graph import FakeGraph
 from sender.app import Sender
-from sender.fake_graph import FakeGraph
 from tests.sender import conftest as sender_fixtures
 from tests.sender.conftest import MakeSender, emit, sent_texts
 

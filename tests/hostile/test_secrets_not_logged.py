@@ -19,12 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from common.embedded_redis import EmbeddedRedis, free_port
 from common.keys import Keys
 from common.signing import sign
+from dev.embedded_redis import EmbeddedRedis, free_port
+from dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
 from ingest.service import main as ingest_main
 from processor.service import main as processor_main
-from sender.fake_graph import FAKE_GRAPH, create_fake_graph_app
 from sender.service import main as sender_main
 from tests.hostile.bodies import text_body
 from tests.sender.conftest import emit

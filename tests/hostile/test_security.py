@@ -15,10 +15,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from common import signing as signature
-from common.embedded_redis import free_port
 from common.env import ConfigError
 from common.keys import Keys
 from common.signing import sign
+from dev.embedded_redis import free_port
 from ingest.app import create_app, metrics_app, serve_metrics_port
 from ingest.settings import IngestSettings
 from sender.settings import SenderSettings

@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from common.cli import main
-from common.embedded_redis import free_port
 from common.keys import Keys
+from dev.embedded_redis import free_port
 from ingest.app import create_app
 from ingest.settings import IngestSettings
 from ops.simulate import SimulateConfig, SimulateError, Summary, is_loopback, simulate

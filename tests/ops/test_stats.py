@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.cli import main
-from common.embedded_redis import free_port
 from common.keys import Keys
 from common.streams import ensure_group
+from dev.embedded_redis import free_port
 from ops.simulate_payloads import SimMessage, build_body
 from ops.stats import collect, redis_now_ms
 from processor.app import GROUP as PROCESSOR_GROUP

@@ -13,9 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
-from common.embedded_redis import EmbeddedRedis
 from common.keys import Keys
 from common.redis_conn import connect
+from dev.embedded_redis import EmbeddedRedis
 from processor.app import Processor
 from processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES

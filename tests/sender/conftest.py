@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from common.keys import Keys
+from dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
 from sender.app import Sender
-from sender.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
 from sender.settings import SenderSettings
 
 TOKENS = {"p1": "page-token", "wa1": "wa-token"}

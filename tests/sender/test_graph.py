@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from sender.fake_graph import create_fake_graph_app
+from dev.fake_graph import create_fake_graph_app
 from sender.graph import (
     GraphClient,
     GraphError,

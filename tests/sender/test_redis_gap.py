@@ -9,7 +9,7 @@ import time
 import redis.asyncio as aioredis
 
 from common.keys import Keys
-from sender.fake_graph import FakeGraph
+from dev.fake_graph import FakeGraph
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
 

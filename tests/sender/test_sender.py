@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
 from common.consumer import Entry
-from sender.fake_graph import FakeGraph, ScriptedError
+from dev.fake_graph import FakeGraph, ScriptedError
 from tests.sender.conftest import MakeSender, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
 

@@ -14,13 +14,12 @@ import signal
 import sys
 from pathlib import Path
 
-from common.embedded_redis import EmbeddedRedis, port_answers
 from common.loop import new_event_loop
 from common.redis_conn import describe
-from common.settings import DEFAULT_REDIS_URL
+from common.settings import DEFAULT_REDIS_URL, DEV_APP_SECRET
+from dev.embedded_redis import EmbeddedRedis, port_answers
 
 DEV_VERIFY_TOKEN = "lull-dev-verify-token"  # noqa: S105  (a published dev default)
-DEV_APP_SECRET = "lull-dev-app-secret"  # noqa: S105  (a published dev default, never production)
 SERVICES = ("ingest", "processor", "sender", "fake-graph")
 DEV_FAKE_GRAPH_PORT = "8090"
 DEV_GRAPH_TOKEN = "lull-dev-graph-token"  # noqa: S105  (accepted by the fake Graph API only)
