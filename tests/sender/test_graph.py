@@ -237,9 +237,16 @@ def meta_error(code: int, subcode: int | None = None, message: str = "boom") -> 
 @pytest.mark.parametrize(
     ("code", "kind"),
     [
-        *[(code, "throttle") for code in (4, 17, 32, 613, 80007, 130429, 131056)],
-        *[(code, "temporary") for code in (1, 2, 1200, 131057)],
-        *[(code, "permanent") for code in (100, 190, 551, 10, 131047, 131026, 368)],
+        *[
+            (code, "throttle")
+            for code in (4, 17, 32, 613, 80001, 80002, 80006, 80007, 130429, 131048, 131056)
+        ],
+        *[(code, "temporary") for code in (1, 2, 1200, 131000, 131016, 131057, 133004)],
+        *[
+            (code, "permanent")
+            for code in (0, 3, 10, 100, 190, 200, 230, 299, 368, 551, 131026, 131047, 131049)
+        ],
+        (131051, "permanent"),
     ],
 )
 def test_codes_decide_the_kind_whatever_the_status(code: int, kind: str) -> None:
@@ -404,7 +411,7 @@ async def test_scripted_throttle_carries_retry_after(fake: Fake) -> None:
 
 @pytest.mark.parametrize(
     ("status", "code", "kind"),
-    [(500, 2, "temporary"), (503, 0, "temporary"), (400, 100, "permanent")],
+    [(500, 2, "temporary"), (503, 99999, "temporary"), (400, 100, "permanent")],
 )
 async def test_scripted_errors_are_sorted(fake: Fake, status: int, code: int, kind: str) -> None:
     await fake.script([{"status": status, "code": code, "message": "scripted"}])
