@@ -5,9 +5,10 @@ WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
 `messages[0].id`). Control endpoints for tests and local runs:
 - `GET /_sent`: every accepted request, `{account_id, payload, message_id, at_ms}`;
 - `DELETE /_sent`: forget them;
-- `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "count",
-  "headers"}], "latency_ms"}`; the next requests answer those errors in order, and
-  every request waits latency_ms first. A new script replaces the previous one.
+- `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "details",
+  "count", "headers"}], "latency_ms"}`; the next requests answer those errors in order
+  (`details` becomes WhatsApp's `error_data.details`), and every request waits latency_ms
+  first. A new script replaces the previous one.
   Scripted errors apply after the token check, so a bad token never uses one up.
 """
 
@@ -46,6 +47,8 @@ class ScriptedError:
     message: str
     subcode: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    details: str | None = None
+    """WhatsApp's explanation, sent as `error_data.details` as the Cloud API does."""
 
 
 class FakeGraph:
@@ -140,7 +143,12 @@ async def send_message(request: web.Request) -> web.Response:
     if graph.errors:
         scripted = graph.errors.popleft()
         return _error(
-            scripted.status, scripted.code, scripted.message, scripted.subcode, scripted.headers
+            scripted.status,
+            scripted.code,
+            scripted.message,
+            scripted.subcode,
+            scripted.headers,
+            details=scripted.details,
         )
     try:
         payload = orjson.loads(await request.read())
@@ -212,6 +220,7 @@ def parse_script(body: object) -> tuple[list[ScriptedError], int]:
         status, code = spec.get("status"), spec.get("code")
         subcode, count = spec.get("subcode"), spec.get("count", 1)
         message, headers = spec.get("message", "scripted error"), spec.get("headers", {})
+        details = spec.get("details")
         if not _is_int(status) or not 400 <= status <= 599:
             raise ValueError(f"{where}.status must be an integer from 400 to 599")
         if not _is_int(code):
@@ -226,7 +235,10 @@ def parse_script(body: object) -> tuple[list[ScriptedError], int]:
             isinstance(value, str) for value in headers.values()
         ):
             raise ValueError(f"{where}.headers must be an object of strings")
-        errors.extend([ScriptedError(status, code, message, subcode, dict(headers))] * count)
+        if details is not None and not isinstance(details, str):
+            raise ValueError(f"{where}.details must be a string")
+        scripted = ScriptedError(status, code, message, subcode, dict(headers), details)
+        errors.extend([scripted] * count)
     return errors, latency_ms
 
 
@@ -357,8 +369,12 @@ def _error(
     message: str,
     subcode: int | None = None,
     headers: Mapping[str, str] | None = None,
+    *,
+    details: str | None = None,
 ) -> web.Response:
     error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
     if subcode is not None:
         error["error_subcode"] = subcode
     error["fbtrace_id"] = "FAKE"

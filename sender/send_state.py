@@ -32,6 +32,8 @@ class SendState:
     requests: list[GraphRequest] | None = None
     sent: int = 0
     attempts: int = 0
+    throttles: int = 0
+    """Consecutive times Meta throttled this batch's sends; they grow its wait, not attempts."""
     admitted: bool = False
     """The per-user rate limit already let this batch through."""
 
@@ -48,6 +50,7 @@ class SendState:
             requests=requests,
             sent=int(raw.get(b"sent", 0)),
             attempts=int(raw.get(b"attempts", 0)),
+            throttles=int(raw.get(b"throttles", 0)),
             admitted=raw.get(b"admitted") == b"1",
         )
 
@@ -56,6 +59,7 @@ class SendState:
         fields: dict[FieldT, EncodableT] = {
             "sent": self.sent,
             "attempts": self.attempts,
+            "throttles": self.throttles,
             "admitted": 1 if self.admitted else 0,
         }
         if self.requests is not None:
