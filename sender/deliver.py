@@ -174,8 +174,8 @@ class Deliverer:
         return None
 
     def _requests(self, batch: dict[str, Any], replies: list[Reply]) -> list[GraphRequest]:
-        version = self.settings.graph_version
-        return [request for reply in replies for request in build_requests(batch, reply, version)]
+        version, routes = self.settings.graph_version, self.settings.graph_routes
+        return [r for reply in replies for r in build_requests(batch, reply, version, routes)]
 
     async def _send(self, job: _Job) -> Decided:
         """Send the replies not yet accepted, in order, each within the account's limit, and

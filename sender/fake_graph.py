@@ -10,6 +10,10 @@ WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
   (`details` becomes WhatsApp's `error_data.details`), and every request waits latency_ms
   first. A new script replaces the previous one.
   Scripted errors apply after the token check, so a bad token never uses one up.
+
+`me` in the path is the account whose token the request carries, as on the Graph API. An
+Instagram fake (`create_fake_graph_app(instagram=True)`, a stand-in for graph.instagram.com
+or for the host of a deployment's Instagram sends) also holds text to Instagram's limit.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ from aiohttp import web
 from common.loop import new_event_loop
 
 MESSENGER_TEXT_LIMIT: Final = 2000
+# "Message text must be UTF-8 and be a 1000 bytes or less" (Instagram Messaging, Send a Message).
+INSTAGRAM_TEXT_LIMIT_BYTES: Final = 1000
+# The Graph API's node for whoever the request's token belongs to.
+ME: Final = "me"
 WHATSAPP_TEXT_LIMIT: Final = 4096
 MESSAGING_TYPES: Final = frozenset({"RESPONSE", "UPDATE", "MESSAGE_TAG"})
 MESSENGER_ATTACHMENTS: Final = frozenset({"image", "audio", "video", "file", "template"})
@@ -54,18 +62,25 @@ class ScriptedError:
 class FakeGraph:
     """The fake's state: accepted requests, pending scripted errors, simulated latency."""
 
-    def __init__(self, tokens: Mapping[str, str] | None) -> None:
+    def __init__(self, tokens: Mapping[str, str] | None, *, instagram: bool = False) -> None:
         self.tokens = None if tokens is None else dict(tokens)
+        self.instagram = instagram
         self.sent: list[dict[str, Any]] = []
         self.errors: deque[ScriptedError] = deque()
         self.latency_ms = 0
         self._last_id = 0
 
-    def authorized(self, account_id: str, token: str | None) -> bool:
-        """Any token when the fake was given none, else exactly the account's token."""
+    def sender_of(self, node: str, token: str | None) -> str | None:
+        """The account a request sends as, None when its token may not. Any token passes when
+        the fake was given none, else exactly the account's token; `me` is whoever the token
+        belongs to, as on the Graph API."""
         if not token:
-            return False
-        return self.tokens is None or self.tokens.get(account_id) == token
+            return None
+        if self.tokens is None:
+            return node
+        if node == ME:
+            return next((account for account, known in self.tokens.items() if known == token), None)
+        return node if self.tokens.get(node) == token else None
 
     def script(self, errors: list[ScriptedError], latency_ms: int) -> None:
         """Replace the pending errors and the latency."""
@@ -90,10 +105,12 @@ class FakeGraph:
 FAKE_GRAPH = web.AppKey("fake_graph", FakeGraph)
 
 
-def create_fake_graph_app(tokens: Mapping[str, str] | None = None) -> web.Application:
+def create_fake_graph_app(
+    tokens: Mapping[str, str] | None = None, *, instagram: bool = False
+) -> web.Application:
     """The fake's app; tokens maps account id to token, None accepts any bearer token."""
     app = web.Application()
-    app[FAKE_GRAPH] = FakeGraph(tokens)
+    app[FAKE_GRAPH] = FakeGraph(tokens, instagram=instagram)
     app.router.add_post("/{version:v[0-9.]+}/{account_id}/messages", send_message)
     app.router.add_get("/_sent", list_sent)
     app.router.add_delete("/_sent", clear_sent)
@@ -137,8 +154,8 @@ async def send_message(request: web.Request) -> web.Response:
     if graph.latency_ms:
         # The fake stands in for a network round trip; tests use this to hit client timeouts.
         await asyncio.sleep(graph.latency_ms / 1000)
-    account_id = request.match_info["account_id"]
-    if not graph.authorized(account_id, _token(request)):
+    account_id = graph.sender_of(request.match_info["account_id"], _token(request))
+    if account_id is None:
         return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
     if graph.errors:
         scripted = graph.errors.popleft()
@@ -157,7 +174,11 @@ async def send_message(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         return _error(400, 100, "(#100) The request body must be a JSON object")
     whatsapp = "messaging_product" in payload
-    problem = whatsapp_problem(payload) if whatsapp else messenger_problem(payload)
+    problem = (
+        whatsapp_problem(payload)
+        if whatsapp
+        else messenger_problem(payload, instagram=graph.instagram)
+    )
     if problem is not None:
         return _error(400, 100, f"(#100) {problem}")
     if whatsapp:
@@ -242,7 +263,7 @@ def parse_script(body: object) -> tuple[list[ScriptedError], int]:
     return errors, latency_ms
 
 
-def messenger_problem(payload: Mapping[str, Any]) -> str | None:
+def messenger_problem(payload: Mapping[str, Any], *, instagram: bool = False) -> str | None:
     """What is wrong with a Messenger/Instagram Send API body, None when nothing."""
     recipient = payload.get("recipient")
     if not isinstance(recipient, dict) or not _text(recipient.get("id")):
@@ -260,6 +281,8 @@ def messenger_problem(payload: Mapping[str, Any]) -> str | None:
             return "param message[text] must be a non-empty string"
         if len(text) > MESSENGER_TEXT_LIMIT:
             return f"Length of param message[text] must be <= {MESSENGER_TEXT_LIMIT}"
+        if instagram and len(text.encode("utf-8")) > INSTAGRAM_TEXT_LIMIT_BYTES:
+            return f"param message[text] must be {INSTAGRAM_TEXT_LIMIT_BYTES} bytes or less"
     else:
         problem = _messenger_attachment_problem(attachment)
         if problem is not None:

@@ -43,7 +43,7 @@ class SendState:
         requests = None
         if b"requests" in raw:
             requests = [
-                GraphRequest(r["account_id"], r["path"], r["payload"])
+                GraphRequest(r["account_id"], r["path"], r["payload"], r.get("platform", ""))
                 for r in orjson.loads(raw[b"requests"])
             ]
         return cls(
@@ -64,7 +64,8 @@ class SendState:
         }
         if self.requests is not None:
             fields["requests"] = orjson.dumps(
-                [{"account_id": r.account_id, "path": r.path, "payload": r.payload}
+                [{"account_id": r.account_id, "path": r.path, "payload": r.payload,
+                  "platform": r.platform}
                  for r in self.requests]
             )  # fmt: skip
         return fields
