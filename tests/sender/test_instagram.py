@@ -18,6 +18,8 @@ from aiohttp.test_utils import TestServer
 
 from common.env import ConfigError
 from sender.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from sender.graph import GraphRequest, GraphRoutes
+from sender.send_state import SendState
 from sender.settings import SenderSettings
 from tests.sender.conftest import TOKENS, MakeSender, emit, sent_texts
 
@@ -150,3 +152,24 @@ def test_bad_graph_hosts_are_refused_with_a_reason(
         SenderSettings.from_env({"LULL_HANDLER": "echo", **env})
     assert caught.value.name == name
     assert says in str(caught.value)
+
+
+def test_progress_saved_before_hosts_per_platform_still_decodes() -> None:
+    # A batch half sent by lull 0.1 (no platform in its requests, no throttle count) resumes:
+    # its requests go to LULL_GRAPH_API_BASE, as they would have then.
+    path = f"/v23.0/{IG_ACCOUNT}/messages"
+    request = {"account_id": IG_ACCOUNT, "path": path, "payload": {}}
+    old = {b"requests": orjson.dumps([request]), b"sent": b"0", b"attempts": b"2"}
+    state = SendState.decode(old)
+    assert state.requests == [GraphRequest(IG_ACCOUNT, path, {})]
+    assert (state.attempts, state.throttles) == (2, 0)
+    routes = GraphRoutes({"instagram": "https://graph.instagram.com"}, FAKE)
+    assert routes.route(state.requests[0].platform, IG_ACCOUNT).base_url == FAKE
+    # And what is saved now comes back as it was saved.
+    state.throttles = 3
+    saved = {str(k).encode(): _bytes(v) for k, v in state.encode().items()}
+    assert SendState.decode(saved) == state
+
+
+def _bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
