@@ -33,7 +33,8 @@ from aiohttp import web
 from common.loop import new_event_loop
 
 MESSENGER_TEXT_LIMIT: Final = 2000
-# "Message text must be UTF-8 and be a 1000 bytes or less" (Instagram Messaging, Send a Message).
+# Instagram Messaging, Send a Message: "Message text must be UTF-8 and be a 1000 bytes or
+# less", and "Text message must be less than 1000 characters".
 INSTAGRAM_TEXT_LIMIT_BYTES: Final = 1000
 # The Graph API's node for whoever the request's token belongs to.
 ME: Final = "me"
@@ -283,6 +284,8 @@ def messenger_problem(payload: Mapping[str, Any], *, instagram: bool = False) ->
             return f"Length of param message[text] must be <= {MESSENGER_TEXT_LIMIT}"
         if instagram and len(text.encode("utf-8")) > INSTAGRAM_TEXT_LIMIT_BYTES:
             return f"param message[text] must be {INSTAGRAM_TEXT_LIMIT_BYTES} bytes or less"
+        if instagram and len(text) >= INSTAGRAM_TEXT_LIMIT_BYTES:
+            return f"param message[text] must be less than {INSTAGRAM_TEXT_LIMIT_BYTES} characters"
     else:
         problem = _messenger_attachment_problem(attachment)
         if problem is not None:

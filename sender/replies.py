@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 # Longest text one Send API message may carry, per platform, in the unit Meta counts (below).
 TEXT_LIMITS: Final[Mapping[str, int]] = MappingProxyType(
-    {"messenger": 2000, "instagram": 1000, "whatsapp": 4096}
+    {"messenger": 2000, "instagram": 999, "whatsapp": 4096}
 )
 
 
@@ -27,7 +27,8 @@ def utf8_size(text: str) -> int:
 
 # Instagram counts bytes: "Message text must be UTF-8 and be a 1000 bytes or less" (Instagram
 # Messaging, Send a Message, developers.facebook.com/docs/messenger-platform/instagram/
-# features/send-message). Messenger and WhatsApp count characters.
+# features/send-message); the same page's limitations say "less than 1000 characters", so
+# 999 bytes keeps both. Messenger and WhatsApp count characters.
 TEXT_SIZES: Final[Mapping[str, Callable[[str], int]]] = MappingProxyType({"instagram": utf8_size})
 # Messenger and Instagram accept at most 13 quick replies on one message.
 MAX_QUICK_REPLIES: Final = 13

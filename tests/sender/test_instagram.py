@@ -4,7 +4,8 @@ Graph API standing in for the Instagram host.
 Meta's pages: Instagram API with Facebook Login sends `POST graph.facebook.com/{version}/
 {page-id}/messages` (example: `/me/messages`) with the linked Page's token; Instagram API with
 Instagram Login sends `POST graph.instagram.com/{version}/{ig-id}/messages` with an Instagram
-User token. "Message text must be UTF-8 and be a 1000 bytes or less."
+User token. "Message text must be UTF-8 and be a 1000 bytes or less", "less than 1000
+characters".
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from common.env import ConfigError
-from sender.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from sender.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app, messenger_problem
 from sender.graph import GraphRequest, GraphRoutes
 from sender.send_state import SendState
 from sender.settings import SenderSettings
@@ -65,7 +66,7 @@ async def test_instagram_login_sends_to_the_instagram_host_as_the_instagram_acco
     assert {sent["account_id"] for sent in instagram.sent} == {IG_ACCOUNT}
     chunks = [text for _user, text in sent_texts(instagram)]
     assert len(chunks) == 3
-    assert all(len(chunk.encode()) <= 1000 for chunk in chunks)
+    assert all(len(chunk.encode()) <= 999 for chunk in chunks)
     assert " ".join(chunks) == CAFE
     # Messenger still goes to LULL_GRAPH_API_BASE, in one message of 1999 characters.
     assert sent_texts(graph) == [("psid-1", CAFE)]
@@ -173,3 +174,23 @@ def test_progress_saved_before_hosts_per_platform_still_decodes() -> None:
 
 def _bytes(value: object) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("x" * 999, None),
+        ("x" * 1000, "less than 1000 characters"),
+        ("é" * 500, None),
+        ("é" * 501, "1000 bytes or less"),
+    ],
+)
+def test_the_instagram_fake_holds_text_to_instagrams_limit(text: str, refused: str | None) -> None:
+    body = {"recipient": {"id": "igsid-1"}, "messaging_type": "RESPONSE", "message": {"text": text}}
+    problem = messenger_problem(body, instagram=True)
+    if refused is None:
+        assert problem is None
+    else:
+        assert problem is not None and refused in problem
+    # Messenger's limit is 2000 characters.
+    assert messenger_problem(body) is None

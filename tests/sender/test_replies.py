@@ -116,13 +116,15 @@ def test_platform_limits() -> None:
 
 
 def test_instagram_counts_utf8_bytes() -> None:
-    # Meta: "Message text must be UTF-8 and be a 1000 bytes or less".
-    assert (TEXT_LIMITS["instagram"], TEXT_SIZES["instagram"]) == (1000, utf8_size)
+    # Meta: "Message text must be UTF-8 and be a 1000 bytes or less", and "less than 1000
+    # characters": 999 bytes keeps both.
+    assert (TEXT_LIMITS["instagram"], TEXT_SIZES["instagram"]) == (999, utf8_size)
     text = " ".join(["café"] * 400)  # 1999 characters, 2399 bytes
-    chunks = split_text(text, 1000, utf8_size)
-    assert [utf8_size(chunk) <= 1000 for chunk in chunks] == [True] * 3
+    chunks = split_text(text, 999, utf8_size)
+    assert [utf8_size(chunk) <= 999 for chunk in chunks] == [True] * 3
     assert " ".join(chunks) == text
-    assert split_text("😀" * 300, 1000, utf8_size) == ["😀" * 250, "😀" * 50]
+    assert split_text("😀" * 300, 999, utf8_size) == ["😀" * 249, "😀" * 51]
+    assert split_text("x" * 1000, 999, utf8_size) == ["x" * 999, "x"]
 
 
 def test_limit_must_be_positive() -> None:
