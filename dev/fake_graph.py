@@ -5,10 +5,15 @@ WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
 `messages[0].id`). Control endpoints for tests and local runs:
 - `GET /_sent`: every accepted request, `{account_id, payload, message_id, at_ms}`;
 - `DELETE /_sent`: forget them;
-- `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "count",
-  "headers"}], "latency_ms"}`; the next requests answer those errors in order, and
-  every request waits latency_ms first. A new script replaces the previous one.
+- `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "details",
+  "count", "headers"}], "latency_ms"}`; the next requests answer those errors in order
+  (`details` becomes WhatsApp's `error_data.details`), and every request waits latency_ms
+  first. A new script replaces the previous one.
   Scripted errors apply after the token check, so a bad token never uses one up.
+
+`me` in the path is the account whose token the request carries, as on the Graph API. An
+Instagram fake (`create_fake_graph_app(instagram=True)`, a stand-in for graph.instagram.com
+or for the host of a deployment's Instagram sends) also holds text to Instagram's limit.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ from aiohttp import web
 from common.loop import new_event_loop
 
 MESSENGER_TEXT_LIMIT: Final = 2000
+# Instagram Messaging, Send a Message: "Message text must be UTF-8 and be a 1000 bytes or
+# less", and "Text message must be less than 1000 characters".
+INSTAGRAM_TEXT_LIMIT_BYTES: Final = 1000
+# The Graph API's node for whoever the request's token belongs to.
+ME: Final = "me"
 WHATSAPP_TEXT_LIMIT: Final = 4096
 MESSAGING_TYPES: Final = frozenset({"RESPONSE", "UPDATE", "MESSAGE_TAG"})
 MESSENGER_ATTACHMENTS: Final = frozenset({"image", "audio", "video", "file", "template"})
@@ -46,23 +56,32 @@ class ScriptedError:
     message: str
     subcode: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    details: str | None = None
+    """WhatsApp's explanation, sent as `error_data.details` as the Cloud API does."""
 
 
 class FakeGraph:
     """The fake's state: accepted requests, pending scripted errors, simulated latency."""
 
-    def __init__(self, tokens: Mapping[str, str] | None) -> None:
+    def __init__(self, tokens: Mapping[str, str] | None, *, instagram: bool = False) -> None:
         self.tokens = None if tokens is None else dict(tokens)
+        self.instagram = instagram
         self.sent: list[dict[str, Any]] = []
         self.errors: deque[ScriptedError] = deque()
         self.latency_ms = 0
         self._last_id = 0
 
-    def authorized(self, account_id: str, token: str | None) -> bool:
-        """Any token when the fake was given none, else exactly the account's token."""
+    def sender_of(self, node: str, token: str | None) -> str | None:
+        """The account a request sends as, None when its token may not. Any token passes when
+        the fake was given none, else exactly the account's token; `me` is whoever the token
+        belongs to, as on the Graph API."""
         if not token:
-            return False
-        return self.tokens is None or self.tokens.get(account_id) == token
+            return None
+        if self.tokens is None:
+            return node
+        if node == ME:
+            return next((account for account, known in self.tokens.items() if known == token), None)
+        return node if self.tokens.get(node) == token else None
 
     def script(self, errors: list[ScriptedError], latency_ms: int) -> None:
         """Replace the pending errors and the latency."""
@@ -87,10 +106,12 @@ class FakeGraph:
 FAKE_GRAPH = web.AppKey("fake_graph", FakeGraph)
 
 
-def create_fake_graph_app(tokens: Mapping[str, str] | None = None) -> web.Application:
+def create_fake_graph_app(
+    tokens: Mapping[str, str] | None = None, *, instagram: bool = False
+) -> web.Application:
     """The fake's app; tokens maps account id to token, None accepts any bearer token."""
     app = web.Application()
-    app[FAKE_GRAPH] = FakeGraph(tokens)
+    app[FAKE_GRAPH] = FakeGraph(tokens, instagram=instagram)
     app.router.add_post("/{version:v[0-9.]+}/{account_id}/messages", send_message)
     app.router.add_get("/_sent", list_sent)
     app.router.add_delete("/_sent", clear_sent)
@@ -134,13 +155,18 @@ async def send_message(request: web.Request) -> web.Response:
     if graph.latency_ms:
         # The fake stands in for a network round trip; tests use this to hit client timeouts.
         await asyncio.sleep(graph.latency_ms / 1000)
-    account_id = request.match_info["account_id"]
-    if not graph.authorized(account_id, _token(request)):
+    account_id = graph.sender_of(request.match_info["account_id"], _token(request))
+    if account_id is None:
         return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
     if graph.errors:
         scripted = graph.errors.popleft()
         return _error(
-            scripted.status, scripted.code, scripted.message, scripted.subcode, scripted.headers
+            scripted.status,
+            scripted.code,
+            scripted.message,
+            scripted.subcode,
+            scripted.headers,
+            details=scripted.details,
         )
     try:
         payload = orjson.loads(await request.read())
@@ -149,7 +175,11 @@ async def send_message(request: web.Request) -> web.Response:
     if not isinstance(payload, dict):
         return _error(400, 100, "(#100) The request body must be a JSON object")
     whatsapp = "messaging_product" in payload
-    problem = whatsapp_problem(payload) if whatsapp else messenger_problem(payload)
+    problem = (
+        whatsapp_problem(payload)
+        if whatsapp
+        else messenger_problem(payload, instagram=graph.instagram)
+    )
     if problem is not None:
         return _error(400, 100, f"(#100) {problem}")
     if whatsapp:
@@ -212,6 +242,7 @@ def parse_script(body: object) -> tuple[list[ScriptedError], int]:
         status, code = spec.get("status"), spec.get("code")
         subcode, count = spec.get("subcode"), spec.get("count", 1)
         message, headers = spec.get("message", "scripted error"), spec.get("headers", {})
+        details = spec.get("details")
         if not _is_int(status) or not 400 <= status <= 599:
             raise ValueError(f"{where}.status must be an integer from 400 to 599")
         if not _is_int(code):
@@ -226,11 +257,14 @@ def parse_script(body: object) -> tuple[list[ScriptedError], int]:
             isinstance(value, str) for value in headers.values()
         ):
             raise ValueError(f"{where}.headers must be an object of strings")
-        errors.extend([ScriptedError(status, code, message, subcode, dict(headers))] * count)
+        if details is not None and not isinstance(details, str):
+            raise ValueError(f"{where}.details must be a string")
+        scripted = ScriptedError(status, code, message, subcode, dict(headers), details)
+        errors.extend([scripted] * count)
     return errors, latency_ms
 
 
-def messenger_problem(payload: Mapping[str, Any]) -> str | None:
+def messenger_problem(payload: Mapping[str, Any], *, instagram: bool = False) -> str | None:
     """What is wrong with a Messenger/Instagram Send API body, None when nothing."""
     recipient = payload.get("recipient")
     if not isinstance(recipient, dict) or not _text(recipient.get("id")):
@@ -248,6 +282,10 @@ def messenger_problem(payload: Mapping[str, Any]) -> str | None:
             return "param message[text] must be a non-empty string"
         if len(text) > MESSENGER_TEXT_LIMIT:
             return f"Length of param message[text] must be <= {MESSENGER_TEXT_LIMIT}"
+        if instagram and len(text.encode("utf-8")) > INSTAGRAM_TEXT_LIMIT_BYTES:
+            return f"param message[text] must be {INSTAGRAM_TEXT_LIMIT_BYTES} bytes or less"
+        if instagram and len(text) >= INSTAGRAM_TEXT_LIMIT_BYTES:
+            return f"param message[text] must be less than {INSTAGRAM_TEXT_LIMIT_BYTES} characters"
     else:
         problem = _messenger_attachment_problem(attachment)
         if problem is not None:
@@ -357,8 +395,12 @@ def _error(
     message: str,
     subcode: int | None = None,
     headers: Mapping[str, str] | None = None,
+    *,
+    details: str | None = None,
 ) -> web.Response:
     error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
     if subcode is not None:
         error["error_subcode"] = subcode
     error["fbtrace_id"] = "FAKE"

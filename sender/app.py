@@ -44,7 +44,7 @@ class Sender:
         self.store = SendStore(client, self.keys, GROUP, consumer)
         self.limiter = RateLimiter(client)
         graph = GraphClient(
-            session, settings.graph_base, settings.access_tokens, settings.graph_timeout_ms / 1000
+            session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
         )
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, handler, graph, self.metrics

@@ -30,6 +30,10 @@ log = structlog.get_logger("lull.sender")
 
 # Batch n waits for n-1 of the same conversation; it is usually seconds behind at most.
 ORDER_RETRY_MS = 50
+# Meta lets a business answer freely for 24 hours after the user's last message (Messenger's
+# standard messaging window, WhatsApp's customer service window); later a free-form reply is
+# refused (code 10 on Messenger, 131047 on WhatsApp), so a throttle is not waited out past it.
+REPLY_WINDOW_MS = 24 * 3600 * 1000
 REQUIRED = ("batch_id", "seq", "platform", "account_id", "user_id", "conversation", "messages")
 
 
@@ -162,8 +166,8 @@ class Deliverer:
         return None
 
     def _requests(self, batch: dict[str, Any], replies: list[Reply]) -> list[GraphRequest]:
-        version = self.settings.graph_version
-        return [request for reply in replies for request in build_requests(batch, reply, version)]
+        version, routes = self.settings.graph_version, self.settings.graph_routes
+        return [r for reply in replies for r in build_requests(batch, reply, version, routes)]
 
     async def _send(self, job: _Job) -> Decided:
         """Send the replies not yet accepted, in order, each within the account's limit, and
@@ -193,9 +197,12 @@ class Deliverer:
                 )
                 if exc.kind == "permanent":
                     return self._dead(f"graph api: code {exc.code}: {exc.message}")
+                if exc.kind == "throttle":
+                    return await self._throttled(job, exc)
                 return await self._retry(job, str(exc), exc.retry_after_ms)
             self.metrics.graph_seconds.labels("200", "").observe(time.perf_counter() - started)
             state.sent += 1
+            state.throttles = 0
         await self._finish(job, state.requests, "sent")
         return None
 
@@ -204,23 +211,38 @@ class Deliverer:
         state.attempts += 1
         if state.attempts >= self.settings.send_max_attempts:
             return self._dead(f"gave up after {state.attempts} attempts: {reason}")
+        return await self._again(job, reason, self._wait_ms(state.attempts, retry_after_ms))
+
+    async def _throttled(self, job: _Job, exc: GraphError) -> Decided:
+        """Meta asks the account (or the user pair) to slow down. That is no failure of this
+        batch, so it does not use up LULL_SEND_MAX_ATTEMPTS: the batch waits as long as Meta
+        asks, longer each time it asks again, until its reply could not be sent anyway."""
+        self.metrics.rate_waits.labels("meta").inc()
+        last_event_ms = job.batch.get("last_event_time")
+        if isinstance(last_event_ms, int) and time.time() * 1000 - last_event_ms > REPLY_WINDOW_MS:
+            return self._dead(f"throttled past the 24-hour reply window: {exc}")
+        job.state.throttles += 1
+        return await self._again(
+            job, str(exc), self._wait_ms(job.state.throttles, exc.retry_after_ms)
+        )
+
+    def _wait_ms(self, times: int, asked_ms: int | None) -> int:
+        """The wait Meta asked for, or the backoff after `times` failures if that is longer."""
+        settings = self.settings
+        backoff = backoff_ms(
+            times, settings.send_backoff_base_ms, settings.send_backoff_max_ms, jitter=True
+        )
+        return max(asked_ms or 0, backoff)
+
+    async def _again(self, job: _Job, reason: str, delay_ms: int) -> Decided:
+        """Save the batch's progress and have the loop hand it back after delay_ms."""
         # The send state is shared by batch id: a replica that lost the entry must not
         # overwrite the progress of the one that took it over.
         stop = await self._check(job)
         if stop is not None:
             return stop.outcome
-        await self.store.save(job.shard, job.batch["batch_id"], state)
+        await self.store.save(job.shard, job.batch["batch_id"], job.state)
         self.metrics.deliveries.labels("retried").inc()
-        settings = self.settings
-        delay_ms = max(
-            retry_after_ms or 0,
-            backoff_ms(
-                state.attempts,
-                settings.send_backoff_base_ms,
-                settings.send_backoff_max_ms,
-                jitter=True,
-            ),
-        )
         log.info("batch retried", batch_id=job.batch["batch_id"], reason=reason, delay_ms=delay_ms)
         return RetryLater(delay_ms, reason)
 

@@ -1,8 +1,10 @@
 """The Graph Send API client: one POST per message, failures sorted by kind.
 
-Messenger and Instagram: `POST /{version}/{page-or-ig-id}/messages`; WhatsApp Cloud API:
-`POST /{version}/{phone-number-id}/messages`. Request building lives in graph_payload,
-error sorting in graph_errors; this module re-exports both so callers import one place.
+Messenger: `POST /{version}/{page-id}/messages`; WhatsApp Cloud API:
+`POST /{version}/{phone-number-id}/messages`; Instagram: `/{version}/me/messages` (Facebook
+Login) or `/{version}/{ig-id}/messages` on graph.instagram.com (Instagram Login). Where each
+goes is graph_routes', request building graph_payload's, error sorting graph_errors'; this
+module re-exports what callers need so they import one place.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import orjson
 
 from sender.graph_errors import ErrorKind, GraphError, MissingToken, classify
 from sender.graph_payload import GraphRequest, build_requests
+from sender.graph_routes import GraphRoutes
 
 __all__ = [
     "ErrorKind",
     "GraphClient",
     "GraphError",
     "GraphRequest",
+    "GraphRoutes",
     "MissingToken",
     "build_requests",
     "classify",
@@ -40,19 +44,19 @@ class GraphClient:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        base_url: str,
+        routes: GraphRoutes,
         tokens: Mapping[str, str],
         timeout_s: float,
     ) -> None:
         self._session = session
-        self._base_url = base_url.rstrip("/")
+        self._routes = routes
         self._tokens = dict(tokens)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._timeout_s = timeout_s
 
     def __repr__(self) -> str:
         # Never the tokens: a repr ends up in logs and tracebacks.
-        return f"GraphClient({self._base_url!r}, accounts={sorted(self._tokens)})"
+        return f"GraphClient({self._routes!r}, accounts={sorted(self._tokens)})"
 
     async def post(self, request: GraphRequest) -> str:
         """Send one message; its Graph message id, or GraphError (kind says what to do)."""
@@ -61,9 +65,10 @@ class GraphClient:
         if not token:
             raise MissingToken(request.account_id)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        base_url = self._routes.route(request.platform, request.account_id).base_url
         try:
             async with self._session.post(
-                self._base_url + request.path,
+                base_url.rstrip("/") + request.path,
                 data=orjson.dumps(request.payload),
                 headers=headers,
                 timeout=self._timeout,

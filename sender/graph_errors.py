@@ -10,21 +10,63 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from email.utils import parsedate_to_datetime
+from types import MappingProxyType
 from typing import Final, Literal
 
 import orjson
 
 ErrorKind = Literal["throttle", "temporary", "permanent"]
 
-# Rate limits: app (4), user (17), page (32), method (613), WhatsApp business account
-# (80007), Cloud API throughput (130429), business/user pair (131056).
-THROTTLE_CODES: Final = frozenset({4, 17, 32, 613, 80007, 130429, 131056})
-# Meta's own trouble: unknown (1), service (2), Messenger temporary send failure (1200),
-# WhatsApp account in maintenance (131057).
-TEMPORARY_CODES: Final = frozenset({1, 2, 1200, 131057})
-# Retrying cannot help: bad parameter (100), bad token (190), user unavailable (551),
-# permission (10), outside the 24 h window (131047), undeliverable (131026), policy block (368).
-PERMANENT_CODES: Final = frozenset({100, 190, 551, 10, 131047, 131026, 368})
+# What each error code Meta documents for a send means, and what the sender does with it.
+# Sources: Messenger Platform "Common Error Codes" and the Send API error codes
+# (developers.facebook.com/docs/messenger-platform/error-codes), WhatsApp Cloud API
+# "WhatsApp error codes" (developers.facebook.com/documentation/business-messaging/whatsapp/
+# support/error-codes), Graph API "Rate Limits" (developers.facebook.com/docs/graph-api/
+# overview/rate-limiting). The README's error table lists the same rows; a test keeps them equal.
+# throttle: Meta asks this account (or user pair) to slow down; retried after the wait Meta
+#   asks for, without using up LULL_SEND_MAX_ATTEMPTS.
+# temporary: Meta's own trouble; retried with backoff up to LULL_SEND_MAX_ATTEMPTS.
+# permanent: retrying the same request cannot help; dead letter at once.
+KNOWN_CODES: Final[Mapping[int, tuple[ErrorKind, str]]] = MappingProxyType(
+    {
+        # Rate limits of the Graph API platform and of the business use cases.
+        4: ("throttle", "app request limit reached"),
+        17: ("throttle", "user request limit reached"),
+        32: ("throttle", "Page request limit reached"),
+        613: ("throttle", "calls to this API have exceeded the rate limit"),
+        80001: ("throttle", "Pages business use case rate limit"),
+        80002: ("throttle", "Instagram business use case rate limit"),
+        80006: ("throttle", "Messenger business use case rate limit"),
+        80007: ("throttle", "WhatsApp Business Account rate limit"),
+        # WhatsApp Cloud API throttles.
+        130429: ("throttle", "Cloud API throughput (messages per second) reached"),
+        131048: ("throttle", "spam rate limit hit: too many messages blocked or flagged"),
+        131056: ("throttle", "too many messages to the same user (pair rate limit)"),
+        # Meta's own trouble.
+        1: ("temporary", "unknown error (API Unknown)"),
+        2: ("temporary", "service temporarily unavailable (API Service)"),
+        1200: ("temporary", "Messenger: temporary send message failure"),
+        131000: ("temporary", "something went wrong: failed for an unknown reason"),
+        131016: ("temporary", "a service is temporarily unavailable"),
+        131057: ("temporary", "WhatsApp Business Account in maintenance mode"),
+        133004: ("temporary", "server temporarily unavailable"),
+        # Retrying the same request cannot help.
+        0: ("permanent", "could not authenticate the app user (AuthException)"),
+        3: ("permanent", "capability or permission missing (API Method)"),
+        10: ("permanent", "permission denied; Messenger: sent outside the allowed window"),
+        100: ("permanent", "invalid parameter"),
+        190: ("permanent", "access token invalid or expired"),
+        368: ("permanent", "temporarily blocked for policy violations"),
+        551: ("permanent", "Messenger: this person isn't available right now"),
+        131026: ("permanent", "message undeliverable to this user"),
+        131047: ("permanent", "more than 24 hours since the user last wrote (re-engagement)"),
+        131049: ("permanent", "Meta chose not to deliver (per-user marketing limit)"),
+        131051: ("permanent", "unsupported message type"),
+    }
+)
+# 200-299: API permission errors (WhatsApp "Authorization errors"; Messenger uses 200 for a
+# user who cannot be messaged).
+PERMISSION_CODES: Final = range(200, 300)
 
 # Usage headers whose `estimated_time_to_regain_access` (minutes) says when to come back.
 USAGE_HEADERS: Final = ("x-business-use-case-usage", "x-app-usage", "x-page-usage")
@@ -90,11 +132,10 @@ def classify(status: int | None, body: object, headers: Mapping[str, str]) -> Gr
 
 
 def _kind(status: int | None, code: int | None) -> ErrorKind:
-    if code in THROTTLE_CODES:
-        return "throttle"
-    if code in TEMPORARY_CODES:
-        return "temporary"
-    if code in PERMANENT_CODES:
+    known = KNOWN_CODES.get(code) if code is not None else None
+    if known is not None:
+        return known[0]
+    if code in PERMISSION_CODES:
         return "permanent"
     if status == 429:
         return "throttle"

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from sender.replies import TEXT_LIMITS, Reply, split_text
+from sender.graph_routes import GraphRoutes
+from sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, split_text
 
 PLATFORMS: Final = frozenset(TEXT_LIMITS)
 WHATSAPP_MAX_BUTTONS: Final = 3
@@ -36,14 +37,22 @@ _WHATSAPP_ATTACHMENT: Final = {"file": "document"}
 
 @dataclass(frozen=True, slots=True)
 class GraphRequest:
-    """One Send API call: the account whose token signs it, the path, and the JSON body."""
+    """One Send API call: the account whose token signs it, the path, the JSON body, and the
+    platform, whose Graph host it goes to."""
 
     account_id: str
     path: str
     payload: dict[str, Any]
+    platform: str = ""
+    """Empty in send states saved before lull knew a host per platform: the default host."""
 
 
-def build_requests(batch: Mapping[str, Any], reply: Reply, version: str) -> list[GraphRequest]:
+DEFAULT_ROUTES: Final = GraphRoutes({})
+
+
+def build_requests(
+    batch: Mapping[str, Any], reply: Reply, version: str, routes: GraphRoutes = DEFAULT_ROUTES
+) -> list[GraphRequest]:
     """The requests, in send order, that deliver one reply to the batch's user."""
     platform = batch.get("platform")
     if not isinstance(platform, str) or platform not in PLATFORMS:
@@ -52,15 +61,16 @@ def build_requests(batch: Mapping[str, Any], reply: Reply, version: str) -> list
         raise ValueError("reply has neither text nor an attachment")
     account_id = _required_str(batch, "account_id")
     user_id = _required_str(batch, "user_id")
-    path = f"/{version.strip('/')}/{quote(account_id, safe='')}/messages"
+    node = routes.route(platform, account_id).node
+    path = f"/{version.strip('/')}/{quote(node, safe='')}/messages"
     if platform == "whatsapp":
         payloads = _whatsapp(user_id, _last_mid(batch), reply)
     else:
-        payloads = _messenger(user_id, reply, TEXT_LIMITS[platform])
-    return [GraphRequest(account_id, path, payload) for payload in payloads]
+        payloads = _messenger(user_id, reply, platform)
+    return [GraphRequest(account_id, path, payload, platform) for payload in payloads]
 
 
-def _messenger(user_id: str, reply: Reply, limit: int) -> list[dict[str, Any]]:
+def _messenger(user_id: str, reply: Reply, platform: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]]
     if reply.attachment is not None:
         kind = reply.attachment["type"]
@@ -69,7 +79,8 @@ def _messenger(user_id: str, reply: Reply, limit: int) -> list[dict[str, Any]]:
             {"attachment": {"type": _MESSENGER_ATTACHMENT.get(kind, kind), "payload": payload}}
         ]
     else:
-        messages = [{"text": chunk} for chunk in split_text(reply.text or "", limit)]
+        limit, size = TEXT_LIMITS[platform], TEXT_SIZES.get(platform, len)
+        messages = [{"text": chunk} for chunk in split_text(reply.text or "", limit, size)]
     if reply.quick_replies and messages:
         # Quick replies belong to the message the user answers: the last one.
         messages[-1]["quick_replies"] = [

@@ -37,7 +37,8 @@ class SenderMetrics:
         )
         self.rate_waits = Counter(
             "lull_sender_rate_limit_waits",
-            "Batches or sends postponed by a rate limit, by scope (user, account)",
+            "Batches or sends postponed by a rate limit, by scope: user, account (lull's own "
+            "limits), meta (Meta throttled a send)",
             ["scope"],
             registry=registry,
         )

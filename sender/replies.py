@@ -8,16 +8,28 @@ here, once, with a reason, so the Graph client only ever sees well-formed replie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-# Longest text one Send API message may carry, per platform (characters).
+# Longest text one Send API message may carry, per platform, in the unit Meta counts (below).
 TEXT_LIMITS: Final[Mapping[str, int]] = MappingProxyType(
-    {"messenger": 2000, "instagram": 2000, "whatsapp": 4096}
+    {"messenger": 2000, "instagram": 999, "whatsapp": 4096}
 )
+
+
+def utf8_size(text: str) -> int:
+    """The text's length in UTF-8 bytes."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+# Instagram counts bytes: "Message text must be UTF-8 and be a 1000 bytes or less" (Instagram
+# Messaging, Send a Message, developers.facebook.com/docs/messenger-platform/instagram/
+# features/send-message); the same page's limitations say "less than 1000 characters", so
+# 999 bytes keeps both. Messenger and WhatsApp count characters.
+TEXT_SIZES: Final[Mapping[str, Callable[[str], int]]] = MappingProxyType({"instagram": utf8_size})
 # Messenger and Instagram accept at most 13 quick replies on one message.
 MAX_QUICK_REPLIES: Final = 13
 ATTACHMENT_TYPES: Final = frozenset({"image", "audio", "video", "file", "document"})
@@ -106,24 +118,39 @@ def _parse_quick_replies(where: str, value: object) -> list[dict[str, Any]] | No
     return parsed or None
 
 
-def split_text(text: str, limit: int) -> list[str]:
-    """Split text at whitespace into non-empty chunks of at most limit characters, in order."""
+def split_text(text: str, limit: int, size: Callable[[str], int] = len) -> list[str]:
+    """Split text at whitespace into non-empty chunks, in order, each of at most limit as
+    `size` measures it (characters by default)."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     chunks: list[str] = []
     # Text that fits keeps its whitespace; text that must be split loses it at every cut.
-    rest = text if len(text) <= limit else text.lstrip()
-    while len(rest) > limit:
-        cut = _last_break(rest[: limit + 1])
+    rest = text if size(text) <= limit else text.lstrip()
+    while size(rest) > limit:
+        fit = _fitting(rest, limit, size)
+        cut = _last_break(rest[: fit + 1])
         head = rest[:cut].rstrip() if cut > 0 else ""
         if not head:
             # One word longer than the limit: cutting it is better than refusing the reply.
-            head, cut = rest[:limit], limit
+            head, cut = rest[:fit], fit
         chunks.append(head)
         rest = rest[cut:].lstrip()
     if rest.strip():
         chunks.append(rest)
     return chunks
+
+
+def _fitting(text: str, limit: int, size: Callable[[str], int]) -> int:
+    """How many leading characters of text fit in limit; at least 1, so a split advances."""
+    if size is len:
+        return limit
+    # Both measures add up character by character (UTF-8 encodes each code point alone).
+    used = 0
+    for index, char in enumerate(text):
+        used += size(char)
+        if used > limit:
+            return max(index, 1)
+    return len(text)
 
 
 def _last_break(window: str) -> int:

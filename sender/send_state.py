@@ -30,6 +30,8 @@ class SendState:
     requests: list[GraphRequest] | None = None
     sent: int = 0
     attempts: int = 0
+    throttles: int = 0
+    """Consecutive times Meta throttled this batch's sends; they grow its wait, not attempts."""
     admitted: bool = False
     """The per-user rate limit already let this batch through."""
 
@@ -39,13 +41,14 @@ class SendState:
         requests = None
         if b"requests" in raw:
             requests = [
-                GraphRequest(r["account_id"], r["path"], r["payload"])
+                GraphRequest(r["account_id"], r["path"], r["payload"], r.get("platform", ""))
                 for r in orjson.loads(raw[b"requests"])
             ]
         return cls(
             requests=requests,
             sent=int(raw.get(b"sent", 0)),
             attempts=int(raw.get(b"attempts", 0)),
+            throttles=int(raw.get(b"throttles", 0)),
             admitted=raw.get(b"admitted") == b"1",
         )
 
@@ -54,11 +57,13 @@ class SendState:
         fields: dict[FieldT, EncodableT] = {
             "sent": self.sent,
             "attempts": self.attempts,
+            "throttles": self.throttles,
             "admitted": 1 if self.admitted else 0,
         }
         if self.requests is not None:
             fields["requests"] = orjson.dumps(
-                [{"account_id": r.account_id, "path": r.path, "payload": r.payload}
+                [{"account_id": r.account_id, "path": r.path, "payload": r.payload,
+                  "platform": r.platform}
                  for r in self.requests]
             )  # fmt: skip
         return fields

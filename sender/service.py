@@ -34,7 +34,8 @@ async def _run(settings: SenderSettings) -> int:
         namespace=settings.common.namespace,
         shards=settings.common.shards,
         handler=sender.handler.name,
-        graph=settings.graph_base,
+        graph=dict(settings.graph_routes.bases),
+        instagram_login=settings.graph_routes.instagram_login,
         accounts=len(settings.access_tokens),
         metrics_port=settings.metrics_port,
     )

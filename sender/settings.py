@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import urlsplit
 
 from common.env import ConfigError, Env
 from common.settings import CommonSettings, GroupSettings, group_from_env
 from sender.graph import load_tokens
+from sender.graph_routes import (
+    FACEBOOK_GRAPH,
+    INSTAGRAM_GRAPH,
+    INSTAGRAM_LOGINS,
+    GraphRoutes,
+    InstagramLogin,
+    host_problem,
+)
 from sender.handler import HANDLER_FORMS, parse_handler_spec
 from sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
@@ -30,7 +39,7 @@ class SenderSettings:
     handler: str
     handler_secret: str = field(repr=False)
     handler_timeout_ms: int
-    graph_base: str
+    graph_routes: GraphRoutes
     graph_version: str
     graph_timeout_ms: int
     access_tokens: dict[str, str] = field(repr=False)
@@ -66,9 +75,7 @@ class SenderSettings:
             handler_timeout_ms=env.integer(
                 "LULL_HANDLER_TIMEOUT_MS", 30_000, minimum=10, maximum=600_000
             ),
-            graph_base=env.parsed(
-                "LULL_GRAPH_API_BASE", "https://graph.facebook.com", _base_url, "an http(s) URL"
-            ),
+            graph_routes=_graph_routes(env),
             graph_version=env.string("LULL_GRAPH_API_VERSION", "v23.0"),
             graph_timeout_ms=env.integer(
                 "LULL_GRAPH_TIMEOUT_MS", 10_000, minimum=10, maximum=120_000
@@ -92,6 +99,30 @@ class SenderSettings:
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.integer("LULL_SENDER_METRICS_PORT", 9102, minimum=0, maximum=65535),
         )
+
+
+def _graph_routes(env: Env) -> GraphRoutes:
+    """Each platform's Graph host: its own variable, else LULL_GRAPH_API_BASE, else the host
+    Meta documents for it. Meta's two hosts are checked against the Instagram login."""
+    login = cast(InstagramLogin, env.choice("LULL_INSTAGRAM_LOGIN", "facebook", INSTAGRAM_LOGINS))
+    base_name, allowed = "LULL_GRAPH_API_BASE", "an http(s) URL"
+    base = env.parsed(base_name, None, _base_url, allowed)
+    instagram = INSTAGRAM_GRAPH if login == "instagram" else FACEBOOK_GRAPH
+    default = {"messenger": FACEBOOK_GRAPH, "instagram": instagram, "whatsapp": FACEBOOK_GRAPH}
+    names = {
+        "messenger": "LULL_GRAPH_API_BASE_MESSENGER",
+        "instagram": "LULL_GRAPH_API_BASE_INSTAGRAM",
+        "whatsapp": "LULL_GRAPH_API_BASE_WHATSAPP",
+    }
+    bases: dict[str, str] = {}
+    for platform, name in names.items():
+        own = env.parsed(name, None, _base_url, allowed)
+        bases[platform] = own or base or default[platform]
+        problem = host_problem(platform, bases[platform], login)
+        if problem is not None:
+            culprit = name if own else base_name
+            raise ConfigError(culprit, bases[platform], f"{problem}; see LULL_INSTAGRAM_LOGIN")
+    return GraphRoutes(bases, base or FACEBOOK_GRAPH, login)
 
 
 def _required_handler(allowed: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
 from sender.app import Sender
 from sender.settings import SenderSettings
 
-TOKENS = {"p1": "page-token", "wa1": "wa-token"}
+TOKENS = {"p1": "page-token", "ig1": "ig-token", "wa1": "wa-token"}
 MakeSender = Callable[..., Awaitable[Sender]]
 
 
@@ -76,18 +77,21 @@ async def emit(
     *,
     platform: str = "messenger",
     account: str = "p1",
+    age_ms: int = 0,
 ) -> dict[str, Any]:
-    """Put a batch on its outbound stream as the processor's close script would."""
+    """Put a batch on its outbound stream as the processor's close script would; the user
+    wrote its message age_ms ago."""
     conversation = f"{platform}:{account}:{user}"
     shard = keys.shard_of(conversation)
     mid = f"{user}-{seq}"
+    t = int(time.time() * 1000) - age_ms
     batch = {
         "batch_id": f"{conversation}:{seq}", "seq": seq, "platform": platform,
         "account_id": account, "user_id": user, "conversation": conversation,
-        "messages": [{"mid": mid, "event_time": 1, "received_at": 1, "kind": "text",
+        "messages": [{"mid": mid, "event_time": t, "received_at": t, "kind": "text",
                       "text": text, "attachments": [], "raw": {}}],
-        "text": text, "first_event_time": 1, "last_event_time": 1, "opened_at": 1,
-        "closed_at": 1, "close_reason": "gap",
+        "text": text, "first_event_time": t, "last_event_time": t, "opened_at": t,
+        "closed_at": t, "close_reason": "gap",
     }  # fmt: skip
     pipe = redis.pipeline(transaction=False)
     pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(batch)})

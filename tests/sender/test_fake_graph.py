@@ -338,6 +338,7 @@ async def test_latency_delays_every_request(make_client: MakeClient) -> None:
         {"errors": [{"status": 429, "code": 4, "subcode": "x"}]},
         {"errors": [{"status": 429, "code": 4, "message": 5}]},
         {"errors": [{"status": 429, "code": 4, "headers": {"Retry-After": 5}}]},
+        {"errors": [{"status": 400, "code": 131048, "details": ["x"]}]},
     ],
 )
 async def test_bad_scripts_are_refused(make_client: MakeClient, script: object) -> None:

@@ -21,11 +21,13 @@ from sender.graph import (
     GraphClient,
     GraphError,
     GraphRequest,
+    GraphRoutes,
     MissingToken,
     build_requests,
     classify,
     load_tokens,
 )
+from sender.graph_routes import InstagramLogin
 from sender.replies import Reply, parse_replies
 
 VERSION = "v21.0"
@@ -49,20 +51,37 @@ def one(item: dict[str, Any]) -> Reply:
     return parse_replies([item])[0]
 
 
+def at(base_url: str) -> GraphRoutes:
+    """Every platform's sends to base_url."""
+    return GraphRoutes({}, base_url)
+
+
 # --- request shapes ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("platform", ["messenger", "instagram"])
-def test_messenger_text(platform: str) -> None:
-    [request] = build_requests(make_batch(platform), one({"text": "hello"}), VERSION)
+@pytest.mark.parametrize(
+    ("platform", "login", "path"),
+    [
+        ("messenger", "facebook", "/v21.0/acct-1/messages"),
+        ("messenger", "instagram", "/v21.0/acct-1/messages"),
+        # Facebook Login: the Page token of the Page linked to the Instagram account sends.
+        ("instagram", "facebook", "/v21.0/me/messages"),
+        # Instagram Login: graph.instagram.com/{ig-id}/messages.
+        ("instagram", "instagram", "/v21.0/acct-1/messages"),
+    ],
+)
+def test_messenger_text(platform: str, login: InstagramLogin, path: str) -> None:
+    routes = GraphRoutes({}, instagram_login=login)
+    [request] = build_requests(make_batch(platform), one({"text": "hello"}), VERSION, routes)
     assert request == GraphRequest(
         account_id="acct-1",
-        path="/v21.0/acct-1/messages",
+        path=path,
         payload={
             "recipient": {"id": "user-1"},
             "messaging_type": "RESPONSE",
             "message": {"text": "hello"},
         },
+        platform=platform,
     )
 
 
@@ -237,9 +256,16 @@ def meta_error(code: int, subcode: int | None = None, message: str = "boom") -> 
 @pytest.mark.parametrize(
     ("code", "kind"),
     [
-        *[(code, "throttle") for code in (4, 17, 32, 613, 80007, 130429, 131056)],
-        *[(code, "temporary") for code in (1, 2, 1200, 131057)],
-        *[(code, "permanent") for code in (100, 190, 551, 10, 131047, 131026, 368)],
+        *[
+            (code, "throttle")
+            for code in (4, 17, 32, 613, 80001, 80002, 80006, 80007, 130429, 131048, 131056)
+        ],
+        *[(code, "temporary") for code in (1, 2, 1200, 131000, 131016, 131057, 133004)],
+        *[
+            (code, "permanent")
+            for code in (0, 3, 10, 100, 190, 200, 230, 299, 368, 551, 131026, 131047, 131049)
+        ],
+        (131051, "permanent"),
     ],
 )
 def test_codes_decide_the_kind_whatever_the_status(code: int, kind: str) -> None:
@@ -350,7 +376,7 @@ class Fake:
 
     def client(self, tokens: dict[str, str] | None = None, timeout_s: float = 5.0) -> GraphClient:
         tokens = {"acct-1": TOKEN} if tokens is None else tokens
-        return GraphClient(self.session, self.base_url, tokens, timeout_s)
+        return GraphClient(self.session, at(self.base_url), tokens, timeout_s)
 
     async def script(self, errors: list[dict[str, Any]], latency_ms: int = 0) -> None:
         body = {"errors": errors, "latency_ms": latency_ms}
@@ -404,7 +430,7 @@ async def test_scripted_throttle_carries_retry_after(fake: Fake) -> None:
 
 @pytest.mark.parametrize(
     ("status", "code", "kind"),
-    [(500, 2, "temporary"), (503, 0, "temporary"), (400, 100, "permanent")],
+    [(500, 2, "temporary"), (503, 99999, "temporary"), (400, 100, "permanent")],
 )
 async def test_scripted_errors_are_sorted(fake: Fake, status: int, code: int, kind: str) -> None:
     await fake.script([{"status": status, "code": code, "message": "scripted"}])
@@ -451,7 +477,7 @@ async def test_no_server_is_temporary() -> None:
         port = sock.getsockname()[1]
     # The port was just free and nothing listens on it now.
     async with aiohttp.ClientSession() as session:
-        client = GraphClient(session, f"http://127.0.0.1:{port}", {"acct-1": TOKEN}, 2.0)
+        client = GraphClient(session, at(f"http://127.0.0.1:{port}"), {"acct-1": TOKEN}, 2.0)
         [request] = build_requests(make_batch(), one({"text": "hi"}), VERSION)
         with pytest.raises(GraphError) as caught:
             await client.post(request)
@@ -461,7 +487,7 @@ async def test_no_server_is_temporary() -> None:
 
 async def test_an_answer_that_is_not_the_apis_is_sorted_by_status(fake: Fake) -> None:
     # A wrong base URL answers 404 text, not the API's JSON.
-    client = GraphClient(fake.session, fake.base_url + "/elsewhere", {"acct-1": TOKEN}, 5.0)
+    client = GraphClient(fake.session, at(fake.base_url + "/elsewhere"), {"acct-1": TOKEN}, 5.0)
     [request] = build_requests(make_batch(), one({"text": "hi"}), VERSION)
     with pytest.raises(GraphError) as caught:
         await client.post(request)
@@ -479,7 +505,7 @@ async def test_a_success_without_an_id_is_not_taken_for_delivery() -> None:
     try:
         async with aiohttp.ClientSession() as session:
             base_url = str(server.make_url("/")).rstrip("/")
-            client = GraphClient(session, base_url, {"acct-1": TOKEN}, 5.0)
+            client = GraphClient(session, at(base_url), {"acct-1": TOKEN}, 5.0)
             [request] = build_requests(make_batch(), one({"text": "hi"}), VERSION)
             with pytest.raises(GraphError) as caught:
                 await client.post(request)

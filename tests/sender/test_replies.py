@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sender.replies import TEXT_LIMITS, Reply, parse_replies, split_text
+from sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, parse_replies, split_text, utf8_size
 
 
 def test_text_attachment_and_quick_replies_parse() -> None:
@@ -113,7 +113,18 @@ def test_platform_limits() -> None:
     text = " ".join(["word"] * 900)  # 4499 characters
     assert [len(c) <= 2000 for c in split_text(text, TEXT_LIMITS["messenger"])] == [True] * 3
     assert len(split_text(text, TEXT_LIMITS["whatsapp"])) == 2
-    assert TEXT_LIMITS["instagram"] == 2000
+
+
+def test_instagram_counts_utf8_bytes() -> None:
+    # Meta: "Message text must be UTF-8 and be a 1000 bytes or less", and "less than 1000
+    # characters": 999 bytes keeps both.
+    assert (TEXT_LIMITS["instagram"], TEXT_SIZES["instagram"]) == (999, utf8_size)
+    text = " ".join(["café"] * 400)  # 1999 characters, 2399 bytes
+    chunks = split_text(text, 999, utf8_size)
+    assert [utf8_size(chunk) <= 999 for chunk in chunks] == [True] * 3
+    assert " ".join(chunks) == text
+    assert split_text("😀" * 300, 999, utf8_size) == ["😀" * 249, "😀" * 51]
+    assert split_text("x" * 1000, 999, utf8_size) == ["x" * 999, "x"]
 
 
 def test_limit_must_be_positive() -> None:
@@ -129,4 +140,17 @@ def test_limit_must_be_positive() -> None:
 def test_split_keeps_every_character_in_order_within_the_limit(text: str, limit: int) -> None:
     chunks = split_text(text, limit)
     assert all(0 < len(chunk) <= limit and chunk.strip() for chunk in chunks)
+    assert "".join("".join(chunk.split()) for chunk in chunks) == "".join(text.split())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from("aé€😀 \n"), max_size=300),
+    limit=st.integers(min_value=4, max_value=40),
+)
+def test_split_by_bytes_keeps_every_character_in_order_within_the_limit(
+    text: str, limit: int
+) -> None:
+    chunks = split_text(text, limit, utf8_size)
+    assert all(0 < utf8_size(chunk) <= limit and chunk.strip() for chunk in chunks)
     assert "".join("".join(chunk.split()) for chunk in chunks) == "".join(text.split())
