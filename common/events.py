@@ -25,7 +25,8 @@ class Event:
     account_id: str
     """Page id (Messenger), Instagram account id, or WhatsApp phone_number_id."""
     user_id: str
-    """PSID, IGSID or WhatsApp wa_id of the person writing."""
+    """PSID, IGSID, or for WhatsApp the phone number (wa_id), or the business-scoped user id
+    (BSUID, e.g. US.13491208655302741918) of a user whose phone number Meta withholds."""
     mid: str
     """Unique per action: the dedupe key (an edit or unsend gets a derived id of its own)."""
     event_time_ms: int

@@ -70,7 +70,12 @@ def _message(message: Any, account_id: str | None) -> Event | str:
     """The event one messages[] item holds, or "malformed"."""
     if not isinstance(message, dict) or account_id is None:
         return MALFORMED
-    user_id = id_at(message, "from")
+    # A user who adopted a WhatsApp username may come without a phone number: `from` is then
+    # absent (or "" in Meta's first drafts) and only `from_user_id`, their business-scoped
+    # user id (BSUID), names them. The phone number stays the key whenever it is there, so
+    # conversations of users without a username keep the key they always had; see README,
+    # "WhatsApp users without a phone number".
+    user_id = id_at(message, "from") or id_at(message, "from_user_id")
     mid = id_at(message, "id")
     time_ms = seconds_as_ms_at(message, "timestamp")
     kind = id_at(message, "type")

@@ -12,6 +12,7 @@ from tests.conftest import FIXTURES
 PAGE, PSID, PSID_2 = "106000000000001", "7000000000000001", "7000000000000002"
 IG_ACCOUNT, IGSID = "17841400000000001", "6000000000000001"
 PHONE_ID, WA_ID, WA_ID_2 = "106540352242922", "16315551234", "16315555678"
+BSUID = "US.13491208655302741918"  # the business-scoped user id of WA_ID's user
 
 # (kind, mid, user_id, account_id, event_time_ms, text, target_mid)
 Row = tuple[str, str, str, str, int, str, str | None]
@@ -90,6 +91,22 @@ EVENTS: dict[str, list[Row]] = {
         wa("edit", "wamid.edit_1", 16, "Does it come in another colour?", "wamid.edit_original_1")
     ],
     "whatsapp/revoke": [wa("unsend", "wamid.revoke_1", 17, "", "wamid.revoke_original_1")],
+    # A username adopter whose phone number Meta withholds: keyed by the BSUID.
+    "whatsapp/text_username": [
+        (
+            "text",
+            "wamid.text_username_1",
+            BSUID,
+            PHONE_ID,
+            (S + 40) * 1000,
+            "Does it come in another color?",
+            None,
+        )
+    ],
+    # Phone number and BSUID both given: the phone number stays the key.
+    "whatsapp/text_bsuid_and_phone": [
+        wa("text", "wamid.text_bsuid_and_phone_1", 41, "and in size M?")
+    ],
     "whatsapp/multi": [
         wa("text", "wamid.multi_1", 30, "hi"),
         wa("text", "wamid.multi_2", 31, "I ordered yesterday"),
@@ -199,6 +216,24 @@ def test_raw_is_the_platform_item() -> None:
 def test_conversation_key() -> None:
     (event,) = parse(fixture("whatsapp/text")).events
     assert event.conversation == f"whatsapp:{PHONE_ID}:{WA_ID}"
+
+
+def test_whatsapp_user_without_a_phone_number_is_keyed_by_bsuid() -> None:
+    (event,) = parse(fixture("whatsapp/text_username")).events
+    assert event.conversation == f"whatsapp:{PHONE_ID}:{BSUID}"
+    assert event.raw["from_user_id"] == BSUID
+    # Every message of that user lands in one conversation, whatever its type.
+    later = wa_msg("image", image={"caption": "this one"})
+    del later["from"]
+    later["from_user_id"] = BSUID
+    (image,) = parse(wa_body(later)).events
+    assert image.conversation == event.conversation
+    # Meta's first drafts sent the withheld phone number as "".
+    (blank,) = parse(wa_body({**later, "from": ""})).events
+    assert blank.conversation == event.conversation
+    # Neither id: nothing to key the message by.
+    del later["from_user_id"]
+    assert parse(wa_body(later)).ignored == [("whatsapp", "malformed")]
 
 
 def page_body(*items: object, obj: str = "page") -> bytes:
