@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.delivery import DeliveryFailure
+
 PLATFORMS = ("messenger", "instagram", "whatsapp")
 
 # Kinds that change an earlier message instead of adding one.
@@ -53,6 +55,9 @@ class Parsed:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     """(platform, kind) of items that are not user input: echo, read, delivery, status, error,
     standby, change, unknown object or kind. Counted in a metric, never windowed."""
+    failures: list[DeliveryFailure] = field(default_factory=list)
+    """Reports that a message of ours could not be delivered (WhatsApp `failed` statuses).
+    Never windowed: matched to the conversation that sent the message."""
 
 
 class MalformedBody(ValueError):

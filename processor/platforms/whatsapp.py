@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.delivery import DeliveryFailure
 from common.events import EDIT, UNSEND, Event, Parsed
 from processor.platforms._shared import (
     MALFORMED,
@@ -59,9 +60,15 @@ def _change(change: Any, parsed: Parsed) -> None:
             parsed.events.append(result)
         else:
             ignored.append((PLATFORM, result))
-    # Statuses report on our own outgoing messages; errors on the webhook itself.
-    statuses = items_at(value, "statuses", PLATFORM, ignored)
-    ignored.extend([(PLATFORM, "status")] * len(statuses))
+    # Statuses report on our own outgoing messages: a failed one is a reply that did not
+    # arrive (matched to its conversation later), the others are only counted. Errors report
+    # on the webhook itself.
+    for status in items_at(value, "statuses", PLATFORM, ignored):
+        failure = _failure(status, account_id) if _is_failed(status) else "status"
+        if isinstance(failure, DeliveryFailure):
+            parsed.failures.append(failure)
+        else:
+            ignored.append((PLATFORM, failure))
     errors = items_at(value, "errors", PLATFORM, ignored)
     ignored.extend([(PLATFORM, "error")] * len(errors))
 
@@ -140,3 +147,35 @@ def _edited_text(message: dict[str, Any] | None) -> str:
         return ""
     content = dict_at(message, kind)
     return text_at(content, "body") if kind == "text" else text_at(content, "caption")
+
+
+def _is_failed(status: Any) -> bool:
+    return isinstance(status, dict) and status.get("status") == "failed"
+
+
+def _failure(status: dict[str, Any], account_id: str | None) -> DeliveryFailure | str:
+    """The failure a `failed` statuses[] item reports, or "malformed".
+
+    Shape from Meta's status messages webhook reference: `id` (the wamid), `timestamp`,
+    `recipient_id` (phone number; absent when the message went to a BSUID) or
+    `recipient_user_id` (BSUID), and `errors[]` of {code, title, message,
+    error_data.details, href}. A failed status carries no `contacts`."""
+    message_id = id_at(status, "id")
+    time_ms = seconds_as_ms_at(status, "timestamp")
+    if account_id is None or message_id is None or time_ms is None:
+        return MALFORMED
+    errors = list_at(status, "errors") or [None]
+    error = errors[0] if isinstance(errors[0], dict) else None
+    code = error.get("code") if error is not None else None
+    return DeliveryFailure(
+        platform=PLATFORM,
+        account_id=account_id,
+        message_id=message_id,
+        time_ms=time_ms,
+        recipient=id_at(status, "recipient_id") or id_at(status, "recipient_user_id"),
+        code=code if type(code) is int else None,
+        title=text_at(error, "title"),
+        message=text_at(error, "message"),
+        details=text_at(dict_at(error, "error_data"), "details"),
+        raw=status,
+    )

@@ -135,11 +135,28 @@ IGNORED: dict[str, list[tuple[str, str]]] = {
     "whatsapp/statuses_sent": [("whatsapp", "status")],
     "whatsapp/statuses_delivered": [("whatsapp", "status")],
     "whatsapp/statuses_read": [("whatsapp", "status")],
-    "whatsapp/statuses_failed": [("whatsapp", "status")],
     "whatsapp/errors": [("whatsapp", "error")],
     "whatsapp/multi": [("whatsapp", "status")],
 }
-ALL = sorted(EVENTS.keys() | IGNORED.keys())
+# Failed statuses: (message_id, account_id, time_ms, recipient, code, title).
+Failure = tuple[str, str, int, str | None, int | None, str]
+UNDELIVERABLE = "Message undeliverable"
+FAILURES: dict[str, list[Failure]] = {
+    "whatsapp/statuses_failed": [
+        ("wamid.statuses_failed_1", PHONE_ID, (S + 23) * 1000, WA_ID, 131047,
+         "Re-engagement message"),
+    ],
+    "whatsapp/statuses_failed_undeliverable": [
+        ("wamid.statuses_failed_undeliverable_1", PHONE_ID, (S + 360) * 1000, WA_ID, 131026,
+         UNDELIVERABLE),
+    ],
+    # Sent to a business-scoped user id: Meta names the recipient by recipient_user_id only.
+    "whatsapp/statuses_failed_bsuid": [
+        ("wamid.statuses_failed_bsuid_1", PHONE_ID, (S + 365) * 1000, BSUID, 131026,
+         UNDELIVERABLE),
+    ],
+}  # fmt: skip
+ALL = sorted(EVENTS.keys() | IGNORED.keys() | FAILURES.keys())
 
 
 def rows(parsed: Parsed) -> list[Row]:
@@ -147,6 +164,14 @@ def rows(parsed: Parsed) -> list[Row]:
     return [
         (e.kind, e.mid, e.user_id, e.account_id, e.event_time_ms, e.text, e.target_mid)
         for e in parsed.events
+    ]
+
+
+def failures(parsed: Parsed) -> list[Failure]:
+    """The compared fields of each delivery failure."""
+    return [
+        (f.message_id, f.account_id, f.time_ms, f.recipient, f.code, f.title)
+        for f in parsed.failures
     ]
 
 
@@ -164,6 +189,7 @@ def test_fixture(name: str) -> None:
     parsed = parse(fixture(name))
     assert rows(parsed) == EVENTS.get(name, [])
     assert parsed.ignored == IGNORED.get(name, [])
+    assert failures(parsed) == FAILURES.get(name, [])
     platform = name.split("/", maxsplit=1)[0]
     assert all(e.platform == platform for e in parsed.events)
 
@@ -335,3 +361,37 @@ def wa_msg(kind: str, **fields: object) -> dict[str, object]:
 def test_whatsapp_messages(message: object, expected: Row) -> None:
     parsed = parse(wa_body(message))
     assert (rows(parsed), parsed.ignored) == ([expected], [])
+
+
+def test_failed_status_keeps_the_error_details_and_the_raw_item() -> None:
+    doc = orjson.loads(fixture("whatsapp/statuses_failed_undeliverable"))
+    (failure,) = parse(fixture("whatsapp/statuses_failed_undeliverable")).failures
+    assert failure.platform == "whatsapp"
+    assert failure.message == UNDELIVERABLE
+    assert failure.details.startswith("Unable to deliver message.")
+    assert failure.raw == doc["entry"][0]["changes"][0]["value"]["statuses"][0]
+
+
+def wa_statuses(*statuses: object) -> bytes:
+    """A WhatsApp body holding the given statuses[] in one change."""
+    value = {"metadata": {"phone_number_id": PHONE_ID}, "statuses": list(statuses)}
+    change = {"field": "messages", "value": value}
+    return orjson.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [change]}]})
+
+
+def test_failed_status_edge_cases() -> None:
+    base = {"id": "wamid.f", "status": "failed", "timestamp": str(S)}
+    # No errors array, or a broken one: still a failure, with no code.
+    parsed = parse(wa_statuses(base, {**base, "errors": ["x"]}, {**base, "errors": [{}]}))
+    assert [(f.code, f.title, f.recipient) for f in parsed.failures] == [(None, "", None)] * 3
+    # A failure without an id or time cannot be matched: malformed.
+    parsed = parse(
+        wa_statuses({"status": "failed", "timestamp": str(S)}, {**base, "timestamp": "x"})
+    )
+    assert (parsed.failures, parsed.ignored) == ([], [("whatsapp", "malformed")] * 2)
+    # A code that is not an integer is no code.
+    (odd,) = parse(wa_statuses({**base, "errors": [{"code": "131026"}]})).failures
+    assert odd.code is None
+    # Other statuses are only counted.
+    parsed = parse(wa_statuses({**base, "status": "delivered"}, "junk"))
+    assert (parsed.failures, parsed.ignored) == ([], [("whatsapp", "status")] * 2)
