@@ -17,6 +17,7 @@ import structlog
 
 from common.consumer import Entry
 from common.consumer_types import Decided
+from common.delivery import SentMessage
 from common.errors import Permanent, RetryLater
 from common.keys import Keys
 from sender.graph import GraphClient, GraphError, GraphRequest, build_requests
@@ -26,6 +27,7 @@ from sender.progress import LocalProgress
 from sender.ratelimit import RateLimiter
 from sender.replies import Reply, parse_replies
 from sender.send_state import SendState, SendStore
+from sender.sent_ids import SentIds
 from sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
@@ -86,6 +88,7 @@ class Deliverer:
     handler: Handler
     graph: GraphClient
     metrics: SenderMetrics
+    sent_ids: SentIds
     progress: LocalProgress = field(default_factory=LocalProgress)
 
     async def deliver(self, entry: Entry) -> Decided:
@@ -194,7 +197,7 @@ class Deliverer:
                     return RetryLater(wait_ms, "account rate limit")
             started = time.perf_counter()
             try:
-                await self.graph.post(request)
+                message_id = await self.graph.post(request)
             except GraphError as exc:
                 self.metrics.graph_seconds.labels(str(exc.status), str(exc.code)).observe(
                     time.perf_counter() - started
@@ -204,6 +207,7 @@ class Deliverer:
                 return await self._retry(job, str(exc), exc.retry_after_ms)
             self.metrics.graph_seconds.labels("200", "").observe(time.perf_counter() - started)
             state.sent += 1
+            state.message_ids.append(message_id)
         await self._finish(job, state.requests, "sent")
         return None
 
@@ -275,7 +279,14 @@ class Deliverer:
                           "time": m.get("event_time")})
             for m in batch["messages"] if isinstance(m, dict)
         ]  # fmt: skip
-        items += [orjson.dumps({"role": "bot", "text": _sent_text(r.payload)}) for r in requests]
+        # A bot item names the message it became (when known), so that a delivery failure
+        # reported later (a history item with that mid) can be tied to it.
+        mids: list[str | None] = [*job.state.message_ids[: len(requests)]]
+        mids += [None] * (len(requests) - len(mids))
+        items += [
+            orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
+            for r, mid in zip(requests, mids, strict=True)
+        ]
         await self.store.finish(
             shard=job.shard,
             entry_id=job.entry.id,
@@ -285,6 +296,9 @@ class Deliverer:
             ttl_s=settings.history_ttl_s,
         )
         self.progress.forget(batch["batch_id"])
+        if requests:
+            sent = SentMessage(batch["conversation"], batch["batch_id"], batch["seq"])
+            await self.sent_ids.remember(batch["platform"], sent, job.state.message_ids)
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()
@@ -321,6 +335,10 @@ class Deliverer:
             ttl_s=1,
             dead=True,
         )
+
+
+def _mid(message_id: str | None) -> dict[str, str]:
+    return {} if message_id is None else {"mid": message_id}
 
 
 def _sent_text(payload: dict[str, Any]) -> str:

@@ -34,6 +34,8 @@ class SendState:
     attempts: int = 0
     admitted: bool = False
     """The per-user rate limit already let this batch through."""
+    message_ids: list[str] = field(default_factory=list)
+    """The platform's id of each accepted request (mid, wamid), in send order."""
 
     @classmethod
     def decode(cls, raw: dict[bytes, bytes]) -> SendState:
@@ -49,6 +51,7 @@ class SendState:
             sent=int(raw.get(b"sent", 0)),
             attempts=int(raw.get(b"attempts", 0)),
             admitted=raw.get(b"admitted") == b"1",
+            message_ids=_strings(raw.get(b"message_ids")),
         )
 
     def encode(self) -> dict[FieldT, EncodableT]:
@@ -63,6 +66,8 @@ class SendState:
                 [{"account_id": r.account_id, "path": r.path, "payload": r.payload}
                  for r in self.requests]
             )  # fmt: skip
+        if self.message_ids:
+            fields["message_ids"] = orjson.dumps(self.message_ids)
         return fields
 
 
@@ -219,6 +224,12 @@ class SendStore:
     async def close(self) -> None:
         """Stop the shared pipeline."""
         await self._batched.close()
+
+
+def _strings(raw: bytes | None) -> list[str]:
+    """A stored JSON list of strings; a state saved before the field existed has none."""
+    value = orjson.loads(raw) if raw else []
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def _claim(reply: Any) -> Claim:
