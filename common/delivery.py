@@ -40,15 +40,15 @@ class DeliveryFailure:
 
 @dataclass(frozen=True, slots=True)
 class SentMessage:
-    """The batch that sent a message, stored under the message's id for a while."""
+    """The batch that sent a message (its conversation and seq), stored under the message's
+    id for a while. Kept this small on purpose: one is stored per WhatsApp message sent."""
 
     conversation: str
-    batch_id: str
     seq: int
 
     def encode(self) -> bytes:
         """The stored value."""
-        return orjson.dumps({"c": self.conversation, "b": self.batch_id, "s": self.seq})
+        return orjson.dumps({"c": self.conversation, "s": self.seq})
 
     @classmethod
     def decode(cls, raw: bytes) -> SentMessage | None:
@@ -59,9 +59,7 @@ class SentMessage:
             return None
         if not isinstance(value, dict):
             return None
-        conversation, batch_id, seq = value.get("c"), value.get("b"), value.get("s")
-        if not (isinstance(conversation, str) and isinstance(batch_id, str)):
+        conversation, seq = value.get("c"), value.get("s")
+        if not isinstance(conversation, str) or type(seq) is not int:
             return None
-        if type(seq) is not int:
-            return None
-        return cls(conversation, batch_id, seq)
+        return cls(conversation, seq)

@@ -23,8 +23,7 @@ Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS. `--watch [SECONDS]` refre
 - `delivery_failures[]`: the newest replies the platform accepted and later reported
   undelivered (WhatsApp `failed` statuses), newest first, at most 10: `at_ms` (when Meta
   reported it), `platform`, `account_id`, `message_id`, `code`, `title`, `details`,
-  `conversation`, `batch_id`, `seq` (the last three null when lull did not remember sending
-  that message)
+  `conversation`, `seq` (both null when lull did not remember sending that message)
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ class RecentFailure:
     details: str
     conversation: str | None
     """None: lull did not remember sending that message."""
-    batch_id: str | None
     seq: int | None
 
     def as_json(self) -> dict[str, Any]:
@@ -67,7 +66,6 @@ def _decode(raw: bytes) -> RecentFailure | None:
             title=str(value["title"]),
             details=str(value["details"]),
             conversation=value["conversation"] if isinstance(value["conversation"], str) else None,
-            batch_id=value["batch_id"] if isinstance(value["batch_id"], str) else None,
             seq=value["seq"] if isinstance(value["seq"], int) else None,
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):

@@ -1,7 +1,7 @@
 """Failed deliveries reported by webhook, matched to the conversation that sent them.
 
 A WhatsApp `failed` status names only the message id (wamid). The sender remembered, for
-each message it sent, the conversation, batch and seq (sender/sent_ids.py); this store
+each message it sent, the conversation and the seq of its batch (sender/sent_ids.py); this store
 looks the id up, then records the failure with one Lua call in that conversation's shard:
 once (a seen marker per message id), in the shard's list of recent failures (`lull
 stats`), and in the conversation's history, where the bot sees it with its next batch. A
@@ -35,7 +35,8 @@ class Recorded:
 
     failure: DeliveryFailure
     sent: SentMessage | None
-    """The batch that sent the message; None when lull does not remember the message."""
+    """The conversation and seq of the batch that sent the message; None when lull does not
+    remember the message."""
     new: bool
     """False when this failure was recorded before (a redelivered status)."""
 
@@ -111,7 +112,6 @@ def _summary(failure: DeliveryFailure, sent: SentMessage | None) -> bytes:
             "title": failure.title,
             "details": failure.details,
             "conversation": None if sent is None else sent.conversation,
-            "batch_id": None if sent is None else sent.batch_id,
             "seq": None if sent is None else sent.seq,
         }
     )

@@ -99,7 +99,6 @@ class InboundHandler:
             log.warning(
                 "reply not delivered",
                 conversation=sent.conversation,
-                batch_id=sent.batch_id,
                 seq=sent.seq,
                 **fields,
             )

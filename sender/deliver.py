@@ -297,7 +297,7 @@ class Deliverer:
         )
         self.progress.forget(batch["batch_id"])
         if requests:
-            sent = SentMessage(batch["conversation"], batch["batch_id"], batch["seq"])
+            sent = SentMessage(batch["conversation"], batch["seq"])
             await self.sent_ids.remember(batch["platform"], sent, job.state.message_ids)
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"

@@ -26,7 +26,7 @@ PLATFORMS = frozenset({"whatsapp"})
 
 
 class SentIds:
-    """Remembers message id -> (conversation, batch id, seq) for ttl_s; 0 remembers nothing."""
+    """Remembers message id -> (conversation, seq) for ttl_s; 0 remembers nothing."""
 
     def __init__(self, client: RedisClient, keys: Keys, ttl_s: int) -> None:
         self._client = client
