@@ -33,10 +33,13 @@ def fixture(name: str) -> dict[str, Any]:
     return doc
 
 
-def user_text(mid: str) -> bytes:
-    """The fixtures' text message from PHONE, with its own message id."""
+def user_text(mid: str, text: str | None = None) -> bytes:
+    """The fixtures' text message from PHONE, with its own message id (and text)."""
     doc = fixture("text")
-    doc["entry"][0]["changes"][0]["value"]["messages"][0]["id"] = mid
+    message = doc["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["id"] = mid
+    if text is not None:
+        message["text"]["body"] = text
     return orjson.dumps(doc)
 
 
@@ -152,3 +155,33 @@ async def test_failure_of_a_message_lull_did_not_send_is_counted_once_without_hi
     [shown] = (await collect(redis, keys)).delivery_failures
     assert (shown.conversation, shown.message_id) == (None, "wamid.statuses_failed_bsuid_1")
     assert [key async for key in redis.scan_iter(match=f"{keys.namespace}:*:h:*")] == []
+
+
+async def test_message_ids_survive_a_retry_between_two_sends(
+    redis: aioredis.Redis,
+    processor: Processor,
+    make_sender: MakeSender,
+    any_token_graph: TestServer,
+    bot: FakeBot,
+) -> None:
+    # A 4500-character echo is two WhatsApp messages; the account limit lets one through per
+    # 100 ms, so the batch is retried between them from the send state saved in Redis.
+    keys = processor.keys
+    sender = await make_sender(
+        LULL_HANDLER=bot.url,
+        LULL_GRAPH_API_BASE=str(any_token_graph.make_url("")).rstrip("/"),
+        LULL_ACCESS_TOKENS=orjson.dumps({"*": "wa-token"}).decode(),
+        LULL_RATE_GLOBAL="1/100ms",
+    )
+    await ingest(redis, keys, user_text("wamid.long", " ".join(["word"] * 900) + "s"))
+    assert await processor.drain() == 1
+    await sender.drain()
+    wamids = [s["message_id"] for s in any_token_graph.app[FAKE_GRAPH].sent]
+    assert len(wamids) == 2
+    assert sender.registry.get_sample_value(
+        "lull_sender_rate_limit_waits_total", {"scope": "account"}
+    )
+    bot_items = [item for item in await history(redis, keys) if item["role"] == "bot"]
+    assert [item["mid"] for item in bot_items] == wamids
+    for wamid in wamids:
+        assert await redis.exists(keys.sent_message(wamid))
