@@ -20,8 +20,8 @@ from common.redis_conn import RedisClient
 
 log = structlog.get_logger("lull.sender")
 
-# Only WhatsApp reports failures of accepted messages by webhook (Meta's status messages
-# webhook reference); Messenger and Instagram have no such status.
+# The failure reports lull handles are WhatsApp's `failed` statuses (Meta's status messages
+# webhook reference); ids of other platforms' messages would never be looked up.
 PLATFORMS = frozenset({"whatsapp"})
 
 
