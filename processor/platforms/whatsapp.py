@@ -173,7 +173,7 @@ def _failure(status: dict[str, Any], account_id: str | None) -> DeliveryFailure 
         message_id=message_id,
         time_ms=time_ms,
         recipient=id_at(status, "recipient_id") or id_at(status, "recipient_user_id"),
-        code=code if type(code) is int else None,
+        code=code if type(code) is int else None,  # bool is an int subclass: not a code
         title=text_at(error, "title"),
         message=text_at(error, "message"),
         details=text_at(dict_at(error, "error_data"), "details"),

@@ -389,9 +389,14 @@ def test_failed_status_edge_cases() -> None:
         wa_statuses({"status": "failed", "timestamp": str(S)}, {**base, "timestamp": "x"})
     )
     assert (parsed.failures, parsed.ignored) == ([], [("whatsapp", "malformed")] * 2)
-    # A code that is not an integer is no code.
-    (odd,) = parse(wa_statuses({**base, "errors": [{"code": "131026"}]})).failures
-    assert odd.code is None
+    # A code that is not an integer is no code (orjson reads a huge one as a float).
+    odd = [{"code": "131026"}], [{"code": True}], [{"code": 1.5}]
+    parsed = parse(wa_statuses(*({**base, "errors": errors} for errors in odd)))
+    assert [f.code for f in parsed.failures] == [None] * 3
+    (huge,) = parse(
+        wa_statuses(base).replace(b'"status"', b'"errors":[{"code":1' + b"0" * 30 + b'}],"status"')
+    ).failures
+    assert huge.code is None
     # Other statuses are only counted.
     parsed = parse(wa_statuses({**base, "status": "delivered"}, "junk"))
     assert (parsed.failures, parsed.ignored) == ([], [("whatsapp", "status")] * 2)
