@@ -50,7 +50,7 @@ class Sender:
         )
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, handler, graph, self.metrics,
-            sent_ids=SentIds(client, self.keys, settings.sent_ids_ttl_s),
+            sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s),
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(

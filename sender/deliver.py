@@ -287,18 +287,29 @@ class Deliverer:
             orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
             for r, mid in zip(requests, mids, strict=True)
         ]
-        await self.store.finish(
+        sent = SentMessage(batch["conversation"], batch["seq"])
+        remember = self.sent_ids.commands(batch["platform"], sent, job.state.message_ids)
+        remembered = await self.store.finish(
             shard=job.shard,
             entry_id=job.entry.id,
             batch=batch,
             history_items=items,
             keep=settings.history_messages,
             ttl_s=settings.history_ttl_s,
+            also=remember,
         )
         self.progress.forget(batch["batch_id"])
-        if requests:
-            sent = SentMessage(batch["conversation"], batch["seq"])
-            await self.sent_ids.remember(batch["platform"], sent, job.state.message_ids)
+        lost = [r for r in remembered if isinstance(r, Exception)]
+        if lost:
+            # The batch is finished; only matching a later delivery failure suffers (counted
+            # as unmatched then).
+            log.warning(
+                "sent message ids not remembered",
+                conversation=batch["conversation"],
+                seq=batch["seq"],
+                messages=len(lost),
+                error=str(lost[0]),
+            )
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()

@@ -4,6 +4,7 @@ and the finish step."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,8 +199,12 @@ class SendStore:
         keep: int,
         ttl_s: int,
         dead: bool = False,
-    ) -> None:
-        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history."""
+        also: Sequence[Command] = (),
+    ) -> list[Any]:
+        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history.
+
+        `also` (one-key commands, any slot) ride in the same pipeline; their replies are
+        returned, a failed one as its exception: the caller decides what it costs."""
         keys, conversation = self._keys, batch["conversation"]
         args = (
             6,
@@ -219,7 +224,15 @@ class SendStore:
             batch["batch_id"],
             *history_items,
         )
-        await self._evalsha(self._mark, args)
+        mark: Command = ("EVALSHA", self._mark.sha, *args)
+        results = await self._batched.execute([mark, *also])
+        if isinstance(results[0], NoScriptError):
+            # Redis restarted and forgot the script; NOSCRIPT ran nothing: load, mark again.
+            await self.load_script()
+            await self._evalsha(self._mark, args)
+        elif isinstance(results[0], Exception):
+            raise results[0]
+        return results[1:]
 
     async def close(self) -> None:
         """Stop the shared pipeline."""
