@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.delivery import DeliveryFailure
+
 PLATFORMS = ("messenger", "instagram", "whatsapp")
 
 # Kinds that change an earlier message instead of adding one.
@@ -29,7 +31,8 @@ class Event:
     account_id: str
     """Page id (Messenger), Instagram account id, or WhatsApp phone_number_id."""
     user_id: str
-    """PSID, IGSID or WhatsApp wa_id of the person writing."""
+    """PSID, IGSID, or for WhatsApp the phone number (wa_id), or the business-scoped user id
+    (BSUID, e.g. US.13491208655302741918) of a user whose phone number Meta withholds."""
     mid: str
     """Unique per action: the dedupe key (an edit or unsend gets a derived id of its own)."""
     event_time_ms: int
@@ -56,6 +59,9 @@ class Parsed:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     """(platform, kind) of items that are not user input: echo, read, delivery, status, error,
     standby, change, unknown object or kind. Counted in a metric, never windowed."""
+    failures: list[DeliveryFailure] = field(default_factory=list)
+    """Reports that a message of ours could not be delivered (WhatsApp `failed` statuses).
+    Never windowed: matched to the conversation that sent the message."""
 
 
 class MalformedBody(ValueError):

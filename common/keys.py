@@ -82,6 +82,20 @@ class Keys:
         """Capped list of a conversation's recent user messages and bot replies."""
         return f"{self.tag(self.shard_of(conversation))}:h:{conversation}"
 
+    def sent_message(self, message_id: str) -> str:
+        """The conversation and batch of a WhatsApp message the sender sent, by its wamid;
+        expires. In the message id's own shard: a failed status names only the message."""
+        return f"{self.tag(self.shard_of(message_id))}:sent:{message_id}"
+
+    def failure_seen(self, shard: int, message_id: str) -> str:
+        """Marks a failed status as recorded, so that Meta's retry of it is not counted
+        again; in the shard of the conversation it was recorded in."""
+        return f"{self.tag(shard)}:failseen:{message_id}"
+
+    def delivery_failures(self, shard: int) -> str:
+        """Capped list of a shard's most recent delivery failures, newest first (lull stats)."""
+        return f"{self.tag(shard)}:failed"
+
     def user_rate(self, conversation: str) -> str:
         """Per-conversation rate-limiter state."""
         return f"{self.tag(self.shard_of(conversation))}:rl:{conversation}"

@@ -2,7 +2,9 @@
 
 `POST /{version}/{account_id}/messages` takes both the Messenger/Instagram and the
 WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
-`messages[0].id`). Control endpoints for tests and local runs:
+`messages[0].id`). A WhatsApp request must address the user by phone number in `to` or by
+business-scoped user id in `recipient`, each in its documented format. Control endpoints
+for tests and local runs:
 - `GET /_sent`: every accepted request, `{account_id, payload, message_id, at_ms}`;
 - `DELETE /_sent`: forget them;
 - `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "details",
@@ -31,6 +33,7 @@ import structlog
 from aiohttp import web
 
 from common.loop import new_event_loop
+from dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
 
 MESSENGER_TEXT_LIMIT: Final = 2000
 # Instagram Messaging, Send a Message: "Message text must be UTF-8 and be a 1000 bytes or
@@ -184,12 +187,11 @@ async def send_message(request: web.Request) -> web.Response:
         return _error(400, 100, f"(#100) {problem}")
     if whatsapp:
         message_id = graph.record(account_id, payload, "wamid.FAKE")
-        to = payload["to"]
         return _json(
             200,
             {
                 "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": to}],
+                "contacts": [whatsapp_contact(payload)],
                 "messages": [{"id": message_id}],
             },
         )
@@ -325,8 +327,9 @@ def whatsapp_problem(payload: Mapping[str, Any]) -> str | None:
     """What is wrong with a WhatsApp Cloud API message body, None when nothing."""
     if payload.get("messaging_product") != "whatsapp":
         return "param messaging_product must be 'whatsapp'"
-    if not _text(payload.get("to")):
-        return "param to must be a non-empty string"
+    problem = whatsapp_recipient_problem(payload.get("to"), payload.get("recipient"))
+    if problem is not None:
+        return problem
     if payload.get("recipient_type", "individual") != "individual":
         return "param recipient_type must be 'individual'"
     context = payload.get("context")

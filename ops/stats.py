@@ -1,4 +1,5 @@
-"""What lull holds in Redis right now: streams, groups, consumers, open windows, dead letters.
+"""What lull holds in Redis right now: streams, groups, consumers, open windows, dead letters,
+recent delivery failures.
 
 Read from Redis alone, so it works with no service running. Every command touches one key
 (one stream, one due set, one conversation), so it runs on Redis Cluster too.
@@ -22,6 +23,7 @@ from redis.exceptions import ResponseError
 from common.keys import Keys
 from common.redis_conn import RedisClient
 from common.streams import GroupInfo, group_infos, text
+from ops.stats_failures import RecentFailure, recent_failures
 from processor.app import GROUP as PROCESSOR_GROUP
 from sender.app import GROUP as SENDER_GROUP
 
@@ -115,6 +117,8 @@ class Stats:
     consumers: tuple[ConsumerStats, ...]
     windows: WindowStats
     dead_letters: int
+    delivery_failures: tuple[RecentFailure, ...] = ()
+    """The newest replies reported undelivered after the send (ops/stats_failures.py)."""
 
 
 async def _each(items: Sequence[T], call: Callable[[T], Awaitable[U]]) -> list[U]:
@@ -178,6 +182,7 @@ async def collect(
     consumers = await _each(pairs, lambda pair: _consumers(client, *pair))
     scan = await _scan_windows(client, keys, max_sampled_windows)
     dead_letters = int(await client.xlen(keys.dead()))
+    failures = await recent_failures(client, keys)
     # Read after everything else, so no window read above opened after "now".
     now = await redis_now_ms(client) if now_ms is None else now_ms
     wanted = [PROCESSOR_GROUP] + [SENDER_GROUP] * keys.shards
@@ -199,6 +204,7 @@ async def collect(
         consumers=tuple(c for found in consumers for c in found),
         windows=scan.stats(now),
         dead_letters=dead_letters,
+        delivery_failures=tuple(failures),
     )
 
 

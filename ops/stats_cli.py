@@ -20,6 +20,10 @@ Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS. `--watch [SECONDS]` refre
   `approximate` (true when more windows were open than were read), `most_overdue_ms` (now
   minus the earliest deadline when it is past, else null), `most_overdue_conversation`
 - `dead_letters`: entries in the dead-letter stream
+- `delivery_failures[]`: the newest replies the platform accepted and later reported
+  undelivered (WhatsApp `failed` statuses), newest first, at most 10: `at_ms` (when Meta
+  reported it), `platform`, `account_id`, `message_id`, `code`, `title`, `details`,
+  `conversation`, `seq` (both null when lull did not remember sending that message)
 """
 
 from __future__ import annotations
@@ -208,6 +212,7 @@ def stats_json(stats: Stats) -> dict[str, Any]:
             "most_overdue_conversation": windows.most_overdue_conversation,
         },
         "dead_letters": stats.dead_letters,
+        "delivery_failures": [failure.as_json() for failure in stats.delivery_failures],
     }
 
 
@@ -284,4 +289,29 @@ def render(stats: Stats) -> RenderableType:
     if not stats.consumers:
         consumers.add_row("-", "-", "(none)", "-", "-")
     title = Text(f"lull stats  namespace {stats.namespace}  shards {stats.shards}", style="bold")
-    return Group(title, streams, windows, consumers)
+    return Group(title, streams, windows, consumers, _failures(stats))
+
+
+def _failures(stats: Stats) -> Table:
+    """Replies reported undelivered after the send, newest first."""
+    table = Table(title="recent delivery failures", title_justify="left")
+    for name in ("ago", "conversation", "seq", "code", "title"):
+        # Only the title wraps: a conversation key is what an operator copies into a log
+        # search. Unmatched failures (lull does not remember the message) show their message
+        # ids in --json.
+        table.add_column(
+            name,
+            justify="right" if name in ("ago", "seq", "code") else "left",
+            no_wrap=name != "title",
+        )
+    for f in stats.delivery_failures:
+        table.add_row(
+            duration(max(0, stats.redis_time_ms - f.at_ms)),
+            f.conversation or "(unmatched)",
+            "-" if f.seq is None else str(f.seq),
+            "-" if f.code is None else str(f.code),
+            f.title,
+        )
+    if not stats.delivery_failures:
+        table.add_row("-", "(none)", "-", "-", "-")
+    return table

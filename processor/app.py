@@ -12,6 +12,7 @@ from common.keys import Keys
 from common.redis_conn import RedisClient
 from common.startup import until_redis_answers
 from processor.closer import Closer
+from processor.failures import FailureStore
 from processor.inbound import InboundHandler
 from processor.metrics import ProcessorMetrics
 from processor.settings import ProcessorSettings
@@ -49,14 +50,16 @@ class Processor:
             max_deliveries=group.max_deliveries,
             consumer=consumer_name or default_consumer_name(),
         )
-        self.consumer = Consumer(
-            client, config, InboundHandler(self.store, self.closer, self.metrics), self.registry
-        )
+        # Failed statuses are remembered as long as message ids are (Meta's webhook retries).
+        self.failures = FailureStore(client, self.keys, settings.window.dedupe_ttl_s)
+        handler = InboundHandler(self.store, self.closer, self.metrics, self.failures)
+        self.consumer = Consumer(client, config, handler, self.registry)
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
         """Load the scripts (and create the group) before the first read."""
         await self.store.load_scripts()
+        await self.failures.load_scripts()
 
     async def run(self) -> None:
         """Read and close until request_stop(); open windows stay in Redis."""

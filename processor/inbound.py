@@ -9,8 +9,10 @@ import orjson
 import structlog
 
 from common.consumer import Entry, Outcome, Permanent
+from common.delivery import DeliveryFailure
 from common.events import Event, MalformedBody, Parsed
 from processor.closer import Closer
+from processor.failures import FailureStore, Recorded
 from processor.metrics import ProcessorMetrics
 from processor.platforms import parse
 from processor.platforms._shared import MALFORMED
@@ -22,15 +24,23 @@ log = structlog.get_logger("lull.processor")
 class InboundHandler:
     """Applies every event of a read batch in one pipeline, then lets the loop ack them all."""
 
-    def __init__(self, store: WindowStore, closer: Closer, metrics: ProcessorMetrics) -> None:
+    def __init__(
+        self,
+        store: WindowStore,
+        closer: Closer,
+        metrics: ProcessorMetrics,
+        failures: FailureStore,
+    ) -> None:
         self._store = store
         self._closer = closer
         self._metrics = metrics
+        self._failures = failures
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter)."""
         outcomes: list[Outcome] = [None] * len(entries)
         pending: list[tuple[Event, int]] = []
+        failures: list[DeliveryFailure] = []
         metrics = self._metrics
         for index, entry in enumerate(entries):
             body = entry.fields.get(b"body")
@@ -43,6 +53,7 @@ class InboundHandler:
                 outcomes[index] = Permanent(f"malformed body: {exc}")
                 continue
             self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
+            failures += parsed.failures
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).
         try:
             results = await self._store.apply(pending)
@@ -63,7 +74,33 @@ class InboundHandler:
                 metrics.applied.labels(STATUS_NAMES[status]).inc(count)
         if earliest is not None:
             self._closer.notify(earliest)
+        for recorded in await self._failures.record(failures):
+            if recorded.new:
+                self._report(recorded)
         return outcomes
+
+    def _report(self, recorded: Recorded) -> None:
+        """Count and log a failed delivery the first time it is recorded."""
+        failure, sent = recorded.failure, recorded.sent
+        self._metrics.failure_counter(failure.platform, failure.code, sent is not None).inc()
+        # Ids and texts cut short: they come from the body.
+        fields = {
+            "platform": failure.platform,
+            "account_id": failure.account_id,
+            "message_id": failure.message_id[:128],
+            "code": failure.code,
+            "title": failure.title[:200],
+            "details": failure.details[:500],
+        }
+        if sent is None:
+            log.warning("delivery failed for a message lull does not remember", **fields)
+        else:
+            log.warning(
+                "reply not delivered",
+                conversation=sent.conversation,
+                seq=sent.seq,
+                **fields,
+            )
 
     def _collect(
         self, parsed: Parsed, received_at_ms: int, pending: list[tuple[Event, int]]

@@ -95,6 +95,15 @@ class ProcessorMetrics:
             buckets=MESSAGES_BUCKETS,
             registry=registry,
         )
+        self._failure_children: dict[tuple[str, str, str], Counter] = {}
+        self.delivery_failures = Counter(
+            "lull_processor_delivery_failures",
+            "Replies the platform accepted and later reported undelivered (WhatsApp failed "
+            "statuses), each counted once, by error code and whether lull matched the message "
+            "to a conversation",
+            ["platform", "code", "matched"],
+            registry=registry,
+        )
         self.window_overdue = WindowOverdue(clock_s)
         Gauge(
             "lull_processor_window_overdue_seconds",
@@ -125,6 +134,17 @@ class ProcessorMetrics:
         if child is None:
             child = self.ignored.labels(platform, self._bounded(self._ignored_children, kind))
             self._ignored_children[key] = child
+        return child
+
+    def failure_counter(self, platform: str, code: int | None, matched: bool) -> Counter:
+        """The delivery failures counter child of (platform, code, matched)."""
+        key = (platform, "none" if code is None else str(code), "yes" if matched else "no")
+        child = self._failure_children.get(key)
+        if child is None:
+            # Codes come from the bodies too: bounded like the kinds.
+            bounded = key[1] if len(self._failure_children) < MAX_KIND_LABELS else OTHER_KIND
+            child = self.delivery_failures.labels(key[0], bounded, key[2])
+            self._failure_children[key] = child
         return child
 
     @staticmethod

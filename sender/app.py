@@ -16,6 +16,7 @@ from sender.inflight import Deliveries
 from sender.metrics import SenderMetrics
 from sender.ratelimit import RateLimiter
 from sender.send_state import SendStore
+from sender.sent_ids import SentIds
 from sender.settings import SenderSettings
 
 GROUP = "sender"
@@ -47,8 +48,9 @@ class Sender:
             session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
         )
         self.deliverer = Deliverer(
-            settings, self.keys, self.store, self.limiter, handler, graph, self.metrics
-        )
+            settings, self.keys, self.store, self.limiter, handler, graph, self.metrics,
+            sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s),
+        )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(
             streams=self.keys.all_outbound(),

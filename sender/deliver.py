@@ -16,6 +16,7 @@ import structlog
 
 from common.backoff import backoff_ms
 from common.consumer import Decided, Entry, Permanent, RetryLater
+from common.delivery import SentMessage
 from common.keys import Keys
 from sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from sender.handler import Handler, HandlerPermanent, HandlerRetry
@@ -24,6 +25,7 @@ from sender.progress import LocalProgress
 from sender.ratelimit import RateLimiter
 from sender.replies import Reply, parse_replies
 from sender.send_state import SendState, SendStore
+from sender.sent_ids import SentIds
 from sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
@@ -82,6 +84,7 @@ class Deliverer:
     handler: Handler
     graph: GraphClient
     metrics: SenderMetrics
+    sent_ids: SentIds
     progress: LocalProgress = field(default_factory=LocalProgress)
 
     async def deliver(self, entry: Entry) -> Decided:
@@ -190,7 +193,7 @@ class Deliverer:
                     return RetryLater(wait_ms, "account rate limit")
             started = time.perf_counter()
             try:
-                await self.graph.post(request)
+                message_id = await self.graph.post(request)
             except GraphError as exc:
                 self.metrics.graph_seconds.labels(str(exc.status), str(exc.code)).observe(
                     time.perf_counter() - started
@@ -203,6 +206,7 @@ class Deliverer:
             self.metrics.graph_seconds.labels("200", "").observe(time.perf_counter() - started)
             state.sent += 1
             state.throttles = 0
+            state.message_ids.append(message_id)
         await self._finish(job, state.requests, "sent")
         return None
 
@@ -294,16 +298,37 @@ class Deliverer:
                           "time": m.get("event_time")})
             for m in batch["messages"] if isinstance(m, dict)
         ]  # fmt: skip
-        items += [orjson.dumps({"role": "bot", "text": _sent_text(r.payload)}) for r in requests]
-        await self.store.finish(
+        # A bot item names the message it became (when known), so that a delivery failure
+        # reported later (a history item with that mid) can be tied to it.
+        mids: list[str | None] = [*job.state.message_ids[: len(requests)]]
+        mids += [None] * (len(requests) - len(mids))
+        items += [
+            orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
+            for r, mid in zip(requests, mids, strict=True)
+        ]
+        sent = SentMessage(batch["conversation"], batch["seq"])
+        remember = self.sent_ids.commands(batch["platform"], sent, job.state.message_ids)
+        remembered = await self.store.finish(
             shard=job.shard,
             entry_id=job.entry.id,
             batch=batch,
             history_items=items,
             keep=settings.history_messages,
             ttl_s=settings.history_ttl_s,
+            also=remember,
         )
         self.progress.forget(batch["batch_id"])
+        lost = [r for r in remembered if isinstance(r, Exception)]
+        if lost:
+            # The batch is finished; only matching a later delivery failure suffers (counted
+            # as unmatched then).
+            log.warning(
+                "sent message ids not remembered",
+                conversation=batch["conversation"],
+                seq=batch["seq"],
+                messages=len(lost),
+                error=str(lost[0]),
+            )
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()
@@ -339,6 +364,10 @@ class Deliverer:
             ttl_s=1,
             dead=True,
         )
+
+
+def _mid(message_id: str | None) -> dict[str, str]:
+    return {} if message_id is None else {"mid": message_id}
 
 
 def _sent_text(payload: dict[str, Any]) -> str:

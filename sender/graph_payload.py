@@ -1,8 +1,8 @@
 """From one reply to the Send API requests that deliver it, per platform.
 
 Messenger and Instagram share one shape (`recipient`, `messaging_type`, `message`);
-WhatsApp's Cloud API has its own (`messaging_product`, `to`, `type` and an object
-named after the type). Text longer than the platform allows becomes several messages.
+WhatsApp's Cloud API has its own (`messaging_product`, `to` or `recipient`, `type` and
+an object named after the type). Text longer than the platform allows becomes several messages.
 
 WhatsApp choices:
 - `context` (quote the user's last message) goes on the first request of each reply
@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 
 from sender.graph_routes import GraphRoutes
 from sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, split_text
+from sender.whatsapp_ids import recipient_fields
 
 PLATFORMS: Final = frozenset(TEXT_LIMITS)
 WHATSAPP_MAX_BUTTONS: Final = 3
@@ -122,8 +123,10 @@ def _whatsapp(user_id: str, reply_to: str | None, reply: Reply) -> list[dict[str
         if options:
             text = f"{text}\n\n{_option_list(options)}"
         bodies.extend(_whatsapp_text(chunk) for chunk in split_text(text, limit))
+    # A user known only by their business-scoped user id is addressed with `recipient`.
+    address = recipient_fields(user_id)
     payloads = [
-        {"messaging_product": "whatsapp", "recipient_type": "individual", "to": user_id, **body}
+        {"messaging_product": "whatsapp", "recipient_type": "individual", **address, **body}
         for body in bodies
     ]
     if payloads and reply_to is not None:

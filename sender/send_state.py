@@ -3,6 +3,7 @@ and the finish step."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ class SendState:
     """Consecutive times Meta throttled this batch's sends; they grow its wait, not attempts."""
     admitted: bool = False
     """The per-user rate limit already let this batch through."""
+    message_ids: list[str] = field(default_factory=list)
+    """The platform's id of each accepted request (mid, wamid), in send order."""
 
     @classmethod
     def decode(cls, raw: dict[bytes, bytes]) -> SendState:
@@ -50,6 +53,7 @@ class SendState:
             attempts=int(raw.get(b"attempts", 0)),
             throttles=int(raw.get(b"throttles", 0)),
             admitted=raw.get(b"admitted") == b"1",
+            message_ids=_strings(raw.get(b"message_ids")),
         )
 
     def encode(self) -> dict[FieldT, EncodableT]:
@@ -66,6 +70,8 @@ class SendState:
                   "platform": r.platform}
                  for r in self.requests]
             )  # fmt: skip
+        if self.message_ids:
+            fields["message_ids"] = orjson.dumps(self.message_ids)
         return fields
 
 
@@ -179,8 +185,12 @@ class SendStore:
         keep: int,
         ttl_s: int,
         dead: bool = False,
-    ) -> None:
-        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history."""
+        also: Sequence[Command] = (),
+    ) -> list[Any]:
+        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history.
+
+        `also` (one-key commands, any slot) ride in the same pipeline; their replies are
+        returned, a failed one as its exception: the caller decides what it costs."""
         keys, conversation = self._keys, batch["conversation"]
         command = self._mark.command(
             (
@@ -203,11 +213,23 @@ class SendStore:
                 *history_items,
             ),
         )
-        await self._evalsha(command)
+        results = await self._batched.execute([command, *also])
+        if is_noscript(results[0]):
+            # Redis restarted and forgot the script; NOSCRIPT ran nothing: load, mark again.
+            await self._evalsha(command)
+        elif isinstance(results[0], Exception):
+            raise results[0]
+        return results[1:]
 
     async def close(self) -> None:
         """Stop the shared pipeline."""
         await self._batched.close()
+
+
+def _strings(raw: bytes | None) -> list[str]:
+    """A stored JSON list of strings; a state saved before the field existed has none."""
+    value = orjson.loads(raw) if raw else []
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def _claim(reply: Any) -> Claim:

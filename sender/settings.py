@@ -51,6 +51,7 @@ class SenderSettings:
     supersede: bool
     history_messages: int
     history_ttl_s: int
+    sent_ids_ttl_s: int
     concurrency: int
     metrics_host: str
     metrics_port: int
@@ -95,6 +96,9 @@ class SenderSettings:
             supersede=env.flag("LULL_SUPERSEDE", False),
             history_messages=env.integer("LULL_HISTORY_MESSAGES", 20, minimum=0, maximum=1000),
             history_ttl_s=env.integer("LULL_HISTORY_TTL_S", 86_400, minimum=1),
+            sent_ids_ttl_s=env.integer(
+                "LULL_SENT_MESSAGE_TTL_S", 86_400, minimum=0, maximum=30 * 86_400
+            ),
             concurrency=env.integer("LULL_SENDER_CONCURRENCY", 64, minimum=1, maximum=10_000),
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.integer("LULL_SENDER_METRICS_PORT", 9102, minimum=0, maximum=65535),

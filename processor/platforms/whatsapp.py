@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from common.delivery import DeliveryFailure
 from common.events import EDIT, FLOW_REPLY, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
 from processor.platforms._shared import (
     MALFORMED,
@@ -63,9 +64,15 @@ def _change(change: Any, parsed: Parsed) -> None:
             parsed.events.append(result)
         else:
             ignored.append((PLATFORM, result))
-    # Statuses report on our own outgoing messages; errors on the webhook itself.
-    statuses = items_at(value, "statuses", PLATFORM, ignored)
-    ignored.extend([(PLATFORM, "status")] * len(statuses))
+    # Statuses report on our own outgoing messages: a failed one is a reply that did not
+    # arrive (matched to its conversation later), the others are only counted. Errors report
+    # on the webhook itself.
+    for status in items_at(value, "statuses", PLATFORM, ignored):
+        failure = _failure(status, account_id) if _is_failed(status) else "status"
+        if isinstance(failure, DeliveryFailure):
+            parsed.failures.append(failure)
+        else:
+            ignored.append((PLATFORM, failure))
     errors = items_at(value, "errors", PLATFORM, ignored)
     ignored.extend([(PLATFORM, "error")] * len(errors))
 
@@ -74,7 +81,12 @@ def _message(message: Any, account_id: str | None) -> Event | str:
     """The event one messages[] item holds, or "malformed"."""
     if not isinstance(message, dict) or account_id is None:
         return MALFORMED
-    user_id = id_at(message, "from")
+    # A user who adopted a WhatsApp username may come without a phone number: `from` is then
+    # absent (or "" in Meta's first drafts) and only `from_user_id`, their business-scoped
+    # user id (BSUID), names them. The phone number stays the key whenever it is there, so
+    # conversations of users without a username keep the key they always had; see README,
+    # "WhatsApp users without a phone number".
+    user_id = id_at(message, "from") or id_at(message, "from_user_id")
     mid = id_at(message, "id")
     time_ms = seconds_as_ms_at(message, "timestamp")
     kind = id_at(message, "type")
@@ -142,3 +154,35 @@ def _edited_text(message: dict[str, Any] | None) -> str:
         return ""
     content = dict_at(message, kind)
     return text_at(content, "body") if kind == "text" else text_at(content, "caption")
+
+
+def _is_failed(status: Any) -> bool:
+    return isinstance(status, dict) and status.get("status") == "failed"
+
+
+def _failure(status: dict[str, Any], account_id: str | None) -> DeliveryFailure | str:
+    """The failure a `failed` statuses[] item reports, or "malformed".
+
+    Shape from Meta's status messages webhook reference: `id` (the wamid), `timestamp`,
+    `recipient_id` (phone number; absent when the message went to a BSUID) or
+    `recipient_user_id` (BSUID), and `errors[]` of {code, title, message,
+    error_data.details, href}. A failed status carries no `contacts`."""
+    message_id = id_at(status, "id")
+    time_ms = seconds_as_ms_at(status, "timestamp")
+    if account_id is None or message_id is None or time_ms is None:
+        return MALFORMED
+    errors = list_at(status, "errors") or [None]
+    error = errors[0] if isinstance(errors[0], dict) else None
+    code = error.get("code") if error is not None else None
+    return DeliveryFailure(
+        platform=PLATFORM,
+        account_id=account_id,
+        message_id=message_id,
+        time_ms=time_ms,
+        recipient=id_at(status, "recipient_id") or id_at(status, "recipient_user_id"),
+        code=code if type(code) is int else None,  # bool is an int subclass: not a code
+        title=text_at(error, "title"),
+        message=text_at(error, "message"),
+        details=text_at(dict_at(error, "error_data"), "details"),
+        raw=status,
+    )

@@ -228,7 +228,7 @@ async def test_sender_never_logs_secrets(
     client = aioredis.Redis.from_url(url_of(locked_redis), socket_timeout=5)
     keys = Keys(namespace)
     await emit(client, keys, "u1", 1, "to messenger", account="p1")
-    await emit(client, keys, "u2", 1, "to whatsapp", platform="whatsapp", account="wa1")
+    await emit(client, keys, "15550000002", 1, "to whatsapp", platform="whatsapp", account="wa1")
     log = tmp_path / "sender.log"
     proc = start("sender", env, log)
     graph = graph_server.app[FAKE_GRAPH]

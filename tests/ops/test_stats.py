@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.cli import main
+from common.delivery import DeliveryFailure, SentMessage
 from common.keys import Keys
 from common.streams import ensure_group
 from dev.embedded_redis import free_port
@@ -196,6 +197,7 @@ async def test_an_empty_namespace_gives_zeros(
         ],
     }  # fmt: skip
     assert out["groups"] == [] and out["consumers"] == [] and out["dead_letters"] == 0
+    assert out["delivery_failures"] == []
     assert out["windows"] == {
         "open": 0, "open_per_shard": [0, 0], "oldest_age_ms": None, "oldest_conversation": None,
         "sampled": 0, "approximate": False, "most_overdue_ms": None,
@@ -214,6 +216,40 @@ async def test_the_screen_shows_every_part(
     screen = capsys.readouterr().out
     for part in ("streams", "open windows", "consumers", "dead letters", "stuck", "oldest"):
         assert part in screen, part
+
+
+async def test_recent_delivery_failures_over_every_shard_newest_first(
+    redis: aioredis.Redis, stats_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    processor = Processor(redis, ProcessorSettings.from_env(stats_env))
+    keys = processor.keys
+    conversation = f"whatsapp:106540352242922:{users_per_shard(keys, 1)[1][0]}"
+    await redis.set(keys.sent_message("wamid.a"), SentMessage(conversation, 7).encode())
+    await processor.start()
+    # 12 failures, newest last; only wamid.a was sent by lull (its conversation is on shard 1).
+    account = "106540352242922"
+    failures = [
+        DeliveryFailure("whatsapp", account, f"wamid.{n}", 1_000 * n, None, 131026, "undelivered")
+        for n in range(11)
+    ] + [DeliveryFailure("whatsapp", account, "wamid.a", 99_000, "1", 131049, "x")]
+    await processor.failures.record(failures)
+    out = await stats_json(capsys)
+    shown = out["delivery_failures"]
+    assert len(shown) == 10
+    assert shown[0] == {
+        "at_ms": 99_000, "platform": "whatsapp", "account_id": "106540352242922",
+        "message_id": "wamid.a", "code": 131049, "title": "x", "details": "",
+        "conversation": conversation, "seq": 7,
+    }  # fmt: skip
+    assert [f["message_id"] for f in shown[1:]] == [f"wamid.{n}" for n in range(10, 1, -1)]
+    assert all(f["conversation"] is None for f in shown[1:])
+    # Both shards hold some: the unmatched ones live in their message id's shard.
+    lengths = [await redis.llen(keys.delivery_failures(shard)) for shard in range(SHARDS)]
+    assert all(lengths) and sum(lengths) == 12
+    assert await asyncio.to_thread(stats_cli) == 0
+    screen = capsys.readouterr().out
+    assert "recent delivery failures" in screen and conversation in screen
+    assert "(unmatched)" in screen
 
 
 def test_bad_configuration_exits_2(

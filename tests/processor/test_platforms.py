@@ -12,6 +12,7 @@ from tests.conftest import FIXTURES
 PAGE, PSID, PSID_2 = "106000000000001", "7000000000000001", "7000000000000002"
 IG_ACCOUNT, IGSID = "17841400000000001", "6000000000000001"
 PHONE_ID, WA_ID, WA_ID_2 = "106540352242922", "16315551234", "16315555678"
+BSUID = "US.13491208655302741918"  # the business-scoped user id of WA_ID's user
 
 # (kind, mid, user_id, account_id, event_time_ms, text, target_mid)
 Row = tuple[str, str, str, str, int, str, str | None]
@@ -90,6 +91,22 @@ EVENTS: dict[str, list[Row]] = {
         wa("edit", "wamid.edit_1", 16, "Does it come in another colour?", "wamid.edit_original_1")
     ],
     "whatsapp/revoke": [wa("unsend", "wamid.revoke_1", 17, "", "wamid.revoke_original_1")],
+    # A username adopter whose phone number Meta withholds: keyed by the BSUID.
+    "whatsapp/text_username": [
+        (
+            "text",
+            "wamid.text_username_1",
+            BSUID,
+            PHONE_ID,
+            (S + 40) * 1000,
+            "Does it come in another color?",
+            None,
+        )
+    ],
+    # Phone number and BSUID both given: the phone number stays the key.
+    "whatsapp/text_bsuid_and_phone": [
+        wa("text", "wamid.text_bsuid_and_phone_1", 41, "and in size M?")
+    ],
     "whatsapp/multi": [
         wa("text", "wamid.multi_1", 30, "hi"),
         wa("text", "wamid.multi_2", 31, "I ordered yesterday"),
@@ -118,11 +135,28 @@ IGNORED: dict[str, list[tuple[str, str]]] = {
     "whatsapp/statuses_sent": [("whatsapp", "status")],
     "whatsapp/statuses_delivered": [("whatsapp", "status")],
     "whatsapp/statuses_read": [("whatsapp", "status")],
-    "whatsapp/statuses_failed": [("whatsapp", "status")],
     "whatsapp/errors": [("whatsapp", "error")],
     "whatsapp/multi": [("whatsapp", "status")],
 }
-ALL = sorted(EVENTS.keys() | IGNORED.keys())
+# Failed statuses: (message_id, account_id, time_ms, recipient, code, title).
+Failure = tuple[str, str, int, str | None, int | None, str]
+UNDELIVERABLE = "Message undeliverable"
+FAILURES: dict[str, list[Failure]] = {
+    "whatsapp/statuses_failed": [
+        ("wamid.statuses_failed_1", PHONE_ID, (S + 23) * 1000, WA_ID, 131047,
+         "Re-engagement message"),
+    ],
+    "whatsapp/statuses_failed_undeliverable": [
+        ("wamid.statuses_failed_undeliverable_1", PHONE_ID, (S + 360) * 1000, WA_ID, 131026,
+         UNDELIVERABLE),
+    ],
+    # Sent to a business-scoped user id: Meta names the recipient by recipient_user_id only.
+    "whatsapp/statuses_failed_bsuid": [
+        ("wamid.statuses_failed_bsuid_1", PHONE_ID, (S + 365) * 1000, BSUID, 131026,
+         UNDELIVERABLE),
+    ],
+}  # fmt: skip
+ALL = sorted(EVENTS.keys() | IGNORED.keys() | FAILURES.keys())
 
 
 def rows(parsed: Parsed) -> list[Row]:
@@ -130,6 +164,14 @@ def rows(parsed: Parsed) -> list[Row]:
     return [
         (e.kind, e.mid, e.user_id, e.account_id, e.event_time_ms, e.text, e.target_mid)
         for e in parsed.events
+    ]
+
+
+def failures(parsed: Parsed) -> list[Failure]:
+    """The compared fields of each delivery failure."""
+    return [
+        (f.message_id, f.account_id, f.time_ms, f.recipient, f.code, f.title)
+        for f in parsed.failures
     ]
 
 
@@ -147,6 +189,7 @@ def test_fixture(name: str) -> None:
     parsed = parse(fixture(name))
     assert rows(parsed) == EVENTS.get(name, [])
     assert parsed.ignored == IGNORED.get(name, [])
+    assert failures(parsed) == FAILURES.get(name, [])
     platform = name.split("/", maxsplit=1)[0]
     assert all(e.platform == platform for e in parsed.events)
 
@@ -199,6 +242,24 @@ def test_raw_is_the_platform_item() -> None:
 def test_conversation_key() -> None:
     (event,) = parse(fixture("whatsapp/text")).events
     assert event.conversation == f"whatsapp:{PHONE_ID}:{WA_ID}"
+
+
+def test_whatsapp_user_without_a_phone_number_is_keyed_by_bsuid() -> None:
+    (event,) = parse(fixture("whatsapp/text_username")).events
+    assert event.conversation == f"whatsapp:{PHONE_ID}:{BSUID}"
+    assert event.raw["from_user_id"] == BSUID
+    # Every message of that user lands in one conversation, whatever its type.
+    later = wa_msg("image", image={"caption": "this one"})
+    del later["from"]
+    later["from_user_id"] = BSUID
+    (image,) = parse(wa_body(later)).events
+    assert image.conversation == event.conversation
+    # Meta's first drafts sent the withheld phone number as "".
+    (blank,) = parse(wa_body({**later, "from": ""})).events
+    assert blank.conversation == event.conversation
+    # Neither id: nothing to key the message by.
+    del later["from_user_id"]
+    assert parse(wa_body(later)).ignored == [("whatsapp", "malformed")]
 
 
 def page_body(*items: object, obj: str = "page") -> bytes:
@@ -300,3 +361,42 @@ def wa_msg(kind: str, **fields: object) -> dict[str, object]:
 def test_whatsapp_messages(message: object, expected: Row) -> None:
     parsed = parse(wa_body(message))
     assert (rows(parsed), parsed.ignored) == ([expected], [])
+
+
+def test_failed_status_keeps_the_error_details_and_the_raw_item() -> None:
+    doc = orjson.loads(fixture("whatsapp/statuses_failed_undeliverable"))
+    (failure,) = parse(fixture("whatsapp/statuses_failed_undeliverable")).failures
+    assert failure.platform == "whatsapp"
+    assert failure.message == UNDELIVERABLE
+    assert failure.details.startswith("Unable to deliver message.")
+    assert failure.raw == doc["entry"][0]["changes"][0]["value"]["statuses"][0]
+
+
+def wa_statuses(*statuses: object) -> bytes:
+    """A WhatsApp body holding the given statuses[] in one change."""
+    value = {"metadata": {"phone_number_id": PHONE_ID}, "statuses": list(statuses)}
+    change = {"field": "messages", "value": value}
+    return orjson.dumps({"object": "whatsapp_business_account", "entry": [{"changes": [change]}]})
+
+
+def test_failed_status_edge_cases() -> None:
+    base = {"id": "wamid.f", "status": "failed", "timestamp": str(S)}
+    # No errors array, or a broken one: still a failure, with no code.
+    parsed = parse(wa_statuses(base, {**base, "errors": ["x"]}, {**base, "errors": [{}]}))
+    assert [(f.code, f.title, f.recipient) for f in parsed.failures] == [(None, "", None)] * 3
+    # A failure without an id or time cannot be matched: malformed.
+    parsed = parse(
+        wa_statuses({"status": "failed", "timestamp": str(S)}, {**base, "timestamp": "x"})
+    )
+    assert (parsed.failures, parsed.ignored) == ([], [("whatsapp", "malformed")] * 2)
+    # A code that is not an integer is no code (orjson reads a huge one as a float).
+    odd = [{"code": "131026"}], [{"code": True}], [{"code": 1.5}]
+    parsed = parse(wa_statuses(*({**base, "errors": errors} for errors in odd)))
+    assert [f.code for f in parsed.failures] == [None] * 3
+    (huge,) = parse(
+        wa_statuses(base).replace(b'"status"', b'"errors":[{"code":1' + b"0" * 30 + b'}],"status"')
+    ).failures
+    assert huge.code is None
+    # Other statuses are only counted.
+    parsed = parse(wa_statuses({**base, "status": "delivered"}, "junk"))
+    assert (parsed.failures, parsed.ignored) == ([], [("whatsapp", "status")] * 2)

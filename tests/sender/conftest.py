@@ -101,9 +101,9 @@ async def emit(
 
 
 def sent_texts(graph: FakeGraph) -> list[tuple[str, str]]:
-    """(recipient, text) of every accepted Messenger send, in order."""
+    """(recipient, text) of every accepted Messenger or Instagram send, in order."""
     return [
         (s["payload"]["recipient"]["id"], s["payload"]["message"].get("text", ""))
         for s in graph.sent
-        if "recipient" in s["payload"]
+        if "messaging_product" not in s["payload"]
     ]

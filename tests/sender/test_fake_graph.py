@@ -76,6 +76,26 @@ async def test_messenger_and_whatsapp_are_accepted_and_recorded(make_client: Mak
     assert all(s["at_ms"] >= before_ms for s in sent)
 
 
+async def test_whatsapp_bsuid_recipient_is_answered_as_meta_documents(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    by_bsuid = {k: v for k, v in WHATSAPP.items() if k != "to"}
+    by_bsuid["recipient"] = "US.13491208655302741918"
+    status, answer = await post(client, by_bsuid)
+    assert status == 200
+    # Sent to a BSUID only: no wa_id, the BSUID as input and user_id.
+    assert answer["contacts"] == [
+        {"input": "US.13491208655302741918", "user_id": "US.13491208655302741918"}
+    ]
+    status, answer = await post(client, {**by_bsuid, "to": "+16505551234"})
+    assert status == 200
+    # Both: the phone number takes precedence, the BSUID is echoed as user_id.
+    assert answer["contacts"] == [
+        {"input": "+16505551234", "wa_id": "16505551234", "user_id": "US.13491208655302741918"}
+    ]
+
+
 async def test_clearing_keeps_ids_growing(make_client: MakeClient) -> None:
     client = await make_client()
     await post(client, MESSENGER)
@@ -142,6 +162,10 @@ async def test_other_valid_shapes(make_client: MakeClient, payload: dict[str, An
         ),
         ({**WHATSAPP, "messaging_product": "sms"}, "messaging_product"),
         ({**WHATSAPP, "to": ""}, "param to"),
+        ({k: v for k, v in WHATSAPP.items() if k != "to"}, "param to (a phone number) or"),
+        ({**WHATSAPP, "to": "US.13491208655302741918"}, "send to a business-scoped user id in"),
+        ({**WHATSAPP, "recipient": "16505551234"}, "param recipient must be a business-scoped"),
+        ({**WHATSAPP, "recipient": {"id": "US.1"}}, "param recipient must be a business-scoped"),
         ({**WHATSAPP, "recipient_type": "group"}, "recipient_type"),
         ({**WHATSAPP, "context": {}}, "context"),
         ({**WHATSAPP, "type": "image"}, "param type must name an object"),

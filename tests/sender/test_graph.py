@@ -32,17 +32,18 @@ from sender.replies import Reply, parse_replies
 
 VERSION = "v21.0"
 TOKEN = "EAAtest-token-page-1"
+WA_PHONE, BSUID = "16505551234", "US.13491208655302741918"
 WORDS_4500 = " ".join(["word"] * 900) + "s"  # 4500 characters
 
 
 def make_batch(
-    platform: str = "messenger", mids: tuple[str, ...] = ("m-1", "m-2")
+    platform: str = "messenger", mids: tuple[str, ...] = ("m-1", "m-2"), user: str | None = None
 ) -> dict[str, Any]:
     """A closed batch as the processor emits it, reduced to what the builder reads."""
     return {
         "platform": platform,
         "account_id": "acct-1",
-        "user_id": "user-1",
+        "user_id": user or (WA_PHONE if platform == "whatsapp" else "user-1"),
         "messages": [{"mid": mid, "text": "hi"} for mid in mids],
     }
 
@@ -134,11 +135,26 @@ def test_whatsapp_text_quotes_the_last_user_message_on_the_first_request_only() 
     assert {k: v for k, v in first.items() if k not in ("context", "text")} == {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": "user-1",
+        "to": WA_PHONE,
         "type": "text",
     }
     assert first["text"]["preview_url"] is False
     assert requests[0].path == "/v21.0/acct-1/messages"
+
+
+def test_whatsapp_user_known_by_bsuid_only_is_addressed_with_recipient() -> None:
+    # Meta's BSUID page: `to` takes the phone number, `recipient` the business-scoped user id.
+    reply = one({"text": WORDS_4500, "quick_replies": [{"title": "Yes", "payload": "Y"}]})
+    requests = build_requests(make_batch("whatsapp", user=BSUID), reply, VERSION)
+    assert len(requests) == 2
+    for request in requests:
+        assert request.payload["recipient"] == BSUID
+        assert "to" not in request.payload
+    parent_bsuid = "US.ENT.11815799212886844830"
+    [parent] = build_requests(make_batch("whatsapp", user=parent_bsuid), one({"text": "x"}), "v1")
+    assert parent.payload["recipient"] == parent_bsuid
+    [phone] = build_requests(make_batch("whatsapp"), one({"text": "hi"}), VERSION)
+    assert phone.payload["to"] == WA_PHONE and "recipient" not in phone.payload
 
 
 def test_whatsapp_without_messages_has_no_context() -> None:

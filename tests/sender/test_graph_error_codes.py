@@ -23,6 +23,8 @@ from tests.sender.conftest import MakeSender, emit, sent_texts
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 ACCOUNTS = {"messenger": "p1", "instagram": "ig1", "whatsapp": "wa1"}
+# A WhatsApp user is a phone number (digits): anything else is a business-scoped user id.
+USERS = {"messenger": "u1", "instagram": "u1", "whatsapp": "16315551234"}
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -124,7 +126,15 @@ async def test_the_sender_does_what_the_table_says(
     error = ScriptedError(case.status, case.code, case.message, details=case.details)
     graph.script([error, error], latency_ms=0)
     platform = case.platform
-    await emit(redis, sender.keys, "u1", 1, "hello", platform=platform, account=ACCOUNTS[platform])
+    await emit(
+        redis,
+        sender.keys,
+        USERS[platform],
+        1,
+        "hello",
+        platform=platform,
+        account=ACCOUNTS[platform],
+    )
     await sender.drain()
     dead = await dead_letters(redis, sender.keys.dead())
     meta_waits = sender.registry.get_sample_value(
@@ -156,7 +166,7 @@ async def test_a_throttle_is_not_waited_out_past_the_24_hour_reply_window(
 ) -> None:
     sender = await make_sender()
     graph.script([ScriptedError(400, 131048, "(#131048) Spam rate limit hit")], latency_ms=0)
-    await emit(redis, sender.keys, "u1", 1, "late", platform="whatsapp", account="wa1",
+    await emit(redis, sender.keys, USERS["whatsapp"], 1, "late", platform="whatsapp", account="wa1",
                age_ms=DAY_MS + 60_000)  # fmt: skip
     await emit(redis, sender.keys, "u2", 1, "fresh")
     await sender.drain()

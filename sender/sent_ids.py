@@ -1,0 +1,43 @@
+"""The sender's memory of the WhatsApp messages it sent, so that a failure reported later
+(a `failed` status webhook) can be matched to its conversation and batch.
+
+One key per message id (`Keys.sent_message`), with an expiry: a status names only the
+message id, so the key must be found from that id alone, and a key of its own is the only
+layout that expires per message and works on Redis Cluster (each SET is a one-key command
+in the message id's own slot). The SETs ride in the same pipeline as the batch's finish
+step (SendStore.finish): remembering costs no round trip of its own and does not widen the
+gap between the last send and the mark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from common.coalesce import Command
+from common.delivery import SentMessage
+from common.keys import Keys
+
+# The failure reports lull handles are WhatsApp's `failed` statuses (Meta's status messages
+# webhook reference); ids of other platforms' messages would never be looked up.
+PLATFORMS = frozenset({"whatsapp"})
+
+
+class SentIds:
+    """Remembers message id -> (conversation, seq) for ttl_s; 0 remembers nothing."""
+
+    def __init__(self, keys: Keys, ttl_s: int) -> None:
+        self._keys = keys
+        self._ttl_s = ttl_s
+
+    def commands(
+        self, platform: str, sent: SentMessage, message_ids: Sequence[str]
+    ) -> list[Command]:
+        """The SETs that remember message_ids as sent by `sent`; none when nothing is to be
+        remembered (another platform, or LULL_SENT_MESSAGE_TTL_S=0)."""
+        if self._ttl_s <= 0 or platform not in PLATFORMS:
+            return []
+        value = sent.encode()
+        return [
+            ("SET", self._keys.sent_message(message_id), value, "EX", self._ttl_s)
+            for message_id in message_ids
+        ]
