@@ -15,6 +15,7 @@ import orjson
 import structlog
 
 from common.backoff import backoff_ms
+from common.batch import Batch
 from common.consumer import Decided, Entry, Permanent, RetryLater
 from common.delivery import SentMessage
 from common.keys import Keys
@@ -36,19 +37,6 @@ ORDER_RETRY_MS = 50
 # standard messaging window, WhatsApp's customer service window); later a free-form reply is
 # refused (code 10 on Messenger, 131047 on WhatsApp), so a throttle is not waited out past it.
 REPLY_WINDOW_MS = 24 * 3600 * 1000
-REQUIRED = ("batch_id", "seq", "platform", "account_id", "user_id", "conversation", "messages")
-
-
-def decode_batch(raw: bytes | None) -> dict[str, Any]:
-    """The batch JSON of an outbound entry; ValueError when it is not one."""
-    if raw is None:
-        raise ValueError("entry has no batch field")
-    batch = orjson.loads(raw)
-    if not isinstance(batch, dict) or any(name not in batch for name in REQUIRED):
-        raise ValueError("batch JSON lacks " + ", ".join(n for n in REQUIRED if n not in batch))
-    if not isinstance(batch["seq"], int) or batch["seq"] < 1:
-        raise ValueError(f"bad seq {batch['seq']!r}")
-    return batch
 
 
 @dataclass
@@ -57,7 +45,7 @@ class _Job:
 
     shard: int
     entry: Entry
-    batch: dict[str, Any]
+    batch: Batch
     state: SendState
     replay: bool
     """A replay (`lull dead replay`) of a batch that finished as dead: its seq is finished,
@@ -90,7 +78,7 @@ class Deliverer:
     async def deliver(self, entry: Entry) -> Decided:
         """Take one batch as far as it can go now; the outcome tells the loop what's next."""
         try:
-            batch = decode_batch(entry.fields.get(b"batch"))
+            batch = Batch.decode(entry.fields.get(b"batch"))
         except ValueError as exc:
             return self._dead(f"malformed batch: {exc}")
         shard = self.keys.shard_of_outbound(entry.stream)
@@ -98,20 +86,20 @@ class Deliverer:
         asked_at = time.monotonic()
         loaded = await self.store.read(shard, entry.id, batch, settings.history_messages > 0)
         if not loaded.claim.owned:
-            self.progress.forget(batch["batch_id"])
+            self.progress.forget(batch.batch_id)
             return self._taken_over(entry)
-        seq = batch["seq"]
+        seq = batch.seq
         replay = seq <= loaded.delivered_seq
         if replay and not loaded.claim.marked:
             # Delivered before a crash or a claim: ack and skip, never answer twice.
-            self.progress.forget(batch["batch_id"])
+            self.progress.forget(batch.batch_id)
             self.metrics.deliveries.labels("duplicate").inc()
             return None
         if seq > loaded.delivered_seq + 1:
             self.metrics.deliveries.labels("waiting").inc()
             return RetryLater(ORDER_RETRY_MS, f"waiting for seq {loaded.delivered_seq + 1}")
         safe_until = self._safe_until(asked_at, loaded.claim.idle_ms)
-        state = self.progress.adopt(batch["batch_id"], loaded.state)
+        state = self.progress.adopt(batch.batch_id, loaded.state)
         job = _Job(shard, entry, batch, state, replay, safe_until)
         if job.state.requests is None:
             outcome = await self._call_handler(job, loaded.history)
@@ -124,7 +112,7 @@ class Deliverer:
         batch, state = job.batch, job.state
         rate = self.settings.rate_per_user
         if rate is not None and not state.admitted:
-            wait_ms = await self.limiter.acquire(self.keys.user_rate(batch["conversation"]), rate)
+            wait_ms = await self.limiter.acquire(self.keys.user_rate(batch.conversation), rate)
             if wait_ms > 0:
                 self.metrics.rate_waits.labels("user").inc()
                 return RetryLater(wait_ms, "per-user rate limit")
@@ -133,7 +121,7 @@ class Deliverer:
         failure: HandlerRetry | str | None = None
         replies: list[Reply] = []
         try:
-            raw_replies = await self.handler({**batch, "history": history})
+            raw_replies = await self.handler({**batch.to_dict(), "history": history})
             replies = [] if self.handler.forward_only else parse_replies(raw_replies)
         except HandlerRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
@@ -157,8 +145,8 @@ class Deliverer:
             return None
         if self.settings.supersede and not job.replay:
             # A replay is not superseded: the newer batches never carried its messages.
-            latest = await self.store.latest_seq(job.shard, batch["conversation"])
-            if latest > batch["seq"]:
+            latest = await self.store.latest_seq(job.shard, batch.conversation)
+            if latest > batch.seq:
                 # A newer, fuller batch of this conversation is closed: answer that one only.
                 await self._finish(job, [], "superseded")
                 return None
@@ -168,7 +156,7 @@ class Deliverer:
             return self._dead(f"cannot build Graph API requests: {exc}")
         return None
 
-    def _requests(self, batch: dict[str, Any], replies: list[Reply]) -> list[GraphRequest]:
+    def _requests(self, batch: Batch, replies: list[Reply]) -> list[GraphRequest]:
         version, routes = self.settings.graph_version, self.settings.graph_routes
         return [r for reply in replies for r in build_requests(batch, reply, version, routes)]
 
@@ -189,7 +177,7 @@ class Deliverer:
                 )
                 if wait_ms > 0:
                     self.metrics.rate_waits.labels("account").inc()
-                    await self.store.save(job.shard, job.batch["batch_id"], state)
+                    await self.store.save(job.shard, job.batch.batch_id, state)
                     return RetryLater(wait_ms, "account rate limit")
             started = time.perf_counter()
             try:
@@ -222,8 +210,8 @@ class Deliverer:
         batch, so it does not use up LULL_SEND_MAX_ATTEMPTS: the batch waits as long as Meta
         asks, longer each time it asks again, until its reply could not be sent anyway."""
         self.metrics.rate_waits.labels("meta").inc()
-        last_event_ms = job.batch.get("last_event_time")
-        if isinstance(last_event_ms, int) and time.time() * 1000 - last_event_ms > REPLY_WINDOW_MS:
+        last_event_ms = job.batch.last_event_time
+        if last_event_ms and time.time() * 1000 - last_event_ms > REPLY_WINDOW_MS:
             return self._dead(f"throttled past the 24-hour reply window: {exc}")
         job.state.throttles += 1
         return await self._again(
@@ -245,9 +233,9 @@ class Deliverer:
         stop = await self._check(job)
         if stop is not None:
             return stop.outcome
-        await self.store.save(job.shard, job.batch["batch_id"], job.state)
+        await self.store.save(job.shard, job.batch.batch_id, job.state)
         self.metrics.deliveries.labels("retried").inc()
-        log.info("batch retried", batch_id=job.batch["batch_id"], reason=reason, delay_ms=delay_ms)
+        log.info("batch retried", batch_id=job.batch.batch_id, reason=reason, delay_ms=delay_ms)
         return RetryLater(delay_ms, reason)
 
     async def _check(self, job: _Job) -> _Stop | None:
@@ -259,13 +247,13 @@ class Deliverer:
         if not job.replay and time.monotonic() < job.safe_until:
             return None
         asked_at = time.monotonic()
-        claim = await self.store.check(job.shard, job.entry.id, job.batch["batch_id"])
+        claim = await self.store.check(job.shard, job.entry.id, job.batch.batch_id)
         if not claim.owned:
-            self.progress.forget(job.batch["batch_id"])
+            self.progress.forget(job.batch.batch_id)
             return _Stop(self._taken_over(job.entry))
         if job.replay and not claim.marked:
             # Another copy of this replay was delivered meanwhile.
-            self.progress.forget(job.batch["batch_id"])
+            self.progress.forget(job.batch.batch_id)
             self.metrics.deliveries.labels("duplicate").inc()
             return _Stop(None)
         job.safe_until = self._safe_until(asked_at, claim.idle_ms)
@@ -294,10 +282,9 @@ class Deliverer:
     async def _finish(self, job: _Job, requests: list[GraphRequest], outcome: str) -> None:
         settings, batch = self.settings, job.batch
         items = [
-            orjson.dumps({"role": "user", "mid": m.get("mid"), "text": m.get("text", ""),
-                          "time": m.get("event_time")})
-            for m in batch["messages"] if isinstance(m, dict)
-        ]  # fmt: skip
+            orjson.dumps({"role": "user", "mid": m.mid, "text": m.text, "time": m.event_time})
+            for m in batch.messages
+        ]
         # A bot item names the message it became (when known), so that a delivery failure
         # reported later (a history item with that mid) can be tied to it.
         mids: list[str | None] = [*job.state.message_ids[: len(requests)]]
@@ -306,8 +293,8 @@ class Deliverer:
             orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
             for r, mid in zip(requests, mids, strict=True)
         ]
-        sent = SentMessage(batch["conversation"], batch["seq"])
-        remember = self.sent_ids.commands(batch["platform"], sent, job.state.message_ids)
+        sent = SentMessage(batch.conversation, batch.seq)
+        remember = self.sent_ids.commands(batch.platform, sent, job.state.message_ids)
         remembered = await self.store.finish(
             shard=job.shard,
             entry_id=job.entry.id,
@@ -317,31 +304,31 @@ class Deliverer:
             ttl_s=settings.history_ttl_s,
             also=remember,
         )
-        self.progress.forget(batch["batch_id"])
+        self.progress.forget(batch.batch_id)
         lost = [r for r in remembered if isinstance(r, Exception)]
         if lost:
             # The batch is finished; only matching a later delivery failure suffers (counted
             # as unmatched then).
             log.warning(
                 "sent message ids not remembered",
-                conversation=batch["conversation"],
-                seq=batch["seq"],
+                conversation=batch.conversation,
+                seq=batch.seq,
                 messages=len(lost),
                 error=str(lost[0]),
             )
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()
-        closed_at = batch.get("closed_at")
+        closed_at = batch.closed_at
         age_s = time.time() - closed_at / 1000 if isinstance(closed_at, int) else None
         if outcome == "sent" and age_s is not None:
             self.metrics.batch_age.observe(max(0.0, age_s))
         log.info(
             "batch finished",
             outcome=outcome,
-            conversation=batch.get("conversation"),
-            seq=batch.get("seq"),
-            messages=len(batch["messages"]),
+            conversation=batch.conversation,
+            seq=batch.seq,
+            messages=len(batch.messages),
             replies=len(requests),
             age_ms=None if age_s is None else round(age_s * 1000),
         )
@@ -350,10 +337,10 @@ class Deliverer:
         """After a batch was dead-lettered: its successors must not wait for it forever, and
         a replay of it (`lull dead replay`) is to be delivered, not skipped as a duplicate."""
         try:
-            batch = decode_batch(entry.fields.get(b"batch"))
+            batch = Batch.decode(entry.fields.get(b"batch"))
         except ValueError:
             return
-        self.progress.forget(batch["batch_id"])
+        self.progress.forget(batch.batch_id)
         shard = self.keys.shard_of_outbound(entry.stream)
         await self.store.finish(
             shard=shard,

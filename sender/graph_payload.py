@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+from common.batch import Batch
 from sender.graph_routes import GraphRoutes
 from sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, split_text
 from sender.whatsapp_ids import recipient_fields
@@ -52,16 +53,16 @@ DEFAULT_ROUTES: Final = GraphRoutes({})
 
 
 def build_requests(
-    batch: Mapping[str, Any], reply: Reply, version: str, routes: GraphRoutes = DEFAULT_ROUTES
+    batch: Batch, reply: Reply, version: str, routes: GraphRoutes = DEFAULT_ROUTES
 ) -> list[GraphRequest]:
     """The requests, in send order, that deliver one reply to the batch's user."""
-    platform = batch.get("platform")
-    if not isinstance(platform, str) or platform not in PLATFORMS:
+    platform = batch.platform
+    if platform not in PLATFORMS:
         raise ValueError(f"batch platform must be one of {sorted(PLATFORMS)}, not {platform!r}")
     if reply.attachment is None and not (reply.text and reply.text.strip()):
         raise ValueError("reply has neither text nor an attachment")
-    account_id = _required_str(batch, "account_id")
-    user_id = _required_str(batch, "user_id")
+    account_id = _required_str(batch.account_id, "account_id")
+    user_id = _required_str(batch.user_id, "user_id")
     node = routes.route(platform, account_id).node
     path = f"/{version.strip('/')}/{quote(node, safe='')}/messages"
     if platform == "whatsapp":
@@ -186,16 +187,11 @@ def _split_with_tail(text: str, limit: int, tail_limit: int) -> list[str]:
     return chunks
 
 
-def _last_mid(batch: Mapping[str, Any]) -> str | None:
-    messages = batch.get("messages")
-    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
-        return None
-    mid = messages[-1].get("mid")
-    return mid if isinstance(mid, str) and mid else None
+def _last_mid(batch: Batch) -> str | None:
+    return batch.messages[-1].mid or None if batch.messages else None
 
 
-def _required_str(batch: Mapping[str, Any], key: str) -> str:
-    value = batch.get(key)
-    if not isinstance(value, str) or not value:
+def _required_str(value: str, key: str) -> str:
+    if not value:
         raise ValueError(f"batch {key} must be a non-empty string, not {value!r}")
     return value

@@ -41,8 +41,9 @@ DEFAULT_TIMEOUT_MS = 30_000
 # Enough of a refused answer to tell why in a dead letter, not the whole page.
 EXCERPT_CHARS = 200
 
-Reply = dict[str, Any]
-BotFunction = Callable[[dict[str, Any]], Awaitable[list[Reply]]]
+ReplyJson = dict[str, Any]
+"""One reply as the bot answers it, before sender/replies.py checks it into a Reply."""
+BotFunction = Callable[[dict[str, Any]], Awaitable[list[ReplyJson]]]
 
 
 class HandlerRetry(Exception):
@@ -70,7 +71,7 @@ class Handler(Protocol):
     forward_only: bool
     """True when the handler never replies, so the sender can skip sending altogether."""
 
-    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
         """The bot's replies to batch (unvalidated dicts); raises HandlerRetry/HandlerPermanent."""
         ...
 
@@ -129,7 +130,7 @@ class EchoHandler:
     name = "echo"
     forward_only = False
 
-    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
         """One reply carrying batch["text"], none when there is no text."""
         text = batch.get("text")
         # Only attachments (or blanks): there is nothing to echo, and an empty text is not sendable.
@@ -147,7 +148,7 @@ class ForwardOnlyHandler:
     name = "none"
     forward_only = True
 
-    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
         """No replies."""
         return []
 
@@ -173,7 +174,7 @@ class HttpHandler:
             session = aiohttp.ClientSession(timeout=self._timeout)
         self._session = session
 
-    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
         """The bot's replies; raises HandlerRetry or HandlerPermanent per the answer."""
         try:
             body = orjson.dumps(batch)
@@ -211,7 +212,7 @@ class PythonHandler:
         self._function = function
         self._timeout_ms = timeout_ms
 
-    async def __call__(self, batch: dict[str, Any]) -> list[Reply]:
+    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
         """The function's replies; its unexpected exceptions become HandlerRetry."""
         try:
             async with asyncio.timeout(self._timeout_ms / 1000):
@@ -249,7 +250,7 @@ def load_function(spec: str) -> BotFunction:
     return checked
 
 
-def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[Reply]:
+def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[ReplyJson]:
     if status in (408, 429) or status >= 500:
         raise HandlerRetry(f"bot answered {status}", _retry_after_ms(retry_after))
     if not 200 <= status < 300:
@@ -267,7 +268,7 @@ def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[Repl
     return _checked_replies(answer["replies"], '"replies"')
 
 
-def _checked_replies(replies: object, source: str) -> list[Reply]:
+def _checked_replies(replies: object, source: str) -> list[ReplyJson]:
     if not isinstance(replies, list):
         raise HandlerPermanent(f"{source} is {type(replies).__name__}, expected a list")
     for index, reply in enumerate(replies):

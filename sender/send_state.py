@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from redis.typing import EncodableT, FieldT
 
+from common.batch import Batch
 from common.coalesce import Coalescer, Command
 from common.keys import Keys
 from common.lua import LuaScript, is_noscript
@@ -116,13 +117,13 @@ class SendStore:
         for script in (self._mark, self._check):
             await script.load(self._client)
 
-    async def read(self, shard: int, entry_id: str, batch: dict[str, Any], history: bool) -> Loaded:
+    async def read(self, shard: int, entry_id: str, batch: Batch, history: bool) -> Loaded:
         """Delivered seq, send state, claim and history, in one round trip."""
-        keys, conversation = self._keys, batch["conversation"]
-        check = self._check_command(shard, entry_id, batch["batch_id"])
+        keys, conversation = self._keys, batch.conversation
+        check = self._check_command(shard, entry_id, batch.batch_id)
         commands: list[Command] = [
             ("HGET", keys.delivered(shard), conversation),
-            ("HGETALL", keys.send_state(shard, batch["batch_id"])),
+            ("HGETALL", keys.send_state(shard, batch.batch_id)),
             check,
         ]
         if history:
@@ -180,7 +181,7 @@ class SendStore:
         *,
         shard: int,
         entry_id: str,
-        batch: dict[str, Any],
+        batch: Batch,
         history_items: list[bytes],
         keep: int,
         ttl_s: int,
@@ -191,12 +192,12 @@ class SendStore:
 
         `also` (one-key commands, any slot) ride in the same pipeline; their replies are
         returned, a failed one as its exception: the caller decides what it costs."""
-        keys, conversation = self._keys, batch["conversation"]
+        keys, conversation = self._keys, batch.conversation
         command = self._mark.command(
             (
                 keys.delivered(shard),
                 keys.outbound(shard),
-                keys.send_state(shard, batch["batch_id"]),
+                keys.send_state(shard, batch.batch_id),
                 keys.history(conversation),
                 keys.dead_seqs(shard),
                 keys.dead_batches(shard),
@@ -205,11 +206,11 @@ class SendStore:
                 self._group,
                 entry_id,
                 conversation,
-                batch["seq"],
+                batch.seq,
                 keep,
                 ttl_s,
                 "dead" if dead else "done",
-                batch["batch_id"],
+                batch.batch_id,
                 *history_items,
             ),
         )

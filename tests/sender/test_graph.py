@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from common.batch import Batch
 from dev.fake_graph import create_fake_graph_app
 from sender.graph import (
     GraphClient,
@@ -38,14 +39,25 @@ WORDS_4500 = " ".join(["word"] * 900) + "s"  # 4500 characters
 
 def make_batch(
     platform: str = "messenger", mids: tuple[str, ...] = ("m-1", "m-2"), user: str | None = None
-) -> dict[str, Any]:
-    """A closed batch as the processor emits it, reduced to what the builder reads."""
-    return {
-        "platform": platform,
-        "account_id": "acct-1",
-        "user_id": user or (WA_PHONE if platform == "whatsapp" else "user-1"),
-        "messages": [{"mid": mid, "text": "hi"} for mid in mids],
-    }
+) -> Batch:
+    """A closed batch as the processor emits it."""
+    user_id = user or (WA_PHONE if platform == "whatsapp" else "user-1")
+    conversation = f"{platform}:acct-1:{user_id}"
+    return Batch.from_dict(
+        {
+            "batch_id": f"{conversation}:1",
+            "seq": 1,
+            "platform": platform,
+            "account_id": "acct-1",
+            "user_id": user_id,
+            "conversation": conversation,
+            "messages": [
+                {"mid": mid, "event_time": 1, "received_at": 1, "kind": "text", "text": "hi",
+                 "attachments": [], "raw": {}}
+                for mid in mids
+            ],
+        }
+    )  # fmt: skip
 
 
 def one(item: dict[str, Any]) -> Reply:
@@ -244,12 +256,12 @@ def test_whatsapp_attachment_with_quick_replies_is_followed_by_the_list() -> Non
 @pytest.mark.parametrize(
     ("batch", "reason"),
     [
-        ({**make_batch(), "platform": "telegram"}, "platform must be one of"),
-        ({**make_batch(), "user_id": ""}, "user_id must be a non-empty string"),
-        ({**make_batch(), "account_id": None}, "account_id must be a non-empty string"),
+        (replace(make_batch(), platform="telegram"), "platform must be one of"),
+        (replace(make_batch(), user_id=""), "user_id must be a non-empty string"),
+        (replace(make_batch(), account_id=""), "account_id must be a non-empty string"),
     ],
 )
-def test_bad_batches_are_refused(batch: dict[str, Any], reason: str) -> None:
+def test_bad_batches_are_refused(batch: Batch, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         build_requests(batch, one({"text": "x"}), VERSION)
 
