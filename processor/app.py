@@ -13,7 +13,7 @@ from common.redis_conn import RedisClient
 from common.startup import until_redis_answers
 from processor.closer import Closer
 from processor.failures import FailureStore
-from processor.inbound import InboundHandler
+from processor.inbound import InboundApplier
 from processor.metrics import ProcessorMetrics
 from processor.settings import ProcessorSettings
 from processor.windows import WindowStore
@@ -52,7 +52,7 @@ class Processor:
         )
         # Failed statuses are remembered as long as message ids are (Meta's webhook retries).
         self.failures = FailureStore(client, self.keys, settings.window.dedupe_ttl_s)
-        handler = InboundHandler(self.store, self.closer, self.metrics, self.failures)
+        handler = InboundApplier(self.store, self.closer, self.metrics, self.failures)
         self.consumer = Consumer(client, config, handler, self.registry)
         self._stop = asyncio.Event()
 

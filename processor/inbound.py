@@ -21,7 +21,7 @@ from processor.windows import DUPLICATE, STATUS_NAMES, WindowStore
 log = structlog.get_logger("lull.processor")
 
 
-class InboundHandler:
+class InboundApplier:
     """Applies every event of a read batch in one pipeline, then lets the loop ack them all."""
 
     def __init__(

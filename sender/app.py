@@ -9,13 +9,13 @@ from common.consumer import Consumer, ConsumerConfig, default_consumer_name
 from common.keys import Keys
 from common.redis_conn import RedisClient
 from common.startup import until_redis_answers
+from sender.bot import Bot, build_bot
+from sender.concurrent_deliveries import ConcurrentDeliveries
 from sender.deliver import Deliverer
 from sender.graph import GraphClient
-from sender.handler import Handler, build_handler
-from sender.inflight import Deliveries
 from sender.metrics import SenderMetrics
 from sender.ratelimit import RateLimiter
-from sender.send_state import SendStore
+from sender.send_store import SendStore
 from sender.sent_ids import SentIds
 from sender.settings import SenderSettings
 
@@ -30,7 +30,7 @@ class Sender:
         *,
         client: RedisClient,
         settings: SenderSettings,
-        handler: Handler,
+        bot: Bot,
         session: aiohttp.ClientSession,
         registry: CollectorRegistry,
         consumer_name: str | None,
@@ -38,7 +38,7 @@ class Sender:
         self.registry = registry
         self.metrics = SenderMetrics(registry)
         self.keys = Keys(settings.common.namespace, settings.common.shards)
-        self.handler = handler
+        self.bot = bot
         self._session = session
         consumer = consumer_name or default_consumer_name()
         # The store checks, before each send, that the entry is still this consumer's.
@@ -48,7 +48,7 @@ class Sender:
             session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
         )
         self.deliverer = Deliverer(
-            settings, self.keys, self.store, self.limiter, handler, graph, self.metrics,
+            settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s),
         )  # fmt: skip
         group = settings.group
@@ -61,7 +61,7 @@ class Sender:
             claim_idle_ms=group.claim_idle_ms,
             max_deliveries=group.max_deliveries,
         )
-        self.deliveries = Deliveries(self.deliverer.deliver, settings.concurrency)
+        self.deliveries = ConcurrentDeliveries(self.deliverer.deliver, settings.concurrency)
         # What a stop waits for: a bot call and a send, as the deployment files' grace does.
         self._close_wait_s = (settings.handler_timeout_ms + settings.graph_timeout_ms) / 1000
         self.consumer = Consumer(
@@ -78,7 +78,7 @@ class Sender:
     ) -> Sender:
         """Open the HTTP session, build the handler and load the scripts."""
         session = aiohttp.ClientSession()
-        handler = await build_handler(
+        bot = await build_bot(
             settings.handler,
             secret=settings.handler_secret,
             timeout_ms=settings.handler_timeout_ms,
@@ -87,7 +87,7 @@ class Sender:
         sender = cls(
             client=client,
             settings=settings,
-            handler=handler,
+            bot=bot,
             session=session,
             registry=registry or CollectorRegistry(),
             consumer_name=consumer_name,
@@ -116,6 +116,6 @@ class Sender:
         """Let deliveries still running finish (bounded), then close the handler and the
         HTTP session."""
         await self.deliveries.close(self._close_wait_s)
-        await self.handler.close()
+        await self.bot.close()
         await self.store.close()
         await self._session.close()

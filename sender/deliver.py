@@ -19,13 +19,13 @@ from common.batch import Batch
 from common.consumer import Decided, Entry, Permanent, RetryLater
 from common.delivery import SentMessage
 from common.keys import Keys
+from sender.bot import Bot, BotPermanent, BotRetry
 from sender.graph import GraphClient, GraphError, GraphRequest, build_requests
-from sender.handler import Handler, HandlerPermanent, HandlerRetry
 from sender.metrics import SenderMetrics
 from sender.progress import LocalProgress
 from sender.ratelimit import RateLimiter
 from sender.replies import Reply, parse_replies
-from sender.send_state import SendState, SendStore
+from sender.send_store import SendState, SendStore
 from sender.sent_ids import SentIds
 from sender.settings import SenderSettings
 
@@ -69,7 +69,7 @@ class Deliverer:
     keys: Keys
     store: SendStore
     limiter: RateLimiter
-    handler: Handler
+    bot: Bot
     graph: GraphClient
     metrics: SenderMetrics
     sent_ids: SentIds
@@ -102,12 +102,12 @@ class Deliverer:
         state = self.progress.adopt(batch.batch_id, loaded.state)
         job = _Job(shard, entry, batch, state, replay, safe_until)
         if job.state.requests is None:
-            outcome = await self._call_handler(job, loaded.history)
+            outcome = await self._call_bot(job, loaded.history)
             if outcome is not None or job.state.requests is None:
                 return outcome
         return await self._send(job)
 
-    async def _call_handler(self, job: _Job, history: list[Any]) -> Decided:
+    async def _call_bot(self, job: _Job, history: list[Any]) -> Decided:
         """Fill job.state.requests from the bot's replies, or say why not (outcome)."""
         batch, state = job.batch, job.state
         rate = self.settings.rate_per_user
@@ -118,17 +118,17 @@ class Deliverer:
                 return RetryLater(wait_ms, "per-user rate limit")
             state.admitted = True
         started = time.perf_counter()
-        failure: HandlerRetry | str | None = None
+        failure: BotRetry | str | None = None
         replies: list[Reply] = []
         try:
-            raw_replies = await self.handler({**batch.to_dict(), "history": history})
-            replies = [] if self.handler.forward_only else parse_replies(raw_replies)
-        except HandlerRetry as exc:
+            raw_replies = await self.bot({**batch.to_dict(), "history": history})
+            replies = [] if self.bot.forward_only else parse_replies(raw_replies)
+        except BotRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
             failure = exc
-        except (HandlerPermanent, ValueError) as exc:
+        except (BotPermanent, ValueError) as exc:
             self.metrics.handler_seconds.labels("permanent").observe(time.perf_counter() - started)
-            failure = exc.reason if isinstance(exc, HandlerPermanent) else str(exc)
+            failure = exc.reason if isinstance(exc, BotPermanent) else str(exc)
         else:
             self.metrics.handler_seconds.labels("ok").observe(time.perf_counter() - started)
         # The bot may have taken longer than claim_idle_ms (or this replica stalled): if
@@ -136,7 +136,7 @@ class Deliverer:
         stop = await self._check(job)
         if stop is not None:
             return stop.outcome
-        if isinstance(failure, HandlerRetry):
+        if isinstance(failure, BotRetry):
             return await self._retry(job, failure.reason, failure.retry_after_ms)
         if failure is not None:
             return self._dead(f"handler: {failure}")

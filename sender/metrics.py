@@ -10,7 +10,7 @@ AGE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 
 
 class SenderMetrics:
-    """Deliveries, handler and Graph API latency, rate-limit waits, batch age."""
+    """ConcurrentDeliveries, handler and Graph API latency, rate-limit waits, batch age."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry

@@ -26,14 +26,14 @@ async def _run(settings: SenderSettings) -> int:
     url = settings.common.effective_redis_url
     client = connect(url, timeout_s=REDIS_TIMEOUT_S, cluster=settings.common.redis_cluster)
     sender = await Sender.create(client, settings)
-    if not settings.access_tokens and not sender.handler.forward_only:
+    if not settings.access_tokens and not sender.bot.forward_only:
         log.warning("LULL_ACCESS_TOKENS is empty: every reply will be dead-lettered")
     log.info(
         "sender starting",
         redis=describe(url),
         namespace=settings.common.namespace,
         shards=settings.common.shards,
-        handler=sender.handler.name,
+        handler=sender.bot.name,
         graph=dict(settings.graph_routes.bases),
         instagram_login=settings.graph_routes.instagram_login,
         accounts=len(settings.access_tokens),

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from common.env import ConfigError, Env
 from common.settings import CommonSettings, GroupSettings, group_from_env
+from sender.bot import HANDLER_FORMS, parse_handler_spec
 from sender.graph import load_tokens
 from sender.graph_routes import (
     FACEBOOK_GRAPH,
@@ -19,7 +20,6 @@ from sender.graph_routes import (
     InstagramLogin,
     host_problem,
 )
-from sender.handler import HANDLER_FORMS, parse_handler_spec
 from sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
 

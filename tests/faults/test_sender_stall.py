@@ -90,7 +90,7 @@ async def test_a_stalled_replica_does_not_send_what_the_claimer_sent(
 ) -> None:
     stalled = await make_sender(LULL_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS))
     bot = GatedEcho()
-    stalled.deliverer.handler = bot
+    stalled.deliverer.bot = bot
     keys = stalled.keys
     await emit(redis, keys, "u1", 1, "hello once")
     first = asyncio.create_task(deliver_frozen(redis, stalled))
@@ -115,7 +115,7 @@ async def test_a_stalled_replica_stops_while_the_claimer_is_still_working(
 ) -> None:
     stalled = await make_sender(LULL_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS))
     stalled_bot = GatedEcho()
-    stalled.deliverer.handler = stalled_bot
+    stalled.deliverer.bot = stalled_bot
     keys = stalled.keys
     stream = keys.outbound(0)
     await emit(redis, keys, "u1", 1, "hello once")
@@ -125,7 +125,7 @@ async def test_a_stalled_replica_stops_while_the_claimer_is_still_working(
     await idle_past(redis, stream, 3 * CLAIM_IDLE_MS)
     claimer = await make_sender(LULL_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS))
     claimer_bot = GatedEcho()
-    claimer.deliverer.handler = claimer_bot
+    claimer.deliverer.bot = claimer_bot
     second = asyncio.create_task(claimer.drain())
     await asyncio.wait_for(claimer_bot.entered.wait(), WAIT_S)
     [row] = cast(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sender.handler import HandlerPermanent, HandlerRetry
+from sender.bot import BotPermanent, BotRetry
 
 NOT_A_FUNCTION = "replies"
 
@@ -17,12 +17,12 @@ async def reply(batch: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def busy(batch: dict[str, Any]) -> list[dict[str, Any]]:
     """Asks for a retry in 1.5 s."""
-    raise HandlerRetry("busy", retry_after_ms=1500)
+    raise BotRetry("busy", retry_after_ms=1500)
 
 
 async def refuse(batch: dict[str, Any]) -> list[dict[str, Any]]:
     """Refuses the batch for good."""
-    raise HandlerPermanent("unsupported batch")
+    raise BotPermanent("unsupported batch")
 
 
 async def crash(batch: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from common.env import ConfigError
 from dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app, messenger_problem
 from sender.graph import GraphRequest, GraphRoutes
-from sender.send_state import SendState
+from sender.send_store import SendState
 from sender.settings import SenderSettings
 from tests.sender.conftest import TOKENS, MakeSender, emit, sent_texts
 

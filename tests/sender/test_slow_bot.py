@@ -42,7 +42,7 @@ async def test_batches_read_after_a_slow_one_are_answered_while_it_thinks(
 ) -> None:
     sender = await make_sender()
     bot = SlowFor("slow")
-    sender.deliverer.handler = bot
+    sender.deliverer.bot = bot
     await emit(redis, sender.keys, "slow", 1, "a hard question")
     task = asyncio.create_task(sender.run())
     try:
@@ -75,7 +75,7 @@ async def test_a_stop_waits_for_a_slow_delivery_then_leaves_it_pending(
     # Close waits a bot call plus a send at most: 0.2 s here.
     sender = await make_sender(LULL_HANDLER_TIMEOUT_MS="100", LULL_GRAPH_TIMEOUT_MS="100")
     bot = SlowFor("slow")
-    sender.deliverer.handler = bot  # in-process, so no handler timeout cuts it short
+    sender.deliverer.bot = bot  # in-process, so no handler timeout cuts it short
     await emit(redis, sender.keys, "slow", 1, "never answered")
     task = asyncio.create_task(sender.run())
     await asyncio.wait_for(bot.entered.wait(), WAIT_S)

@@ -13,11 +13,11 @@ import pytest
 
 from common.env import ConfigError
 from common.signing import sign
-from sender.handler import (
-    Handler,
-    HandlerPermanent,
-    HandlerRetry,
-    build_handler,
+from sender.bot import (
+    Bot,
+    BotPermanent,
+    BotRetry,
+    build_bot,
     parse_handler_spec,
 )
 from tests.sender.fake_bot import FakeBot
@@ -25,7 +25,7 @@ from tests.sender.fake_bot import FakeBot
 SECRET = "test-handler-secret"
 BOT_MODULE = "python:tests.sender.bot_module"
 
-MakeHandler = Callable[..., Awaitable[Handler]]
+MakeHandler = Callable[..., Awaitable[Bot]]
 
 
 def make_batch(text: str = "hi there") -> dict[str, Any]:
@@ -50,11 +50,11 @@ async def bot() -> AsyncIterator[FakeBot]:
 
 @pytest.fixture
 async def make_handler() -> AsyncIterator[MakeHandler]:
-    """build_handler with test defaults; every handler is closed afterwards."""
-    handlers: list[Handler] = []
+    """build_bot with test defaults; every handler is closed afterwards."""
+    handlers: list[Bot] = []
 
-    async def make(spec: str, *, secret: str = SECRET, timeout_ms: int = 2000) -> Handler:
-        handler = await build_handler(spec, secret=secret, timeout_ms=timeout_ms)
+    async def make(spec: str, *, secret: str = SECRET, timeout_ms: int = 2000) -> Bot:
+        handler = await build_bot(spec, secret=secret, timeout_ms=timeout_ms)
         handlers.append(handler)
         return handler
 
@@ -83,7 +83,7 @@ async def test_http_wrong_secret_is_refused_for_good(
 ) -> None:
     handler = await make_handler(bot.url, secret="not-the-bots-secret")
 
-    with pytest.raises(HandlerPermanent, match="401"):
+    with pytest.raises(BotPermanent, match="401"):
         await handler(make_batch())
     assert bot.state.rejected == 1
     assert bot.received == []
@@ -124,7 +124,7 @@ async def test_http_temporary_statuses_retry(
     bot.script(statuses=(status,), headers=headers)
     handler = await make_handler(bot.url)
 
-    with pytest.raises(HandlerRetry, match=str(status)) as caught:
+    with pytest.raises(BotRetry, match=str(status)) as caught:
         await handler(make_batch())
     assert caught.value.retry_after_ms == retry_after_ms
 
@@ -134,7 +134,7 @@ async def test_http_retry_after_as_http_date(bot: FakeBot, make_handler: MakeHan
     bot.script(statuses=(503,), headers={"Retry-After": format_datetime(when, usegmt=True)})
     handler = await make_handler(bot.url)
 
-    with pytest.raises(HandlerRetry) as caught:
+    with pytest.raises(BotRetry) as caught:
         await handler(make_batch())
     assert caught.value.retry_after_ms is not None
     assert 25_000 <= caught.value.retry_after_ms <= 31_000
@@ -145,7 +145,7 @@ async def test_http_retry_then_success(bot: FakeBot, make_handler: MakeHandler) 
     handler = await make_handler(bot.url)
     batch = make_batch("again")
 
-    with pytest.raises(HandlerRetry):
+    with pytest.raises(BotRetry):
         await handler(batch)
     assert await handler(batch) == [{"text": "echo: again"}]
     assert bot.received == [batch, batch]
@@ -158,7 +158,7 @@ async def test_http_other_statuses_are_permanent(
     bot.script(statuses=(status,), body=b"no such bot", headers={"Location": "/elsewhere"})
     handler = await make_handler(bot.url)
 
-    with pytest.raises(HandlerPermanent, match=f"{status}.*no such bot"):
+    with pytest.raises(BotPermanent, match=f"{status}.*no such bot"):
         await handler(make_batch())
     assert len(bot.received) == 1  # the redirect was not followed
 
@@ -179,7 +179,7 @@ async def test_http_malformed_2xx_is_permanent(
     bot.script(body=body)
     handler = await make_handler(bot.url)
 
-    with pytest.raises(HandlerPermanent, match=reason):
+    with pytest.raises(BotPermanent, match=reason):
         await handler(make_batch())
 
 
@@ -195,7 +195,7 @@ async def test_http_timeout_retries(bot: FakeBot, make_handler: MakeHandler) -> 
     bot.script(latency_ms=5000)
     handler = await make_handler(bot.url, timeout_ms=100)
 
-    with pytest.raises(HandlerRetry, match="within 100 ms") as caught:
+    with pytest.raises(BotRetry, match="within 100 ms") as caught:
         await handler(make_batch())
     assert caught.value.retry_after_ms is None
 
@@ -205,13 +205,13 @@ async def test_http_connection_refused_retries(make_handler: MakeHandler) -> Non
         url = gone.url
     handler = await make_handler(url)
 
-    with pytest.raises(HandlerRetry, match="unreachable"):
+    with pytest.raises(BotRetry, match="unreachable"):
         await handler(make_batch())
 
 
 async def test_http_given_session_is_left_open(bot: FakeBot) -> None:
     async with aiohttp.ClientSession() as session:
-        handler = await build_handler(bot.url, secret=SECRET, timeout_ms=2000, session=session)
+        handler = await build_bot(bot.url, secret=SECRET, timeout_ms=2000, session=session)
         assert await handler(make_batch("a")) == [{"text": "echo: a"}]
         await handler.close()
         assert not session.closed
@@ -231,17 +231,17 @@ async def test_python_retry_and_permanent_pass_through(make_handler: MakeHandler
     busy = await make_handler(f"{BOT_MODULE}:busy")
     refuse = await make_handler(f"{BOT_MODULE}:refuse")
 
-    with pytest.raises(HandlerRetry, match="busy") as caught:
+    with pytest.raises(BotRetry, match="busy") as caught:
         await busy(make_batch())
     assert caught.value.retry_after_ms == 1500
-    with pytest.raises(HandlerPermanent, match="unsupported batch"):
+    with pytest.raises(BotPermanent, match="unsupported batch"):
         await refuse(make_batch())
 
 
 async def test_python_unexpected_exception_is_temporary(make_handler: MakeHandler) -> None:
     handler = await make_handler(f"{BOT_MODULE}:crash")
 
-    with pytest.raises(HandlerRetry, match="RuntimeError: boom") as caught:
+    with pytest.raises(BotRetry, match="RuntimeError: boom") as caught:
         await handler(make_batch())
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert caught.value.retry_after_ms is None
@@ -250,14 +250,14 @@ async def test_python_unexpected_exception_is_temporary(make_handler: MakeHandle
 async def test_python_timeout_is_temporary(make_handler: MakeHandler) -> None:
     handler = await make_handler(f"{BOT_MODULE}:slow", timeout_ms=50)
 
-    with pytest.raises(HandlerRetry, match="within 50 ms"):
+    with pytest.raises(BotRetry, match="within 50 ms"):
         await handler(make_batch())
 
 
 async def test_python_result_not_a_list_is_permanent(make_handler: MakeHandler) -> None:
     handler = await make_handler(f"{BOT_MODULE}:not_a_list")
 
-    with pytest.raises(HandlerPermanent, match="is dict, expected a list"):
+    with pytest.raises(BotPermanent, match="is dict, expected a list"):
         await handler(make_batch())
 
 
@@ -273,7 +273,7 @@ async def test_python_result_not_a_list_is_permanent(make_handler: MakeHandler) 
 )
 async def test_python_bad_function_fails_at_start(spec: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=f"LULL_HANDLER=.*{reason}"):
-        await build_handler(spec, secret="", timeout_ms=1000)
+        await build_bot(spec, secret="", timeout_ms=1000)
 
 
 # --- echo, none, specs --------------------------------------------------------------------
@@ -345,4 +345,4 @@ def test_parse_handler_spec_invalid(value: str) -> None:
 
 async def test_build_handler_rejects_bad_spec() -> None:
     with pytest.raises(ConfigError, match="LULL_HANDLER='reply'"):
-        await build_handler("reply", secret="", timeout_ms=1000)
+        await build_bot("reply", secret="", timeout_ms=1000)

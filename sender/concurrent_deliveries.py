@@ -29,7 +29,7 @@ REDIS_RETRY_MS = 500
 log = structlog.get_logger("lull.sender")
 
 
-class Deliveries:
+class ConcurrentDeliveries:
     """Runs deliver(entry) per entry under `concurrency` slots; close() ends what runs."""
 
     def __init__(self, deliver: Callable[[Entry], Awaitable[Decided]], concurrency: int) -> None:
@@ -39,7 +39,7 @@ class Deliveries:
 
     @property
     def running(self) -> int:
-        """Deliveries started and not finished (those waiting for a slot included)."""
+        """ConcurrentDeliveries started and not finished (those waiting for a slot included)."""
         return len(self._running)
 
     async def __call__(self, stream: str, entries: list[Entry], /) -> list[Outcome]:

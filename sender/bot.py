@@ -1,7 +1,7 @@
 """The handler: what turns one batch into raw reply dicts (an HTTP bot, a Python function, ...).
 
-Outcomes are typed: a handler returns the bot's replies, raises HandlerRetry when a later
-attempt may succeed, or HandlerPermanent when none will. The sender decides what that means
+Outcomes are typed: a handler returns the bot's replies, raises BotRetry when a later
+attempt may succeed, or BotPermanent when none will. The sender decides what that means
 for the stream entry (retry with backoff, dead letter) and validates the reply dicts itself.
 
 Decisions:
@@ -9,8 +9,8 @@ Decisions:
   permanent (redirects are not followed: they would re-send the signed body elsewhere).
   A 2xx whose body is not a JSON object, or whose "replies" is not a list of objects, is a
   bot bug and permanent. An empty body, 204 or a missing "replies" means "nothing to send".
-- python: the function runs under the same timeout as an HTTP call. HandlerRetry and
-  HandlerPermanent pass through; any other exception (and a timeout) is treated as temporary:
+- python: the function runs under the same timeout as an HTTP call. BotRetry and
+  BotPermanent pass through; any other exception (and a timeout) is treated as temporary:
   a crash may come from a dependency the function calls, and the sender's send-attempt
   budget still dead-letters a batch that keeps failing.
 """
@@ -46,7 +46,7 @@ ReplyJson = dict[str, Any]
 BotFunction = Callable[[dict[str, Any]], Awaitable[list[ReplyJson]]]
 
 
-class HandlerRetry(Exception):
+class BotRetry(Exception):
     """Temporary failure: try the batch again later (after retry_after_ms when the bot said)."""
 
     def __init__(self, reason: str, retry_after_ms: int | None = None) -> None:
@@ -56,7 +56,7 @@ class HandlerRetry(Exception):
         self.retry_after_ms = retry_after_ms
 
 
-class HandlerPermanent(Exception):
+class BotPermanent(Exception):
     """No attempt will succeed: dead-letter the batch with the reason."""
 
     def __init__(self, reason: str) -> None:
@@ -64,7 +64,7 @@ class HandlerPermanent(Exception):
         self.reason = reason
 
 
-class Handler(Protocol):
+class Bot(Protocol):
     """Turns one batch into raw reply dicts; close() releases what it holds."""
 
     name: str
@@ -72,7 +72,7 @@ class Handler(Protocol):
     """True when the handler never replies, so the sender can skip sending altogether."""
 
     async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
-        """The bot's replies to batch (unvalidated dicts); raises HandlerRetry/HandlerPermanent."""
+        """The bot's replies to batch (unvalidated dicts); raises BotRetry/BotPermanent."""
         ...
 
     async def close(self) -> None:
@@ -101,13 +101,13 @@ def parse_handler_spec(value: str) -> str:
     raise ValueError(f"{value!r}: expected {HANDLER_FORMS}")
 
 
-async def build_handler(
+async def build_bot(
     spec: str,
     *,
     secret: str,
     timeout_ms: int,
     session: aiohttp.ClientSession | None = None,
-) -> Handler:
+) -> Bot:
     """The handler for a LULL_HANDLER spec; a python function is imported and checked here."""
     try:
         spec = parse_handler_spec(spec)
@@ -116,15 +116,15 @@ async def build_handler(
     if timeout_ms <= 0:
         raise ValueError(f"timeout_ms={timeout_ms}: must be > 0")
     if spec == "echo":
-        return EchoHandler()
+        return EchoBot()
     if spec == "none":
-        return ForwardOnlyHandler()
+        return ForwardOnlyBot()
     if spec.startswith("python:"):
-        return PythonHandler(load_function(spec), timeout_ms=timeout_ms)
-    return HttpHandler(spec, secret=secret, timeout_ms=timeout_ms, session=session)
+        return PythonBot(load_function(spec), timeout_ms=timeout_ms)
+    return HttpBot(spec, secret=secret, timeout_ms=timeout_ms, session=session)
 
 
-class EchoHandler:
+class EchoBot:
     """Replies with the batch's combined text (demos, tests)."""
 
     name = "echo"
@@ -142,7 +142,7 @@ class EchoHandler:
         """Nothing to release."""
 
 
-class ForwardOnlyHandler:
+class ForwardOnlyBot:
     """LULL_HANDLER=none: batches are only forwarded; nothing is ever replied."""
 
     name = "none"
@@ -156,7 +156,7 @@ class ForwardOnlyHandler:
         """Nothing to release."""
 
 
-class HttpHandler:
+class HttpBot:
     """POSTs the batch to the bot's URL, signed, and reads {"replies": [...]} from the answer."""
 
     name = "http"
@@ -175,11 +175,11 @@ class HttpHandler:
         self._session = session
 
     async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
-        """The bot's replies; raises HandlerRetry or HandlerPermanent per the answer."""
+        """The bot's replies; raises BotRetry or BotPermanent per the answer."""
         try:
             body = orjson.dumps(batch)
         except orjson.JSONEncodeError as exc:
-            raise HandlerPermanent(f"batch is not JSON-serialisable: {exc}") from None
+            raise BotPermanent(f"batch is not JSON-serialisable: {exc}") from None
         headers = {"Content-Type": "application/json", "User-Agent": "lull"}
         if self._secret:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
@@ -191,9 +191,9 @@ class HttpHandler:
                 retry_after = response.headers.get("Retry-After")
                 answer = await response.read()
         except TimeoutError:
-            raise HandlerRetry(f"bot did not answer within {self._timeout_ms} ms") from None
+            raise BotRetry(f"bot did not answer within {self._timeout_ms} ms") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise HandlerRetry(f"bot unreachable: {type(exc).__name__}: {exc}") from None
+            raise BotRetry(f"bot unreachable: {type(exc).__name__}: {exc}") from None
         return _read_answer(status, answer, retry_after)
 
     async def close(self) -> None:
@@ -202,7 +202,7 @@ class HttpHandler:
             await self._session.close()
 
 
-class PythonHandler:
+class PythonBot:
     """Calls an async function of the bot's own code, in this process."""
 
     name = "python"
@@ -213,17 +213,17 @@ class PythonHandler:
         self._timeout_ms = timeout_ms
 
     async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
-        """The function's replies; its unexpected exceptions become HandlerRetry."""
+        """The function's replies; its unexpected exceptions become BotRetry."""
         try:
             async with asyncio.timeout(self._timeout_ms / 1000):
                 replies: object = await self._function(batch)
-        except (HandlerRetry, HandlerPermanent):
+        except (BotRetry, BotPermanent):
             raise
         except TimeoutError:
-            raise HandlerRetry(f"function did not return within {self._timeout_ms} ms") from None
+            raise BotRetry(f"function did not return within {self._timeout_ms} ms") from None
         except Exception as exc:
             # Temporary on purpose (see the module docstring); the cause stays chained for logs.
-            raise HandlerRetry(f"function raised {type(exc).__name__}: {exc}") from exc
+            raise BotRetry(f"function raised {type(exc).__name__}: {exc}") from exc
         return _checked_replies(replies, "function result")
 
     async def close(self) -> None:
@@ -252,17 +252,17 @@ def load_function(spec: str) -> BotFunction:
 
 def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[ReplyJson]:
     if status in (408, 429) or status >= 500:
-        raise HandlerRetry(f"bot answered {status}", _retry_after_ms(retry_after))
+        raise BotRetry(f"bot answered {status}", _retry_after_ms(retry_after))
     if not 200 <= status < 300:
-        raise HandlerPermanent(f"bot answered {status}: {_excerpt(body)}")
+        raise BotPermanent(f"bot answered {status}: {_excerpt(body)}")
     if status == 204 or not body.strip():
         return []
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise HandlerPermanent(f"bot answered {status} with non-JSON: {_excerpt(body)}") from None
+        raise BotPermanent(f"bot answered {status} with non-JSON: {_excerpt(body)}") from None
     if not isinstance(answer, dict):
-        raise HandlerPermanent(f"bot answered {status} with JSON that is not an object")
+        raise BotPermanent(f"bot answered {status} with JSON that is not an object")
     if "replies" not in answer:
         return []
     return _checked_replies(answer["replies"], '"replies"')
@@ -270,12 +270,10 @@ def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[Repl
 
 def _checked_replies(replies: object, source: str) -> list[ReplyJson]:
     if not isinstance(replies, list):
-        raise HandlerPermanent(f"{source} is {type(replies).__name__}, expected a list")
+        raise BotPermanent(f"{source} is {type(replies).__name__}, expected a list")
     for index, reply in enumerate(replies):
         if not isinstance(reply, dict):
-            raise HandlerPermanent(
-                f"{source}[{index}] is {type(reply).__name__}, expected an object"
-            )
+            raise BotPermanent(f"{source}[{index}] is {type(reply).__name__}, expected an object")
     return replies
 
 
