@@ -203,11 +203,12 @@ async def test_long_retry_is_touched_so_no_other_replica_claims_it(
 ) -> None:
     stream = config.streams[0]
     [entry_id] = await add(redis, stream, 1)
-    # Held for 500 ms against a claim_idle of 200 ms: untouched, the rival would claim it.
-    config = replace(config, claim_idle_ms=200, claim_interval_ms=10)
+    # Held for 1.5 s against a claim_idle of 600 ms: untouched, the rival would claim it.
+    # (Touches come every 300 ms: a loaded machine's late wake-up stays well inside 600.)
+    config = replace(config, claim_idle_ms=600, claim_interval_ms=10)
     rival_handler = Recorder()
     rival = Consumer(redis, replace(config, consumer="rival"), rival_handler, CollectorRegistry())
-    handler = Recorder(lambda _, before: RetryLater(500) if not before else None)
+    handler = Recorder(lambda _, before: RetryLater(1500) if not before else None)
     consumer = Consumer(redis, config, handler, CollectorRegistry())
 
     rival_task = asyncio.create_task(rival.run_forever())
