@@ -20,10 +20,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -32,6 +29,7 @@ import orjson
 
 from common.env import ConfigError
 from common.signing import sign
+from sender.retry_after import retry_after_ms
 
 SIGNATURE_HEADER = "X-Lull-Signature-256"
 HANDLER_FORMS = "http(s)://host/path, python:package.module:function, echo or none"
@@ -252,7 +250,7 @@ def load_function(spec: str) -> BotFunction:
 
 def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[ReplyJson]:
     if status in (408, 429) or status >= 500:
-        raise BotRetry(f"bot answered {status}", _retry_after_ms(retry_after))
+        raise BotRetry(f"bot answered {status}", retry_after_ms(retry_after))
     if not 200 <= status < 300:
         raise BotPermanent(f"bot answered {status}: {_excerpt(body)}")
     if status == 204 or not body.strip():
@@ -275,25 +273,6 @@ def _checked_replies(replies: object, source: str) -> list[ReplyJson]:
         if not isinstance(reply, dict):
             raise BotPermanent(f"{source}[{index}] is {type(reply).__name__}, expected an object")
     return replies
-
-
-def _retry_after_ms(value: str | None) -> int | None:
-    """Retry-After in ms (delta-seconds or HTTP-date); None when absent or unreadable."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0, math.ceil(seconds * 1000))
 
 
 def _excerpt(body: bytes) -> str:

@@ -6,14 +6,13 @@ so the code wins; the status only decides for codes this table does not know.
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Iterator, Mapping
-from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Final, Literal
 
 import orjson
+
+from sender.retry_after import retry_after_ms
 
 ErrorKind = Literal["throttle", "temporary", "permanent"]
 
@@ -159,30 +158,11 @@ def _message(status: int | None, error: Mapping[str, object]) -> str:
 def retry_after_ms_from(headers: Mapping[str, str], *, now_s: float | None = None) -> int | None:
     """The longest wait the response's headers ask for, in ms; None when they ask for none."""
     lowered = {name.lower(): value for name, value in headers.items()}
-    waits_ms = [_retry_after_header_ms(lowered.get("retry-after"), now_s)]
+    waits_ms = [retry_after_ms(lowered.get("retry-after"), now_s=now_s)]
     for name in USAGE_HEADERS:
         waits_ms.extend(minutes * 60_000 for minutes in _regain_minutes(lowered.get(name)))
     positive = [wait for wait in waits_ms if wait is not None and wait > 0]
     return max(positive) if positive else None
-
-
-def _retry_after_header_ms(value: str | None, now_s: float | None) -> int | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        return round(seconds * 1000) if math.isfinite(seconds) else None
-    # RFC 9110 also allows an HTTP date.
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = time.time() if now_s is None else now_s
-    return max(0, round((when.timestamp() - now) * 1000))
 
 
 def _regain_minutes(value: str | None) -> Iterator[int]:
