@@ -11,6 +11,8 @@ FROM python:3.12-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# lull/ links to the folders below: the installed import names are lull.common, … (README).
+COPY lull ./lull
 COPY common ./common
 COPY ingest ./ingest
 COPY processor ./processor

@@ -17,15 +17,19 @@ class _Command(NamedTuple):
 
 
 _COMMANDS: dict[str, _Command] = {
-    "ingest": _Command("run the webhook ingest service", "ingest.service"),
-    "processor": _Command("run one processor replica (windows, batches)", "processor.service"),
-    "sender": _Command("run one sender replica (handler, Graph Send API)", "sender.service"),
-    "fake-graph": _Command("run a fake Graph Send API for local runs and tests", "dev.fake_graph"),
-    "flush": _Command("make open windows due now and emit them", "processor.flush"),
-    "dev": _Command("run the local stack in the foreground", "dev.runner"),
-    "simulate": _Command("send signed webhook traffic (demos, tests, load)", "ops.simulate_cli"),
-    "stats": _Command("show streams, groups, windows and dead letters", "ops.stats_cli"),
-    "dead": _Command("list, show, replay or drop dead letters", "ops.dead_cli"),
+    "ingest": _Command("run the webhook ingest service", "lull.ingest.service"),
+    "processor": _Command("run one processor replica (windows, batches)", "lull.processor.service"),
+    "sender": _Command("run one sender replica (handler, Graph Send API)", "lull.sender.service"),
+    "fake-graph": _Command(
+        "run a fake Graph Send API for local runs and tests", "lull.dev.fake_graph"
+    ),
+    "flush": _Command("make open windows due now and emit them", "lull.processor.flush"),
+    "dev": _Command("run the local stack in the foreground", "lull.dev.runner"),
+    "simulate": _Command(
+        "send signed webhook traffic (demos, tests, load)", "lull.ops.simulate_cli"
+    ),
+    "stats": _Command("show streams, groups, windows and dead letters", "lull.ops.stats_cli"),
+    "dead": _Command("list, show, replay or drop dead letters", "lull.ops.dead_cli"),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from common.redis_conn import RedisClient
+from lull.common.redis_conn import RedisClient
 
 Command = tuple[Any, ...]
 _Call = tuple[list[Command], "asyncio.Future[list[Any]]"]

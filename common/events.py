@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.delivery import DeliveryFailure
+from lull.common.delivery import DeliveryFailure
 
 PLATFORMS = ("messenger", "instagram", "whatsapp")
 

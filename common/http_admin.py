@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from common.metrics import metrics_handler
-from common.redis_conn import REDIS_FAILURES, RedisClient
+from lull.common.metrics import metrics_handler
+from lull.common.redis_conn import REDIS_FAILURES, RedisClient
 
 READY_TIMEOUT_S = 2.0
 

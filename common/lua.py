@@ -18,15 +18,16 @@ from typing import Any
 from redis.exceptions import NoScriptError
 from redis.typing import EncodableT
 
-from common.redis_conn import RedisClient
+from lull.common.redis_conn import RedisClient
 
 Command = tuple[EncodableT, ...]
 """One Redis command as its words: ("EVALSHA", sha, numkeys, *keys, *args)."""
 
 
 def read_lua(package: str, name: str) -> str:
-    """The text of `<package>/lua/<name>.lua`."""
-    return resources.files(package).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    """The text of `<package>/lua/<name>.lua` (package: common, processor or sender)."""
+    folder = resources.files(f"lull.{package}").joinpath("lua")
+    return folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
 def is_noscript(result: object) -> bool:

@@ -10,12 +10,12 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from common.env import ConfigError
-from common.http_admin import admin_app, serve
-from common.log import configure
-from common.loop import new_event_loop
-from common.redis_conn import RedisClient
-from common.settings import CommonSettings
+from lull.common.env import ConfigError
+from lull.common.http_admin import admin_app, serve
+from lull.common.log import configure
+from lull.common.loop import new_event_loop
+from lull.common.redis_conn import RedisClient
+from lull.common.settings import CommonSettings
 
 S = TypeVar("S")
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from common.env import ConfigError, Env
-from common.redis_conn import describe
+from lull.common.env import ConfigError, Env
+from lull.common.redis_conn import describe
 
 DEFAULT_NAMESPACE = "lull"
 LOG_FORMATS = ("json", "console")

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from common.backoff import backoff_ms
-from common.redis_conn import REDIS_FAILURES
+from lull.common.backoff import backoff_ms
+from lull.common.redis_conn import REDIS_FAILURES
 
 log = structlog.get_logger("lull.startup")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from common.lua import LuaScript
-from common.redis_conn import RedisClient
+from lull.common.lua import LuaScript
+from lull.common.redis_conn import RedisClient
 
 _MAX_SEQ = 2**64 - 1
 

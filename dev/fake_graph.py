@@ -32,8 +32,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from common.loop import new_event_loop
-from dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
+from lull.common.loop import new_event_loop
+from lull.dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
 
 MESSENGER_TEXT_LIMIT: Final = 2000
 # Instagram Messaging, Send a Message: "Message text must be UTF-8 and be a 1000 bytes or

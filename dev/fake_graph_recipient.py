@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sender.whatsapp_ids import is_bsuid, is_phone_number
+from lull.sender.whatsapp_ids import is_bsuid, is_phone_number
 
 
 def whatsapp_recipient_problem(to: object, recipient: object) -> str | None:

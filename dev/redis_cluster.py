@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from dev.embedded_redis import EmbeddedRedis, free_port
+from lull.dev.embedded_redis import EmbeddedRedis, free_port
 
 SLOTS = 16384
 # Redis's cluster bus listens on port + 10000, which must be a valid, free port too.

@@ -14,10 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
-from common.loop import new_event_loop
-from common.redis_conn import describe
-from common.settings import DEFAULT_REDIS_URL, DEV_APP_SECRET
-from dev.embedded_redis import EmbeddedRedis, port_answers
+from lull.common.loop import new_event_loop
+from lull.common.redis_conn import describe
+from lull.common.settings import DEFAULT_REDIS_URL, DEV_APP_SECRET
+from lull.dev.embedded_redis import EmbeddedRedis, port_answers
 
 DEV_VERIFY_TOKEN = "lull-dev-verify-token"  # noqa: S105  (a published dev default)
 SERVICES = ("ingest", "processor", "sender", "fake-graph")
@@ -138,8 +138,8 @@ async def _wait_until_listening(port: int, stop: asyncio.Event) -> None:
 
 def _command(name: str, env: dict[str, str]) -> list[str]:
     if name == "fake-graph":
-        return ["-m", "common.cli", "fake-graph", "--port", env["LULL_FAKE_GRAPH_PORT"]]
-    return ["-m", name]
+        return ["-m", "lull.common.cli", "fake-graph", "--port", env["LULL_FAKE_GRAPH_PORT"]]
+    return ["-m", f"lull.{name}"]
 
 
 async def _pump(name: str, stream: asyncio.StreamReader) -> None:

@@ -2,6 +2,6 @@
 
 import sys
 
-from ingest.service import main
+from lull.ingest.service import main
 
 sys.exit(main())

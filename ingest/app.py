@@ -16,14 +16,14 @@ import orjson
 import structlog
 from aiohttp import web
 
-from common import signing as signature
-from common.http_admin import admin_app, serve
-from common.keys import Keys
-from common.metrics import metrics_handler
-from common.redis_conn import REDIS_FAILURES, RedisClient, connect
-from ingest.metrics import IngestMetrics
-from ingest.settings import IngestSettings
-from ingest.writer import Fields, StoreFailed, StreamWriter
+from lull.common import signing as signature
+from lull.common.http_admin import admin_app, serve
+from lull.common.keys import Keys
+from lull.common.metrics import metrics_handler
+from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
+from lull.ingest.metrics import IngestMetrics
+from lull.ingest.settings import IngestSettings
+from lull.ingest.writer import Fields, StoreFailed, StreamWriter
 
 log = structlog.get_logger("lull.ingest")
 

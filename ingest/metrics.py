@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from common.metrics import BYTES_BUCKETS, LATENCY_BUCKETS_S
+from lull.common.metrics import BYTES_BUCKETS, LATENCY_BUCKETS_S
 
 
 @dataclass

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 import structlog
 from aiohttp import web
 
-from common.redis_conn import describe
-from common.service import run_main, until_signalled
-from ingest.app import create_app, serve_metrics_port
-from ingest.settings import IngestSettings
+from lull.common.redis_conn import describe
+from lull.common.service import run_main, until_signalled
+from lull.ingest.app import create_app, serve_metrics_port
+from lull.ingest.settings import IngestSettings
 
 # aiohttp waits this long for in-flight requests after SIGTERM; below the 10 s bound.
 SHUTDOWN_TIMEOUT_S = 8.0

@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from common.env import ConfigError, Env
-from common.settings import CommonSettings
+from lull.common.env import ConfigError, Env
+from lull.common.settings import CommonSettings
 
 # WhatsApp documents webhook bodies of up to 3 MB; Messenger's are far smaller.
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from redis.typing import EncodableT, FieldT
 
-from common.coalesce import Coalescer
-from common.redis_conn import REDIS_FAILURES, RedisClient
+from lull.common.coalesce import Coalescer
+from lull.common.redis_conn import REDIS_FAILURES, RedisClient
 
 Fields = dict[FieldT, EncodableT]
 

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
-from common.keys import Keys
-from common.redis_conn import REDIS_FAILURES, connect, describe
-from common.service import run_main
-from common.settings import CommonSettings
-from ops.dead import DeadLetter, DeadLetters, Replayed, is_entry_id, iso_time
+from lull.common.keys import Keys
+from lull.common.redis_conn import REDIS_FAILURES, connect, describe
+from lull.common.service import run_main
+from lull.common.settings import CommonSettings
+from lull.ops.dead import DeadLetter, DeadLetters, Replayed, is_entry_id, iso_time
 
 REDIS_TIMEOUT_S = 5.0
 DEFAULT_LIMIT = 50

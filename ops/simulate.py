@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from common.signing import sign
-from ops.simulate_config import (
+from lull.common.signing import sign
+from lull.ops.simulate_config import (
     DEFAULT_CONCURRENCY,
     MAX_POSTS,
     SimulateConfig,
@@ -33,7 +33,13 @@ from ops.simulate_config import (
     check_url,
     is_loopback,
 )
-from ops.simulate_payloads import SIGNATURE_HEADER, SimMessage, build_body, burst_texts, message_id
+from lull.ops.simulate_payloads import (
+    SIGNATURE_HEADER,
+    SimMessage,
+    build_body,
+    burst_texts,
+    message_id,
+)
 
 __all__ = [
     "DEFAULT_CONCURRENCY",

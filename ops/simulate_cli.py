@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from common.settings import DEV_APP_SECRET
-from ops.simulate import (
+from lull.common.settings import DEV_APP_SECRET
+from lull.ops.simulate import (
     DEFAULT_CONCURRENCY,
     PostRecord,
     SimulateConfig,
@@ -34,7 +34,7 @@ from ops.simulate import (
     Summary,
     simulate,
 )
-from ops.simulate_payloads import PLATFORMS
+from lull.ops.simulate_payloads import PLATFORMS
 
 DEFAULT_URL = "http://127.0.0.1:8080/webhook"
 

@@ -10,7 +10,12 @@ import ipaddress
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ops.simulate_payloads import DEFAULT_ACCOUNT_IDS, DEFAULT_USER_PREFIXES, PLATFORMS, user_id
+from lull.ops.simulate_payloads import (
+    DEFAULT_ACCOUNT_IDS,
+    DEFAULT_USER_PREFIXES,
+    PLATFORMS,
+    user_id,
+)
 
 MAX_POSTS = 1_000_000
 """users * messages_per_user above this is refused: a typo, not a load test."""

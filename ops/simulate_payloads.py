@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from common.events import PLATFORMS
+from lull.common.events import PLATFORMS
 
 __all__ = [
     "BURSTS",

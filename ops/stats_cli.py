@@ -41,11 +41,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from common.keys import Keys
-from common.redis_conn import REDIS_FAILURES, RedisClient, connect, describe
-from common.service import run_main
-from common.settings import CommonSettings
-from ops.stats import Stats, StreamStats, collect
+from lull.common.keys import Keys
+from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect, describe
+from lull.common.service import run_main
+from lull.common.settings import CommonSettings
+from lull.ops.stats import Stats, StreamStats, collect
 
 REDIS_TIMEOUT_S = 5.0
 DEFAULT_WATCH_S = 2.0

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from common.keys import Keys
-from common.redis_conn import RedisClient
+from lull.common.keys import Keys
+from lull.common.redis_conn import RedisClient
 
 SHOWN = 10
 """Failures `lull stats` shows, newest first."""

@@ -2,6 +2,6 @@
 
 import sys
 
-from processor.service import main
+from lull.processor.service import main
 
 sys.exit(main())

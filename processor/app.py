@@ -7,16 +7,16 @@ import asyncio
 import structlog
 from prometheus_client import CollectorRegistry
 
-from common.consumer import Consumer, ConsumerConfig, default_consumer_name
-from common.keys import Keys
-from common.redis_conn import RedisClient
-from common.startup import until_redis_answers
-from processor.closer import Closer
-from processor.failures import FailureStore
-from processor.inbound import InboundApplier
-from processor.metrics import ProcessorMetrics
-from processor.settings import ProcessorSettings
-from processor.windows import WindowStore
+from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
+from lull.common.keys import Keys
+from lull.common.redis_conn import RedisClient
+from lull.common.startup import until_redis_answers
+from lull.processor.closer import Closer
+from lull.processor.failures import FailureStore
+from lull.processor.inbound import InboundApplier
+from lull.processor.metrics import ProcessorMetrics
+from lull.processor.settings import ProcessorSettings
+from lull.processor.windows import WindowStore
 
 log = structlog.get_logger("lull.processor")
 

@@ -13,10 +13,10 @@ import contextlib
 
 import structlog
 
-from common.backoff import backoff_ms
-from common.redis_conn import REDIS_FAILURES
-from processor.metrics import ProcessorMetrics
-from processor.windows import CloseResult, WindowStore
+from lull.common.backoff import backoff_ms
+from lull.common.redis_conn import REDIS_FAILURES
+from lull.processor.metrics import ProcessorMetrics
+from lull.processor.windows import CloseResult, WindowStore
 
 log = structlog.get_logger("lull.processor.closer")
 

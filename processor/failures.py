@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 from redis.exceptions import NoScriptError, ResponseError
 
-from common.delivery import DeliveryFailure, SentMessage
-from common.keys import Keys
-from common.lua import LuaScript, is_noscript
-from common.redis_conn import RedisClient
+from lull.common.delivery import DeliveryFailure, SentMessage
+from lull.common.keys import Keys
+from lull.common.lua import LuaScript, is_noscript
+from lull.common.redis_conn import RedisClient
 
 RECENT_FAILURES = 100
 """Failures each shard keeps for `lull stats`, newest first."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from common.redis_conn import connect
-from common.service import run_main
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.common.redis_conn import connect
+from lull.common.service import run_main
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 
 TIMEOUT_S = 10.0
 

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 import orjson
 import structlog
 
-from common.consumer import Entry, Outcome, Permanent
-from common.delivery import DeliveryFailure
-from common.events import Event, MalformedBody, Parsed
-from processor.closer import Closer
-from processor.failures import FailureStore, Recorded
-from processor.metrics import ProcessorMetrics
-from processor.platforms import parse
-from processor.platforms._shared import MALFORMED
-from processor.windows import DUPLICATE, STATUS_NAMES, WindowStore
+from lull.common.consumer import Entry, Outcome, Permanent
+from lull.common.delivery import DeliveryFailure
+from lull.common.events import Event, MalformedBody, Parsed
+from lull.processor.closer import Closer
+from lull.processor.failures import FailureStore, Recorded
+from lull.processor.metrics import ProcessorMetrics
+from lull.processor.platforms import parse
+from lull.processor.platforms._shared import MALFORMED
+from lull.processor.windows import DUPLICATE, STATUS_NAMES, WindowStore
 
 log = structlog.get_logger("lull.processor")
 

@@ -6,9 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common.env import ConfigError, Env
-from common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
-from common.settings import CommonSettings, GroupSettings, group_from_env
+from lull.common.env import ConfigError, Env
+from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
+from lull.common.settings import CommonSettings, GroupSettings, group_from_env
 
 WINDOW_MODES = ("sliding", "fixed")
 DAY_S = 86_400

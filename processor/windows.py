@@ -9,11 +9,11 @@ import orjson
 from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
-from common.events import Event
-from common.keys import Keys
-from common.lua import LuaScript, is_noscript
-from common.redis_conn import RedisClient
-from processor.settings import WindowSettings
+from lull.common.events import Event
+from lull.common.keys import Keys
+from lull.common.lua import LuaScript, is_noscript
+from lull.common.redis_conn import RedisClient
+from lull.processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
 DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)

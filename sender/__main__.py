@@ -2,6 +2,6 @@
 
 import sys
 
-from sender.service import main
+from lull.sender.service import main
 
 sys.exit(main())

@@ -5,19 +5,19 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from common.consumer import Consumer, ConsumerConfig, default_consumer_name
-from common.keys import Keys
-from common.redis_conn import RedisClient
-from common.startup import until_redis_answers
-from sender.bot import Bot, build_bot
-from sender.concurrent_deliveries import ConcurrentDeliveries
-from sender.deliver import Deliverer
-from sender.graph import GraphClient
-from sender.metrics import SenderMetrics
-from sender.ratelimit import RateLimiter
-from sender.send_store import SendStore
-from sender.sent_ids import SentIds
-from sender.settings import SenderSettings
+from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
+from lull.common.keys import Keys
+from lull.common.redis_conn import RedisClient
+from lull.common.startup import until_redis_answers
+from lull.sender.bot import Bot, build_bot
+from lull.sender.concurrent_deliveries import ConcurrentDeliveries
+from lull.sender.deliver import Deliverer
+from lull.sender.graph import GraphClient
+from lull.sender.metrics import SenderMetrics
+from lull.sender.ratelimit import RateLimiter
+from lull.sender.send_store import SendStore
+from lull.sender.sent_ids import SentIds
+from lull.sender.settings import SenderSettings
 
 GROUP = "sender"
 

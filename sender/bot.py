@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from common.env import ConfigError
-from common.signing import sign
-from sender.retry_after import retry_after_ms
+from lull.common.env import ConfigError
+from lull.common.signing import sign
+from lull.sender.retry_after import retry_after_ms
 
 SIGNATURE_HEADER = "X-Lull-Signature-256"
 HANDLER_FORMS = "http(s)://host/path, python:package.module:function, echo or none"

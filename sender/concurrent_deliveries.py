@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from common.consumer import Decided, Entry, Outcome, RetryLater, Running
-from common.redis_conn import REDIS_FAILURES
+from lull.common.consumer import Decided, Entry, Outcome, RetryLater, Running
+from lull.common.redis_conn import REDIS_FAILURES
 
 # How long a read waits for its deliveries before leaving the slow ones running: a prompt
 # bot and its sends finish within it and settle with the read; a slow bot delays the next

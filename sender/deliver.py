@@ -14,20 +14,20 @@ from typing import Any
 import orjson
 import structlog
 
-from common.backoff import backoff_ms
-from common.batch import Batch
-from common.consumer import Decided, Entry, Permanent, RetryLater
-from common.delivery import SentMessage
-from common.keys import Keys
-from sender.bot import Bot, BotPermanent, BotRetry
-from sender.graph import GraphClient, GraphError, GraphRequest, build_requests
-from sender.metrics import SenderMetrics
-from sender.progress import LocalProgress
-from sender.ratelimit import RateLimiter
-from sender.replies import Reply, parse_replies
-from sender.send_store import SendState, SendStore
-from sender.sent_ids import SentIds
-from sender.settings import SenderSettings
+from lull.common.backoff import backoff_ms
+from lull.common.batch import Batch
+from lull.common.consumer import Decided, Entry, Permanent, RetryLater
+from lull.common.delivery import SentMessage
+from lull.common.keys import Keys
+from lull.sender.bot import Bot, BotPermanent, BotRetry
+from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
+from lull.sender.metrics import SenderMetrics
+from lull.sender.progress import LocalProgress
+from lull.sender.ratelimit import RateLimiter
+from lull.sender.replies import Reply, parse_replies
+from lull.sender.send_store import SendState, SendStore
+from lull.sender.sent_ids import SentIds
+from lull.sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
 

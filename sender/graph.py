@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import orjson
 
-from sender.graph_errors import ErrorKind, GraphError, MissingToken, classify
-from sender.graph_payload import GraphRequest, build_requests
-from sender.graph_routes import GraphRoutes
+from lull.sender.graph_errors import ErrorKind, GraphError, MissingToken, classify
+from lull.sender.graph_payload import GraphRequest, build_requests
+from lull.sender.graph_routes import GraphRoutes
 
 __all__ = [
     "ErrorKind",

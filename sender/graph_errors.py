@@ -12,7 +12,7 @@ from typing import Final, Literal
 
 import orjson
 
-from sender.retry_after import retry_after_ms
+from lull.sender.retry_after import retry_after_ms
 
 ErrorKind = Literal["throttle", "temporary", "permanent"]
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from common.batch import Batch
-from sender.graph_routes import GraphRoutes
-from sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, split_text
-from sender.whatsapp_ids import recipient_fields
+from lull.common.batch import Batch
+from lull.sender.graph_routes import GraphRoutes
+from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, split_text
+from lull.sender.whatsapp_ids import recipient_fields
 
 PLATFORMS: Final = frozenset(TEXT_LIMITS)
 WHATSAPP_MAX_BUTTONS: Final = 3

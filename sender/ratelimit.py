@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from redis.exceptions import NoScriptError
 
-from common.lua import read_lua
-from common.redis_conn import RedisClient
+from lull.common.lua import read_lua
+from lull.common.redis_conn import RedisClient
 
 MAX_COUNT = 1_000_000
 MAX_PERIOD_MS = 24 * 3_600_000

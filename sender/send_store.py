@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 from redis.typing import EncodableT, FieldT
 
-from common.batch import Batch
-from common.coalesce import Coalescer, Command
-from common.keys import Keys
-from common.lua import LuaScript, is_noscript
-from common.redis_conn import RedisClient
-from sender.graph import GraphRequest
+from lull.common.batch import Batch
+from lull.common.coalesce import Coalescer, Command
+from lull.common.keys import Keys
+from lull.common.lua import LuaScript, is_noscript
+from lull.common.redis_conn import RedisClient
+from lull.sender.graph import GraphRequest
 
 # A retried batch's state outlives any sane retry schedule, then cleans itself up.
 STATE_TTL_S = 86_400

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.coalesce import Command
-from common.delivery import SentMessage
-from common.keys import Keys
+from lull.common.coalesce import Command
+from lull.common.delivery import SentMessage
+from lull.common.keys import Keys
 
 # The failure reports lull handles are WhatsApp's `failed` statuses (Meta's status messages
 # webhook reference); ids of other platforms' messages would never be looked up.

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 
 import structlog
 
-from common.redis_conn import connect, describe
-from common.service import run_main, run_replica
-from sender.app import Sender
-from sender.settings import SenderSettings
+from lull.common.redis_conn import connect, describe
+from lull.common.service import run_main, run_replica
+from lull.sender.app import Sender
+from lull.sender.settings import SenderSettings
 
 # Above the consumer's short XREADGROUP block, so a blocked read never times out by itself.
 REDIS_TIMEOUT_S = 5.0

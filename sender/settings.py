@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import urlsplit
 
-from common.env import ConfigError, Env
-from common.settings import CommonSettings, GroupSettings, group_from_env
-from sender.bot import HANDLER_FORMS, parse_handler_spec
-from sender.graph import load_tokens
-from sender.graph_routes import (
+from lull.common.env import ConfigError, Env
+from lull.common.settings import CommonSettings, GroupSettings, group_from_env
+from lull.sender.bot import HANDLER_FORMS, parse_handler_spec
+from lull.sender.graph import load_tokens
+from lull.sender.graph_routes import (
     FACEBOOK_GRAPH,
     INSTAGRAM_GRAPH,
     INSTAGRAM_LOGINS,
@@ -20,7 +20,7 @@ from sender.graph_routes import (
     InstagramLogin,
     host_problem,
 )
-from sender.ratelimit import RATE_FORMAT, Rate, parse_rate
+from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
 
 def _base_url(value: str) -> str:

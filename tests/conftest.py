@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from common.redis_conn import connect
-from dev.embedded_redis import EmbeddedRedis, RedisNotFound
+from lull.common.redis_conn import connect
+from lull.dev.embedded_redis import EmbeddedRedis, RedisNotFound
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

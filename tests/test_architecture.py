@@ -1,6 +1,7 @@
 """The package structure holds: no import cycles, and the runtime does not import dev tooling.
 
-Read from the source with ast (nothing is imported), module by module. A runtime module is
+Read from the source with ast (nothing is imported), module by module, by the names they
+are installed under (lull.common.keys for common/keys.py). A runtime module is
 one a service image carries: every package but the dev tooling's; those must never import
 dev tooling, which tests, benches and `lull dev` / `lull fake-graph` use instead.
 """
@@ -19,7 +20,7 @@ DEV = ("dev",)
 def _modules(package: str) -> Iterator[tuple[str, Path]]:
     for path in sorted((ROOT / package).rglob("*.py")):
         parts = path.relative_to(ROOT).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        name = ".".join(("lull", *(parts[:-1] if parts[-1] == "__init__" else parts)))
         yield name, path
 
 
@@ -36,6 +37,11 @@ def _imports(path: Path, known: set[str]) -> set[str]:
     return found
 
 
+def _package(module: str) -> str:
+    """lull.common.keys -> common"""
+    return module.split(".")[1]
+
+
 def _graph() -> dict[str, set[str]]:
     modules = dict(m for package in (*RUNTIME, *DEV) for m in _modules(package))
     known = set(modules)
@@ -47,9 +53,9 @@ def test_runtime_packages_do_not_import_dev_tooling() -> None:
     offenders = sorted(
         (module, target)
         for module, targets in graph.items()
-        if module.split(".")[0] in RUNTIME
+        if _package(module) in RUNTIME
         for target in targets
-        if target.split(".")[0] in DEV
+        if _package(target) in DEV
     )
     assert offenders == []
 
@@ -58,8 +64,8 @@ def test_no_import_cycles_between_modules_or_packages() -> None:
     graph = _graph()
     packages: dict[str, set[str]] = {}
     for module, targets in graph.items():
-        top = module.split(".")[0]
-        packages.setdefault(top, set()).update(t.split(".")[0] for t in targets)
+        top = _package(module)
+        packages.setdefault(top, set()).update(_package(t) for t in targets)
         packages[top].discard(top)
     for edges in (graph, packages):
         assert _cycle(edges) is None

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from common.keys import Keys
-from dev.embedded_redis import EmbeddedRedis, free_port, port_answers
+from lull.common.keys import Keys
+from lull.dev.embedded_redis import EmbeddedRedis, free_port, port_answers
 from tests.processor.test_processor import ingest, messenger_body
 from tests.processor.windowing import batches, redis_now_ms
 
@@ -22,7 +22,7 @@ STOP_BOUND_S = 10
 
 def _start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", *module.split()],
+        [sys.executable, "-m", *f"lull.{module}".split()],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -77,8 +77,8 @@ async def test_lull_flush_all_emits_open_windows_now(
         await ingest(redis, keys, messenger_body(user, [f"{user}1"], now))
     env = {**base_env, "LULL_WINDOW_MS": "3600000", "LULL_MAX_WAIT_MS": "3600000",
            "LULL_PROCESSOR_METRICS_PORT": "0"}  # fmt: skip
-    from processor.app import Processor  # noqa: PLC0415
-    from processor.settings import ProcessorSettings  # noqa: PLC0415
+    from lull.processor.app import Processor  # noqa: PLC0415
+    from lull.processor.settings import ProcessorSettings  # noqa: PLC0415
 
     # Apply (windows stay open for an hour), then flush through the real command.
     await Processor(redis, ProcessorSettings.from_env(env)).consumer.run_until_idle()

@@ -10,10 +10,10 @@
 - metrics.py: the loop's Prometheus series
 """
 
-from common.consumer.config import ConsumerConfig, default_consumer_name
-from common.consumer.loop import Consumer
-from common.consumer.metrics import ConsumerMetrics
-from common.consumer.outcomes import (
+from lull.common.consumer.config import ConsumerConfig, default_consumer_name
+from lull.common.consumer.loop import Consumer
+from lull.common.consumer.metrics import ConsumerMetrics
+from lull.common.consumer.outcomes import (
     Decided,
     Entry,
     EntryHandler,
@@ -24,7 +24,7 @@ from common.consumer.outcomes import (
     Running,
     blames_the_entry,
 )
-from common.consumer.settle import dead_letter_fields
+from lull.common.consumer.settle import dead_letter_fields
 
 __all__ = [
     "Consumer",

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.clock import monotonic_ms
-from common.consumer.config import ConsumerConfig
-from common.consumer.outcomes import Entry
-from common.consumer.retries import LocalRetries
-from common.redis_conn import RedisClient
-from common.streams import text
+from lull.common.clock import monotonic_ms
+from lull.common.consumer.config import ConsumerConfig
+from lull.common.consumer.outcomes import Entry
+from lull.common.consumer.retries import LocalRetries
+from lull.common.redis_conn import RedisClient
+from lull.common.streams import text
 
 FIRST_CURSOR = "0-0"
 

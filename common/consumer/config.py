@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from redis.asyncio.cluster import RedisCluster
 
-from common.redis_conn import RedisClient
+from lull.common.redis_conn import RedisClient
 
 # A blocked read answers after block_ms plus a round trip; the socket must wait longer.
 BLOCK_MARGIN_MS = 250

@@ -23,17 +23,17 @@ import structlog
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ResponseError
 
-from common.clock import monotonic_ms
-from common.consumer.claim import FIRST_CURSOR, claim_page
-from common.consumer.config import ConsumerConfig, check_client
-from common.consumer.metrics import ConsumerMetrics
-from common.consumer.outcomes import Entry, EntryHandler
-from common.consumer.read import Reader
-from common.consumer.retries import Held, LocalRetries, claim_held, reread
-from common.consumer.settle import DeadHook, Decider, Settlement, failure_backoff_ms
-from common.consumer.upkeep import upkeep
-from common.redis_conn import REDIS_FAILURES, RedisClient
-from common.streams import ensure_group, text
+from lull.common.clock import monotonic_ms
+from lull.common.consumer.claim import FIRST_CURSOR, claim_page
+from lull.common.consumer.config import ConsumerConfig, check_client
+from lull.common.consumer.metrics import ConsumerMetrics
+from lull.common.consumer.outcomes import Entry, EntryHandler
+from lull.common.consumer.read import Reader
+from lull.common.consumer.retries import Held, LocalRetries, claim_held, reread
+from lull.common.consumer.settle import DeadHook, Decider, Settlement, failure_backoff_ms
+from lull.common.consumer.upkeep import upkeep
+from lull.common.redis_conn import REDIS_FAILURES, RedisClient
+from lull.common.streams import ensure_group, text
 
 log = structlog.get_logger("lull.consumer")
 
@@ -221,10 +221,11 @@ class Consumer:
             elif result:
                 self._retries.touched(h.key, received_ms)
             elif math.isinf(h.due_ms):
-                # A Running entry no longer pending: its own work may have acked it (the
-                # sender's finish step does, atomically with its delivered mark). Its
-                # outcome decides when it lands; touching it again is pointless.
-                self._retries.defer(h.key, math.inf)
+                # A Running entry no longer pending: its own work acked it (the sender's
+                # finish step does, atomically with its delivered mark), or another replica
+                # took it. Either way it is not ours to settle: let it go, quietly.
+                self._retries.forget(h.key)
+                self._log.debug("running entry no longer pending", id=h.entry.id)
             else:
                 self._retries.forget(h.key)
                 self._log.info(

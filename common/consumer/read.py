@@ -17,11 +17,11 @@ from typing import Any, Protocol
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from common.clock import monotonic_ms
-from common.consumer.config import ConsumerConfig
-from common.consumer.outcomes import Entry
-from common.redis_conn import REDIS_FAILURES, RedisClient
-from common.streams import text
+from lull.common.clock import monotonic_ms
+from lull.common.consumer.config import ConsumerConfig
+from lull.common.consumer.outcomes import Entry
+from lull.common.redis_conn import REDIS_FAILURES, RedisClient
+from lull.common.streams import text
 
 
 class HandleRead(Protocol):

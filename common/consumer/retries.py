@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from common.clock import monotonic_ms
-from common.consumer.config import ConsumerConfig
-from common.consumer.outcomes import Entry
-from common.redis_conn import RedisClient
+from lull.common.clock import monotonic_ms
+from lull.common.consumer.config import ConsumerConfig
+from lull.common.consumer.outcomes import Entry
+from lull.common.redis_conn import RedisClient
 
 # Our clock and Redis's idle clock differ by the command's flight time; a local retry's
 # XCLAIM asks for this much less idle time than we measured, so it does not fail on noise.

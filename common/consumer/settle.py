@@ -21,11 +21,11 @@ from redis.crc import key_slot
 from redis.typing import EncodableT, FieldT
 from structlog.typing import FilteringBoundLogger
 
-from common.backoff import backoff_ms
-from common.clock import monotonic_ms
-from common.consumer.config import ConsumerConfig
-from common.consumer.metrics import ConsumerMetrics
-from common.consumer.outcomes import (
+from lull.common.backoff import backoff_ms
+from lull.common.clock import monotonic_ms
+from lull.common.consumer.config import ConsumerConfig
+from lull.common.consumer.metrics import ConsumerMetrics
+from lull.common.consumer.outcomes import (
     Decided,
     Entry,
     EntryHandler,
@@ -34,8 +34,8 @@ from common.consumer.outcomes import (
     blames_the_entry,
     check_outcomes,
 )
-from common.consumer.retries import Key, LocalRetries
-from common.redis_conn import REDIS_FAILURES, RedisClient
+from lull.common.consumer.retries import Key, LocalRetries
+from lull.common.redis_conn import REDIS_FAILURES, RedisClient
 
 Fields = dict[FieldT, EncodableT]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from structlog.typing import FilteringBoundLogger
 
-from common.consumer.config import ConsumerConfig
-from common.consumer.metrics import ConsumerMetrics
-from common.redis_conn import RedisClient
-from common.streams import group_info, remove_idle_consumers, trim_acknowledged
+from lull.common.consumer.config import ConsumerConfig
+from lull.common.consumer.metrics import ConsumerMetrics
+from lull.common.redis_conn import RedisClient
+from lull.common.streams import group_info, remove_idle_consumers, trim_acknowledged
 
 
 async def upkeep(

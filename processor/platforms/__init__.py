@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from common.events import MalformedBody, Parsed
-from processor.platforms import instagram, messenger, whatsapp
-from processor.platforms._shared import MALFORMED, name
+from lull.common.events import MalformedBody, Parsed
+from lull.processor.platforms import instagram, messenger, whatsapp
+from lull.processor.platforms._shared import MALFORMED, name
 
 __all__ = ["parse"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.events import UNSEND, Parsed
-from processor.platforms._shared import dict_at
-from processor.platforms.messenger import parse_entries
+from lull.common.events import UNSEND, Parsed
+from lull.processor.platforms._shared import dict_at
+from lull.processor.platforms.messenger import parse_entries
 
 PLATFORM = "instagram"
 

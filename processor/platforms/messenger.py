@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from common.events import EDIT, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
-from processor.platforms._shared import (
+from lull.common.events import EDIT, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
+from lull.processor.platforms._shared import (
     MALFORMED,
     change_name,
     dict_at,

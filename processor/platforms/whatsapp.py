@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.delivery import DeliveryFailure
-from common.events import EDIT, FLOW_REPLY, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
-from processor.platforms._shared import (
+from lull.common.delivery import DeliveryFailure
+from lull.common.events import EDIT, FLOW_REPLY, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
+from lull.processor.platforms._shared import (
     MALFORMED,
     change_name,
     dict_at,

@@ -11,7 +11,7 @@ from types import FrameType
 
 from redis.exceptions import RedisError
 
-from common.env import ConfigError
+from lull.common.env import ConfigError
 from tests.bench import ingest_bench, processor_bench, sender_bench
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from common.env import Env
-from common.events import Event
-from common.keys import Keys
-from common.redis_conn import connect
-from processor.settings import window_from_env
-from processor.windows import WindowStore
+from lull.common.env import Env
+from lull.common.events import Event
+from lull.common.keys import Keys
+from lull.common.redis_conn import connect
+from lull.processor.settings import window_from_env
+from lull.processor.windows import WindowStore
 from tests.bench.bench_support import run_async
 from tests.bench.procs import BenchError
 

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.client import Pipeline
 
-from common.keys import Keys
-from dev.embedded_redis import free_port
+from lull.common.keys import Keys
+from lull.dev.embedded_redis import free_port
 from tests.bench.bench_support import latency_result, messenger_body, paced
 from tests.bench.config import BenchConfig
 from tests.bench.machine import sample, shares
@@ -89,8 +89,8 @@ def measure_lateness(
         "LULL_LOG_FORMAT": "json",
         "LULL_LOG_LEVEL": "warning",
     }
-    argv = pinned(config.server_cpu, python_module("processor"))
-    with serving(argv, env, port, tmp / "processor.log") as process:
+    argv = pinned(config.server_cpu, python_module("lull.processor"))
+    with serving(argv, env, port, tmp / "lull.processor.log") as process:
         found = _load(config, client, keys, port, [process.pid, redis_pid])
         start_ms, end_ms = found.span_ms
         _settle(client, keys, end_ms)

@@ -22,8 +22,8 @@ from typing import Any, cast
 import orjson
 from redis import Redis
 
-from common.keys import Keys
-from dev.embedded_redis import free_port
+from lull.common.keys import Keys
+from lull.dev.embedded_redis import free_port
 from tests.bench.bench_support import PAGE_ID, latency_result, messenger_body, redis_now_ms
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError, pinned, python_module, serving
@@ -82,7 +82,7 @@ def measure_quiet_lateness(
         "LULL_LOG_LEVEL": "warning",
     }
     pause = random.Random(SEED)
-    argv = pinned(config.server_cpu, python_module("processor"))
+    argv = pinned(config.server_cpu, python_module("lull.processor"))
     with serving(argv, env, port, tmp / "processor-quiet.log"):
         tap: list[float] = []
         gap: list[float] = []

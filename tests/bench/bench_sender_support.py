@@ -14,8 +14,8 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from common.keys import Keys
-from dev.embedded_redis import free_port
+from lull.common.keys import Keys
+from lull.dev.embedded_redis import free_port
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError, pinned, python_module, serving
 
@@ -87,7 +87,7 @@ def sender(
         "LULL_LOG_FORMAT": "json",
         "LULL_LOG_LEVEL": "warning",
     }
-    argv = pinned(config.server_cpu, python_module("sender"))
+    argv = pinned(config.server_cpu, python_module("lull.sender"))
     with serving(argv, env, port, tmp / f"sender-{namespace}.log") as process:
         yield process.pid
 
@@ -97,7 +97,7 @@ def fake_graph(config: BenchConfig, tmp: Path) -> Iterator[tuple[int, int]]:
     """`lull fake-graph` on the load generator's core; yields (port, pid)."""
     port = free_port()
     argv = pinned(
-        config.loadgen_cpu, [*python_module("common.cli"), "fake-graph", "--port", str(port)]
+        config.loadgen_cpu, [*python_module("lull.common.cli"), "fake-graph", "--port", str(port)]
     )
     env = {"LULL_LOG_FORMAT": "json", "LULL_LOG_LEVEL": "warning"}
     with serving(argv, env, port, tmp / "fake-graph.log") as process:

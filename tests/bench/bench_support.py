@@ -15,8 +15,8 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from common.loop import new_event_loop
-from dev.embedded_redis import EmbeddedRedis
+from lull.common.loop import new_event_loop
+from lull.dev.embedded_redis import EmbeddedRedis
 from tests.bench.config import BenchConfig
 from tests.bench.machine import describe_load
 from tests.bench.procs import BenchError, pin

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from common.env import Env
+from lull.common.env import Env
 
 LOADGENS = ("auto", "wrk", "python")
 

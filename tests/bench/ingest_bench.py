@@ -21,8 +21,8 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from common.keys import Keys
-from dev.embedded_redis import EmbeddedRedis, free_port
+from lull.common.keys import Keys
+from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.bench.config import BenchConfig
 from tests.bench.machine import BUSY_WARNING, describe_load, sample, shares
 from tests.bench.payload import SECRET, VERIFY_TOKEN
@@ -33,7 +33,7 @@ from tests.bench.results import LoadResult
 from tests.bench.wrk import wrk_binary
 
 SERVERS = (
-    ("ingest (pipelined)", "ingest"),
+    ("ingest (pipelined)", "lull.ingest"),
     ("naive (await per XADD)", "tests.bench.naive_ingest"),
 )
 TARGET_RATIO = 1.5

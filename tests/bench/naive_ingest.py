@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from common.keys import Keys
-from common.loop import new_event_loop
-from common.redis_conn import connect
-from ingest.settings import IngestSettings
+from lull.common.keys import Keys
+from lull.common.loop import new_event_loop
+from lull.common.redis_conn import connect
+from lull.ingest.settings import IngestSettings
 
 SETTINGS = web.AppKey("settings", IngestSettings)
 REDIS = web.AppKey("redis", aioredis.Redis)

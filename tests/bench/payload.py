@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from common.signing import sign
+from lull.common.signing import sign
 
 BODY_BYTES = 1024
 SECRET = "bench-app-secret"

@@ -24,11 +24,11 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from common.keys import Keys
-from common.log import configure
-from common.redis_conn import connect
-from processor.app import GROUP, Processor
-from processor.settings import ProcessorSettings
+from lull.common.keys import Keys
+from lull.common.log import configure
+from lull.common.redis_conn import connect
+from lull.processor.app import GROUP, Processor
+from lull.processor.settings import ProcessorSettings
 from tests.bench.bench_dedupe import Dedupe, measure_dedupe
 from tests.bench.bench_lateness import Lateness, measure_lateness
 from tests.bench.bench_memory import Memory, measure_memory

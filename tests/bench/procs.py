@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from dev.embedded_redis import port_answers, stop_process
+from lull.dev.embedded_redis import port_answers, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 15.0

@@ -28,7 +28,7 @@ from pathlib import Path
 from redis import Redis
 from redis.client import Pipeline
 
-from common.keys import Keys
+from lull.common.keys import Keys
 from tests.bench.bench_sender_support import (
     batch,
     clear_sent,

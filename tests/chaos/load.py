@@ -12,8 +12,8 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from common.events import PLATFORMS
-from ops.simulate import PostRecord, SimulateConfig, simulate
+from lull.common.events import PLATFORMS
+from lull.ops.simulate import PostRecord, SimulateConfig, simulate
 from tests.chaos.stack import APP_SECRET
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dev.embedded_redis import port_answers, stop_process
+from lull.dev.embedded_redis import port_answers, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 10.0
@@ -26,7 +26,7 @@ LOG_TAIL_CHARS = 3000
 
 def lull_argv(*words: str) -> list[str]:
     """argv that runs `lull <words>` with this interpreter (no dependency on PATH)."""
-    return [sys.executable, "-m", "common.cli", *words]
+    return [sys.executable, "-m", "lull.common.cli", *words]
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import orjson
 
-from common.keys import Keys
-from dev.embedded_redis import EmbeddedRedis, free_port
+from lull.common.keys import Keys
+from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.chaos.service import Service, lull_argv
 
 READY_TIMEOUT_S = 20.0

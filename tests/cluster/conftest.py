@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio.cluster import RedisCluster
 
-from common.redis_conn import connect
-from dev.embedded_redis import RedisNotFound
-from dev.fake_graph import create_fake_graph_app
-from dev.redis_cluster import ClusterUnavailable, EmbeddedCluster
+from lull.common.redis_conn import connect
+from lull.dev.embedded_redis import RedisNotFound
+from lull.dev.fake_graph import create_fake_graph_app
+from lull.dev.redis_cluster import ClusterUnavailable, EmbeddedCluster
 from tests.sender.conftest import TOKENS
 
 SHARDS = 4

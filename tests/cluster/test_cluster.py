@@ -20,23 +20,23 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
-from common.consumer.config import check_client
-from common.consumer.read import read_sets
-from common.env import ConfigError
-from common.keys import Keys
-from common.redis_conn import connect
-from common.settings import CommonSettings
-from common.signing import sign
-from common.streams import text
-from dev.embedded_redis import free_port
-from dev.fake_graph import FAKE_GRAPH
-from ingest.app import create_app
-from ingest.settings import IngestSettings
-from processor.app import Processor
-from processor.settings import ProcessorSettings
-from sender.app import Sender
-from sender.settings import SenderSettings
+from lull.common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
+from lull.common.consumer.config import check_client
+from lull.common.consumer.read import read_sets
+from lull.common.env import ConfigError
+from lull.common.keys import Keys
+from lull.common.redis_conn import connect
+from lull.common.settings import CommonSettings
+from lull.common.signing import sign
+from lull.common.streams import text
+from lull.dev.embedded_redis import free_port
+from lull.dev.fake_graph import FAKE_GRAPH
+from lull.ingest.app import create_app
+from lull.ingest.settings import IngestSettings
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
+from lull.sender.app import Sender
+from lull.sender.settings import SenderSettings
 from tests.cluster.conftest import SHARDS
 from tests.ingest.conftest import SECRET, VERIFY_TOKEN
 from tests.sender.conftest import TOKENS, sent_texts
@@ -208,7 +208,7 @@ def start_service(module: str, env: dict[str, str], log: Path) -> subprocess.Pop
     """`python -m module`, its output to log: a file, so it never blocks on a full pipe."""
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", f"lull.{module}"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 

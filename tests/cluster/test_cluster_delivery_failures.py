@@ -11,13 +11,13 @@ import orjson
 from aiohttp.test_utils import TestServer
 from redis.asyncio.cluster import RedisCluster
 
-from common.keys import Keys
-from dev.fake_graph import FAKE_GRAPH
-from ops.stats import collect
-from processor.app import Processor
-from processor.settings import ProcessorSettings
-from sender.app import Sender
-from sender.settings import SenderSettings
+from lull.common.keys import Keys
+from lull.dev.fake_graph import FAKE_GRAPH
+from lull.ops.stats import collect
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
+from lull.sender.app import Sender
+from lull.sender.settings import SenderSettings
 from tests.cluster.conftest import SHARDS
 from tests.conftest import FIXTURES
 from tests.sender.conftest import TOKENS

@@ -10,10 +10,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from common.batch import Batch
-from common.keys import Keys
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.common.batch import Batch
+from lull.common.keys import Keys
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from common.coalesce import Coalescer
+from lull.common.coalesce import Coalescer
 
 
 async def test_concurrent_callers_get_their_own_replies_in_order(

@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
-from common.redis_conn import connect
-from dev.embedded_redis import EmbeddedRedis, free_port
+from lull.common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Permanent, RetryLater
+from lull.common.redis_conn import connect
+from lull.dev.embedded_redis import EmbeddedRedis, free_port
 
 GROUP = "g"
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome, blames_the_entry
+from lull.common.consumer import Consumer, ConsumerConfig, Entry, Outcome, blames_the_entry
 from tests.common.test_consumer import GROUP, add, config, pending, sample
 
 __all__ = ["config"]  # the fixture, imported for pytest

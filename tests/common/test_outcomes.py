@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from common.consumer import Permanent, RetryLater
+from lull.common.consumer import Permanent, RetryLater
 
 
 @pytest.mark.parametrize("outcome", [RetryLater(10, "rate limit"), Permanent("bad entry")])

@@ -8,7 +8,7 @@ import pytest
 import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from common.redis_conn import connect
+from lull.common.redis_conn import connect
 
 
 def test_a_write_to_a_transport_the_peer_closed_is_a_connection_error(redis_url: str) -> None:

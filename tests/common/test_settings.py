@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.env import ConfigError
-from common.settings import CommonSettings
+from lull.common.env import ConfigError
+from lull.common.settings import CommonSettings
 
 
 @pytest.mark.parametrize(

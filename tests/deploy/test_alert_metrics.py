@@ -7,12 +7,12 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.consumer import Consumer, ConsumerConfig, Entry, Outcome
-from common.keys import Keys
-from common.streams import ensure_group, group_info
-from processor.closer import Closer
-from processor.metrics import ProcessorMetrics
-from processor.windows import WindowStore
+from lull.common.consumer import Consumer, ConsumerConfig, Entry, Outcome
+from lull.common.keys import Keys
+from lull.common.streams import ensure_group, group_info
+from lull.processor.closer import Closer
+from lull.processor.metrics import ProcessorMetrics
+from lull.processor.windows import WindowStore
 from tests.processor.windowing import message, redis_now_ms, window_settings
 
 OVERDUE = "lull_processor_window_overdue_seconds"

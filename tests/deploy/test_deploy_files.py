@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from common.cli import _COMMANDS
-from ingest.settings import IngestSettings
-from processor.settings import ProcessorSettings
-from sender.settings import SenderSettings
+from lull.common.cli import _COMMANDS
+from lull.ingest.settings import IngestSettings
+from lull.processor.settings import ProcessorSettings
+from lull.sender.settings import SenderSettings
 from tests.deploy.deploy_files import (
     ALERTS,
     COMMAND_USE,
@@ -132,7 +132,7 @@ def test_every_command_exists() -> None:
 def test_dockerfile_runs_lull_as_a_non_root_user() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert 'lull = "common.cli:main"' in pyproject
+    assert 'lull = "lull.common.cli:main"' in pyproject
     assert re.search(r'^ENTRYPOINT \["lull"\]$', text, re.MULTILINE)
     assert re.search(r"^FROM python:3\.1[1-9]-slim\b", text, re.MULTILINE)
     users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from common.keys import Keys
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.common.keys import Keys
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 from tests.hostile.batches import check_seqs, read_batches
 from tests.hostile.bodies import ACCOUNTS, PLATFORM_OBJECTS, body_of, text_item
 from tests.processor.windowing import redis_now_ms

@@ -13,7 +13,7 @@ import orjson
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
-from dev.fake_graph import FakeGraph
+from lull.dev.fake_graph import FakeGraph
 from tests.ops import lull_dead as lull_dead_fixture
 from tests.ops.lull_dead import RunDead
 from tests.sender import conftest as sender_fixtures

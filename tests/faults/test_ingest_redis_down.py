@@ -15,11 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.keys import Keys
-from common.signing import sign
-from dev.embedded_redis import EmbeddedRedis
-from ingest.app import create_app
-from ingest.settings import IngestSettings
+from lull.common.keys import Keys
+from lull.common.signing import sign
+from lull.dev.embedded_redis import EmbeddedRedis
+from lull.ingest.app import create_app
+from lull.ingest.settings import IngestSettings
 from tests.hostile.bodies import text_body
 from tests.hostile.conftest import IngestClient
 from tests.poll import until

@@ -16,10 +16,10 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 
-from common.consumer import Decided, Entry, RetryLater
-from common.streams import ensure_group, text
-from dev.fake_graph import FakeGraph
-from sender.app import Sender
+from lull.common.consumer import Decided, Entry, RetryLater
+from lull.common.streams import ensure_group, text
+from lull.dev.fake_graph import FakeGraph
+from lull.sender.app import Sender
 from tests.sender import conftest as sender_fixtures
 from tests.sender.conftest import MakeSender, emit, sent_texts
 

@@ -36,8 +36,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from common.events import MalformedBody
-from ingest.app import envelope_problem
+from lull.common.events import MalformedBody
+from lull.ingest.app import envelope_problem
 from tests.conftest import FIXTURES
 
 ENVELOPE_REASONS = frozenset((None, "not_json", "not_an_object", "no_object", "no_entry_list"))
@@ -176,7 +176,7 @@ def run_atheris(atheris: Any, seconds: float, crash_dir: Path, extra: list[str])
     argv = [sys.argv[0], f"-max_total_time={int(seconds)}",
             f"-artifact_prefix={crash_dir}/", *extra, str(seed_dir)]  # fmt: skip
     with atheris.instrument_imports():
-        importlib.import_module("processor.platforms")
+        importlib.import_module("lull.processor.platforms")
     atheris.Setup(argv, one_input)
     atheris.Fuzz()  # exits the process itself, with libFuzzer's status
     return 0

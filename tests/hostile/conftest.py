@@ -9,10 +9,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ingest.app import create_app
-from ingest.settings import IngestSettings
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.ingest.app import create_app
+from lull.ingest.settings import IngestSettings
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 
 SECRET = "hostile-app-secret"
 VERIFY_TOKEN = "hostile-verify-token"

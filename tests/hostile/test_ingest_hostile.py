@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.keys import Keys
-from common.signing import sign
-from ingest.settings import DEFAULT_MAX_BODY_BYTES
+from lull.common.keys import Keys
+from lull.common.signing import sign
+from lull.ingest.settings import DEFAULT_MAX_BODY_BYTES
 from tests.hostile.bodies import (
     BAD_UTF8,
     HOSTILE_BODIES,
@@ -261,8 +261,8 @@ async def test_stalled_body_is_408_and_blocks_nobody(
 ) -> None:
     from aiohttp.test_utils import TestClient, TestServer  # noqa: PLC0415
 
-    from ingest.app import create_app  # noqa: PLC0415
-    from ingest.settings import IngestSettings  # noqa: PLC0415
+    from lull.ingest.app import create_app  # noqa: PLC0415
+    from lull.ingest.settings import IngestSettings  # noqa: PLC0415
 
     env = {**base_env, "LULL_APP_SECRET": SECRET, "LULL_VERIFY_TOKEN": "t",
            "LULL_INGEST_READ_TIMEOUT_MS": "400"}  # fmt: skip

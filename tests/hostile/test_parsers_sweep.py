@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from common.events import MalformedBody
-from ingest.writer import StreamWriter
-from processor.app import GROUP, Processor
-from processor.platforms import parse
+from lull.common.events import MalformedBody
+from lull.ingest.writer import StreamWriter
+from lull.processor.app import GROUP, Processor
+from lull.processor.platforms import parse
 from tests.hostile.batches import check_seqs, read_batches
 from tests.processor.test_platforms_fuzz import FIXTURE_DOCS, MISSING, check, mutated, paths
 

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from common.keys import Keys
-from common.signing import sign
-from processor.app import GROUP, Processor
+from lull.common.keys import Keys
+from lull.common.signing import sign
+from lull.processor.app import GROUP, Processor
 from tests.hostile.batches import check_seqs, read_batches
 from tests.hostile.bodies import (
     ACCOUNTS,

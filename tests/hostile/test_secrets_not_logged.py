@@ -19,13 +19,13 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from common.keys import Keys
-from common.signing import sign
-from dev.embedded_redis import EmbeddedRedis, free_port
-from dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
-from ingest.service import main as ingest_main
-from processor.service import main as processor_main
-from sender.service import main as sender_main
+from lull.common.keys import Keys
+from lull.common.signing import sign
+from lull.dev.embedded_redis import EmbeddedRedis, free_port
+from lull.dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
+from lull.ingest.service import main as ingest_main
+from lull.processor.service import main as processor_main
+from lull.sender.service import main as sender_main
 from tests.hostile.bodies import text_body
 from tests.sender.conftest import emit
 from tests.sender.fake_bot import FakeBot
@@ -60,7 +60,7 @@ def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
     """`lull <command>` with env, everything it prints going to log."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "common.cli", command],
+            [sys.executable, "-m", "lull.common.cli", command],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -99,7 +99,7 @@ def assert_no_secret(text: str) -> None:
 def config_error(command: str, env: dict[str, str]) -> str:
     """What `lull <command>` prints when it refuses its configuration (exit 2)."""
     done = subprocess.run(
-        [sys.executable, "-m", "common.cli", command],
+        [sys.executable, "-m", "lull.common.cli", command],
         env={**os.environ, **env},
         capture_output=True,
         timeout=30,
@@ -122,7 +122,7 @@ async def test_ingest_never_logs_secrets(
         "LULL_INGEST_PORT": str(port), "LULL_INGEST_METRICS_PORT": str(metrics_port),
         "LULL_LOG_LEVEL": "debug", "LULL_LOG_FORMAT": "json", "LULL_INGEST_REDIS_TIMEOUT_MS": "500",
     }  # fmt: skip
-    log = tmp_path / "ingest.log"
+    log = tmp_path / "lull.ingest.log"
     proc = start("ingest", env, log)
     base = f"http://127.0.0.1:{port}"
     body = text_body("messenger", "u1", "m1", "hello", 1763800000000)
@@ -229,7 +229,7 @@ async def test_sender_never_logs_secrets(
     keys = Keys(namespace)
     await emit(client, keys, "u1", 1, "to messenger", account="p1")
     await emit(client, keys, "15550000002", 1, "to whatsapp", platform="whatsapp", account="wa1")
-    log = tmp_path / "sender.log"
+    log = tmp_path / "lull.sender.log"
     proc = start("sender", env, log)
     graph = graph_server.app[FAKE_GRAPH]
     try:

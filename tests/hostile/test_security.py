@@ -14,14 +14,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common import signing as signature
-from common.env import ConfigError
-from common.keys import Keys
-from common.signing import sign
-from dev.embedded_redis import free_port
-from ingest.app import create_app, metrics_app, serve_metrics_port
-from ingest.settings import IngestSettings
-from sender.settings import SenderSettings
+from lull.common import signing as signature
+from lull.common.env import ConfigError
+from lull.common.keys import Keys
+from lull.common.signing import sign
+from lull.dev.embedded_redis import free_port
+from lull.ingest.app import create_app, metrics_app, serve_metrics_port
+from lull.ingest.settings import IngestSettings
+from lull.sender.settings import SenderSettings
 from tests.hostile.bodies import text_body
 
 SECRET = "security-app-secret"
@@ -171,7 +171,11 @@ def test_metrics_port_in_use_stops_ingest_with_one_line(base_env: dict[str, str]
                "LULL_INGEST_PORT": str(free_port()),
                "LULL_INGEST_METRICS_PORT": str(taken.getsockname()[1])}  # fmt: skip
         done = subprocess.run(
-            [sys.executable, "-m", "ingest"], env=env, capture_output=True, timeout=30, check=False
+            [sys.executable, "-m", "lull.ingest"],
+            env=env,
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
     assert done.returncode == 1
     lines = done.stderr.decode().strip().splitlines()

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ingest.app import create_app, metrics_app
-from ingest.settings import IngestSettings
+from lull.ingest.app import create_app, metrics_app
+from lull.ingest.settings import IngestSettings
 
 SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.env import ConfigError
-from ingest.settings import IngestSettings
+from lull.common.env import ConfigError
+from lull.ingest.settings import IngestSettings
 
 GOOD = {"LULL_APP_SECRET": "s3cret-value", "LULL_VERIFY_TOKEN": "tok"}
 

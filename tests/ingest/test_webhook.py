@@ -13,9 +13,9 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from common.keys import Keys
-from common.signing import sign
-from dev.embedded_redis import EmbeddedRedis, free_port
+from lull.common.keys import Keys
+from lull.common.signing import sign
+from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import FIXTURES
 from tests.ingest.conftest import SECRET, VERIFY_TOKEN, ClientFactory, scrape
 

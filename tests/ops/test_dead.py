@@ -11,12 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
-from common.consumer import Entry, dead_letter_fields
-from common.keys import Keys
-from dev.fake_graph import FakeGraph
-from ops.dead import META_FIELDS
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.common.consumer import Entry, dead_letter_fields
+from lull.common.keys import Keys
+from lull.dev.fake_graph import FakeGraph
+from lull.ops.dead import META_FIELDS
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 from tests.ops import lull_dead as lull_dead_fixture
 from tests.ops.lull_dead import RunDead
 from tests.sender import conftest as sender_fixtures

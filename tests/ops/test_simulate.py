@@ -14,14 +14,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from common.cli import main
-from common.keys import Keys
-from dev.embedded_redis import free_port
-from ingest.app import create_app
-from ingest.settings import IngestSettings
-from ops.simulate import SimulateConfig, SimulateError, Summary, is_loopback, simulate
-from ops.simulate_payloads import BURSTS, SimMessage, build_body
-from processor.platforms import parse
+from lull.common.cli import main
+from lull.common.keys import Keys
+from lull.dev.embedded_redis import free_port
+from lull.ingest.app import create_app
+from lull.ingest.settings import IngestSettings
+from lull.ops.simulate import SimulateConfig, SimulateError, Summary, is_loopback, simulate
+from lull.ops.simulate_payloads import BURSTS, SimMessage, build_body
+from lull.processor.platforms import parse
 from tests.conftest import FIXTURES
 
 SECRET = "simulate-test-secret"

@@ -13,10 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.keys import Keys
-from processor.closer import Closer
-from processor.metrics import ProcessorMetrics
-from processor.windows import CloseResult, WindowStore
+from lull.common.keys import Keys
+from lull.processor.closer import Closer
+from lull.processor.metrics import ProcessorMetrics
+from lull.processor.windows import CloseResult, WindowStore
 from tests.processor.windowing import message, redis_now_ms, window_settings
 
 SAFETY_SLEEP_MS = 600_000

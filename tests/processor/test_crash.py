@@ -13,8 +13,8 @@ from collections import Counter
 import pytest
 import redis.asyncio as aioredis
 
-from processor.app import GROUP, Processor
-from processor.settings import ProcessorSettings
+from lull.processor.app import GROUP, Processor
+from lull.processor.settings import ProcessorSettings
 from tests.processor.test_processor import ingest, messenger_body
 from tests.processor.windowing import batches, redis_now_ms
 
@@ -61,7 +61,7 @@ async def test_sigkill_between_read_and_ack_loses_nothing_and_duplicates_nothing
             await ingest(redis, keys, messenger_body(f"u{user}", [mid], now + n))
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "processor"],
+        [sys.executable, "-m", "lull.processor"],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from processor.metrics import MAX_KIND_LABELS, OTHER_KIND, ProcessorMetrics
+from lull.processor.metrics import MAX_KIND_LABELS, OTHER_KIND, ProcessorMetrics
 
 
 def _kinds(registry: CollectorRegistry, name: str) -> set[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from common.events import Parsed
-from processor.platforms import parse
+from lull.common.events import Parsed
+from lull.processor.platforms import parse
 from tests.conftest import FIXTURES
 
 PAGE, PSID, PSID_2 = "106000000000001", "7000000000000001", "7000000000000002"

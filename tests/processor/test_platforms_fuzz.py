@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.events import PLATFORMS, Event, MalformedBody, Parsed
-from processor.platforms import parse
+from lull.common.events import PLATFORMS, Event, MalformedBody, Parsed
+from lull.processor.platforms import parse
 from tests.conftest import FIXTURES
 from tests.processor.test_platforms import PAGE, item, page_body, wa_body, wa_msg
 

@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
-from common.keys import Keys
-from common.redis_conn import connect
-from dev.embedded_redis import EmbeddedRedis
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.common.keys import Keys
+from lull.common.redis_conn import connect
+from lull.dev.embedded_redis import EmbeddedRedis
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES
 from tests.processor.windowing import batches, message, redis_now_ms
 

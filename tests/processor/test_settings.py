@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from common.env import ConfigError, Env
-from processor.settings import window_from_env
+from lull.common.env import ConfigError, Env
+from lull.processor.settings import window_from_env
 
 
 def _flush_on(value: str) -> frozenset[str]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import struct
 
-from common.lua import read_lua
-from ops.stats import HEADER
+from lull.common.lua import read_lua
+from lull.ops.stats import HEADER
 
 
 def _lua_header(name: str) -> tuple[str, int]:

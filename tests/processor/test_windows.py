@@ -9,12 +9,20 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from common.env import Env
-from common.keys import Keys
-from processor.closer import Closer
-from processor.metrics import ProcessorMetrics
-from processor.settings import WindowSettings, window_from_env
-from processor.windows import ADDED, DUPLICATE, EDITED, LATE_UNSEND, OPENED, REMOVED, WindowStore
+from lull.common.env import Env
+from lull.common.keys import Keys
+from lull.processor.closer import Closer
+from lull.processor.metrics import ProcessorMetrics
+from lull.processor.settings import WindowSettings, window_from_env
+from lull.processor.windows import (
+    ADDED,
+    DUPLICATE,
+    EDITED,
+    LATE_UNSEND,
+    OPENED,
+    REMOVED,
+    WindowStore,
+)
 from tests.processor.windowing import batches, message, redis_now_ms, window_settings
 
 Setup = Callable[..., tuple[WindowStore, Closer, Keys]]

@@ -8,10 +8,10 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from common.env import Env
-from common.events import Event
-from common.keys import Keys
-from processor.settings import WindowSettings, window_from_env
+from lull.common.env import Env
+from lull.common.events import Event
+from lull.common.keys import Keys
+from lull.processor.settings import WindowSettings, window_from_env
 
 
 def window_settings(**overrides: Any) -> WindowSettings:

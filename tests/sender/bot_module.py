@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sender.bot import BotPermanent, BotRetry
+from lull.sender.bot import BotPermanent, BotRetry
 
 NOT_A_FUNCTION = "replies"
 

@@ -11,10 +11,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from common.keys import Keys
-from dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
-from sender.app import Sender
-from sender.settings import SenderSettings
+from lull.common.keys import Keys
+from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from lull.sender.app import Sender
+from lull.sender.settings import SenderSettings
 
 TOKENS = {"p1": "page-token", "ig1": "ig-token", "wa1": "wa-token"}
 MakeSender = Callable[..., Awaitable[Sender]]

@@ -11,9 +11,9 @@ import aiohttp
 import orjson
 import pytest
 
-from common.env import ConfigError
-from common.signing import sign
-from sender.bot import (
+from lull.common.env import ConfigError
+from lull.common.signing import sign
+from lull.sender.bot import (
     Bot,
     BotPermanent,
     BotRetry,

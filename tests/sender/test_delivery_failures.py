@@ -14,11 +14,11 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from common.keys import Keys
-from dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
-from ops.stats import collect
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.common.keys import Keys
+from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from lull.ops.stats import collect
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES
 from tests.sender.conftest import MakeSender
 from tests.sender.fake_bot import FakeBot

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
+from lull.dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
 
 TOKEN = "EAAfake-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

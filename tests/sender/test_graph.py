@@ -16,9 +16,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from common.batch import Batch
-from dev.fake_graph import create_fake_graph_app
-from sender.graph import (
+from lull.common.batch import Batch
+from lull.dev.fake_graph import create_fake_graph_app
+from lull.sender.graph import (
     GraphClient,
     GraphError,
     GraphRequest,
@@ -28,8 +28,8 @@ from sender.graph import (
     classify,
     load_tokens,
 )
-from sender.graph_routes import InstagramLogin
-from sender.replies import Reply, parse_replies
+from lull.sender.graph_routes import InstagramLogin
+from lull.sender.replies import Reply, parse_replies
 
 VERSION = "v21.0"
 TOKEN = "EAAtest-token-page-1"

@@ -17,8 +17,8 @@ from typing import NamedTuple, cast
 import pytest
 import redis.asyncio as aioredis
 
-from dev.fake_graph import FakeGraph, ScriptedError
-from sender.graph_errors import KNOWN_CODES
+from lull.dev.fake_graph import FakeGraph, ScriptedError
+from lull.sender.graph_errors import KNOWN_CODES
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]

@@ -17,11 +17,11 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from common.env import ConfigError
-from dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app, messenger_problem
-from sender.graph import GraphRequest, GraphRoutes
-from sender.send_store import SendState
-from sender.settings import SenderSettings
+from lull.common.env import ConfigError
+from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app, messenger_problem
+from lull.sender.graph import GraphRequest, GraphRoutes
+from lull.sender.send_store import SendState
+from lull.sender.settings import SenderSettings
 from tests.sender.conftest import TOKENS, MakeSender, emit, sent_texts
 
 IG_ACCOUNT = "17841400000000001"

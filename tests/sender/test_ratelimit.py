@@ -12,8 +12,8 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from common.redis_conn import connect
-from sender.ratelimit import Rate, RateLimiter, parse_rate
+from lull.common.redis_conn import connect
+from lull.sender.ratelimit import Rate, RateLimiter, parse_rate
 
 T0 = 1_700_000_000_000  # a virtual "now" in the Redis-clock range, ms
 

@@ -8,8 +8,8 @@ import time
 
 import redis.asyncio as aioredis
 
-from common.keys import Keys
-from dev.fake_graph import FakeGraph
+from lull.common.keys import Keys
+from lull.dev.fake_graph import FakeGraph
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
 

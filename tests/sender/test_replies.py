@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, parse_replies, split_text, utf8_size
+from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, parse_replies, split_text, utf8_size
 
 
 def test_text_attachment_and_quick_replies_parse() -> None:

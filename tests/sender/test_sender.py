@@ -11,8 +11,8 @@ import orjson
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
-from common.consumer import Entry
-from dev.fake_graph import FakeGraph, ScriptedError
+from lull.common.consumer import Entry
+from lull.dev.fake_graph import FakeGraph, ScriptedError
 from tests.sender.conftest import MakeSender, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
 

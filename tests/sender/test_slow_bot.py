@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from dev.fake_graph import FakeGraph
+from lull.dev.fake_graph import FakeGraph
 from tests.poll import until
 from tests.sender.conftest import MakeSender, emit, sent_texts
 

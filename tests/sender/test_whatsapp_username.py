@@ -11,10 +11,10 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from common.keys import Keys
-from dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
-from processor.app import Processor
-from processor.settings import ProcessorSettings
+from lull.common.keys import Keys
+from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES
 from tests.processor.windowing import batches
 from tests.sender.conftest import MakeSender
