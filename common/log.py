@@ -30,8 +30,11 @@ def _stderr_logger(*_args: object) -> _StderrLogger:
     return _StderrLogger()
 
 
-def configure(log_format: str, level: str, service: str) -> None:
-    """Route structlog and stdlib logging to stderr in one format, tagged with the service."""
+def configure(log_format: str, level: str, service: str, *, cache_loggers: bool = True) -> None:
+    """Route structlog and stdlib logging to stderr in one format, tagged with the service.
+
+    cache_loggers: a service caches each logger on first use (cheaper per line); a one-shot
+    command need not, and must not when run in-process by tests that capture logs."""
     numeric = _LEVELS.get(level, logging.ERROR)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -48,7 +51,7 @@ def configure(log_format: str, level: str, service: str) -> None:
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=_stderr_logger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
     structlog.contextvars.bind_contextvars(service=service)
     handler = logging.StreamHandler(sys.stderr)

@@ -25,15 +25,18 @@ def run_main(
     load: Callable[[], S],
     common_of: Callable[[S], CommonSettings],
     body: Callable[[S], Awaitable[int]],
+    *,
+    one_shot: bool = False,
 ) -> int:
-    """Validate settings (exit 2 with one line naming the variable), then run body."""
+    """Validate settings (exit 2 with one line naming the variable), then run body.
+    one_shot: an operator command that ends by itself (its loggers are not cached)."""
     try:
         settings = load()
     except ConfigError as exc:
         print(f"lull {service}: bad configuration: {exc}", file=sys.stderr)
         return 2
     common = common_of(settings)
-    configure(common.log_format, common.log_level, service)
+    configure(common.log_format, common.log_level, service, cache_loggers=not one_shot)
     loop = new_event_loop()
     try:
         return loop.run_until_complete(body(settings))

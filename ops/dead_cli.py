@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"lull dead {args.action}: {problem}", file=sys.stderr)
         return 2
-    return run_main("dead", CommonSettings.from_env, lambda s: s, lambda s: _main(s, args))
+    return run_main(
+        "dead", CommonSettings.from_env, lambda s: s, lambda s: _main(s, args), one_shot=True
+    )
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:

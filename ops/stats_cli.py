@@ -74,7 +74,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return run_main(
-            "stats", CommonSettings.from_env, lambda s: s, lambda s: _main(s, args.json, args.watch)
+            "stats",
+            CommonSettings.from_env,
+            lambda s: s,
+            lambda s: _main(s, args.json, args.watch),
+            one_shot=True,
         )
     except KeyboardInterrupt:
         return 0  # Ctrl-C before the watch loop took the signal over

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         ProcessorSettings.from_env,
         lambda s: s.common,
         lambda s: _flush(s, args.conversation, args.all),
+        one_shot=True,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
 
 from lull.common.redis_conn import connect
 from lull.dev.embedded_redis import EmbeddedRedis, RedisNotFound
@@ -42,6 +43,16 @@ def redis_url() -> Iterator[str]:
             yield server.url
         finally:
             server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> Iterator[None]:
+    """Each test starts from structlog's defaults: a command run in-process configures
+    logging for the whole process, and a level it set must not hide what a later test
+    captures with structlog.testing.capture_logs."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
