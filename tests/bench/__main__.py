@@ -12,7 +12,7 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from lull.common.env import ConfigError
-from tests.bench import ingest_bench, processor_bench, sender_bench
+from tests.bench import bench_limits, ingest_bench, processor_bench, sender_bench
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError
 from tests.bench.report import Report, table
@@ -34,12 +34,17 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def parts() -> dict[str, Bench]:
+    """Phases of a bench above that may also run alone (not part of `all`)."""
+    return {"limits": bench_limits.run}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run benches; exit 1 when one misses its target, 2 when one cannot measure."""
-    known = benches()
+    known = benches() | parts()
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(known))
-    names = parser.parse_args(argv).names or list(known)
+    names = parser.parse_args(argv).names or list(benches())
     if unknown := [name for name in names if name not in known]:
         parser.error(f"no bench named {', '.join(unknown)}; there are {', '.join(known)}")
     signal.signal(signal.SIGTERM, _terminate)

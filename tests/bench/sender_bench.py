@@ -9,9 +9,10 @@ this script on config.loadgen_cpu.
    the first finished batch to the last, and checked against the fake's record.
 2. Latency: the same sender, batches written open loop at 80% of that rate with closed_at
    = now; each batch's age is the fake's at_ms for its reply minus closed_at.
-3. Limits: a fresh sender with LULL_RATE_GLOBAL=200/s and every batch for one account;
-   another with LULL_RATE_PER_USER=10/1s:1 and 30 batches of one conversation. The fake's
-   at_ms of each send gives the measured rate.
+3. Limits (tests/bench/bench_limits.py): fresh senders with LULL_RATE_GLOBAL=200/s and
+   every batch for one account, and with LULL_RATE_PER_USER=10/1s:1 and 10/1s:3 and the
+   batches of one conversation; the fake's at_ms of each send gives the first second, the
+   busiest second and the steady rate.
 4. Slow bot: a fresh sender whose bot (tests/bench/slow_bot.py) takes 2 s for one
    conversation in SLOW_EVERY and answers the others at once; batches written open loop at
    SLOW_RATE/s. The age of the prompt conversations' replies, beside the same load with no
@@ -20,8 +21,6 @@ this script on config.loadgen_cpu.
 
 from __future__ import annotations
 
-import itertools
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from lull.common.keys import Keys
+from tests.bench.bench_limits import all_limits
 from tests.bench.bench_sender_support import (
     batch,
     clear_sent,
@@ -60,14 +60,6 @@ TARGET_REPLIES_PER_S = 2_000
 THROUGHPUT_BATCHES = 10_000
 LATENCY_LOAD = 0.8
 LATENCY_SECONDS = 3.0
-GLOBAL_RATE = "200/s"
-GLOBAL_PER_S = 200.0
-GLOBAL_BATCHES = 1_600
-GLOBAL_BURST_S = 1.0
-GLOBAL_MEASURE_S = 5.0
-USER_RATE = "10/1s:1"
-USER_PER_S = 10.0
-USER_BATCHES = 30
 SLOW_RATE = 200.0
 SLOW_SECONDS = 4.0
 SLOW_EVERY = 20
@@ -87,24 +79,6 @@ class _Rig:
     tmp: Path
 
 
-@dataclass(frozen=True)
-class Limit:
-    """A configured limit and what the fake saw."""
-
-    name: str
-    configured_per_s: float
-    measured_per_s: float
-    detail: str
-
-    def line(self) -> str:
-        """The report line: measured beside configured."""
-        error = self.measured_per_s / self.configured_per_s - 1
-        return (
-            f"{self.name}: measured {self.measured_per_s:.2f}/s vs configured "
-            f"{self.configured_per_s:g}/s ({error:+.1%}); {self.detail}"
-        )
-
-
 def run(config: BenchConfig) -> Report:
     """Throughput, latency and both limits against one dedicated Redis and one fake Graph."""
     describe_cores(
@@ -121,19 +95,18 @@ def run(config: BenchConfig) -> Report:
         assert store.process is not None
         rig = _Rig(config, store.url, client, graph_port, [store.process.pid, graph_pid], tmp)
         rate, latency, share = _throughput_and_latency(rig)
-        global_limit = _global_limit(rig)
-        user_limit = _user_limit(rig)
+        limits = all_limits(rig.config, rig.url, client, graph_port, rig.tmp)
         prompt_alone = _prompt_ages(rig, slow_every=None)
         prompt_beside_slow = _prompt_ages(rig, slow_every=SLOW_EVERY)
-    passed = rate.ok_per_s >= TARGET_REPLIES_PER_S
+    fast_enough = rate.ok_per_s >= TARGET_REPLIES_PER_S
+    passed = fast_enough and all(limit.passed for limit in limits)
     verdicts = [
         verdict(
             f"replies sent, echo, fake Graph at zero latency: {rate.ok_per_s:,.0f}/s (target >= "
             f"{TARGET_REPLIES_PER_S:,}); sender {share:.0%} of its core busy",
-            passed,
+            fast_enough,
         ),
-        global_limit.line() + " (no target set)",
-        user_limit.line() + " (no target set)",
+        *(limit.line() for limit in limits),
         f"prompt conversations' reply age, 1 in {SLOW_EVERY} conversations' bot taking "
         f"{SLOW_S:g} s: p50 {prompt_beside_slow.p50_ms:.0f} ms, p99 "
         f"{prompt_beside_slow.p99_ms:.0f} ms; none slow (baseline): p50 "
@@ -196,59 +169,6 @@ def _latency(client: Redis, keys: Keys, graph_port: int, rate: float) -> LoadRes
         flush=True,
     )
     return result
-
-
-def _global_limit(rig: _Rig) -> Limit:
-    """All batches for one account under LULL_RATE_GLOBAL: sends per second after the burst."""
-    namespace = "global"
-    keys = Keys(namespace)
-    client, graph_port = rig.client, rig.graph_port
-    prefill(client, keys, (batch(f"g{n}", 1, 1) for n in range(GLOBAL_BATCHES)))
-    wanted = int(GLOBAL_PER_S * (GLOBAL_BURST_S + GLOBAL_MEASURE_S + 0.5))
-    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, rate_global=GLOBAL_RATE):
-        wait_delivered(client, keys, wanted, DELIVER_TIMEOUT_S)
-    at_ms = sorted(s["at_ms"] for s in sent(graph_port))
-    clear_sent(graph_port)
-    first = at_ms[0]
-    burst = sum(1 for t in at_ms if t < first + GLOBAL_BURST_S * 1000)
-    window_end = first + (GLOBAL_BURST_S + GLOBAL_MEASURE_S) * 1000
-    steady = sum(1 for t in at_ms if first + GLOBAL_BURST_S * 1000 <= t < window_end)
-    limit = Limit(
-        f"account limit LULL_RATE_GLOBAL={GLOBAL_RATE}, one account",
-        GLOBAL_PER_S,
-        steady / GLOBAL_MEASURE_S,
-        f"{GLOBAL_MEASURE_S:g} s after a first second of {burst} sends (GCRA burst = N)",
-    )
-    print(f"  {limit.line()}", flush=True)
-    return limit
-
-
-def _user_limit(rig: _Rig) -> Limit:
-    """USER_BATCHES batches of one conversation under LULL_RATE_PER_USER."""
-    namespace = "user"
-    keys = Keys(namespace)
-    client, graph_port = rig.client, rig.graph_port
-    prefill(client, keys, (batch("solo", seq, 1) for seq in range(1, USER_BATCHES + 1)))
-    conversation = batch("solo", 1, 1)["conversation"]
-    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, rate_per_user=USER_RATE):
-        for _ in range(int(DELIVER_TIMEOUT_S / 0.02)):
-            done = client.hget(keys.delivered(0), conversation)
-            if done is not None and int(done) >= USER_BATCHES:
-                break
-            time.sleep(0.02)
-        else:
-            raise BenchError(f"{USER_BATCHES} batches of one conversation not delivered")
-    at_ms = sorted(s["at_ms"] for s in sent(graph_port))
-    clear_sent(graph_port)
-    gaps = [b - a for a, b in itertools.pairwise(at_ms)]
-    limit = Limit(
-        f"per-user limit LULL_RATE_PER_USER={USER_RATE}, one conversation",
-        USER_PER_S,
-        (len(at_ms) - 1) / ((at_ms[-1] - at_ms[0]) / 1000),
-        f"{len(at_ms)} sends, gaps {min(gaps)}-{max(gaps)} ms",
-    )
-    print(f"  {limit.line()}", flush=True)
-    return limit
 
 
 def _prompt_ages(rig: _Rig, slow_every: int | None) -> LoadResult:
