@@ -2,11 +2,13 @@
 
 Each step that can fail returns an outcome to the consumer loop instead of raising:
 RetryLater (this replica tries again after the delay, other conversations go on) or
-Permanent (dead letter). Nothing here sleeps on a limit.
+Permanent (dead letter). A rate-limit slot at most RATE_HORIZON_MS away is reserved and
+slept for; a later one is a RetryLater.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +25,7 @@ from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from lull.sender.metrics import SenderMetrics
 from lull.sender.progress import LocalProgress
-from lull.sender.ratelimit import RateLimiter
+from lull.sender.ratelimit import Grant, Rate, RateLimiter, Turns
 from lull.sender.replies import Reply, parse_replies
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
@@ -33,6 +35,11 @@ log = structlog.get_logger("lull.sender")
 
 # Batch n waits for n-1 of the same conversation; it is usually seconds behind at most.
 ORDER_RETRY_MS = 50
+# A delivery reserves a rate-limit slot up to this far ahead and sleeps until it, holding
+# one of LULL_SENDER_CONCURRENCY meanwhile (so a limit of R/s keeps up to R/4 of them). A
+# later slot is not reserved: the batch is retried at its turn (sender/ratelimit.py: Turns)
+# half a horizon early, which leaves the consumer loop that long to bring it back in time.
+RATE_HORIZON_MS = 250
 # Meta lets a business answer freely for 24 hours after the user's last message (Messenger's
 # standard messaging window, WhatsApp's customer service window); later a free-form reply is
 # refused (code 10 on Messenger, 131047 on WhatsApp), so a throttle is not waited out past it.
@@ -74,6 +81,7 @@ class Deliverer:
     metrics: SenderMetrics
     sent_ids: SentIds
     progress: LocalProgress = field(default_factory=LocalProgress)
+    turns: Turns = field(default_factory=Turns)
 
     async def deliver(self, entry: Entry) -> Decided:
         """Take one batch as far as it can go now; the outcome tells the loop what's next."""
@@ -112,10 +120,10 @@ class Deliverer:
         batch, state = job.batch, job.state
         rate = self.settings.rate_per_user
         if rate is not None and not state.admitted:
-            wait_ms = await self.limiter.acquire(self.keys.user_rate(batch.conversation), rate)
-            if wait_ms > 0:
-                self.metrics.rate_waits.labels("user").inc()
-                return RetryLater(wait_ms, "per-user rate limit")
+            key = self.keys.user_rate(batch.conversation)
+            grant = await self._take("user", key, rate)
+            if not grant.taken:
+                return self._come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
         started = time.perf_counter()
         failure: BotRetry | str | None = None
@@ -172,13 +180,16 @@ class Deliverer:
                 return stop.outcome
             request = state.requests[state.sent]
             if rate is not None:
-                wait_ms = await self.limiter.acquire(
-                    self.keys.account_rate(request.account_id), rate
-                )
-                if wait_ms > 0:
-                    self.metrics.rate_waits.labels("account").inc()
+                key = self.keys.account_rate(request.account_id)
+                grant = await self._take("account", key, rate)
+                if not grant.taken:
                     await self.store.save(job.shard, job.batch.batch_id, state)
-                    return RetryLater(wait_ms, "account rate limit")
+                    return self._come_back(key, rate, grant, "account rate limit")
+                # Slept until the slot: the entry may have been claimed meanwhile (the slot
+                # is then left unused, which errs on the side of the limit).
+                stop = await self._check(job) if grant.wait_ms > 0 else None
+                if stop is not None:
+                    return stop.outcome
             started = time.perf_counter()
             try:
                 message_id = await self.graph.post(request)
@@ -197,6 +208,21 @@ class Deliverer:
             state.message_ids.append(message_id)
         await self._finish(job, state.requests, "sent")
         return None
+
+    async def _take(self, scope: str, key: str, rate: Rate) -> Grant:
+        """One unit of a limit: taken now, or at a slot within RATE_HORIZON_MS (slept until
+        here), or not taken."""
+        grant = await self.limiter.acquire(key, rate, horizon_ms=RATE_HORIZON_MS)
+        if grant.wait_ms > 0:
+            self.metrics.rate_waits.labels(scope).inc()
+            if grant.taken:
+                await asyncio.sleep(grant.wait_ms / 1000)
+        return grant
+
+    def _come_back(self, key: str, rate: Rate, grant: Grant, reason: str) -> RetryLater:
+        """Retry at the batch's turn, half a horizon early: in time to reserve a slot."""
+        turn_ms = self.turns.take(key, rate, grant.wait_ms, time.monotonic() * 1000)
+        return RetryLater(round(turn_ms) - RATE_HORIZON_MS // 2, reason)
 
     async def _retry(self, job: _Job, reason: str, retry_after_ms: int | None) -> Decided:
         state = job.state
