@@ -95,7 +95,7 @@ class Sender:
 
         async def load() -> None:
             await sender.store.load_scripts()
-            await sender.limiter.load()
+            await sender.limiter.load_scripts()
 
         await until_redis_answers(load, "load scripts")
         return sender

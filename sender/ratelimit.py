@@ -16,13 +16,10 @@ send that never happens) only leaves its slot empty: it errs on the side of the 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
-from redis.exceptions import NoScriptError
-
-from lull.common.lua import read_lua
+from lull.common.lua import LuaScript
 from lull.common.redis_conn import RedisClient
 
 MAX_COUNT = 1_000_000
@@ -114,12 +111,11 @@ class RateLimiter:
 
     def __init__(self, client: RedisClient) -> None:
         self._client = client
-        self._source = read_lua("sender", "rate_limit")
-        self._sha = hashlib.sha1(self._source.encode()).hexdigest()  # noqa: S324  (Redis's id)
+        self._script = LuaScript.read("sender", "rate_limit")
 
-    async def load(self) -> None:
+    async def load_scripts(self) -> None:
         """Register the script with Redis (SCRIPT LOAD is idempotent)."""
-        await self._client.script_load(self._source)
+        await self._script.load(self._client)
 
     async def acquire(self, key: str, rate: Rate, cost: int = 1, *, horizon_ms: int = 0) -> Grant:
         """Take cost units now, or reserve them at a slot up to horizon_ms ahead (the caller
@@ -141,12 +137,7 @@ class RateLimiter:
         if horizon_ms < 0:
             raise ValueError(f"horizon {horizon_ms} ms is negative")
         args = (_interval_us(rate), rate.burst, cost, now_ms, horizon_ms * 1000)
-        try:
-            taken, wait_ms = await self._client.evalsha(self._sha, 1, key, *args)
-        except NoScriptError:
-            # Redis restarted and forgot the script; NOSCRIPT ran nothing, so calling again is safe.
-            await self.load()
-            taken, wait_ms = await self._client.evalsha(self._sha, 1, key, *args)
+        taken, wait_ms = await self._script.call(self._client, (key,), args)
         return Grant(taken=int(taken) == 1, wait_ms=int(wait_ms))
 
 

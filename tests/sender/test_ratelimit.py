@@ -15,6 +15,7 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
+from lull.common.lua import LuaScript
 from lull.common.redis_conn import connect
 from lull.sender.ratelimit import Grant, Rate, RateLimiter, parse_rate
 from tests.sender.ratelimit_support import ask, most_in_any_span
@@ -25,7 +26,7 @@ T0 = 1_700_000_000_000  # a virtual "now" in the Redis-clock range, ms
 @pytest.fixture
 async def limiter(redis: aioredis.Redis) -> RateLimiter:
     limiter = RateLimiter(redis)
-    await limiter.load()
+    await limiter.load_scripts()
     return limiter
 
 
@@ -174,7 +175,7 @@ async def test_two_replicas_share_one_limit(
     other = connect(redis_url, timeout_s=5)
     try:
         replicas = [RateLimiter(redis), RateLimiter(other)]
-        await replicas[0].load()
+        await replicas[0].load_scripts()
         key, rate = f"{namespace}:rl:account", Rate(80, 1000, 80)
         rng = random.Random(7)
         taken = [0, 0]
@@ -216,8 +217,9 @@ async def test_script_is_loaded_again_after_redis_forgets_it(
 ) -> None:
     # A script text no Redis has seen stands in for a restart, without SCRIPT FLUSH on a Redis
     # other tests may share.
-    limiter._source += f"\n-- {namespace}\n"
-    limiter._sha = hashlib.sha1(limiter._source.encode()).hexdigest()  # noqa: S324  (Redis id)
+    source = limiter._script.source + f"\n-- {namespace}\n"
+    sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id)
+    limiter._script = LuaScript("rate_limit", source, sha)
     assert await ask(limiter, f"{namespace}:rl:reload", Rate(1, 1000, 1), 1, T0) == 0
     assert await ask(limiter, f"{namespace}:rl:reload", Rate(1, 1000, 1), 1, T0) == 1010
 

@@ -31,7 +31,7 @@ HORIZON_MS = RATE_HORIZON_MS
 @pytest.fixture
 async def limiter(redis: aioredis.Redis) -> RateLimiter:
     limiter = RateLimiter(redis)
-    await limiter.load()
+    await limiter.load_scripts()
     return limiter
 
 
