@@ -1,13 +1,26 @@
 # syntax=docker/dockerfile:1
 # One image for every lull service: `lull ingest`, `lull processor`, `lull sender`
-# (and the operator tools, e.g. `lull stats`). Build from the repository root:
+# (and the operator tools `lull stats`, `lull dead`, `lull flush`). Build from the
+# repository root:
 #   docker build -t lull .
 # Compose (deploy/docker-compose.yml) and Kubernetes (deploy/k8s/) pick the command.
+#
+# Build arguments (all optional):
+#   BASE_IMAGE      any Debian-like image with python3 (>= 3.11) and its venv module.
+#                   `make containers` passes a Debian bookworm built with debootstrap.
+#   EXTRA_CA_CERTS  PEM certificates pip must trust on top of its own, for networks whose
+#                   HTTPS proxy re-signs traffic. Used in the build stage only.
+# Targets: the default is the production image; `--target dev` adds the development tools
+# (deploy/image/dev-only.txt), which the compose stack's fake Graph API needs.
+ARG BASE_IMAGE=python:3.12-slim
 
-# Build stage: wheels of lull and its runtime dependencies (no dev extras), so the final
-# image gets neither pip's cache nor the source tree. Every dependency ships manylinux
-# wheels for x86_64 and arm64 (hiredis, orjson, uvloop), so no compiler is needed.
-FROM python:3.12-slim AS build
+# Build stage: two virtual environments from one set of wheels (no dev extras, no
+# compiler: hiredis, orjson and uvloop ship manylinux wheels for x86_64 and arm64).
+# /opt/lull-dev gets the whole source; /opt/lull the source less the dev tools, built
+# into a wheel of its own. A listed path that no longer exists fails the build, so the
+# list follows the code.
+FROM ${BASE_IMAGE} AS build
+ARG EXTRA_CA_CERTS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -18,21 +31,34 @@ COPY ingest ./ingest
 COPY processor ./processor
 COPY sender ./sender
 COPY ops ./ops
-RUN pip wheel --wheel-dir /wheels .
+COPY deploy/image/dev-only.txt /tmp/dev-only.txt
+RUN set -eu; \
+    python3 -m venv /opt/pip; \
+    if [ -n "$EXTRA_CA_CERTS" ]; then \
+        bundle=/tmp/ca-bundle.pem; \
+        /opt/pip/bin/python -c 'import pip._vendor.certifi as c; print(open(c.where()).read())' > "$bundle"; \
+        printf '%s\n' "$EXTRA_CA_CERTS" >> "$bundle"; \
+        export PIP_CERT="$bundle"; \
+    fi; \
+    pip="/opt/pip/bin/pip"; \
+    "$pip" wheel --quiet --wheel-dir /wheels /src; \
+    python3 -m venv --without-pip /opt/lull-dev; \
+    "$pip" --python /opt/lull-dev/bin/python install --quiet --no-index --find-links=/wheels lull; \
+    sed -e '/^#/d' -e '/^$/d' /tmp/dev-only.txt | xargs rm --; \
+    rm -r /wheels/lull-*.whl /src/build /src/*.egg-info; \
+    "$pip" wheel --quiet --no-deps --wheel-dir /wheels /src; \
+    python3 -m venv --without-pip /opt/lull; \
+    "$pip" --python /opt/lull/bin/python install --quiet --no-index --find-links=/wheels lull
 
-FROM python:3.12-slim
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels lull \
- && groupadd --system --gid 10001 lull \
+# What both images share: the non-root user and the container settings.
+FROM ${BASE_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 lull \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin lull
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # Containers listen on every interface: the defaults (127.0.0.1) suit a laptop only.
 # JSON logs: no terminal in a container, but say it rather than rely on the detection.
 ENV LULL_INGEST_HOST=0.0.0.0 LULL_METRICS_HOST=0.0.0.0 LULL_LOG_FORMAT=json
-# Numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
-USER 10001:10001
 WORKDIR /tmp
 # 8080 ingest webhook; 9100 ingest metrics; 9101 processor metrics; 9102 sender metrics.
 EXPOSE 8080 9100 9101 9102
@@ -40,3 +66,16 @@ EXPOSE 8080 9100 9101 9102
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["lull"]
 CMD ["--help"]
+
+# Development image: lull with its dev tools (`lull fake-graph`, `lull simulate`, `lull dev`).
+FROM runtime AS dev
+COPY --from=build /opt/lull-dev /opt/lull-dev
+ENV PATH=/opt/lull-dev/bin:$PATH
+USER 10001:10001
+
+# The production image (the default target).
+FROM runtime AS production
+COPY --from=build /opt/lull /opt/lull
+ENV PATH=/opt/lull/bin:$PATH
+# Numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 10001:10001

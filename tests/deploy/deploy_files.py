@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ K8S = DEPLOY / "k8s"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 SCRAPE = DEPLOY / "prometheus" / "prometheus.yml"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+DEV_ONLY = DEPLOY / "image" / "dev-only.txt"
 SOURCE_DIRS = ("common", "ingest", "processor", "sender", "ops")
 SERVICES = ("ingest", "processor", "sender")
 
@@ -61,6 +63,24 @@ def source_files() -> Iterator[Path]:
     """The Python files of the packages that read settings and define metrics."""
     for directory in SOURCE_DIRS:
         yield from sorted((ROOT / directory).rglob("*.py"))
+
+
+def dev_only_paths() -> list[str]:
+    """deploy/image/dev-only.txt: source paths the production image leaves out."""
+    lines = DEV_ONLY.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a Python file imports (`from a import b` counts a and a.b)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
 
 
 def code_variables() -> set[str]:

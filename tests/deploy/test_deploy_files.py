@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -34,6 +34,8 @@ from tests.deploy.deploy_files import (
     compose_services,
     dashboard_expressions,
     deploy_texts,
+    dev_only_paths,
+    imported_modules,
     k8s_containers,
     k8s_environment,
     k8s_objects,
@@ -42,6 +44,7 @@ from tests.deploy.deploy_files import (
     readme_variables,
     service_command,
     service_environment,
+    source_files,
     yaml_files,
 )
 
@@ -134,13 +137,45 @@ def test_dockerfile_runs_lull_as_a_non_root_user() -> None:
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert 'lull = "lull.common.cli:main"' in pyproject
     assert re.search(r'^ENTRYPOINT \["lull"\]$', text, re.MULTILINE)
-    assert re.search(r"^FROM python:3\.1[1-9]-slim\b", text, re.MULTILINE)
-    users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    # The base is a build argument whose default is the official slim Python image.
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.1[1-9]-slim$", text, re.MULTILINE)
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.MULTILINE)
+    assert stages[0] == ("${BASE_IMAGE}", "build")
+    # The last stage is what `docker build .` gives: the production image.
+    assert stages[-1] == ("runtime", "production")
+    assert ("runtime", "dev") in stages
+    production = text.split("AS production", 1)[1]
+    users = re.findall(r"^USER (\S+)$", production, re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert "/opt/lull-dev" not in production
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.MULTILINE)
     assert "[dev]" not in text
     exposed = {int(p) for p in re.findall(r"^EXPOSE (.+)$", text, re.MULTILINE)[0].split()}
     assert exposed == {port for ports in default_ports().values() for port in ports}
+
+
+def test_dev_only_files_exist_and_no_production_module_imports_them() -> None:
+    dev_only = dev_only_paths()
+    assert "sender/fake_graph.py" in dev_only
+    missing = [path for path in dev_only if not (ROOT / path).is_file()]
+    assert not missing, f"deploy/image/dev-only.txt names files that do not exist: {missing}"
+    dev_modules = {path.removesuffix(".py").replace("/", ".") for path in dev_only}
+    for path in source_files():
+        if rel(path) in dev_only:
+            continue
+        imported = imported_modules(path)
+        assert not imported & dev_modules, (
+            f"{rel(path)} imports {sorted(imported & dev_modules)}, which the lull image lacks"
+        )
+    # The .dockerignore lets the list into the build context, and nothing else of deploy/.
+    ignore = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert "deploy" in ignore and "!deploy/image/dev-only.txt" in ignore
+
+
+def test_dev_only_check_sees_a_dev_module_through_the_import_graph() -> None:
+    # ops/simulate_cli.py imports common.dev: had simulate stayed in the image, the test
+    # above would name it. Check the helper finds that import, so the test can fail.
+    assert "common.dev" in imported_modules(ROOT / "ops" / "simulate_cli.py")
 
 
 def test_every_metric_in_alerts_and_dashboards_is_exported() -> None:
@@ -325,12 +360,14 @@ def test_compose_references_exist() -> None:
                 assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
     prometheus = services["prometheus"]
     mounted = {str(v).split(":")[1] for v in prometheus["volumes"]}
-    scrape = load(SCRAPE)
-    assert set(scrape["rule_files"]) <= mounted
-    assert (
-        next(a for a in prometheus["command"] if a.startswith("--config.file=")).split("=")[1]
-        in mounted
-    )
+    config = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    config_path = PurePosixPath(config.split("=")[1])
+    assert str(config_path) in mounted
+    # Prometheus resolves relative rule files against the config file's directory.
+    rule_files = {str(config_path.parent / rule) for rule in load(SCRAPE)["rule_files"]}
+    assert rule_files <= mounted
+    for rule in load(SCRAPE)["rule_files"]:
+        assert (SCRAPE.parent / rule).is_file(), rule
 
 
 def test_prometheus_scrapes_each_metrics_port() -> None:
