@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint fmt run bench clean up down chaos
+.PHONY: test lint fmt run bench clean up down chaos promtool
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,19 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint promtool
 	$(BIN)/pytest
+
+# The alert rules' unit tests (tests/deploy/promtool/) and the Prometheus config, with
+# promtool (Debian: apt-get install prometheus). Skipped, in one line, without it.
+PROMTOOL := $(shell command -v promtool 2>/dev/null)
+promtool:
+ifdef PROMTOOL
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
+	$(PROMTOOL) test rules tests/deploy/promtool/alerts_test.yml
+else
+	@echo "promtool not on PATH: alert rule tests and Prometheus config check skipped (Debian: apt-get install prometheus)"
+endif
 
 run: $(STAMP)
 	$(BIN)/lull dev
