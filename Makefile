@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint fmt run bench clean up down chaos promtool
+.PHONY: test lint fmt run bench clean up down chaos containers promtool
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ COMPOSE := docker compose -f deploy/docker-compose.yml
 
 up:
 	$(COMPOSE) up -d --build
+
+# The same stack built and run here with podman, from nothing (tests/containers/run.py):
+# installs podman & co. when root, builds the images on a Debian base made with debootstrap,
+# sends bursts, kills a processor, checks Prometheus, takes it all down. Skips (one line)
+# when not root or podman cannot run. CONTAINERS_ARGS=--fresh rebuilds the base image too.
+containers: $(STAMP)
+	$(BIN)/python -m tests.containers $(CONTAINERS_ARGS)
 
 down:
 	$(COMPOSE) down

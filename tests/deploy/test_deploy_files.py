@@ -370,6 +370,18 @@ def test_compose_references_exist() -> None:
         assert (SCRAPE.parent / rule).is_file(), rule
 
 
+def test_compose_test_override_only_swaps_images() -> None:
+    # `make containers` runs deploy/docker-compose.yml with this override: it must test the
+    # stack operators start, not a copy of it.
+    override = compose_services(ROOT / "tests" / "containers" / "compose.test.yml")
+    services = compose_services()
+    assert set(override) <= set(services)
+    assert set(services) - set(override) == {"grafana"}
+    for name, service in override.items():
+        assert set(service) == {"image"}, name
+        assert service["image"].startswith("localhost/lull-test"), name
+
+
 def test_prometheus_scrapes_each_metrics_port() -> None:
     defaults = default_ports()
     scraped = {

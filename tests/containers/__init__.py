@@ -1,0 +1,1 @@
+"""`make containers`: the image, the compose stack and Prometheus, built and run with podman."""

@@ -1,0 +1,7 @@
+"""`python -m tests.containers` (make containers)."""
+
+import sys
+
+from tests.containers.run import main
+
+sys.exit(main())
