@@ -10,7 +10,8 @@
    Redis, ingest, 2 processors, 2 senders, the fake Graph API, Prometheus; send bursts
    with `lull simulate` from the host and see one reply per burst;
 7. Prometheus scrapes every service (up == 1) and has loaded the alert rules;
-8. `podman kill` one processor while bursts arrive: nothing lost, nothing twice;
+8. `podman kill` one processor while bursts arrive, frozen first until Redis has handed it
+   entries: nothing lost, nothing twice;
 9. `down`: nothing of the stack is left.
 Each step prints its time; the end prints the figures README.md quotes. Skips with one line
 (exit 0) when not root or when podman cannot run here.
@@ -19,13 +20,14 @@ Each step prints its time; the end prints the figures README.md quotes. Skips wi
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from tests.containers import host, image_files, images, prometheus_check, traffic
 from tests.containers.podman import CommandFailed, Podman
-from tests.containers.stack import Ports, Stack
+from tests.containers.stack import Container, Ports, Stack
 from tests.containers.steps import Steps, say
 
 STEPS = 9
@@ -36,6 +38,11 @@ KILL_MESSAGES = 6
 # The killed processor's unacknowledged entries wait LULL_CLAIM_IDLE_MS (30 s by default)
 # for the other one to claim them; then the windows close and the senders answer.
 REPLY_TIMEOUT_S = 150
+# How often and how long to keep the processor to be killed frozen, waiting for Redis to
+# hand it entries (see freeze_holding). Its blocked read ends after 100 ms (the consumer's
+# block_ms): past that a frozen processor gets nothing, so try again rather than wait.
+FREEZE_TRIES = 10
+FREEZE_WAIT_S = 0.5
 SERVICE_COMMANDS = ("ingest", "processor", "sender", "stats", "dead", "flush")
 
 
@@ -171,7 +178,7 @@ def run_stack(steps: Steps, stack: Stack, venv_bin: Path, work: Path) -> list[st
 
 
 def kill_processor(stack: Stack, venv_bin: Path, work: Path) -> str:
-    """Kill a processor once a third of a run's messages are stored; judge the replies."""
+    """SIGKILL a processor holding entries once a third of a run is stored; judge replies."""
     victim, survivor = stack.of("processor")
     record = work / "kill.jsonl"
     stored_before = stack.inbound_added()
@@ -183,20 +190,14 @@ def kill_processor(stack: Stack, venv_bin: Path, work: Path) -> str:
         while stack.inbound_added() < stored_before + planned // 3:
             assert run.poll() is None, "simulate ended before the kill"
             time.sleep(0.1)
+        held = freeze_holding(stack, victim, run)
         stack.podman.run(["kill", victim.name], 60)
         stored_at_kill = stack.inbound_added() - stored_before
     finally:
         summary = traffic.finish(run)
-    stats = stack.stats()
-    # A consumer is named after its container's host name, the container id's first 12 digits.
-    held_pending = sum(
-        int(consumer["pending"])
-        for consumer in stats["consumers"]
-        if consumer["group"] == "processor" and consumer["name"].startswith(victim.id[:12])
-    )
     say(
-        f"killed {victim.name} after {stored_at_kill}/{planned} messages were stored; "
-        f"it held {held_pending} unacknowledged; {survivor.name} carries on"
+        f"killed {victim.name} (SIGKILL) after {stored_at_kill}/{planned} messages were "
+        f"stored, holding {held} delivered and unacknowledged; {survivor.name} carries on"
     )
     say(f"lull simulate: {summary}")
     sent = traffic.bursts(record)
@@ -205,4 +206,27 @@ def kill_processor(stack: Stack, venv_bin: Path, work: Path) -> str:
     verdict = traffic.judge(sent, traffic.replies(stack))
     say(f"{verdict.line()}; {drained}")
     assert verdict.ok, verdict
-    return f"kill: {verdict.line()}, {held_pending} entries held by the killed processor"
+    return f"kill: {verdict.line()}, {held} entries held by the killed processor"
+
+
+def freeze_holding(stack: Stack, victim: Container, run: subprocess.Popen[bytes]) -> int:
+    """Pause the victim until Redis has handed it entries it cannot process; how many.
+
+    A processor spends nearly all its time blocked in XREADGROUP, and Redis serves a
+    blocked client the next entries even while its process is frozen (until the read's
+    block time has passed): so a pause turns "the crash may land between read and ack" into
+    "it does". Gives up (0) when none came while bursts were arriving; the kill still tests
+    the other processor's takeover of the closing."""
+    for _ in range(FREEZE_TRIES):
+        stack.podman.run(["pause", victim.name], 60)
+        deadline = time.monotonic() + FREEZE_WAIT_S
+        while time.monotonic() < deadline and run.poll() is None:
+            held = stack.held_by(victim)
+            if held:
+                return held
+            time.sleep(0.1)
+        stack.podman.run(["unpause", victim.name], 60)
+        if run.poll() is not None:
+            break
+    stack.podman.run(["pause", victim.name], 60)
+    return stack.held_by(victim)

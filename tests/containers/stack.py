@@ -176,6 +176,22 @@ class Stack:
         lines = self.exec(redis.name, ["redis-cli", "XINFO", "STREAM", "lull:in"]).split()
         return int(lines[lines.index("entries-added") + 1])
 
+    def held_by(self, container: Container) -> int:
+        """Inbound entries delivered to a processor container and not acknowledged (its
+        consumers are named after its host name, the container id's first 12 digits)."""
+        [redis] = self.of("redis")
+        words = self.exec(
+            redis.name, ["redis-cli", "XINFO", "CONSUMERS", "lull:in", "processor"]
+        ).split()
+        held = 0
+        name = ""
+        for key, value in zip(words[::2], words[1::2], strict=True):
+            if key == "name":
+                name = value
+            elif key == "pending" and name.startswith(container.id[:12]):
+                held += int(value)
+        return held
+
     def wait_drained(self, timeout_s: float) -> str:
         """Wait until Redis holds no unread, unacknowledged or open work; say so."""
 
