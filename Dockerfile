@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every lull service: `lull ingest`, `lull processor`, `lull sender`
-# (and the operator tools `lull stats`, `lull dead`, `lull flush`). Build from the
-# repository root:
+# (and the operator tools `lull stats`, `lull dead`, `lull flush`, `lull simulate`). Build
+# from the repository root:
 #   docker build -t lull .
 # Compose (deploy/docker-compose.yml) and Kubernetes (deploy/k8s/) pick the command.
 #
@@ -11,7 +11,8 @@
 #   EXTRA_CA_CERTS  PEM certificates pip must trust on top of its own, for networks whose
 #                   HTTPS proxy re-signs traffic. Used in the build stage only.
 # Targets: the default is the production image; `--target dev` adds the development tools
-# (deploy/image/dev-only.txt), which the compose stack's fake Graph API needs.
+# (deploy/image/dev-only.txt: `lull fake-graph`, `lull dev`), which the compose stack's fake
+# Graph API needs.
 ARG BASE_IMAGE=python:3.12-slim
 
 # Build stage: two virtual environments from one set of wheels (no dev extras, no
@@ -31,6 +32,7 @@ COPY ingest ./ingest
 COPY processor ./processor
 COPY sender ./sender
 COPY ops ./ops
+COPY dev ./dev
 COPY deploy/image/dev-only.txt /tmp/dev-only.txt
 RUN set -eu; \
     python3 -m venv /opt/pip; \
@@ -44,7 +46,9 @@ RUN set -eu; \
     "$pip" wheel --quiet --wheel-dir /wheels /src; \
     python3 -m venv --without-pip /opt/lull-dev; \
     "$pip" --python /opt/lull-dev/bin/python install --quiet --no-index --find-links=/wheels lull; \
-    sed -e '/^#/d' -e '/^$/d' /tmp/dev-only.txt | xargs rm --; \
+    sed -e '/^#/d' -e '/^$/d' /tmp/dev-only.txt | while read -r path; do \
+        rm -r -- "$path"; rm -f -- "lull/$path"; \
+    done; \
     rm -r /wheels/lull-*.whl /src/build /src/*.egg-info; \
     "$pip" wheel --quiet --no-deps --wheel-dir /wheels /src; \
     python3 -m venv --without-pip /opt/lull; \
@@ -67,7 +71,7 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["lull"]
 CMD ["--help"]
 
-# Development image: lull with its dev tools (`lull fake-graph`, `lull simulate`, `lull dev`).
+# Development image: lull with its dev tools (`lull fake-graph`, `lull dev`).
 FROM runtime AS dev
 COPY --from=build /opt/lull-dev /opt/lull-dev
 ENV PATH=/opt/lull-dev/bin:$PATH

@@ -22,7 +22,8 @@ from tests.deploy.deploy_files import dev_only_paths
 # Top-level directories of the image that only the build stage has.
 BUILD_LEFTOVERS = ("src", "wheels", "opt/pip", "opt/lull-dev")
 # A module of lull that must be there: proves the listing reached site-packages.
-EXPECTED = "common/cli.py"
+EXPECTED = "lull/common/cli.py"
+PACKAGE = "lull"
 EXPORT_TIMEOUT_S = 300
 SITE_PACKAGES = "site-packages/"
 COMPILED = re.compile(r"(.*?)__pycache__/([^/.]+)\.[^/]+\.pyc")
@@ -81,7 +82,9 @@ def problems(paths: Iterable[str]) -> list[str]:
             continue
         inside = as_source(path.split(SITE_PACKAGES, 1)[1])
         seen_expected = seen_expected or inside == EXPECTED
-        if inside in dev_paths:
+        # The source folders are installed under lull/ (dev/x.py is lull/dev/x.py).
+        source = inside.removeprefix(f"{PACKAGE}/")
+        if any(source == dev or source.startswith(f"{dev}/") for dev in dev_paths):
             found.append(f"{path}: dev-only (deploy/image/dev-only.txt)")
         if inside.split("/")[0] == "tests":
             found.append(f"{path}: the test suite")

@@ -7,10 +7,10 @@ from tests.containers.image_files import problems
 SITE = "opt/lull/lib/python3.11/site-packages"
 CLEAN = [
     "usr/bin/python3.11",
-    f"{SITE}/common/cli.py",
-    f"{SITE}/sender/graph.py",
-    f"{SITE}/sender/__pycache__/graph.cpython-311.pyc",
-    f"{SITE}/processor/lua/window_add.lua",
+    f"{SITE}/lull/common/cli.py",
+    f"{SITE}/lull/sender/graph.py",
+    f"{SITE}/lull/sender/__pycache__/graph.cpython-311.pyc",
+    f"{SITE}/lull/processor/lua/window_add.lua",
     f"{SITE}/redis-5.0.0.dist-info",
     f"{SITE}/redis-5.0.0.dist-info/RECORD",
     f"{SITE}/lull-0.1.0.dist-info",
@@ -25,12 +25,15 @@ def test_dev_tools_are_found_as_source_and_compiled() -> None:
     found = problems(
         [
             *CLEAN,
-            f"{SITE}/sender/fake_graph.py",
-            f"{SITE}/common/__pycache__/embedded_redis.cpython-311.pyc",
+            f"{SITE}/lull/dev/fake_graph.py",
+            f"{SITE}/lull/dev/__pycache__/embedded_redis.cpython-311.pyc",
+            f"{SITE}/lull/dev",
         ]
     )
-    assert len(found) == 2
+    assert len(found) == 3
     assert all("dev-only" in line for line in found)
+    # A module merely named like a dev folder is not one.
+    assert problems([*CLEAN, f"{SITE}/lull/ops/dev_notes.py", f"{SITE}/lull/devices.py"]) == []
 
 
 def test_dev_dependencies_are_found_by_distribution_name() -> None:

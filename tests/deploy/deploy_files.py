@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from collections.abc import Iterator
@@ -69,18 +68,6 @@ def dev_only_paths() -> list[str]:
     """deploy/image/dev-only.txt: source paths the production image leaves out."""
     lines = DEV_ONLY.read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every module a Python file imports (`from a import b` counts a and a.b)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
 
 
 def code_variables() -> set[str]:
