@@ -42,7 +42,12 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
         sub_parser.set_defaults(module=command.module)
         if chosen is not None and name != chosen:
             continue  # a service starts without importing the other commands' code
-        module = importlib.import_module(command.module)
+        try:
+            module = importlib.import_module(command.module)
+        except ModuleNotFoundError as exc:
+            if not _is_dev_tooling(exc):
+                raise
+            continue  # a service image leaves lull.dev out; main() says so if it is asked for
         add_arguments: Callable[[argparse.ArgumentParser], None] | None = getattr(
             module, "add_arguments", None
         )
@@ -56,8 +61,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     chosen = next((word for word in words if not word.startswith("-")), None)
     args = build_parser(chosen if chosen in _COMMANDS else None).parse_args(words)
-    run: Callable[[argparse.Namespace], int] = importlib.import_module(args.module).run
+    try:
+        run: Callable[[argparse.Namespace], int] = importlib.import_module(args.module).run
+    except ModuleNotFoundError as exc:
+        if not _is_dev_tooling(exc):
+            raise
+        print(
+            f"lull {args.command}: dev tooling, not installed here (a service image leaves "
+            "lull.dev out); run it from a checkout: make run, or pip install -e .",
+            file=sys.stderr,
+        )
+        return 2
     return run(args)
+
+
+def _is_dev_tooling(exc: ModuleNotFoundError) -> bool:
+    return (exc.name or "").startswith("lull.dev")
 
 
 if __name__ == "__main__":
