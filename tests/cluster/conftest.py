@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio.cluster import RedisCluster
@@ -16,6 +17,8 @@ from lull.common.redis_conn import connect
 from lull.dev.embedded_redis import RedisNotFound
 from lull.dev.fake_graph import create_fake_graph_app
 from lull.dev.redis_cluster import ClusterUnavailable, EmbeddedCluster
+from lull.sender.app import Sender
+from lull.sender.settings import SenderSettings
 from tests.sender.conftest import TOKENS
 
 SHARDS = 4
@@ -73,3 +76,22 @@ async def graph_server() -> AsyncIterator[TestServer]:
     await server.start_server()
     yield server
     await server.close()
+
+
+async def drain_echo_sender(
+    cluster: RedisCluster, cluster_env: dict[str, str], graph_server: TestServer
+) -> None:
+    """One echo sender on the cluster, sending to the fake Graph API, until it is idle. The
+    default rate limits stay on: their keys live on several masters."""
+    env = {
+        **cluster_env,
+        "LULL_HANDLER": "echo",
+        "LULL_GRAPH_API_BASE": str(graph_server.make_url("")).rstrip("/"),
+        "LULL_ACCESS_TOKENS": orjson.dumps(TOKENS).decode(),
+        "LULL_SENDER_METRICS_PORT": "0",
+    }
+    sender = await Sender.create(cluster, SenderSettings.from_env(env))
+    try:
+        await sender.drain()
+    finally:
+        await sender.close()

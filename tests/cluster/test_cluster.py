@@ -35,9 +35,7 @@ from lull.ingest.app import create_app
 from lull.ingest.settings import IngestSettings
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
-from lull.sender.app import Sender
-from lull.sender.settings import SenderSettings
-from tests.cluster.conftest import SHARDS
+from tests.cluster.conftest import SHARDS, drain_echo_sender
 from tests.ingest.conftest import SECRET, VERIFY_TOKEN
 from tests.sender.conftest import TOKENS, sent_texts
 
@@ -180,19 +178,7 @@ async def test_burst_through_ingest_processor_and_sender(
     for shard in range(SHARDS):
         assert await cluster.xlen(keys.outbound(shard)) == 2  # two users per shard
 
-    sender_env = {
-        **cluster_env,
-        "LULL_HANDLER": "echo",
-        "LULL_GRAPH_API_BASE": str(graph_server.make_url("")).rstrip("/"),
-        "LULL_ACCESS_TOKENS": orjson.dumps(TOKENS).decode(),
-        # The default rate limits stay on: their keys live on several masters.
-        "LULL_SENDER_METRICS_PORT": "0",
-    }
-    sender = await Sender.create(cluster, SenderSettings.from_env(sender_env))
-    try:
-        await sender.drain()
-    finally:
-        await sender.close()
+    await drain_echo_sender(cluster, cluster_env, graph_server)
 
     expected = [
         (user, "\n".join(f"{user} says {n}" for n in range(MESSAGES_PER_USER))) for user in users

@@ -16,11 +16,8 @@ from lull.dev.fake_graph import FAKE_GRAPH
 from lull.ops.stats import collect
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
-from lull.sender.app import Sender
-from lull.sender.settings import SenderSettings
-from tests.cluster.conftest import SHARDS
+from tests.cluster.conftest import SHARDS, drain_echo_sender
 from tests.conftest import FIXTURES
-from tests.sender.conftest import TOKENS
 
 ACCOUNT = "wa1"  # the phone number id the sender tests have a token for
 
@@ -59,18 +56,7 @@ async def test_failed_statuses_are_matched_across_slots(
     for phone in phones:
         await ingest(cluster, keys, body("text", **{"from": phone, "id": f"wamid.in-{phone}"}))
     assert await processor.drain(timeout_s=20) == len(phones)
-    sender_env = {
-        **cluster_env,
-        "LULL_HANDLER": "echo",
-        "LULL_GRAPH_API_BASE": str(graph_server.make_url("")).rstrip("/"),
-        "LULL_ACCESS_TOKENS": orjson.dumps(TOKENS).decode(),
-        "LULL_SENDER_METRICS_PORT": "0",
-    }
-    sender = await Sender.create(cluster, SenderSettings.from_env(sender_env))
-    try:
-        await sender.drain()
-    finally:
-        await sender.close()
+    await drain_echo_sender(cluster, cluster_env, graph_server)
     sent = {s["payload"]["to"]: s["message_id"] for s in graph_server.app[FAKE_GRAPH].sent}
     assert set(sent) == set(phones)
 
