@@ -145,7 +145,9 @@ async def handle_batch(request: web.Request) -> web.Response:
     else:
         text = batch["text"]
     answer = {"replies": [{"text": text}]}
-    log.info("batch %s: %d message(s) in, 1 reply out", batch["batch_id"], len(batch["messages"]))
+    log.info(
+        "batch %s: %d message(s) in, 1 reply out", batch["batch_id"], len(batch.get("messages", []))
+    )
     answers[batch["batch_id"]] = answer
     if len(answers) > REMEMBERED_ANSWERS:
         answers.popitem(last=False)
