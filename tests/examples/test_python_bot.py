@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from examples.python_bot.bot import SIGNATURE_HEADER, Config, create_app
 from lull.common.signing import sign
-from tests.examples.conftest import SECRET, Stack
+from tests.examples.conftest import EXAMPLES, SECRET, Stack
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 MODEL_KEY = "sk-test"
@@ -147,3 +147,12 @@ async def test_a_sender_with_another_secret_gets_dead_letters(
     assert stack.replies_to("u1") == []
     [reason] = await stack.dead_reasons()
     assert "401" in reason
+
+
+def test_the_readme_quick_start_points_at_this_bot() -> None:
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    quick_start = readme[readme.index("## Quick start") : readme.index("## Two commands")]
+    config = Config(secret=SECRET)
+    assert f"LULL_HANDLER=http://{config.host}:{config.port}/lull " in quick_start
+    assert "examples/python_bot/bot.py" in quick_start
+    assert [resource.canonical for resource in create_app(config).router.resources()] == ["/lull"]
