@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from lull.common.signing import sign
+from lull.sender.bot import DEFAULT_TIMEOUT_MS
 from lull.sender.replies import parse_replies
 from tests.examples.conftest import EXAMPLES, SECRET
 
@@ -135,3 +136,16 @@ def test_the_reply_node_answers_what_lull_accepts() -> None:
     answer = run_under_node(job)
     assert answer == {"replies": [{"text": "Sure!"}]}
     assert [r.text for r in parse_replies(answer["replies"])] == ["Sure!"]
+
+
+def test_the_model_call_is_bounded_and_the_file_holds_no_secret() -> None:
+    [call] = nodes_by_type("httpRequest")
+    parameters = call["parameters"]
+    assert parameters["method"] == "POST"
+    assert parameters["url"].endswith("/chat/completions' }}")
+    # The key lives in an n8n credential the user creates, never in the exported file.
+    assert parameters["genericAuthType"] == "httpBearerAuth"
+    assert "credentials" not in call and "sk-" not in WORKFLOW.read_text(encoding="utf-8")
+    # Below lull's default LULL_HANDLER_TIMEOUT_MS (30 s): n8n fails the call (and lull
+    # retries) before lull gives up waiting.
+    assert parameters["options"]["timeout"] < DEFAULT_TIMEOUT_MS

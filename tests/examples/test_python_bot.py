@@ -3,7 +3,13 @@ model (a fake one on loopback), and a refused signature."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from examples.python_bot.bot import SIGNATURE_HEADER, Config, create_app
 from lull.common.signing import sign
+from lull.dev.embedded_redis import free_port
 from tests.examples.conftest import EXAMPLES, SECRET, Stack
 
 TIMEOUT = aiohttp.ClientTimeout(total=5)
@@ -156,3 +163,42 @@ def test_the_readme_quick_start_points_at_this_bot() -> None:
     assert f"LULL_HANDLER=http://{config.host}:{config.port}/lull " in quick_start
     assert "examples/python_bot/bot.py" in quick_start
     assert [resource.canonical for resource in create_app(config).router.resources()] == ["/lull"]
+
+
+async def test_the_bot_runs_as_the_readme_says(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "LULL_HANDLER_SECRET": SECRET, "BOT_PORT": str(port)}
+    script = str(EXAMPLES / "python_bot" / "bot.py")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, script, env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        assert line.strip() == f"bot: http://127.0.0.1:{port}/lull (echo)"
+        body = b'{"batch_id": "messenger:p:u:1", "messages": [], "text": "hi"}'
+        async with (
+            aiohttp.ClientSession(timeout=TIMEOUT) as session,
+            session.post(
+                f"http://127.0.0.1:{port}/lull",
+                data=body,
+                headers={SIGNATURE_HEADER: sign(SECRET, body)},
+            ) as response,
+        ):
+            assert await response.json() == {"replies": [{"text": "hi"}]}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 10)
+
+
+def test_the_bot_will_not_start_without_a_secret() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LULL_HANDLER_SECRET"}
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "python_bot" / "bot.py")],
+        env=env, capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.decode().strip().splitlines() == [
+        "LULL_HANDLER_SECRET is required: the secret lull signs with"
+    ]
