@@ -15,11 +15,13 @@ history as context; without it, the bot echoes. Standard library and aiohttp onl
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 import os
+import signal
 import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -170,17 +172,28 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+async def serve(config: Config) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        # Printed once the port accepts connections, so a supervisor can wait for this line.
+        model = f"model {config.openai_model} at {config.openai_base_url}"
+        mode = model if config.openai_base_url else "echo"
+        print(f"bot: http://{config.host}:{config.port}/lull ({mode})", file=sys.stderr, flush=True)
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
 def main() -> None:
-    """Serve until Ctrl-C."""
+    """Run the bot with the settings of the environment."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    config = Config.from_env(dict(os.environ))
-    mode = (
-        f"model {config.openai_model} at {config.openai_base_url}"
-        if config.openai_base_url
-        else "echo"
-    )
-    print(f"bot: http://{config.host}:{config.port}/lull ({mode})", file=sys.stderr, flush=True)
-    web.run_app(create_app(config), host=config.host, port=config.port, print=None)
+    asyncio.run(serve(Config.from_env(dict(os.environ))))
 
 
 if __name__ == "__main__":

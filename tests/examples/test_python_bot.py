@@ -158,7 +158,7 @@ async def test_a_sender_with_another_secret_gets_dead_letters(
 
 def test_the_readme_quick_start_points_at_this_bot() -> None:
     readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
-    quick_start = readme[readme.index("## Quick start") : readme.index("## Two commands")]
+    quick_start = readme[readme.index("## Quick start") : readme.index("## Connect your bot")]
     config = Config(secret=SECRET)
     assert f"LULL_HANDLER=http://{config.host}:{config.port}/lull " in quick_start
     assert "examples/python_bot/bot.py" in quick_start
@@ -190,6 +190,7 @@ async def test_the_bot_runs_as_the_readme_says(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 10)
+    assert proc.returncode == 0
 
 
 def test_the_bot_will_not_start_without_a_secret() -> None:
