@@ -12,7 +12,7 @@ PLATFORMS = ("messenger", "instagram", "whatsapp")
 # Kinds that change an earlier message instead of adding one.
 EDIT = "edit"
 UNSEND = "unsend"
-# Taps, one vocabulary on every platform (README, "Message kinds").
+# Taps, one vocabulary on every platform (docs/windows.md, "Message kinds").
 QUICK_REPLY = "quick_reply"
 POSTBACK = "postback"
 FLOW_REPLY = "flow_reply"

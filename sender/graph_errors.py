@@ -21,7 +21,8 @@ ErrorKind = Literal["throttle", "temporary", "permanent"]
 # (developers.facebook.com/docs/messenger-platform/error-codes), WhatsApp Cloud API
 # "WhatsApp error codes" (developers.facebook.com/documentation/business-messaging/whatsapp/
 # support/error-codes), Graph API "Rate Limits" (developers.facebook.com/docs/graph-api/
-# overview/rate-limiting). The README's error table lists the same rows; a test keeps them equal.
+# overview/rate-limiting). docs/sending.md's error table lists the same rows; a test keeps
+# them equal.
 # throttle: Meta asks this account (or user pair) to slow down; retried after the wait Meta
 #   asks for, without using up LULL_SEND_MAX_ATTEMPTS.
 # temporary: Meta's own trouble; retried with backoff up to LULL_SEND_MAX_ATTEMPTS.

@@ -1,6 +1,6 @@
 """Where each platform's Send API calls go: the Graph host, and the node that sends.
 
-What Meta documents (the README's "Instagram" section names the pages):
+What Meta documents (the "Instagram" section of docs/sending.md names the pages):
 - Messenger: `POST graph.facebook.com/{version}/{page-id}/messages`, with a Page token.
 - WhatsApp Cloud API: `POST graph.facebook.com/{version}/{phone-number-id}/messages`.
 - Instagram API with Facebook Login: `POST graph.facebook.com/{version}/{page-id}/messages`

@@ -13,7 +13,7 @@
 8. `podman kill` one processor while bursts arrive, frozen first until Redis has handed it
    entries: nothing lost, nothing twice;
 9. `down`: nothing of the stack is left.
-Each step prints its time; the end prints the figures README.md quotes. Skips with one line
+Each step prints its time; the end prints the figures docs/deployment.md quotes. Skips with one line
 (exit 0) when not root or when podman cannot run here.
 """
 

@@ -25,7 +25,7 @@ SERVICES = ("ingest", "processor", "sender")
 
 VARIABLE = re.compile(r"LULL_[A-Z0-9_]*[A-Z0-9]")
 QUOTED_VARIABLE = re.compile(r"""["'](LULL_[A-Z0-9_]*[A-Z0-9])["']""")
-README_ROW = re.compile(r"^\| `(LULL_[A-Z0-9_]+)` \|", re.MULTILINE)
+CONFIG_ROW = re.compile(r"^\| `(LULL_[A-Z0-9_]+)` \|", re.MULTILINE)
 METRIC_DEFINITION = re.compile(r"""\b(Counter|Gauge|Histogram|Summary)\(\s*["'](lull_\w+)["']""")
 METRIC_USE = re.compile(r"\blull_[a-z0-9_]+")
 # `lull <command>` as the docs and comments show commands (in backticks).
@@ -78,9 +78,9 @@ def code_variables() -> set[str]:
     return found
 
 
-def readme_variables() -> set[str]:
-    """The variables of README.md's configuration table."""
-    return set(README_ROW.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+def documented_variables() -> set[str]:
+    """The variables of the configuration table (docs/configuration.md)."""
+    return set(CONFIG_ROW.findall((ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")))
 
 
 def code_metrics() -> tuple[set[str], set[str]]:

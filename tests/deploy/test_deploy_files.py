@@ -36,12 +36,12 @@ from tests.deploy.deploy_files import (
     dashboard_expressions,
     deploy_texts,
     dev_only_paths,
+    documented_variables,
     k8s_containers,
     k8s_environment,
     k8s_objects,
     load,
     load_all,
-    readme_variables,
     service_command,
     service_environment,
     yaml_files,
@@ -107,10 +107,17 @@ def test_every_variable_is_read_by_the_code() -> None:
     assert not unknown, f"variables no code reads: {sorted(unknown)}"
 
 
-def test_every_variable_is_documented_in_the_readme() -> None:
-    documented = readme_variables()
+def test_every_variable_is_documented() -> None:
+    documented = documented_variables()
     used = {name for _, text in deploy_texts() for name in VARIABLE.findall(text)}
-    assert not used - documented, f"missing from README.md's table: {sorted(used - documented)}"
+    missing = sorted(used - documented)
+    assert not missing, f"missing from docs/configuration.md's table: {missing}"
+
+
+def test_the_configuration_table_is_every_variable_the_code_reads() -> None:
+    documented, read = documented_variables(), code_variables()
+    assert not read - documented, f"add to docs/configuration.md: {sorted(read - documented)}"
+    assert not documented - read, f"no code reads: {sorted(documented - read)}"
 
 
 def test_every_command_exists() -> None:
