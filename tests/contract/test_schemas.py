@@ -37,8 +37,11 @@ def test_the_schema_is_draft_2020_12_with_an_id_and_a_title(name: str) -> None:
 def test_every_field_has_a_title_a_description_and_a_type(name: str) -> None:
     found = list(_properties(schema(name)))
     assert len(found) >= 10
-    lacking = [where for where, node in found
-               if not (node.get("title") and node.get("description") and "type" in node)]  # fmt: skip
+    lacking = [
+        where
+        for where, node in found
+        if not (node.get("title") and node.get("description") and "type" in node)
+    ]
     assert lacking == []
 
 
