@@ -32,7 +32,8 @@ def test_a_valid_batch_with_every_history_role_passes() -> None:
         {"role": "user", "mid": "m0", "text": "hello", "time": 1},
         {"role": "bot", "text": "hi, how can I help?", "mid": "m_sent_1"},
         {"role": "bot", "text": ""},
-        {"role": "human", "text": "Anna here", "time": 3},
+        {"role": "human", "mid": "m_echo_1", "text": "Anna here", "time": 3},
+        {"role": "human", "mid": "m_echo_2", "text": "", "time": 3, "app_id": "263902037430900"},
         {"role": "status", "status": "failed", "mid": "m_sent_1", "time": 4, "code": None,
          "title": "", "message": "", "details": ""},
     ]  # fmt: skip
