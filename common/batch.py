@@ -4,7 +4,9 @@ window_close.lua writes it as JSON on the outbound stream (field `batch`); this 
 typed model. `decode` checks what the sender relies on and keeps every field it does not
 know in `extra`, so a batch written by a newer processor passes through unchanged;
 `to_dict` gives the JSON object back with 0.1's field order, so what the bot receives is
-byte for byte what 0.1 sent it.
+byte for byte what 0.1 sent it, plus `version` after `close_reason` (always there: a batch
+written before it existed is version 1). The published schema of what the bot receives is
+common/contract/batch.schema.json.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from lull.common.contract import VERSION
 
 PLATFORMS = ("messenger", "instagram", "whatsapp")
 
@@ -91,6 +95,8 @@ class Batch:
     closed_at: int
     close_reason: str
     """gap, max_wait, max_messages, max_bytes or flush."""
+    version: int = VERSION
+    """The contract version (common/contract); a batch written before it existed is 1."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields this version does not know, kept as they came."""
 
@@ -124,6 +130,9 @@ class Batch:
         if not isinstance(messages, list):
             raise ValueError("batch messages must be a list")
         text = doc.get("text", "")
+        version = doc.get("version", VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"bad version {version!r}")
         return cls(
             batch_id=strings["batch_id"],
             seq=seq,
@@ -138,6 +147,7 @@ class Batch:
             opened_at=_int(doc.get("opened_at", 0), "opened_at"),
             closed_at=_int(doc.get("closed_at", 0), "closed_at"),
             close_reason=str(doc.get("close_reason", "")),
+            version=version,
             extra={k: v for k, v in doc.items() if k not in _BATCH_FIELDS},
         )
 
@@ -157,6 +167,7 @@ class Batch:
             "opened_at": self.opened_at,
             "closed_at": self.closed_at,
             "close_reason": self.close_reason,
+            "version": self.version,
             **self.extra,
         }
 
@@ -182,4 +193,5 @@ _BATCH_FIELDS = (
     "opened_at",
     "closed_at",
     "close_reason",
+    "version",
 )

@@ -30,6 +30,10 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "stats": _Command("show streams, groups, windows and dead letters", "lull.ops.stats_cli"),
     "dead": _Command("list, show, replay or drop dead letters", "lull.ops.dead_cli"),
+    "schema": _Command(
+        "print the JSON Schema of the batch the bot gets or of its reply",
+        "lull.common.contract.cli",
+    ),
 }
 
 

@@ -4,6 +4,8 @@ A handler answers `{"replies": [...]}`; each item is `{"text": "..."}` or
 `{"attachment": {"type": "image", "url": "https://..."}}`, optionally with
 `quick_replies: [{"title": "...", "payload": "..."}]`. Anything else is refused
 here, once, with a reason, so the Graph client only ever sees well-formed replies.
+The published form of these rules is common/contract/reply.schema.json (`lull schema
+reply`); tests/contract/test_replies.py keeps the two in agreement.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import structlog
 
 from lull.common.redis_conn import connect
 from lull.dev.embedded_redis import EmbeddedRedis, RedisNotFound
+from tests.contract.check import EXEMPT_MARKER, outbound_problems
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -62,13 +63,26 @@ def namespace() -> str:
 
 
 @pytest.fixture
-async def redis(redis_url: str, namespace: str) -> AsyncIterator[aioredis.Redis]:
-    """A client on the test Redis; the test's keys are deleted afterwards."""
+async def redis(
+    redis_url: str, namespace: str, request: pytest.FixtureRequest
+) -> AsyncIterator[aioredis.Redis]:
+    """A client on the test Redis; the test's keys are deleted afterwards.
+
+    Before that, every batch the test left on an outbound stream is checked against the
+    bot's published contract (`lull schema batch`), history included: a test that produces
+    batches is then also a test of the schema."""
     client = connect(redis_url, timeout_s=5)
     yield client
-    async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
-        await client.delete(key)
-    await client.aclose()
+    broken: list[str] = []
+    try:
+        if request.node.get_closest_marker(EXEMPT_MARKER) is None:
+            broken = await outbound_problems(client, namespace)
+    finally:
+        async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+    if broken:
+        pytest.fail("batches that break the contract (lull schema batch):\n" + "\n".join(broken))
 
 
 @pytest.fixture

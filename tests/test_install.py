@@ -32,7 +32,10 @@ def test_installed_lull_lives_beside_a_package_named_common(tmp_path: Path) -> N
     check = (
         "import common, lull.common.keys, lull.common.lua, lull.common.cli;"
         "lua = lull.common.lua.read_lua('processor', 'window_apply');"
-        "print(common.WHO, lull.common.keys.__name__, lua.startswith('-- window_apply'))"
+        "import lull.common.contract as contract;"
+        "schema = contract.schema_text('batch');"
+        "print(common.WHO, lull.common.keys.__name__, lua.startswith('-- window_apply'),"
+        " schema.startswith('{'))"
     )
     done = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path[:0] = {[str(user), str(site)]!r}; "
@@ -40,5 +43,5 @@ def test_installed_lull_lives_beside_a_package_named_common(tmp_path: Path) -> N
         capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    # The Lua scripts are installed with the code.
-    assert done.stdout.split() == ["the", "user", "lull.common.keys", "True"]
+    # The Lua scripts and the contract's schemas are installed with the code.
+    assert done.stdout.split() == ["the", "user", "lull.common.keys", "True", "True"]

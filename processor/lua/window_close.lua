@@ -87,6 +87,7 @@ for _, conv in ipairs(ready) do
         if m[7] ~= '""' then texts[#texts + 1] = string.sub(m[7], 2, -2) end
       end
       local platform, account, user = string.match(conv, '^([^:]*):([^:]*):(.*)$')
+      -- "version" is the bot contract's (lull.common.contract.VERSION, batch.schema.json).
       local batch = '{"batch_id":' .. cjson.encode(conv .. ':' .. seq) .. ',"seq":' .. seq ..
         ',"platform":' .. cjson.encode(platform) .. ',"account_id":' .. cjson.encode(account) ..
         ',"user_id":' .. cjson.encode(user) .. ',"conversation":' .. cjson.encode(conv) ..
@@ -94,7 +95,7 @@ for _, conv in ipairs(ready) do
         table.concat(texts, '\\n') .. '","first_event_time":' .. string.format('%d', first_event) ..
         ',"last_event_time":' .. string.format('%d', last_event) ..
         ',"opened_at":' .. string.format('%d', opened_at) ..
-        ',"closed_at":' .. now .. ',"close_reason":"' .. REASONS[reason] .. '"}'
+        ',"closed_at":' .. now .. ',"close_reason":"' .. REASONS[reason] .. '","version":1}'
       redis.call('XADD', out, '*', 'batch', batch)
     end
     local seen_text = table.concat(seen)

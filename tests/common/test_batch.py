@@ -63,6 +63,13 @@ def test_fields_it_does_not_know_pass_through_in_place() -> None:
     assert Batch.decode(orjson.dumps(doc)).encode() == orjson.dumps(doc)
 
 
+def test_a_batch_written_before_the_version_field_reaches_the_bot_as_version_1() -> None:
+    old = _doc()  # 0.1's fields: an entry still on the stream when lull was upgraded
+    batch = Batch.decode(orjson.dumps(old))
+    assert batch.version == 1
+    assert batch.encode() == orjson.dumps({**old, "version": 1})
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
@@ -75,6 +82,8 @@ def test_fields_it_does_not_know_pass_through_in_place() -> None:
         (orjson.dumps(_doc(user_id=7)), "user_id must be strings"),
         (orjson.dumps(_doc(messages={})), "messages must be a list"),
         (orjson.dumps(_doc(messages=[{"mid": "m"}])), r"messages\[0\] lacks"),
+        (orjson.dumps(_doc(version="1")), "bad version"),
+        (orjson.dumps(_doc(version=0)), "bad version"),
     ],
 )
 def test_what_the_sender_cannot_use_is_refused_with_a_reason(

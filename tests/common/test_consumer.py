@@ -104,6 +104,7 @@ async def test_fresh_entries_are_acked_including_those_written_before_the_group(
     assert await redis.xlen(config.dead_stream) == 0
 
 
+@pytest.mark.not_a_batch  # {n: i} entries on a shard-tagged `out` stream
 @pytest.mark.parametrize("same_slot", [False, True], ids=["two-commands", "multi-exec"])
 async def test_permanent_is_dead_lettered_then_acked_and_the_group_flows_on(
     redis: aioredis.Redis, config: ConsumerConfig, namespace: str, same_slot: bool
@@ -419,6 +420,7 @@ async def test_request_stop_returns_promptly_and_leaves_held_entries_pending(
     assert consumer.held == 0
 
 
+@pytest.mark.not_a_batch  # {n: i} entries on shard-tagged `out` streams
 async def test_one_consumer_reads_two_streams(
     redis: aioredis.Redis, config: ConsumerConfig, namespace: str
 ) -> None:

@@ -91,7 +91,7 @@ async def emit(
         "messages": [{"mid": mid, "event_time": t, "received_at": t, "kind": "text",
                       "text": text, "attachments": [], "raw": {}}],
         "text": text, "first_event_time": t, "last_event_time": t, "opened_at": t,
-        "closed_at": t, "close_reason": "gap",
+        "closed_at": t, "close_reason": "gap", "version": 1,
     }  # fmt: skip
     pipe = redis.pipeline(transaction=False)
     pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(batch)})

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.contract.check import problems
+
 SIGNATURE_HEADER = "X-Lull-Signature-256"
 
 
@@ -141,3 +143,11 @@ class FakeBot:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+        if exc_info[0] is None:
+            # What lull posted is the bot's contract: a test that drives the bot checks it.
+            broken = [
+                f"batch {n}: {p}" for n, b in enumerate(self.received) for p in problems("batch", b)
+            ]
+            assert not broken, (
+                "the bot received batches that break `lull schema batch`:\n" + "\n".join(broken)
+            )

@@ -11,6 +11,7 @@ import aiohttp
 import orjson
 import pytest
 
+from lull.common.batch import Batch, Message
 from lull.common.env import ConfigError
 from lull.common.signing import sign
 from lull.sender.bot import (
@@ -29,17 +30,16 @@ MakeHandler = Callable[..., Awaitable[Bot]]
 
 
 def make_batch(text: str = "hi there") -> dict[str, Any]:
-    """A batch as the processor writes it, reduced to what handlers look at."""
-    return {
-        "batch_id": "b-1",
-        "seq": 1,
-        "platform": "messenger",
-        "account_id": "page-1",
-        "user_id": "user-1",
-        "conversation": "messenger:page-1:user-1",
-        "messages": [{"mid": "m-1", "kind": "text", "text": text, "attachments": []}],
-        "text": text,
-    }
+    """A batch as the sender hands it to the handler (the fake bot checks it is one)."""
+    message = Message(
+        mid="m-1", event_time=5, received_at=6, kind="text", text=text, attachments=[], raw={}
+    )
+    batch = Batch(
+        batch_id="messenger:page-1:user-1:1", seq=1, platform="messenger", account_id="page-1",
+        user_id="user-1", conversation="messenger:page-1:user-1", messages=[message], text=text,
+        first_event_time=5, last_event_time=5, opened_at=6, closed_at=9, close_reason="gap",
+    )  # fmt: skip
+    return {**batch.to_dict(), "history": []}
 
 
 @pytest.fixture
