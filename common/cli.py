@@ -30,6 +30,11 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "stats": _Command("show streams, groups, windows and dead letters", "lull.ops.stats_cli"),
     "dead": _Command("list, show, replay or drop dead letters", "lull.ops.dead_cli"),
+    "pause": _Command("pause the bot for one conversation (a human has it)", "lull.ops.pause_cli"),
+    "resume": _Command("end a conversation's pause now", "lull.ops.resume_cli"),
+    "conversation": _Command(
+        "show one conversation: window, seq, pause, last batches", "lull.ops.conversation_cli"
+    ),
 }
 
 

@@ -82,6 +82,11 @@ class Keys:
         """Capped list of a conversation's recent user messages and bot replies."""
         return f"{self.tag(self.shard_of(conversation))}:h:{conversation}"
 
+    def outcomes(self, conversation: str) -> str:
+        """Capped list of a conversation's last finished batches, newest first (lull
+        conversation, the admin API); expires like the history."""
+        return f"{self.tag(self.shard_of(conversation))}:o:{conversation}"
+
     def pause(self, conversation: str) -> str:
         """A conversation's pause (common/lua/pause.lua): exists exactly while a human has the
         conversation, expiring at the pause's end on the Redis clock."""

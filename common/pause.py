@@ -81,6 +81,23 @@ class Pause:
             now_ms=_int(now),
         )
 
+    @classmethod
+    def from_hash(cls, fields: dict[bytes, bytes], ttl_ms: int) -> Pause | None:
+        """From HGETALL and PTTL of the pause key (sent together); None when not paused."""
+        if not fields or ttl_ms <= 0:
+            return None
+        until_ms = _int(fields.get(b"until_ms"))
+        pause = cls(
+            since_ms=_int(fields.get(b"since_ms")),
+            until_ms=until_ms,
+            human_last_ms=_int(fields.get(b"human_last_ms")),
+            reason=_text(fields.get(b"reason")),
+            by=_text(fields.get(b"by")),
+            hold=_int(fields.get(b"hold")) == 1,
+            now_ms=until_ms - ttl_ms,
+        )
+        return pause if pause.active else None
+
 
 class PauseStore:
     """Pauses, resumes and reads conversations' pauses."""
@@ -122,19 +139,7 @@ class PauseStore:
         pipe.hgetall(key)
         pipe.pttl(key)
         fields, ttl_ms = await pipe.execute()
-        if not fields or int(ttl_ms) <= 0:
-            return None
-        until_ms = _int(fields.get(b"until_ms"))
-        pause = Pause(
-            since_ms=_int(fields.get(b"since_ms")),
-            until_ms=until_ms,
-            human_last_ms=_int(fields.get(b"human_last_ms")),
-            reason=_text(fields.get(b"reason")),
-            by=_text(fields.get(b"by")),
-            hold=_int(fields.get(b"hold")) == 1,
-            now_ms=until_ms - int(ttl_ms),
-        )
-        return pause if pause.active else None
+        return Pause.from_hash(fields, int(ttl_ms))
 
 
 def _int(value: object) -> int:
