@@ -18,6 +18,7 @@ import structlog
 
 from lull.common.backoff import backoff_ms
 from lull.common.batch import Batch
+from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.delivery import SentMessage
 from lull.common.keys import Keys
@@ -333,10 +334,7 @@ class Deliverer:
         remember = self.sent_ids.commands(batch.platform, sent, job.state.message_ids)
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
-        keep, ttl_s = settings.outcomes_kept, settings.history_ttl_s
-        remember += outcome_commands(
-            self.keys, batch, outcome, len(requests), keep=keep, ttl_s=ttl_s
-        )
+        remember += self._outcome(batch, outcome, len(requests))
         remembered = await self.store.finish(
             shard=job.shard,
             entry_id=job.entry.id,
@@ -381,7 +379,7 @@ class Deliverer:
         except ValueError:
             return
         self.progress.forget(batch.batch_id)
-        shard, keep = self.keys.shard_of_outbound(entry.stream), self.settings.outcomes_kept
+        shard = self.keys.shard_of_outbound(entry.stream)
         await self.store.finish(
             shard=shard,
             entry_id=entry.id,
@@ -390,15 +388,12 @@ class Deliverer:
             keep=0,
             ttl_s=1,
             dead=True,
-            also=outcome_commands(
-                self.keys,
-                batch,
-                "dead",
-                0,
-                self.settings.outcomes_kept,
-                self.settings.history_ttl_s,
-            ),
+            also=self._outcome(batch, "dead", 0),
         )
+
+    def _outcome(self, batch: Batch, outcome: str, replies: int) -> list[Command]:
+        keep, ttl_s = self.settings.outcomes_kept, self.settings.history_ttl_s
+        return outcome_commands(self.keys, batch, outcome, replies, keep=keep, ttl_s=ttl_s)
 
 
 def _mid(message_id: str | None) -> dict[str, str]:
