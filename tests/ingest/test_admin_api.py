@@ -24,11 +24,16 @@ from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
 from lull.ingest.settings import IngestSettings
 from lull.ops.takeover import Takeover
 from tests.ingest.conftest import ClientFactory
+from tests.poll import until
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 CONVERSATION = "messenger:106000000000001:7001"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PAUSE = PauseSettings(quiet_ms=60_000, cap_ms=3_600_000)
+WRONG_AUTH: list[dict[str, str]] = [
+    {}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": "Bearer ü"},
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -47,8 +52,7 @@ async def test_no_token_or_a_wrong_one_is_401(
     admin: tuple[TestClient, CollectorRegistry],  # type: ignore[type-arg]
 ) -> None:
     client, registry = admin
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"},
-                    {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": "Bearer ü"}):  # fmt: skip
+    for headers in WRONG_AUTH:
         response = await client.get(f"/conversations/{CONVERSATION}", headers=headers)
         assert response.status == 401
         assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -160,11 +164,11 @@ def _start_ingest(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 async def _wait_listening(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 20
-    while not port_answers("127.0.0.1", port):
+    def listening() -> bool:
         assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
-        assert time.monotonic() < deadline, "ingest did not start"
-        time.sleep(0.05)  # a child process starting up, bounded above
+        return port_answers("127.0.0.1", port)
+
+    await until(listening, f"ingest listening on {port}", 20)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> str:
