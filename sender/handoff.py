@@ -13,7 +13,10 @@ that is done:
    Meta refusing it for good (the thread is another app's, a permission is missing) does
    not dead-letter a batch whose replies went out: it is logged and counted, and the pause
    still happens.
-3. The conversation is paused (PauseAction.HANDOFF: the same clock as a human's turn).
+3. The conversation is paused: PauseAction.HOLD when the thread was passed (the inbox owns
+   it now, and Meta would refuse lull's sends: only its pass back, an operator's resume or
+   LULL_HUMAN_PAUSE_MAX_MS ends the pause), else PauseAction.HANDOFF (the clock of a
+   human's turn: LULL_HUMAN_PAUSE_MS after it, or after a human's last message).
 4. LULL_HANDOFF_WEBHOOK, when set, is told: a POST signed like the bot call
    (X-Lull-Signature-256 with LULL_HANDLER_SECRET), with the conversation, the reason and
    the batch, so a CRM can assign an agent. A failure is retried with the send backoff, up
@@ -59,6 +62,9 @@ THREAD_CONTROL_EDGE: Final = "pass_thread_control"
 EVENT_HEADER: Final = "X-Lull-Event"
 DELIVERY_HEADER: Final = "X-Lull-Delivery"
 PAUSED_BY: Final = "bot"
+# What the send progress records for the thread control request in place of a message id.
+THREAD_PASSED: Final = "thread_control:passed"
+THREAD_REFUSED: Final = "thread_control:refused"
 # Meta passes `metadata` on to the receiving app; its reference does not state a limit, and
 # the Page Inbox shows none of it: the reason is enough, kept short.
 METADATA_MAX_CHARS: Final = 1000
@@ -176,17 +182,19 @@ class Handoffs:
                 code=exc.code,
                 error=exc.message,
             )
-            return ""
+            return THREAD_REFUSED
         self._metrics.handoffs.labels(request.platform, "thread_control_passed").inc()
-        return ""
+        return THREAD_PASSED
 
     async def complete(self, batch: Batch, state: SendState) -> int | None:
         """After the sends: pause, then notify. None when done; else the failed notifications
         so far (the caller retries after its backoff for that many failures)."""
         assert state.handoff is not None
         if not state.handoff_paused_until_ms:
+            passed = THREAD_PASSED in state.message_ids
+            action = PauseAction.HOLD if passed else PauseAction.HANDOFF
             pause = await self._pauses.apply(
-                batch.conversation, PauseAction.HANDOFF, reason=state.handoff, by=PAUSED_BY
+                batch.conversation, action, reason=state.handoff, by=PAUSED_BY
             )
             state.handoff_paused_until_ms = pause.until_ms
         url = self.settings.webhook_url

@@ -20,6 +20,8 @@ from lull.common.pause import PauseStore
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
 from lull.sender.bot import SIGNATURE_HEADER
+from lull.sender.graph import GraphRequest
+from lull.sender.send_store import SendState
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
 SECRET = "handler-secret"
@@ -98,7 +100,8 @@ async def test_text_first_then_thread_control_then_pause_and_a_signed_webhook(
 
     pause = await pause_of(redis, sender, "messenger:p1:u1")
     assert pause is not None
-    assert (pause.reason, pause.by) == ("asked for a refund", "bot")
+    # The inbox owns the thread now: held until it passes it back (or the cap).
+    assert (pause.reason, pause.by, pause.hold) == ("asked for a refund", "bot", True)
 
     [(headers, body)] = fake_crm.received
     assert signing.check(headers[SIGNATURE_HEADER], body, (SECRET,)) is None
@@ -134,7 +137,8 @@ async def test_whatsapp_only_pauses_and_notifies(
     assert [s["payload"]["text"]["body"] for s in graph.sent] == ["A person will answer you here."]
     assert graph.thread_control == []
     conversation = f"whatsapp:wa1:{WA_USER}"
-    assert await pause_of(redis, sender, conversation) is not None
+    pause = await pause_of(redis, sender, conversation)
+    assert pause is not None and not pause.hold  # a human's turn: ends after the quiet time
     assert [b["conversation"] for b in fake_crm.bodies()] == [conversation]
     assert fake_crm.bodies()[0]["thread_control_target_app_id"] is None
     assert handoffs(sender, "whatsapp", "paused") == 1
@@ -217,6 +221,19 @@ async def test_thread_control_refused_for_good_still_pauses(
     await emit(redis, sender.keys, "u1", 1, "hello?")
     await sender.drain()
     assert graph.thread_control == []
-    assert await pause_of(redis, sender, "messenger:p1:u1") is not None
+    pause = await pause_of(redis, sender, "messenger:p1:u1")
+    assert pause is not None and not pause.hold
     assert await redis.xlen(sender.keys.dead()) == 0
     assert handoffs(sender, "messenger", "thread_control_refused") == 1
+
+
+def test_the_handoff_progress_survives_a_save_and_a_read() -> None:
+    state = SendState(
+        requests=[GraphRequest("p1", "/v23.0/p1/pass_thread_control", {"x": 1}, "messenger")],
+        sent=1, message_ids=["thread_control:passed"], handoff="refund",
+        handoff_paused_until_ms=1_700_000_000_000, handoff_failures=2,
+    )  # fmt: skip
+    saved = {str(k).encode(): v if isinstance(v, bytes) else str(v).encode()
+             for k, v in state.encode().items()}  # fmt: skip
+    assert SendState.decode(saved) == state
+    assert SendState.decode({}).handoff is None
