@@ -237,3 +237,18 @@ def test_the_handoff_progress_survives_a_save_and_a_read() -> None:
              for k, v in state.encode().items()}  # fmt: skip
     assert SendState.decode(saved) == state
     assert SendState.decode({}).handoff is None
+
+
+async def test_instagram_passes_to_the_instagram_inbox(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, crm: tuple[FakeCrm, str]
+) -> None:
+    _, url = crm
+    sender = await handoff_sender(make_sender, url)
+    await emit(redis, sender.keys, "u1", 1, "human please", platform="instagram", account="ig1")
+    await sender.drain()
+    assert len(graph.sent) == 1
+    # Instagram with Facebook Login sends as `me`, the Page the token belongs to.
+    [passed] = graph.thread_control
+    assert passed["payload"]["target_app_id"] == "1217981644879628"
+    assert passed["payload"]["recipient"] == {"id": "u1"}
+    assert handoffs(sender, "instagram", "thread_control_passed") == 1
