@@ -114,7 +114,8 @@ async def read_conversation(
     pipe.lrange(keys.history(conversation), -1000, -1)
     header, seq, delivered, pause_fields, pause_ttl_ms, outcomes, history = await pipe.execute()
     window = _window(header)
-    records = [r for r in (OutcomeRecord.decode(item) for item in outcomes) if r is not None]
+    decoded = (OutcomeRecord.decode(item, conversation) for item in outcomes)
+    records = [record for record in decoded if record is not None]
     last_ms, source = _last_user_message(window, records, history)
     return ConversationState(
         conversation=conversation,

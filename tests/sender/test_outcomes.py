@@ -6,6 +6,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from lull.common.conversation_state import read_conversation
+from lull.common.outcomes import OutcomeRecord
 from lull.dev.fake_graph import FakeGraph
 from tests.sender.conftest import MakeSender, emit
 
@@ -35,3 +36,13 @@ async def test_no_outcomes_are_kept_with_zero(
     await emit(redis, sender.keys, "u1", 1, "hi")
     await sender.drain()
     assert await redis.exists(sender.keys.outcomes("messenger:p1:u1")) == 0
+
+
+def test_a_record_leaves_out_only_a_batch_id_it_can_rebuild() -> None:
+    own = OutcomeRecord("messenger:p1:u1:7", 7, "sent", 1, 1_000, 900)
+    assert b"batch_id" not in own.encode("messenger:p1:u1")
+    assert OutcomeRecord.decode(own.encode("messenger:p1:u1"), "messenger:p1:u1") == own
+    other = OutcomeRecord("replayed-elsewhere", 7, "dead", 0, 1_000, 900)
+    assert OutcomeRecord.decode(other.encode("messenger:p1:u1"), "messenger:p1:u1") == other
+    assert OutcomeRecord.decode(b"not json", "messenger:p1:u1") is None
+    assert OutcomeRecord.decode(b'{"outcome": "sent"}', "messenger:p1:u1") is None
