@@ -34,6 +34,11 @@ _COMMANDS: dict[str, _Command] = {
         "print the JSON Schema of the batch the bot gets or of its reply",
         "lull.common.contract.cli",
     ),
+    "pause": _Command("pause the bot for one conversation (a human has it)", "lull.ops.pause_cli"),
+    "resume": _Command("end a conversation's pause now", "lull.ops.resume_cli"),
+    "conversation": _Command(
+        "show one conversation: window, seq, pause, last batches", "lull.ops.conversation_cli"
+    ),
 }
 
 

@@ -82,6 +82,20 @@ class Keys:
         """Capped list of a conversation's recent user messages and bot replies."""
         return f"{self.tag(self.shard_of(conversation))}:h:{conversation}"
 
+    def outcomes(self, conversation: str) -> str:
+        """Capped list of a conversation's last finished batches, newest first (lull
+        conversation, the admin API); expires like the history."""
+        return f"{self.tag(self.shard_of(conversation))}:o:{conversation}"
+
+    def pause(self, conversation: str) -> str:
+        """A conversation's pause (common/lua/pause.lua): exists exactly while a human has the
+        conversation, expiring at the pause's end on the Redis clock."""
+        return self.pause_prefix(self.shard_of(conversation)) + conversation
+
+    def pause_prefix(self, shard: int) -> str:
+        """Prefix of a shard's pause keys (the close script appends the conversation)."""
+        return f"{self.tag(shard)}:pause:"
+
     def sent_message(self, message_id: str) -> str:
         """The conversation and batch of a WhatsApp message the sender sent, by its wamid;
         expires. In the message id's own shard: a failed status names only the message."""

@@ -6,7 +6,10 @@ WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
 business-scoped user id in `recipient`, each in its documented format. Control endpoints
 for tests and local runs:
 - `GET /_sent`: every accepted request, `{account_id, payload, message_id, at_ms}`;
-- `DELETE /_sent`: forget them;
+- `GET /_thread_control`: every accepted `POST /{version}/{node}/pass_thread_control`
+  (Handover Protocol), `{account_id, payload, order, at_ms}`; `order` counts on from the
+  message ids, so a test sees whether it came after a message;
+- `DELETE /_sent`: forget them (and the thread control calls);
 - `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "details",
   "count", "headers"}], "latency_ms"}`; the next requests answer those errors in order
   (`details` becomes WhatsApp's `error_data.details`), and every request waits latency_ms
@@ -70,6 +73,7 @@ class FakeGraph:
         self.tokens = None if tokens is None else dict(tokens)
         self.instagram = instagram
         self.sent: list[dict[str, Any]] = []
+        self.thread_control: list[dict[str, Any]] = []
         self.errors: deque[ScriptedError] = deque()
         self.latency_ms = 0
         self._last_id = 0
@@ -105,6 +109,18 @@ class FakeGraph:
         )
         return message_id
 
+    def record_thread_control(self, account_id: str, payload: dict[str, Any]) -> None:
+        """Remember an accepted pass_thread_control, numbered on from the message ids."""
+        self._last_id += 1
+        self.thread_control.append(
+            {
+                "account_id": account_id,
+                "payload": payload,
+                "order": self._last_id,
+                "at_ms": int(time.time() * 1000),
+            }
+        )
+
 
 FAKE_GRAPH = web.AppKey("fake_graph", FakeGraph)
 
@@ -116,7 +132,9 @@ def create_fake_graph_app(
     app = web.Application()
     app[FAKE_GRAPH] = FakeGraph(tokens, instagram=instagram)
     app.router.add_post("/{version:v[0-9.]+}/{account_id}/messages", send_message)
+    app.router.add_post("/{version:v[0-9.]+}/{account_id}/pass_thread_control", pass_thread)
     app.router.add_get("/_sent", list_sent)
+    app.router.add_get("/_thread_control", list_thread_control)
     app.router.add_delete("/_sent", clear_sent)
     app.router.add_post("/_script", set_script)
     return app
@@ -199,6 +217,48 @@ async def send_message(request: web.Request) -> web.Response:
     return _json(200, {"recipient_id": payload["recipient"]["id"], "message_id": message_id})
 
 
+async def pass_thread(request: web.Request) -> web.Response:
+    """Handover Protocol's pass_thread_control: recipient.id and target_app_id required,
+    metadata optional; answers `{"success": true}` as Meta documents."""
+    graph = request.app[FAKE_GRAPH]
+    account_id = graph.sender_of(request.match_info["account_id"], _token(request))
+    if account_id is None:
+        return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+    if graph.errors:
+        scripted = graph.errors.popleft()
+        return _error(scripted.status, scripted.code, scripted.message, scripted.subcode)
+    try:
+        payload = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _error(400, 100, "(#100) The request body is not valid JSON")
+    problem = thread_control_problem(payload)
+    if problem is not None:
+        return _error(400, 100, f"(#100) {problem}")
+    graph.record_thread_control(account_id, payload)
+    return _json(200, {"success": True})
+
+
+def thread_control_problem(payload: object) -> str | None:
+    """Why a pass_thread_control body is not in Meta's documented shape, or None."""
+    if not isinstance(payload, dict):
+        return "the request body must be a JSON object"
+    recipient = payload.get("recipient")
+    if not isinstance(recipient, dict) or not _text(recipient.get("id")):
+        return "recipient.id is required"
+    target = payload.get("target_app_id")
+    if not (_is_int(target) or (isinstance(target, str) and target.isdigit())):
+        return "target_app_id must be an app id"
+    metadata = payload.get("metadata")
+    if metadata is not None and not isinstance(metadata, str):
+        return "metadata must be a string"
+    return None
+
+
+async def list_thread_control(request: web.Request) -> web.Response:
+    """Every accepted pass_thread_control, oldest first."""
+    return _json(200, request.app[FAKE_GRAPH].thread_control)
+
+
 async def list_sent(request: web.Request) -> web.Response:
     """Every accepted request, oldest first."""
     return _json(200, request.app[FAKE_GRAPH].sent)
@@ -209,6 +269,7 @@ async def clear_sent(request: web.Request) -> web.Response:
     graph = request.app[FAKE_GRAPH]
     cleared = len(graph.sent)
     graph.sent.clear()
+    graph.thread_control.clear()
     return _json(200, {"cleared": cleared})
 
 

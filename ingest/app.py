@@ -21,9 +21,11 @@ from lull.common.http_admin import admin_app, serve
 from lull.common.keys import Keys
 from lull.common.metrics import metrics_handler
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
+from lull.ingest.admin_api import AdminMetrics, serve_admin
 from lull.ingest.metrics import IngestMetrics
 from lull.ingest.settings import IngestSettings
 from lull.ingest.writer import Fields, StoreFailed, StreamWriter
+from lull.ops.takeover import Takeover
 
 log = structlog.get_logger("lull.ingest")
 
@@ -70,6 +72,25 @@ async def _metrics_port_ctx(app: web.Application) -> AsyncIterator[None]:
     stop = await serve(metrics_app(app), settings.metrics_host, settings.metrics_port)
     yield
     await stop()
+
+
+def serve_admin_port(app: web.Application) -> None:
+    """While app runs, serve the admin API (ingest/admin_api.py) on its own site, when
+    LULL_ADMIN_TOKEN is set."""
+    app.cleanup_ctx.append(_admin_port_ctx)
+
+
+async def _admin_port_ctx(app: web.Application) -> AsyncIterator[None]:
+    # After _redis_ctx: the admin API shares ingest's Redis client.
+    settings = app[SETTINGS]
+    if not settings.admin.enabled:
+        yield
+        return
+    common = settings.common
+    keys = Keys(common.namespace, common.shards)
+    takeover = Takeover(app[REDIS], keys, settings.pause)
+    async with serve_admin(settings.admin, takeover, AdminMetrics(app[METRICS].registry)):
+        yield
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:

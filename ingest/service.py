@@ -10,7 +10,7 @@ from aiohttp import web
 
 from lull.common.redis_conn import describe
 from lull.common.service import run_main, until_signalled
-from lull.ingest.app import create_app, serve_metrics_port
+from lull.ingest.app import create_app, serve_admin_port, serve_metrics_port
 from lull.ingest.settings import IngestSettings
 
 # aiohttp waits this long for in-flight requests after SIGTERM; below the 10 s bound.
@@ -24,6 +24,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 
 async def _serve(settings: IngestSettings) -> int:
     log = structlog.get_logger("lull.ingest")
+    admin = settings.admin
     log.info(
         "ingest starting",
         host=settings.host,
@@ -31,6 +32,7 @@ async def _serve(settings: IngestSettings) -> int:
         metrics_host=settings.metrics_host,
         metrics_port=settings.metrics_port,
         public_metrics=settings.public_metrics,
+        admin_api=f"{admin.host}:{admin.port}" if admin.enabled else "off",
         redis=describe(settings.common.effective_redis_url),
         namespace=settings.common.namespace,
     )
@@ -40,6 +42,7 @@ async def _serve(settings: IngestSettings) -> int:
         )
     app = create_app(settings)
     serve_metrics_port(app)
+    serve_admin_port(app)
     # aiohttp waits up to shutdown_timeout for in-flight requests once the site stops.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     try:  # as web.run_app does: clean up whatever the setup started, also when it failed

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lull.common.env import ConfigError, Env
+from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings
+from lull.ingest.admin_api import AdminSettings
 
 # WhatsApp documents webhook bodies of up to 3 MB; Messenger's are far smaller.
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -34,6 +36,10 @@ class IngestSettings:
     """/metrics, /healthz and /readyz on a port of their own; 0: not served there."""
     public_metrics: bool
     """Also serve /metrics on the public webhook port (off: it tells outsiders our traffic)."""
+    admin: AdminSettings
+    """The admin API (ingest/admin_api.py): off without LULL_ADMIN_TOKEN."""
+    pause: PauseSettings
+    """How long the admin API's pause lasts without for_s."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
@@ -83,4 +89,6 @@ class IngestSettings:
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=metrics_port,
             public_metrics=env.flag("LULL_INGEST_PUBLIC_METRICS", False),
+            admin=AdminSettings.from_env(env, public_port=port),
+            pause=PauseSettings.from_env(env),
         )

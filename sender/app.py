@@ -7,12 +7,14 @@ from prometheus_client import CollectorRegistry
 
 from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
 from lull.common.keys import Keys
+from lull.common.pause import PauseStore
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
 from lull.sender.graph import GraphClient
+from lull.sender.handoff import Handoffs
 from lull.sender.metrics import SenderMetrics
 from lull.sender.ratelimit import RateLimiter
 from lull.sender.send_store import SendStore
@@ -47,9 +49,14 @@ class Sender:
         graph = GraphClient(
             session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
         )
+        self.pauses = PauseStore(client, self.keys, settings.pause)
+        handoffs = Handoffs(
+            settings.handoff, pauses=self.pauses, session=session,
+            secret=settings.handler_secret, metrics=self.metrics, routes=settings.graph_routes,
+        )  # fmt: skip
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
-            sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s),
+            sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s), handoffs=handoffs,
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(
@@ -96,6 +103,7 @@ class Sender:
         async def load() -> None:
             await sender.store.load_scripts()
             await sender.limiter.load_scripts()
+            await sender.pauses.load_scripts()
 
         await until_redis_answers(load, "load scripts")
         return sender

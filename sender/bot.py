@@ -9,6 +9,8 @@ Decisions:
   permanent (redirects are not followed: they would re-send the signed body elsewhere).
   A 2xx whose body is not a JSON object, or whose "replies" is not a list of objects, is a
   bot bug and permanent. An empty body, 204 or a missing "replies" means "nothing to send".
+  An answer with a "handoff" is handed on whole (replies and handoff), for
+  sender/replies.py to check.
 - python: the function runs under the same timeout as an HTTP call. BotRetry and
   BotPermanent pass through; any other exception (and a timeout) is treated as temporary:
   a crash may come from a dependency the function calls, and the sender's send-attempt
@@ -41,7 +43,11 @@ EXCERPT_CHARS = 200
 
 ReplyJson = dict[str, Any]
 """One reply as the bot answers it, before sender/replies.py checks it into a Reply."""
-BotFunction = Callable[[dict[str, Any]], Awaitable[list[ReplyJson]]]
+AnswerJson = list[ReplyJson] | dict[str, Any]
+"""What a handler returns: its replies, or (when it asks for a human) the answer object
+`{"replies": [...], "handoff": {...}}`; sender/replies.py's parse_answer checks either."""
+BotFunction = Callable[[dict[str, Any]], Awaitable[AnswerJson]]
+HANDOFF = "handoff"
 
 
 class BotRetry(Exception):
@@ -69,8 +75,8 @@ class Bot(Protocol):
     forward_only: bool
     """True when the handler never replies, so the sender can skip sending altogether."""
 
-    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
-        """The bot's replies to batch (unvalidated dicts); raises BotRetry/BotPermanent."""
+    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
+        """The bot's answer to batch (unvalidated); raises BotRetry/BotPermanent."""
         ...
 
     async def close(self) -> None:
@@ -172,8 +178,8 @@ class HttpBot:
             session = aiohttp.ClientSession(timeout=self._timeout)
         self._session = session
 
-    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
-        """The bot's replies; raises BotRetry or BotPermanent per the answer."""
+    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
+        """The bot's answer; raises BotRetry or BotPermanent per the answer."""
         try:
             body = orjson.dumps(batch)
         except orjson.JSONEncodeError as exc:
@@ -210,8 +216,8 @@ class PythonBot:
         self._function = function
         self._timeout_ms = timeout_ms
 
-    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
-        """The function's replies; its unexpected exceptions become BotRetry."""
+    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
+        """The function's answer; its unexpected exceptions become BotRetry."""
         try:
             async with asyncio.timeout(self._timeout_ms / 1000):
                 replies: object = await self._function(batch)
@@ -222,6 +228,8 @@ class PythonBot:
         except Exception as exc:
             # Temporary on purpose (see the module docstring); the cause stays chained for logs.
             raise BotRetry(f"function raised {type(exc).__name__}: {exc}") from exc
+        if isinstance(replies, dict) and HANDOFF in replies:
+            return _with_handoff(replies, "function result")
         return _checked_replies(replies, "function result")
 
     async def close(self) -> None:
@@ -248,7 +256,7 @@ def load_function(spec: str) -> BotFunction:
     return checked
 
 
-def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[ReplyJson]:
+def _read_answer(status: int, body: bytes, retry_after: str | None) -> AnswerJson:
     if status in (408, 429) or status >= 500:
         raise BotRetry(f"bot answered {status}", retry_after_ms(retry_after))
     if not 200 <= status < 300:
@@ -261,6 +269,8 @@ def _read_answer(status: int, body: bytes, retry_after: str | None) -> list[Repl
         raise BotPermanent(f"bot answered {status} with non-JSON: {_excerpt(body)}") from None
     if not isinstance(answer, dict):
         raise BotPermanent(f"bot answered {status} with JSON that is not an object")
+    if HANDOFF in answer:
+        return _with_handoff(answer, '"replies"')
     if "replies" not in answer:
         return []
     return _checked_replies(answer["replies"], '"replies"')
@@ -273,6 +283,13 @@ def _checked_replies(replies: object, source: str) -> list[ReplyJson]:
         if not isinstance(reply, dict):
             raise BotPermanent(f"{source}[{index}] is {type(reply).__name__}, expected an object")
     return replies
+
+
+def _with_handoff(answer: dict[str, Any], source: str) -> dict[str, Any]:
+    """The answer object with its replies checked like any; the handoff is replies.py's."""
+    replies = answer.get("replies")
+    checked = [] if replies is None else _checked_replies(replies, source)
+    return {"replies": checked, HANDOFF: answer[HANDOFF]}
 
 
 def _excerpt(body: bytes) -> str:

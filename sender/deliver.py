@@ -18,15 +18,18 @@ import structlog
 
 from lull.common.backoff import backoff_ms
 from lull.common.batch import Batch
+from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.delivery import SentMessage
 from lull.common.keys import Keys
+from lull.common.outcomes import outcome_commands
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
+from lull.sender.handoff import Handoffs, message_requests
 from lull.sender.metrics import SenderMetrics
 from lull.sender.progress import LocalProgress
 from lull.sender.ratelimit import Grant, Rate, RateLimiter, Turns
-from lull.sender.replies import Reply, parse_replies
+from lull.sender.replies import NO_ANSWER, Reply, parse_answer
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
@@ -80,6 +83,7 @@ class Deliverer:
     graph: GraphClient
     metrics: SenderMetrics
     sent_ids: SentIds
+    handoffs: Handoffs
     progress: LocalProgress = field(default_factory=LocalProgress)
     turns: Turns = field(default_factory=Turns)
 
@@ -127,10 +131,10 @@ class Deliverer:
             state.admitted = True
         started = time.perf_counter()
         failure: BotRetry | str | None = None
-        replies: list[Reply] = []
+        answer = NO_ANSWER
         try:
-            raw_replies = await self.bot({**batch.to_dict(), "history": history})
-            replies = [] if self.bot.forward_only else parse_replies(raw_replies)
+            raw_answer = await self.bot({**batch.to_dict(), "history": history})
+            answer = NO_ANSWER if self.bot.forward_only else parse_answer(raw_answer)
         except BotRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
             failure = exc
@@ -148,7 +152,8 @@ class Deliverer:
             return await self._retry(job, failure.reason, failure.retry_after_ms)
         if failure is not None:
             return self._dead(f"handler: {failure}")
-        if not replies:
+        replies = answer.replies
+        if not replies and answer.handoff is None:
             await self._finish(job, [], "no_reply")
             return None
         if self.settings.supersede and not job.replay:
@@ -160,6 +165,7 @@ class Deliverer:
                 return None
         try:
             state.requests = self._requests(batch, replies)
+            self.handoffs.plan(batch, answer.handoff, state, self.settings.graph_version)
         except ValueError as exc:
             return self._dead(f"cannot build Graph API requests: {exc}")
         return None
@@ -192,7 +198,7 @@ class Deliverer:
                     return stop.outcome
             started = time.perf_counter()
             try:
-                message_id = await self.graph.post(request)
+                message_id = await self.handoffs.post(self.graph, request)
             except GraphError as exc:
                 self.metrics.graph_seconds.labels(str(exc.status), str(exc.code)).observe(
                     time.perf_counter() - started
@@ -206,7 +212,12 @@ class Deliverer:
             state.sent += 1
             state.throttles = 0
             state.message_ids.append(message_id)
-        await self._finish(job, state.requests, "sent")
+        if state.handoff is not None:
+            failures = await self.handoffs.complete(job.batch, state)
+            if failures is not None:
+                return await self._again(job, "handoff webhook", self._wait_ms(failures, None))
+        outcome = "sent" if state.handoff is None else "handoff"
+        await self._finish(job, message_requests(state.requests), outcome)
         return None
 
     async def _take(self, scope: str, key: str, rate: Rate) -> Grant:
@@ -321,6 +332,9 @@ class Deliverer:
         ]
         sent = SentMessage(batch.conversation, batch.seq)
         remember = self.sent_ids.commands(batch.platform, sent, job.state.message_ids)
+        if job.replay and outcome in ("sent", "no_reply"):
+            outcome = "replayed"
+        remember += self._outcome(batch, outcome, len(requests))
         remembered = await self.store.finish(
             shard=job.shard,
             entry_id=job.entry.id,
@@ -342,8 +356,6 @@ class Deliverer:
                 messages=len(lost),
                 error=str(lost[0]),
             )
-        if job.replay and outcome in ("sent", "no_reply"):
-            outcome = "replayed"
         self.metrics.deliveries.labels(outcome).inc()
         closed_at = batch.closed_at
         age_s = time.time() - closed_at / 1000 if isinstance(closed_at, int) else None
@@ -376,7 +388,12 @@ class Deliverer:
             keep=0,
             ttl_s=1,
             dead=True,
+            also=self._outcome(batch, "dead", 0),
         )
+
+    def _outcome(self, batch: Batch, outcome: str, replies: int) -> list[Command]:
+        keep, ttl_s = self.settings.outcomes_kept, self.settings.history_ttl_s
+        return outcome_commands(self.keys, batch, outcome, replies, keep=keep, ttl_s=ttl_s)
 
 
 def _mid(message_id: str | None) -> dict[str, str]:

@@ -100,9 +100,12 @@ def _json(raw: bytes) -> object:
 
 
 def _message_id(body: object) -> str | None:
-    """Messenger answers `message_id`; WhatsApp answers `messages[0].id`."""
+    """Messenger answers `message_id`; WhatsApp answers `messages[0].id`; a call that sends
+    no message (pass_thread_control) answers `{"success": true}`: "" then (no id)."""
     if not isinstance(body, dict):
         return None
+    if body.get("success") is True and "message_id" not in body:
+        return ""
     message_id: Any = body.get("message_id")
     messages = body.get("messages")
     if message_id is None and isinstance(messages, list) and messages:

@@ -16,8 +16,8 @@ class SenderMetrics:
         self.registry = registry
         self.deliveries = Counter(
             "lull_sender_deliveries",
-            "Batch outcomes: sent, no_reply, superseded, duplicate, waiting (for seq n-1), "
-            "retried, dead",
+            "Batch outcomes: sent, no_reply, superseded, handoff (replies sent, then paused), "
+            "duplicate, waiting (for seq n-1), retried, dead",
             ["outcome"],
             registry=registry,
         )
@@ -46,5 +46,19 @@ class SenderMetrics:
             "lull_sender_batch_age_seconds",
             "From the batch's closed_at to its last reply accepted by the Graph API",
             buckets=AGE_BUCKETS_S,
+            registry=registry,
+        )
+        self.handoffs = Counter(
+            "lull_sender_handoffs",
+            "The bot's handoffs by platform and outcome: paused (and the webhook, if any, "
+            "told), notify_failed (paused; the webhook gave up), thread_control_passed, "
+            "thread_control_refused (Meta refused it for good; paused all the same)",
+            ["platform", "outcome"],
+            registry=registry,
+        )
+        self.handoff_notify_failures = Counter(
+            "lull_sender_handoff_notify_failures",
+            "Failed POSTs to LULL_HANDOFF_WEBHOOK (each attempt; retried up to "
+            "LULL_HANDOFF_WEBHOOK_ATTEMPTS)",
             registry=registry,
         )

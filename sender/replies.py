@@ -6,6 +6,9 @@ A handler answers `{"replies": [...]}`; each item is `{"text": "..."}` or
 here, once, with a reason, so the Graph client only ever sees well-formed replies.
 The published form of these rules is common/contract/reply.schema.json (`lull schema
 reply`); tests/contract/test_replies.py keeps the two in agreement.
+
+Beside or without replies, the answer may ask for a human: `"handoff": {"reason": "..."}`
+(sender/handoff.py: the replies are sent first, then the conversation is paused).
 """
 
 from __future__ import annotations
@@ -47,6 +50,52 @@ class Reply:
     text: str | None
     attachment: dict[str, str] | None
     quick_replies: list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The bot asks for a human to take the conversation over."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BotAnswer:
+    """A handler's whole answer, checked: the replies to send, then maybe a handoff."""
+
+    replies: list[Reply]
+    handoff: Handoff | None = None
+
+
+NO_ANSWER: Final = BotAnswer([])
+# The reason travels to the pause (Redis), the CRM webhook and `lull conversation`: a note
+# for a human, cut rather than refused (a long note is no reason to drop the replies).
+HANDOFF_REASON_MAX_CHARS: Final = 500
+_HANDOFF_KEYS: Final = frozenset({"reason"})
+
+
+def parse_answer(value: object) -> BotAnswer:
+    """A handler's answer: a list of replies (as handlers return them), or the answer object
+    `{"replies": [...], "handoff": {...}}` (sender/bot.py hands one on when it has a
+    handoff); ValueError says what is wrong."""
+    if isinstance(value, dict):
+        return BotAnswer(parse_replies(value.get("replies")), parse_handoff(value.get("handoff")))
+    return BotAnswer(parse_replies(value))
+
+
+def parse_handoff(value: object) -> Handoff | None:
+    """Validate the answer's `handoff` (None or absent: no handoff)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f'handoff must be an object like {{"reason": "..."}}, not {_kind(value)}')
+    unknown = sorted(str(key) for key in value if key not in _HANDOFF_KEYS)
+    if unknown:
+        raise ValueError(f"handoff has unknown keys {unknown}; allowed: reason")
+    reason = value.get("reason", "")
+    if not isinstance(reason, str):
+        raise ValueError(f"handoff.reason must be a string, not {_kind(reason)}")
+    return Handoff(reason.strip()[:HANDOFF_REASON_MAX_CHARS])
 
 
 def parse_replies(value: object) -> list[Reply]:

@@ -38,6 +38,12 @@ class SendState:
     """The per-user rate limit already let this batch through."""
     message_ids: list[str] = field(default_factory=list)
     """The platform's id of each accepted request (mid, wamid), in send order."""
+    handoff: str | None = None
+    """The bot asked for a human, with this reason (sender/handoff.py)."""
+    handoff_paused_until_ms: int = 0
+    """The handoff's pause is set (until then); 0 before."""
+    handoff_failures: int = 0
+    """Failed notifications of LULL_HANDOFF_WEBHOOK so far."""
 
     @classmethod
     def decode(cls, raw: dict[bytes, bytes]) -> SendState:
@@ -55,6 +61,9 @@ class SendState:
             throttles=int(raw.get(b"throttles", 0)),
             admitted=raw.get(b"admitted") == b"1",
             message_ids=_strings(raw.get(b"message_ids")),
+            handoff=raw[b"handoff"].decode() if b"handoff" in raw else None,
+            handoff_paused_until_ms=int(raw.get(b"handoff_paused_until_ms", 0)),
+            handoff_failures=int(raw.get(b"handoff_failures", 0)),
         )
 
     def encode(self) -> dict[FieldT, EncodableT]:
@@ -73,6 +82,10 @@ class SendState:
             )  # fmt: skip
         if self.message_ids:
             fields["message_ids"] = orjson.dumps(self.message_ids)
+        if self.handoff is not None:
+            fields["handoff"] = self.handoff
+            fields["handoff_paused_until_ms"] = self.handoff_paused_until_ms
+            fields["handoff_failures"] = self.handoff_failures
         return fields
 
 

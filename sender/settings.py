@@ -9,6 +9,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from lull.common.env import ConfigError, Env
+from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, GroupSettings, group_from_env
 from lull.sender.bot import HANDLER_FORMS, parse_handler_spec
 from lull.sender.graph import load_tokens
@@ -20,6 +21,7 @@ from lull.sender.graph_routes import (
     InstagramLogin,
     host_problem,
 )
+from lull.sender.handoff import HandoffSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
 
@@ -55,6 +57,10 @@ class SenderSettings:
     concurrency: int
     metrics_host: str
     metrics_port: int
+    pause: PauseSettings
+    handoff: HandoffSettings
+    outcomes_kept: int
+    """LULL_OUTCOMES_KEPT: finished batches remembered per conversation (lull conversation)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SenderSettings:
@@ -102,6 +108,9 @@ class SenderSettings:
             concurrency=env.integer("LULL_SENDER_CONCURRENCY", 64, minimum=1, maximum=10_000),
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.integer("LULL_SENDER_METRICS_PORT", 9102, minimum=0, maximum=65535),
+            pause=PauseSettings.from_env(env),
+            handoff=HandoffSettings.from_env(env),
+            outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
         )
 
 

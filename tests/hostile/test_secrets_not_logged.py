@@ -35,8 +35,9 @@ APP_SECRET_NEW, APP_SECRET_OLD = "app-secret-new-Q7v2", "app-secret-old-Z3k9"
 VERIFY_TOKEN = "verify-token-K9w4"
 HANDLER_SECRET = "handler-secret-M5r8"
 PAGE_TOKEN, WA_TOKEN = "page-token-T2b6", "wa-token-H4n1"
+ADMIN_TOKEN = "admin-token-R6p3-0123456789"
 SECRETS = (REDIS_PASSWORD, APP_SECRET_NEW, APP_SECRET_OLD, VERIFY_TOKEN, HANDLER_SECRET,
-           PAGE_TOKEN, WA_TOKEN)  # fmt: skip
+           PAGE_TOKEN, WA_TOKEN, ADMIN_TOKEN)  # fmt: skip
 TIMEOUT = aiohttp.ClientTimeout(total=5)
 STOP_TIMEOUT_S = 15
 
@@ -115,8 +116,9 @@ def config_error(command: str, env: dict[str, str]) -> str:
 async def test_ingest_never_logs_secrets(
     locked_redis: EmbeddedRedis, namespace: str, tmp_path: Path
 ) -> None:
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port, admin_port = free_port(), free_port(), free_port()
     env = {
+        "LULL_ADMIN_TOKEN": ADMIN_TOKEN, "LULL_ADMIN_PORT": str(admin_port),
         "LULL_REDIS_URL": url_of(locked_redis), "LULL_NAMESPACE": namespace,
         "LULL_APP_SECRET": f"{APP_SECRET_NEW},{APP_SECRET_OLD}", "LULL_VERIFY_TOKEN": VERIFY_TOKEN,
         "LULL_INGEST_PORT": str(port), "LULL_INGEST_METRICS_PORT": str(metrics_port),
@@ -155,6 +157,12 @@ async def test_ingest_never_logs_secrets(
             async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
                 assert response.status == 200
                 assert_no_secret(await response.text())
+            admin = f"http://127.0.0.1:{admin_port}/conversations/messenger:p1:u1"
+            for token, status in (("guessed", 401), (ADMIN_TOKEN, 200)):
+                auth = {"Authorization": f"Bearer {token}"}
+                async with http.post(f"{admin}/pause", headers=auth) as response:
+                    assert response.status == status
+                    assert_no_secret(await response.text())
             locked_redis.stop()
             headers = {"X-Hub-Signature-256": sign(APP_SECRET_NEW, body)}
             async with http.post(f"{base}/webhook", data=body, headers=headers) as response:
@@ -175,12 +183,14 @@ CONFIG_SECRETS = {
     "LULL_HANDLER_SECRET": HANDLER_SECRET, "LULL_HANDLER": "echo",
     "LULL_ACCESS_TOKENS": orjson.dumps({"p1": PAGE_TOKEN}).decode(),
     "LULL_REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0",
+    "LULL_ADMIN_TOKEN": ADMIN_TOKEN,
 }  # fmt: skip
 BAD_CONFIGS = [
     (ingest_main, {"LULL_APP_SECRET": " , "}),
     (ingest_main, {"LULL_VERIFY_TOKEN": ""}),
     (ingest_main, {"LULL_SHARDS": "many"}),
     (ingest_main, {"LULL_INGEST_METRICS_PORT": "x"}),
+    (ingest_main, {"LULL_ADMIN_PORT": "8080"}),
     (sender_main, {"LULL_ACCESS_TOKENS": f"{{p1: {PAGE_TOKEN}"}),
     (sender_main, {"LULL_ACCESS_TOKENS": f'{{"p1": "{PAGE_TOKEN} x"}}'}),
     (sender_main, {"LULL_ACCESS_TOKENS": f'["{PAGE_TOKEN}"]'}),

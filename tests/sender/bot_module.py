@@ -44,3 +44,14 @@ async def not_a_list(batch: dict[str, Any]) -> Any:
 def not_async(batch: dict[str, Any]) -> list[dict[str, Any]]:
     """A plain function: refused at start."""
     return []
+
+
+async def hand_off(batch: dict[str, Any]) -> dict[str, Any]:
+    """A last word to the user, then a human, please."""
+    return {"replies": [{"text": "A person will answer you here."}],
+            "handoff": {"reason": "asked for a refund"}}  # fmt: skip
+
+
+async def hand_off_silently(batch: dict[str, Any]) -> dict[str, Any]:
+    """A human, please, and nothing to say."""
+    return {"handoff": {"reason": "angry customer"}}

@@ -191,6 +191,24 @@ async def test_http_replies_are_returned_raw(bot: FakeBot, make_handler: MakeHan
     assert await handler(make_batch()) == replies
 
 
+async def test_http_answer_with_a_handoff_is_returned_whole(
+    bot: FakeBot, make_handler: MakeHandler
+) -> None:
+    handler = await make_handler(bot.url)
+    bot.script(body=orjson.dumps({"replies": [{"text": "bye"}], "handoff": {"reason": "r"}}))
+    assert await handler(make_batch()) == {"replies": [{"text": "bye"}], "handoff": {"reason": "r"}}
+    bot.script(body=orjson.dumps({"handoff": {"reason": "r"}}))
+    assert await handler(make_batch()) == {"replies": [], "handoff": {"reason": "r"}}
+    bot.script(body=orjson.dumps({"replies": "no", "handoff": {"reason": "r"}}))
+    with pytest.raises(BotPermanent, match="is str, expected a list"):
+        await handler(make_batch())
+
+
+async def test_python_function_may_answer_with_a_handoff(make_handler: MakeHandler) -> None:
+    handler = await make_handler(f"{BOT_MODULE}:hand_off_silently")
+    assert await handler(make_batch()) == {"replies": [], "handoff": {"reason": "angry customer"}}
+
+
 async def test_http_timeout_retries(bot: FakeBot, make_handler: MakeHandler) -> None:
     bot.script(latency_ms=5000)
     handler = await make_handler(bot.url, timeout_ms=100)

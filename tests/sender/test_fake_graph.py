@@ -382,3 +382,22 @@ async def test_only_versioned_message_paths_exist(make_client: MakeClient) -> No
     client = await make_client()
     response = await client.post("/latest/acct-1/messages", json=MESSENGER, headers=AUTH)
     assert response.status == 404
+
+
+async def test_pass_thread_control_in_meta_documented_shape(make_client: MakeClient) -> None:
+    client = await make_client()
+    body = {"recipient": {"id": "psid-1"}, "target_app_id": 263902037430900, "metadata": "r"}
+    response = await client.post("/v23.0/me/pass_thread_control", json=body, headers=AUTH)
+    assert response.status == 200
+    assert await response.json() == {"success": True}
+    response = await client.get("/_thread_control")
+    [passed] = await response.json()
+    assert (passed["account_id"], passed["payload"]) == ("acct-1", body)
+    for bad in ({"target_app_id": "1"}, {"recipient": {"id": "p"}, "target_app_id": "x"},
+                {"recipient": {"id": "p"}, "target_app_id": "1", "metadata": 3}):  # fmt: skip
+        response = await client.post("/v23.0/acct-1/pass_thread_control", json=bad, headers=AUTH)
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == 100
+    response = await client.post("/v23.0/acct-1/pass_thread_control", json=body)
+    assert response.status == 401
+    assert len(client.app[FAKE_GRAPH].thread_control) == 1

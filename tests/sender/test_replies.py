@@ -6,7 +6,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, parse_replies, split_text, utf8_size
+from lull.sender.replies import (
+    HANDOFF_REASON_MAX_CHARS,
+    TEXT_LIMITS,
+    TEXT_SIZES,
+    BotAnswer,
+    Handoff,
+    Reply,
+    parse_answer,
+    parse_replies,
+    split_text,
+    utf8_size,
+)
 
 
 def test_text_attachment_and_quick_replies_parse() -> None:
@@ -154,3 +165,26 @@ def test_split_by_bytes_keeps_every_character_in_order_within_the_limit(
     chunks = split_text(text, limit, utf8_size)
     assert all(0 < utf8_size(chunk) <= limit and chunk.strip() for chunk in chunks)
     assert "".join("".join(chunk.split()) for chunk in chunks) == "".join(text.split())
+
+
+def test_an_answer_is_a_list_of_replies_or_an_object_with_a_handoff() -> None:
+    assert parse_answer([{"text": "hi"}]) == BotAnswer([Reply("hi", None, None)])
+    both = parse_answer({"replies": [{"text": "bye"}], "handoff": {"reason": " refund "}})
+    assert both == BotAnswer([Reply("bye", None, None)], Handoff("refund"))
+    assert parse_answer({"handoff": {}}) == BotAnswer([], Handoff(""))
+    assert parse_answer({"replies": [], "handoff": None}) == BotAnswer([])
+    long = parse_answer({"handoff": {"reason": "x" * 5000}}).handoff
+    assert long is not None and len(long.reason) == HANDOFF_REASON_MAX_CHARS
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ({"handoff": "human"}, "handoff must be an object"),
+        ({"handoff": {"reason": "r", "to": "ann"}}, "unknown keys \\['to'\\]"),
+        ({"handoff": {"reason": 3}}, "handoff.reason must be a string"),
+    ],
+)
+def test_bad_handoffs_are_refused_with_a_reason(value: object, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_answer(value)

@@ -1,0 +1,168 @@
+"""What lull holds about one conversation, read in one place (`lull conversation`, the admin
+API): open window, seq, delivered, pause, the user's last message, the last outcomes.
+
+Every read of seq, delivered and window state for operators is here, so a change of where
+they live (per-conversation keys instead of shard-wide hashes) is made in this module only.
+All keys named are in the conversation's shard (one hash tag): one pipeline, one node.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from lull.common.keys import Keys
+from lull.common.outcomes import OutcomeRecord
+from lull.common.pause import Pause
+from lull.common.redis_conn import RedisClient
+
+# The window header window_apply.lua packs ('<ddddI4I4I4I4B'): first_t, last_t, opened_at,
+# deadline (0: no window open, the key only remembers seen mids), count, bytes, arrivals,
+# seen_len, close reason.
+WINDOW_HEADER = struct.Struct("<ddddIIIIB")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWindow:
+    """A window collecting the user's messages, not yet closed into a batch."""
+
+    opened_at_ms: int
+    deadline_ms: int
+    messages: int
+    bytes: int
+    first_event_ms: int
+    last_event_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """One conversation as Redis holds it now."""
+
+    conversation: str
+    read_at_ms: int
+    """The reader's wall clock."""
+    window: OpenWindow | None
+    seq: int
+    """The seq of the last batch the processor closed (0: none)."""
+    delivered: int
+    """The seq of the last batch the sender finished (0: none)."""
+    pause: Pause | None
+    last_user_message_ms: int | None
+    last_user_message_from: str
+    """Where that time was read: window, batch, history, or "" when unknown."""
+    outcomes: list[OutcomeRecord]
+    """The last finished batches, newest first."""
+
+    @property
+    def known(self) -> bool:
+        """Whether Redis holds anything about the conversation."""
+        return bool(self.window or self.seq or self.delivered or self.pause or self.outcomes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of `lull conversation --json` and the admin API."""
+        window = self.window
+        pause = self.pause
+        return {
+            "conversation": self.conversation,
+            "read_at_ms": self.read_at_ms,
+            "window": None
+            if window is None
+            else {
+                "opened_at_ms": window.opened_at_ms,
+                "deadline_ms": window.deadline_ms,
+                "messages": window.messages,
+                "bytes": window.bytes,
+                "first_event_ms": window.first_event_ms,
+                "last_event_ms": window.last_event_ms,
+            },
+            "seq": self.seq,
+            "delivered": self.delivered,
+            "paused": pause is not None,
+            "pause": None
+            if pause is None
+            else {
+                "since_ms": pause.since_ms,
+                "until_ms": pause.until_ms,
+                "reason": pause.reason,
+                "by": pause.by,
+                "human_last_ms": pause.human_last_ms or None,
+                "hold": pause.hold,
+            },
+            "last_user_message_ms": self.last_user_message_ms,
+            "last_user_message_from": self.last_user_message_from or None,
+            "outcomes": [record.to_dict() for record in self.outcomes],
+        }
+
+
+async def read_conversation(
+    client: RedisClient, keys: Keys, conversation: str
+) -> ConversationState:
+    """Read everything about conversation in one round trip."""
+    shard = keys.shard_of(conversation)
+    pause_key = keys.pause(conversation)
+    pipe = client.pipeline(transaction=False)
+    pipe.getrange(keys.conversation(conversation), 0, WINDOW_HEADER.size - 1)
+    pipe.hget(keys.seq(shard), conversation)
+    pipe.hget(keys.delivered(shard), conversation)
+    pipe.hgetall(pause_key)
+    pipe.pttl(pause_key)
+    pipe.lrange(keys.outcomes(conversation), 0, -1)
+    pipe.lrange(keys.history(conversation), -1000, -1)
+    header, seq, delivered, pause_fields, pause_ttl_ms, outcomes, history = await pipe.execute()
+    window = _window(header)
+    decoded = (OutcomeRecord.decode(item, conversation) for item in outcomes)
+    records = [record for record in decoded if record is not None]
+    last_ms, source = _last_user_message(window, records, history)
+    return ConversationState(
+        conversation=conversation,
+        read_at_ms=int(time.time() * 1000),
+        window=window,
+        seq=int(seq or 0),
+        delivered=int(delivered or 0),
+        pause=Pause.from_hash(pause_fields, int(pause_ttl_ms)),
+        last_user_message_ms=last_ms,
+        last_user_message_from=source,
+        outcomes=records,
+    )
+
+
+def _window(header: bytes) -> OpenWindow | None:
+    if len(header) < WINDOW_HEADER.size:
+        return None
+    first_t, last_t, opened_at, deadline, count, size, *_ = WINDOW_HEADER.unpack(header)
+    if deadline <= 0:
+        return None
+    return OpenWindow(
+        opened_at_ms=int(opened_at),
+        deadline_ms=int(deadline),
+        messages=int(count),
+        bytes=int(size),
+        first_event_ms=int(first_t),
+        last_event_ms=int(last_t),
+    )
+
+
+def _last_user_message(
+    window: OpenWindow | None, records: list[OutcomeRecord], history: list[bytes]
+) -> tuple[int | None, str]:
+    """The user's newest message time: the open window's, else the newest finished batch's,
+    else the newest user item of the history (nothing records it on its own yet)."""
+    if window is not None and window.last_event_ms > 0:
+        return window.last_event_ms, "window"
+    for record in records:
+        if record.last_user_message_ms > 0:
+            return record.last_user_message_ms, "batch"
+    for raw in reversed(history):
+        try:
+            item = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(item, dict) and item.get("role") == "user":
+            moment = item.get("time")
+            if isinstance(moment, int) and moment > 0:
+                return moment, "history"
+    return None, ""

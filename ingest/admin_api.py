@@ -1,0 +1,261 @@
+"""The admin HTTP API: what `lull pause`, `lull resume` and `lull conversation` do, for a
+CRM (Chatwoot, Zendesk and the like) that assigns conversations to human agents.
+
+    GET  /conversations/{conversation}          the state (common/conversation_state.py)
+    POST /conversations/{conversation}/pause    body optional: {"for_s": 3600, "by": "Ann"}
+    POST /conversations/{conversation}/resume   body optional: {"by": "Ann"}
+
+Each answers the conversation's state after the step as JSON. A conversation key holds ':'
+(messenger:PAGE:PSID); sent as it is or URL-encoded (%3A), both reach the same route.
+
+It is off unless LULL_ADMIN_TOKEN is set: then nothing listens. With it, every request
+needs `Authorization: Bearer <token>` (compared in constant time), and it is served on a
+site of its own (LULL_ADMIN_HOST, LULL_ADMIN_PORT: loopback by default), never on the
+public webhook port, which answers these paths 404.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter
+
+from lull.common.env import ConfigError, Env
+from lull.common.redis_conn import REDIS_FAILURES
+from lull.ops.takeover import MAX_PAUSE_MS, Takeover, check_conversation
+
+log = structlog.get_logger("lull.ingest")
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8081
+# A bearer token guessable in a night of tries is no lock; 32 hex digits is what
+# `openssl rand -hex 16` prints.
+MIN_TOKEN_CHARS: Final = 16
+MAX_BODY_BYTES: Final = 4096
+MAX_BY_CHARS: Final = 200
+MAX_PAUSE_S: Final = MAX_PAUSE_MS // 1000
+_PAUSE_KEYS: Final = frozenset({"for_s", "by"})
+_RESUME_KEYS: Final = frozenset({"by"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class AdminSettings:
+    """LULL_ADMIN_*: whether and where the admin API listens."""
+
+    token: str | None = field(default=None, repr=False)
+    """LULL_ADMIN_TOKEN; None: the API is off."""
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the API is served at all."""
+        return self.token is not None
+
+    @classmethod
+    def from_env(cls, env: Env, *, public_port: int) -> AdminSettings:
+        """Read and validate; the port may not be the public webhook port."""
+        token = env.raw("LULL_ADMIN_TOKEN")
+        if token is not None and (len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token)):
+            raise ConfigError(
+                "LULL_ADMIN_TOKEN",
+                token,
+                f"at least {MIN_TOKEN_CHARS} characters without spaces "
+                "(openssl rand -hex 16), or unset to turn the admin API off",
+                secret=True,
+            )
+        port = env.integer("LULL_ADMIN_PORT", DEFAULT_PORT, minimum=1, maximum=65535)
+        if token is not None and port == public_port:
+            raise ConfigError(
+                "LULL_ADMIN_PORT",
+                str(port),
+                f"a port other than LULL_INGEST_PORT ({public_port}): the admin API is never "
+                "served on the public webhook port",
+            )
+        return cls(token=token, host=env.string("LULL_ADMIN_HOST", DEFAULT_HOST), port=port)
+
+
+class AdminMetrics:
+    """Admin API requests, by route and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "lull_ingest_admin_requests",
+            "Admin API requests by action (conversation, pause, resume, unmatched) and status",
+            ["action", "status"],
+            registry=registry,
+        )
+
+
+ADMIN_SETTINGS = web.AppKey("admin_settings", AdminSettings)
+TAKEOVER = web.AppKey("takeover", Takeover)
+ADMIN_METRICS = web.AppKey("admin_metrics", AdminMetrics)
+
+
+def create_admin_app(
+    settings: AdminSettings, takeover: Takeover, metrics: AdminMetrics
+) -> web.Application:
+    """The admin API's app (settings.token must be set)."""
+    if settings.token is None:
+        raise ValueError("the admin API needs a token")
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_count, _authorize])
+    app[ADMIN_SETTINGS] = settings
+    app[TAKEOVER] = takeover
+    app[ADMIN_METRICS] = metrics
+    app.router.add_get("/conversations/{conversation}", show, name="conversation")
+    app.router.add_post("/conversations/{conversation}/pause", pause, name="pause")
+    app.router.add_post("/conversations/{conversation}/resume", resume, name="resume")
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve_admin(
+    settings: AdminSettings, takeover: Takeover, metrics: AdminMetrics
+) -> AsyncIterator[None]:
+    """Serve the admin API on its own site while the caller's context runs; nothing at all
+    when there is no token."""
+    if not settings.enabled:
+        yield
+        return
+    runner = web.AppRunner(create_admin_app(settings, takeover, metrics), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        log.info("admin API listening", host=settings.host, port=settings.port)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+@web.middleware
+async def _count(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.name or "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        request.app[ADMIN_METRICS].requests.labels(route, str(exc.status)).inc()
+        raise
+    request.app[ADMIN_METRICS].requests.labels(route, str(response.status)).inc()
+    return response
+
+
+@web.middleware
+async def _authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    expected = request.app[ADMIN_SETTINGS].token or ""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Both sides as bytes: compare_digest refuses non-ASCII str, and a header may hold any.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), expected.encode()
+    ):
+        return _error(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+    return await handler(request)
+
+
+async def show(request: web.Request) -> web.Response:
+    """GET /conversations/{conversation}: the state."""
+    return await _step(request, None)
+
+
+async def pause(request: web.Request) -> web.Response:
+    """POST /conversations/{conversation}/pause: pause for for_s, or like a human turn."""
+    body = await _body(request, _PAUSE_KEYS)
+    if isinstance(body, web.Response):
+        return body
+    for_s = body.get("for_s", 0)
+    if "for_s" in body and not _seconds(for_s):
+        return _error(400, f"for_s must be a whole number of seconds, 1 to {MAX_PAUSE_S}")
+    by = _by(body)
+    if by is None:
+        return _error(400, f"by must be a string of at most {MAX_BY_CHARS} characters")
+
+    async def step(takeover: Takeover, conversation: str) -> None:
+        await takeover.pause(conversation, for_ms=int(for_s) * 1000, by=by)
+
+    return await _step(request, step)
+
+
+async def resume(request: web.Request) -> web.Response:
+    """POST /conversations/{conversation}/resume: end the pause now."""
+    body = await _body(request, _RESUME_KEYS)
+    if isinstance(body, web.Response):
+        return body
+    by = _by(body)
+    if by is None:
+        return _error(400, f"by must be a string of at most {MAX_BY_CHARS} characters")
+
+    async def step(takeover: Takeover, conversation: str) -> None:
+        await takeover.resume(conversation, by=by)
+
+    return await _step(request, step)
+
+
+Step = Callable[[Takeover, str], Awaitable[None]]
+
+
+async def _step(request: web.Request, step: Step | None) -> web.Response:
+    try:
+        conversation = check_conversation(request.match_info["conversation"])
+    except ValueError as exc:
+        return _error(400, str(exc))
+    takeover = request.app[TAKEOVER]
+    try:
+        if step is not None:
+            await step(takeover, conversation)
+        state = await takeover.state(conversation)
+    except REDIS_FAILURES as exc:
+        log.warning("admin API: Redis failed", error=str(exc) or type(exc).__name__)
+        return _error(503, "Redis is unavailable")
+    if step is not None:
+        log.info(
+            "conversation changed by the admin API",
+            conversation=conversation,
+            action=request.match_info.route.name,
+            paused=state.pause is not None,
+        )
+    return _json(200, state.to_dict())
+
+
+async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any] | web.Response:
+    """The JSON object body (empty: {}), or the 400 that says why not."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _error(400, "the body must be a JSON object")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        return _error(400, f"unknown keys {unknown}; allowed: {', '.join(sorted(allowed))}")
+    return body
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_PAUSE_S
+
+
+def _by(body: Mapping[str, Any]) -> str | None:
+    by = body.get("by", "")
+    if not isinstance(by, str) or len(by) > MAX_BY_CHARS:
+        return None
+    return by.strip() or "admin-api"
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return _json(status, {"error": message}, headers)
+
+
+def _json(status: int, body: object, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )

@@ -1,0 +1,37 @@
+"""`lull pause CONVERSATION [--for DURATION]`: the bot stops answering one conversation.
+
+Without --for the pause lasts like a human turn (LULL_HUMAN_PAUSE_MS, at most
+LULL_HUMAN_PAUSE_MAX_MS after it began); with it, exactly that long from now. Windows still
+open and close meanwhile; their batches are finished as paused, never answered later.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lull.ops.takeover import Takeover
+from lull.ops.takeover_cli import add_common_arguments, by_argument, duration_ms, run_takeover, who
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`lull pause` options."""
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--for",
+        dest="for_ms",
+        type=duration_ms,
+        default=0,
+        metavar="DURATION",
+        help="how long: 90s, 30m, 2h, 1d (default: LULL_HUMAN_PAUSE_MS, as a human turn)",
+    )
+    by_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`lull pause`: 0 paused, 1 Redis failed, 2 bad input or configuration."""
+    for_ms, by = int(args.for_ms), who(args)
+
+    async def pause(takeover: Takeover, conversation: str) -> None:
+        await takeover.pause(conversation, for_ms=for_ms, by=by)
+
+    return run_takeover("pause", args, pause)
