@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from lull.sender.bot import BotPermanent, _read_answer
-from lull.sender.replies import Reply, parse_replies
+from lull.sender.replies import BotAnswer, parse_answer
 from tests.conftest import FIXTURES
 from tests.contract.check import problems
 
@@ -18,10 +18,10 @@ VALID = sorted((REPLIES / "valid").glob("*.json"))
 INVALID = sorted((REPLIES / "invalid").glob("*.json"))
 
 
-def _sender_reads(body: bytes) -> list[Reply]:
+def _sender_reads(body: bytes) -> BotAnswer:
     """What the sender makes of an HTTP bot's 200 answer: the handler's reading of the body
     (sender/bot.py), then the replies' validation (sender/replies.py), as deliver.py does."""
-    return parse_replies(_read_answer(200, body, None))
+    return parse_answer(_read_answer(200, body, None))
 
 
 def test_there_are_fixtures_of_both_kinds() -> None:
