@@ -91,6 +91,10 @@ class Batch:
     closed_at: int
     close_reason: str
     """gap, max_wait, max_messages, max_bytes or flush."""
+    paused: bool = False
+    """The conversation was paused (a human had it) when the window closed: the bot never
+    answers this batch, whenever and however often it is delivered (window_close.lua writes
+    `"paused": true` only then; a batch without the field is not paused)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields this version does not know, kept as they came."""
 
@@ -138,6 +142,7 @@ class Batch:
             opened_at=_int(doc.get("opened_at", 0), "opened_at"),
             closed_at=_int(doc.get("closed_at", 0), "closed_at"),
             close_reason=str(doc.get("close_reason", "")),
+            paused=doc.get("paused") is True,
             extra={k: v for k, v in doc.items() if k not in _BATCH_FIELDS},
         )
 
@@ -157,6 +162,8 @@ class Batch:
             "opened_at": self.opened_at,
             "closed_at": self.closed_at,
             "close_reason": self.close_reason,
+            # Only when set: an unpaused batch is byte for byte what 0.1 sent the bot.
+            **({"paused": True} if self.paused else {}),
             **self.extra,
         }
 
@@ -182,4 +189,5 @@ _BATCH_FIELDS = (
     "opened_at",
     "closed_at",
     "close_reason",
+    "paused",
 )

@@ -16,8 +16,8 @@ class SenderMetrics:
         self.registry = registry
         self.deliveries = Counter(
             "lull_sender_deliveries",
-            "Batch outcomes: sent, no_reply, superseded, duplicate, waiting (for seq n-1), "
-            "retried, dead",
+            "Batch outcomes: sent, no_reply, superseded, paused (a human has the conversation: "
+            "no bot call), duplicate, waiting (for seq n-1), retried, dead",
             ["outcome"],
             registry=registry,
         )
