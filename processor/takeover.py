@@ -3,11 +3,13 @@
 The platform parsers report what the business side did as Turns; this module decides what
 each means and applies it with the pause script (common/lua/pause.lua):
 
-- A Messenger or Instagram echo is lull's own reply when its `app_id` is LULL_META_APP_ID,
-  or, without that setting, when its mid is one the sender remembered (Keys.sent_message).
-  Any other echo (the Page Inbox, app 263902037430900; Meta Business Suite; another app or
-  CRM) is a human's turn: the conversation pauses (`human_echo`, by the echo's app id) and
-  the message joins the history with role `human`.
+- A Messenger or Instagram echo is lull's own reply when its `app_id` is LULL_META_APP_ID
+  (decided at once), or when its mid is one the sender remembered (Keys.sent_message): the
+  only signal without that setting, and a safety net with it (a wrong LULL_META_APP_ID must
+  not pause the conversation after every reply of the bot; it is logged once). Any other
+  echo (the Page Inbox, app 263902037430900; Meta Business Suite; another app or CRM) is a
+  human's turn: the conversation pauses (`human_echo`, by the echo's app id) and the
+  message joins the history with role `human`.
 - The echo-first race: Meta may deliver the echo of lull's send before the Send API's
   answer (the mid) reached the sender and was remembered. The sender sets a short-lived
   mark (Keys.send_inflight) for the conversation before each Messenger or Instagram send
@@ -16,7 +18,8 @@ each means and applies it with the pause script (common/lua/pause.lua):
   were applied and are dropped as duplicates then); once the mark is gone, the mid is
   either remembered (lull's own) or not (a human's). The mark expires on its own after the
   Graph timeout and a margin, so a sender that died mid-send delays the decision, never
-  blocks it. With LULL_META_APP_ID set the app id decides at once and there is no race.
+  blocks it. With LULL_META_APP_ID set, lull's own echoes are decided by their app id at
+  once, so the race only delays a human's echo that comes while lull sends to that user.
 - A WhatsApp smb_message_echoes item is always a human's turn (`smb_echo`): Cloud API
   sends are never echoed there.
 - Handover: take_thread_control (the thread was taken from lull's app) and
@@ -88,6 +91,7 @@ class Takeover:
         self._metrics = metrics
         self.pauses = PauseStore(client, keys, settings.pause)
         self._history = LuaScript.read("processor", "human_turn")
+        self._warned = False
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the pause and history scripts."""
@@ -123,7 +127,7 @@ class Takeover:
                 pipe.exists(keys.human_seen(turn.conversation, turn.mid))
                 seen_at = calls
                 calls += 1
-                if turn.kind == ECHO and not self._by_app_id(turn):
+                if turn.kind == ECHO and not self._ours_by_app_id(turn):
                     pipe.get(keys.sent_message(turn.mid))
                     pipe.exists(keys.send_inflight(turn.conversation))
                     looked[index] = (seen_at, calls)
@@ -150,9 +154,18 @@ class Takeover:
         if turn.kind == SMB_ECHO:
             own: bool | None = False
         elif sent is None:
-            own = turn.app_id == self._settings.meta_app_id
+            own = True  # its app id is LULL_META_APP_ID
         else:
             own = _own_by_mid(turn, *sent)
+            if own and turn.app_id and self._settings.meta_app_id and not self._warned:
+                # A wrong LULL_META_APP_ID must not silence the bot after each of its own
+                # replies: the remembered mid wins, and the operator is told once.
+                self._warned = True
+                log.warning(
+                    "an echo of lull's own reply names another app than LULL_META_APP_ID",
+                    app_id=turn.app_id,
+                    meta_app_id=self._settings.meta_app_id,
+                )
         if own is None:
             self._metrics.turns.labels(turn.platform, "echo_early").inc()
             return _WAIT
@@ -166,9 +179,10 @@ class Takeover:
         by = turn.app_id or ("whatsapp_business_app" if turn.kind == SMB_ECHO else "")
         return _Step(turn, PauseAction.HUMAN, reason, by, reason, human=True)
 
-    def _by_app_id(self, turn: Turn) -> bool:
-        """Whether the app id alone tells lull's echoes from the others."""
-        return bool(self._settings.meta_app_id and turn.app_id)
+    def _ours_by_app_id(self, turn: Turn) -> bool:
+        """Whether the echo's app id is LULL_META_APP_ID: lull's own, decided at once. Any
+        other echo is looked up by its mid (a wrong setting must not pause every reply)."""
+        return bool(self._settings.meta_app_id) and turn.app_id == self._settings.meta_app_id
 
     def _handover(self, turn: Turn) -> _Step | None:
         ours = self._settings.meta_app_id

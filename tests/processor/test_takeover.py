@@ -123,15 +123,27 @@ async def test_a_page_inbox_echo_pauses_and_joins_the_history(
     assert started == 1
 
 
-async def test_an_echo_of_another_app_pauses_even_with_a_remembered_mid_elsewhere(
+async def test_an_echo_of_a_crms_app_pauses(
     make_processor: MakeProcessor, redis: aioredis.Redis
 ) -> None:
-    # LULL_META_APP_ID decides alone: an echo of a CRM's app is a human turn.
     processor = make_processor(LULL_META_APP_ID=LULL_APP)
     await ingest(redis, processor.keys, echo("m_crm_1", "hello from the CRM", 1, app_id=42))
     await processor.drain()
     pause = await pause_of(redis, processor.keys, MESSENGER)
     assert (pause["reason"], pause["by"]) == ("human_echo", "42")
+
+
+async def test_a_wrong_meta_app_id_does_not_pause_after_lulls_own_reply(
+    make_processor: MakeProcessor, redis: aioredis.Redis
+) -> None:
+    # The echo names lull's real app; the setting names another: the remembered mid wins.
+    processor = make_processor(LULL_META_APP_ID="999")
+    keys = processor.keys
+    await redis.set(keys.sent_message("m_echo_1"), SentMessage(MESSENGER, 1).encode())
+    await ingest(redis, keys, fixture("messenger/echo"))
+    await processor.drain()
+    assert await redis.exists(keys.pause(MESSENGER)) == 0
+    assert turns(processor, "messenger", "own_echo") == 1
 
 
 async def test_an_echo_first_waits_for_the_sender_to_remember_its_mid(
