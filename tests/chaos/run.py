@@ -59,6 +59,7 @@ class ChaosRun:
         details = (
             f"chaos seed={self.seed} ({SEED_ENV}={self.seed} replays it) "
             f"refused_posts={self.load.refused()} human_posts={len(self.humans.posts)} "
+            f"stamped_paused={v.stamped} "
             f"gap_resends={v.gap_resends} "
             f"(killed {_spread(v.gap_kill_after_ms)} ms after the send; "
             f"{v.gap_resends_after_outage} with Redis down at the send) "

@@ -95,6 +95,9 @@ class Verdict:
     dead: int = 0
     paused: int = 0
     """Batches finished without an answer because a human had the conversation."""
+    stamped: int = 0
+    """Batches closed during a pause (stamped paused); the rest of `paused` were paused by
+    the sender's own check (the pause began after their close)."""
     paused_answered: int = 0
     """Batches stamped paused that the bot got or the Graph API sent a reply for: must be 0."""
     gap_resends: int = 0
@@ -184,6 +187,7 @@ def _check_paused(
     the batch ids the bot received, the Graph API answered, and dead-lettered."""
     received, answered, dead = seen
     stamped = {b for b, batch in batches.items() if batch.paused}
+    v.stamped = len(stamped)
     reached = sorted(stamped & (received | answered))
     v.paused_answered = len(reached)
     v.problem("batches closed during a pause answered by the bot", reached)
