@@ -1,8 +1,8 @@
 """Human turns beside the chaos load: people in the Page Inbox and the WhatsApp Business app
 answering some of the simulated users, so conversations pause and resume during the run.
 
-Every every_s, one human message goes to a random conversation of the load's user groups,
-in Meta's shapes: a Messenger or Instagram message echo sent by the Page Inbox's app, or a
+Every every_s, one human message goes to a user of one of the load's latest rounds, in
+Meta's shapes: a Messenger or Instagram message echo sent by the Page Inbox's app, or a
 WhatsApp smb_message_echoes item. With the stack's short LULL_HUMAN_PAUSE_MS, each pauses
 its conversation for a moment: batches closed meanwhile are stamped paused, and the verdict
 checks that the bot never gets one.
@@ -74,9 +74,14 @@ async def run_humans(
     timeout = aiohttp.ClientTimeout(total=plan.timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         n = 0
+        started = time.monotonic()
         while not stop.is_set():
-            platform = rng.choice(PLATFORMS)
-            group = rng.randrange(load.user_groups)
+            # A user of one of the last few rounds (tests/chaos/load.py names them so): a
+            # human answers people who are writing now, whose windows may be open.
+            latest = int((time.monotonic() - started) / load.round_every_s)
+            round_n = max(0, latest - rng.randrange(len(PLATFORMS) + 1))
+            platform = PLATFORMS[round_n % len(PLATFORMS)]
+            group = (round_n // len(PLATFORMS)) % load.user_groups
             user = user_id(f"9{group:03d}", rng.randrange(load.users_per_round))
             mid = f"human-s{seed}-{n}"
             conversation = f"{platform}:{DEFAULT_ACCOUNT_IDS[platform]}:{user}"
