@@ -97,6 +97,10 @@ class Batch:
     """gap, max_wait, max_messages, max_bytes or flush."""
     version: int = VERSION
     """The contract version (common/contract); a batch written before it existed is 1."""
+    paused: bool = False
+    """The conversation was paused (a human had it) when the window closed: the bot never
+    answers this batch, whenever and however often it is delivered (window_close.lua writes
+    `"paused": true` only then; a batch without the field is not paused)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Fields this version does not know, kept as they came."""
 
@@ -148,6 +152,7 @@ class Batch:
             closed_at=_int(doc.get("closed_at", 0), "closed_at"),
             close_reason=str(doc.get("close_reason", "")),
             version=version,
+            paused=doc.get("paused") is True,
             extra={k: v for k, v in doc.items() if k not in _BATCH_FIELDS},
         )
 
@@ -168,6 +173,8 @@ class Batch:
             "closed_at": self.closed_at,
             "close_reason": self.close_reason,
             "version": self.version,
+            # Only when set: an unpaused batch is byte for byte what 0.1 sent the bot.
+            **({"paused": True} if self.paused else {}),
             **self.extra,
         }
 
@@ -194,4 +201,5 @@ _BATCH_FIELDS = (
     "closed_at",
     "close_reason",
     "version",
+    "paused",
 )

@@ -50,6 +50,43 @@ class Event:
         return f"{self.platform}:{self.account_id}:{self.user_id}"
 
 
+# Turn kinds: what a party other than the user did in a conversation (see Turn).
+ECHO = "echo"
+"""A Messenger or Instagram message echo: the Page sent it, through some app."""
+SMB_ECHO = "smb_echo"
+"""A WhatsApp coexistence number's message sent from the WhatsApp Business app."""
+THREAD_PASSED = "pass_thread_control"
+THREAD_TAKEN = "take_thread_control"
+STANDBY = "standby"
+"""An item in entry[].standby[]: another app owns the thread."""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Something the business side did in a conversation: a message that lull may or may not
+    have sent (echo, smb_echo), a change of thread owner (pass/take thread control), or a
+    sign that another app owns the thread (standby). The processor decides what it means
+    (processor/takeover.py): a human turn, a hold, a release, or lull's own reply."""
+
+    platform: str
+    account_id: str
+    user_id: str
+    kind: str
+    time_ms: int
+    mid: str = ""
+    """The message's id (echo, smb_echo); "" for handover and standby signals."""
+    text: str = ""
+    app_id: str = ""
+    """echo: the app that sent it (Meta's `app_id`); handover: the thread's new owner."""
+    previous_app_id: str = ""
+    """handover: the app the thread was passed or taken from."""
+
+    @property
+    def conversation(self) -> str:
+        """platform:account_id:user_id, as Event.conversation."""
+        return f"{self.platform}:{self.account_id}:{self.user_id}"
+
+
 @dataclass(slots=True)
 class Parsed:
     """Everything one webhook body held."""
@@ -62,6 +99,9 @@ class Parsed:
     failures: list[DeliveryFailure] = field(default_factory=list)
     """Reports that a message of ours could not be delivered (WhatsApp `failed` statuses).
     Never windowed: matched to the conversation that sent the message."""
+    turns: list[Turn] = field(default_factory=list)
+    """What the business side did (echoes, handovers, standby), in body order. Never
+    windowed: they pause, hold or release the conversation (processor/takeover.py)."""
 
 
 class MalformedBody(ValueError):

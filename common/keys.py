@@ -96,9 +96,21 @@ class Keys:
         """Prefix of a shard's pause keys (the close script appends the conversation)."""
         return f"{self.tag(shard)}:pause:"
 
+    def send_inflight(self, conversation: str) -> str:
+        """Set by the sender just before a Messenger or Instagram send, until the message id
+        Meta answered is remembered (sent_message): an echo of an unknown id that comes
+        meanwhile may be lull's own, and waits (processor/takeover.py)."""
+        return f"{self.tag(self.shard_of(conversation))}:inflight:{conversation}"
+
+    def human_seen(self, conversation: str, message_id: str) -> str:
+        """Marks a human's message (an echo not sent by lull) as recorded in the history, so
+        that Meta's redelivery of it is not recorded twice; expires."""
+        return f"{self.tag(self.shard_of(conversation))}:hseen:{message_id}"
+
     def sent_message(self, message_id: str) -> str:
-        """The conversation and batch of a WhatsApp message the sender sent, by its wamid;
-        expires. In the message id's own shard: a failed status names only the message."""
+        """The conversation and batch of a message the sender sent, by its id (a WhatsApp
+        wamid: failed statuses; a Messenger or Instagram mid: echoes); expires. In the message
+        id's own shard: a status or an echo names the message, the lookup needs nothing more."""
         return f"{self.tag(self.shard_of(message_id))}:sent:{message_id}"
 
     def failure_seen(self, shard: int, message_id: str) -> str:

@@ -16,6 +16,7 @@ from lull.processor.failures import FailureStore
 from lull.processor.inbound import InboundApplier
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import ProcessorSettings
+from lull.processor.takeover import Takeover
 from lull.processor.windows import WindowStore
 
 log = structlog.get_logger("lull.processor")
@@ -52,7 +53,10 @@ class Processor:
         )
         # Failed statuses are remembered as long as message ids are (Meta's webhook retries).
         self.failures = FailureStore(client, self.keys, settings.window.dedupe_ttl_s)
-        handler = InboundApplier(self.store, self.closer, self.metrics, self.failures)
+        self.takeover = Takeover(client, self.keys, settings.takeover, self.metrics)
+        handler = InboundApplier(
+            self.store, self.closer, self.metrics, self.failures, self.takeover
+        )
         self.consumer = Consumer(client, config, handler, self.registry)
         self._stop = asyncio.Event()
 
@@ -60,6 +64,7 @@ class Processor:
         """Load the scripts (and create the group) before the first read."""
         await self.store.load_scripts()
         await self.failures.load_scripts()
+        await self.takeover.load_scripts()
 
     async def run(self) -> None:
         """Read and close until request_stop(); open windows stay in Redis."""

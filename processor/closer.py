@@ -87,6 +87,8 @@ class Closer:
                 continue
             emitted += 1
             metrics.batches.labels(closed.reason).inc()
+            if closed.paused:
+                metrics.batches_paused.inc()
             metrics.batch_messages.observe(closed.messages)
             lateness_ms = max(0, result.now_ms - closed.deadline_ms)
             metrics.close_lateness_ms.observe(lateness_ms)
@@ -97,6 +99,7 @@ class Closer:
                 seq=closed.seq,
                 messages=closed.messages,
                 reason=closed.reason,
+                paused=closed.paused,
                 lateness_ms=lateness_ms,
             )
         return emitted

@@ -10,12 +10,13 @@ import structlog
 
 from lull.common.consumer import Entry, Outcome, Permanent
 from lull.common.delivery import DeliveryFailure
-from lull.common.events import Event, MalformedBody, Parsed
+from lull.common.events import Event, MalformedBody, Parsed, Turn
 from lull.processor.closer import Closer
 from lull.processor.failures import FailureStore, Recorded
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse
 from lull.processor.platforms._shared import MALFORMED
+from lull.processor.takeover import Takeover
 from lull.processor.windows import DUPLICATE, STATUS_NAMES, WindowStore
 
 log = structlog.get_logger("lull.processor")
@@ -30,17 +31,20 @@ class InboundApplier:
         closer: Closer,
         metrics: ProcessorMetrics,
         failures: FailureStore,
+        takeover: Takeover,
     ) -> None:
         self._store = store
         self._closer = closer
         self._metrics = metrics
         self._failures = failures
+        self._takeover = takeover
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter)."""
         outcomes: list[Outcome] = [None] * len(entries)
         pending: list[tuple[Event, int]] = []
         failures: list[DeliveryFailure] = []
+        turns: list[tuple[int, list[Turn]]] = []
         metrics = self._metrics
         for index, entry in enumerate(entries):
             body = entry.fields.get(b"body")
@@ -54,7 +58,12 @@ class InboundApplier:
                 continue
             self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
             failures += parsed.failures
+            if parsed.turns:
+                turns.append((index, parsed.turns))
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).
+        # Turns first: a human's turn and a user's message in the same read pause the
+        # conversation before the window can close (a flush kind closes it at once).
+        await self._apply_turns(turns, outcomes)
         try:
             results = await self._store.apply(pending)
         except orjson.JSONEncodeError:
@@ -78,6 +87,16 @@ class InboundApplier:
             if recorded.new:
                 self._report(recorded)
         return outcomes
+
+    async def _apply_turns(
+        self, turns: list[tuple[int, list[Turn]]], outcomes: list[Outcome]
+    ) -> None:
+        """Apply each entry's business-side turns; an entry whose echo must wait is retried
+        (its events are applied all the same, and dropped as duplicates the next time)."""
+        for index, entry_turns in turns:
+            retry = await self._takeover.apply(entry_turns)
+            if retry is not None:
+                outcomes[index] = retry
 
     def _report(self, recorded: Recorded) -> None:
         """Count and log a failed delivery the first time it is recorded."""

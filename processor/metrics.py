@@ -84,6 +84,27 @@ class ProcessorMetrics:
             ["reason"],
             registry=registry,
         )
+        self.batches_paused = Counter(
+            "lull_processor_batches_paused",
+            "Batches emitted while their conversation was paused (stamped paused: the bot "
+            "never answers them)",
+            registry=registry,
+        )
+        self.turns = Counter(
+            "lull_processor_turns",
+            "What the business side did, by platform and outcome: human_echo, smb_echo (a "
+            "human wrote), own_echo (lull's own reply), echo_early (an echo of an unknown id "
+            "while lull was sending: looked at again), thread_taken, thread_passed, standby "
+            "(another app holds the thread), thread_released (passed back to lull's app)",
+            ["platform", "outcome"],
+            registry=registry,
+        )
+        self.pauses = Counter(
+            "lull_processor_pauses_started",
+            "Pauses started (the conversation was not paused before), by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.emptied = Counter(
             "lull_processor_windows_emptied",
             "Windows closed with nothing to emit (every message unsent)",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lull.common.env import ConfigError, Env
 from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
+from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, GroupSettings, group_from_env
 
 WINDOW_MODES = ("sliding", "fixed")
@@ -52,12 +53,44 @@ class WindowSettings:
 
 
 @dataclass(frozen=True)
+class TakeoverSettings:
+    """Who is a human, and how long a human keeps a conversation (README, "Human takeover")."""
+
+    meta_app_id: str
+    """LULL_META_APP_ID: the Meta app lull sends with. An echo with this app_id is lull's
+    own reply; "" to tell lull's replies by the message ids the sender remembered."""
+    pause: PauseSettings
+    history_messages: int
+    """LULL_HISTORY_MESSAGES, as the sender reads it: a human's message joins the history."""
+    history_ttl_s: int
+    """LULL_HISTORY_TTL_S, as the sender reads it."""
+
+
+def takeover_from_env(env: Env) -> TakeoverSettings:
+    """LULL_META_APP_ID, the pause settings and the two history settings the sender shares."""
+    return TakeoverSettings(
+        meta_app_id=env.parsed("LULL_META_APP_ID", "", _app_id, "a Meta app id (digits)"),
+        pause=PauseSettings.from_env(env),
+        history_messages=env.integer("LULL_HISTORY_MESSAGES", 20, minimum=0, maximum=1000),
+        history_ttl_s=env.integer("LULL_HISTORY_TTL_S", 86_400, minimum=1),
+    )
+
+
+def _app_id(value: str) -> str:
+    value = value.strip()
+    if value and not (value.isascii() and value.isdigit() and len(value) <= 32):
+        raise ValueError(value)
+    return value
+
+
+@dataclass(frozen=True)
 class ProcessorSettings:
     """Everything the processor reads from the environment, validated."""
 
     common: CommonSettings
     window: WindowSettings
     group: GroupSettings
+    takeover: TakeoverSettings
     metrics_host: str
     metrics_port: int
 
@@ -70,6 +103,7 @@ class ProcessorSettings:
             common=CommonSettings.from_env(source),
             window=window_from_env(env),
             group=group_from_env(env),
+            takeover=takeover_from_env(env),
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.integer("LULL_PROCESSOR_METRICS_PORT", 9101, minimum=0, maximum=65535),
         )

@@ -39,6 +39,8 @@ class Closed:
     messages: int
     reason: str
     seq: int
+    paused: bool = False
+    """The batch was stamped paused: a human had the conversation when it closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +136,7 @@ class WindowStore:
         keys = self._keys
         args = (
             keys.conversation_prefix(shard), self._settings.grace_ms, limit,
-            self._settings.dedupe_ttl_s, 1 if everything else 0,
+            self._settings.dedupe_ttl_s, 1 if everything else 0, keys.pause_prefix(shard),
         )  # fmt: skip
         raw = await self._close.call(
             self._client, (keys.due(shard), keys.outbound(shard), keys.seq(shard)), args
@@ -145,7 +147,7 @@ class WindowStore:
             next_deadline_ms=None if int(next_deadline) < 0 else int(next_deadline),
             open_windows=int(open_windows),
             closed=[
-                Closed(c[0].decode(), int(c[1]), int(c[2]), c[3].decode(), int(c[4]))
+                Closed(c[0].decode(), int(c[1]), int(c[2]), c[3].decode(), int(c[4]), c[5] == 1)
                 for c in closed
             ],
         )

@@ -20,6 +20,7 @@ from lull.sender.ratelimit import RateLimiter
 from lull.sender.send_store import SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
+from lull.sender.takeover import SendMarks
 
 GROUP = "sender"
 
@@ -57,6 +58,7 @@ class Sender:
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s), handoffs=handoffs,
+            marks=SendMarks(self.keys, settings.graph_timeout_ms, settings.sent_ids_ttl_s),
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(

@@ -33,6 +33,7 @@ from lull.sender.replies import NO_ANSWER, Reply, parse_answer
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
+from lull.sender.takeover import PAUSED, SendMarks, paused_before_bot
 
 log = structlog.get_logger("lull.sender")
 
@@ -86,6 +87,8 @@ class Deliverer:
     handoffs: Handoffs
     progress: LocalProgress = field(default_factory=LocalProgress)
     turns: Turns = field(default_factory=Turns)
+    marks: SendMarks | None = None
+    """Messenger/Instagram send marks for telling lull's echoes (sender/takeover.py)."""
 
     async def deliver(self, entry: Entry) -> Decided:
         """Take one batch as far as it can go now; the outcome tells the loop what's next."""
@@ -114,6 +117,10 @@ class Deliverer:
         state = self.progress.adopt(batch.batch_id, loaded.state)
         job = _Job(shard, entry, batch, state, replay, safe_until)
         if job.state.requests is None:
+            # Before the bot (and anything it starts): a human has the conversation.
+            if paused_before_bot(batch, loaded.claim.paused):
+                await self._finish(job, [], PAUSED)
+                return None
             outcome = await self._call_bot(job, loaded.history)
             if outcome is not None or job.state.requests is None:
                 return outcome
@@ -181,7 +188,9 @@ class Deliverer:
         assert state.requests is not None
         rate = self.settings.rate_global
         while state.sent < len(state.requests):
-            stop = await self._check(job)
+            # The same-moment rule (sender/takeover.py): before the first accepted send, the
+            # pause is asked every time, forced.
+            stop = await self._check(job, pause=state.sent == 0)
             if stop is not None:
                 return stop.outcome
             request = state.requests[state.sent]
@@ -196,6 +205,8 @@ class Deliverer:
                 stop = await self._check(job) if grant.wait_ms > 0 else None
                 if stop is not None:
                     return stop.outcome
+            if self.marks is not None:
+                await self.store.execute(self.marks.before(job.batch))
             started = time.perf_counter()
             try:
                 message_id = await self.handoffs.post(self.graph, request)
@@ -212,6 +223,8 @@ class Deliverer:
             state.sent += 1
             state.throttles = 0
             state.message_ids.append(message_id)
+            if self.marks is not None:
+                await self.store.execute(self.marks.after(job.batch, message_id))
         if state.handoff is not None:
             failures = await self.handoffs.complete(job.batch, state)
             if failures is not None:
@@ -275,16 +288,18 @@ class Deliverer:
         log.info("batch retried", batch_id=job.batch.batch_id, reason=reason, delay_ms=delay_ms)
         return RetryLater(delay_ms, reason)
 
-    async def _check(self, job: _Job) -> _Stop | None:
+    async def _check(self, job: _Job, *, pause: bool = False) -> _Stop | None:
         """None while the entry is this consumer's (and, for a replay, still undelivered).
 
         Asks Redis only when another replica could have claimed the entry by now, so a batch
         whose bot answers promptly costs no extra round trip. A replay always asks: two
-        copies of it may be on their way at once."""
-        if not job.replay and time.monotonic() < job.safe_until:
+        copies of it may be on their way at once. With pause, always asks, and also whether
+        the conversation is paused: then the batch is finished `paused` here."""
+        if not pause and not job.replay and time.monotonic() < job.safe_until:
             return None
         asked_at = time.monotonic()
-        claim = await self.store.check(job.shard, job.entry.id, job.batch.batch_id)
+        conversation = job.batch.conversation if pause else None
+        claim = await self.store.check(job.shard, job.entry.id, job.batch.batch_id, conversation)
         if not claim.owned:
             self.progress.forget(job.batch.batch_id)
             return _Stop(self._taken_over(job.entry))
@@ -294,6 +309,9 @@ class Deliverer:
             self.metrics.deliveries.labels("duplicate").inc()
             return _Stop(None)
         job.safe_until = self._safe_until(asked_at, claim.idle_ms)
+        if claim.paused:
+            await self._finish(job, [], PAUSED)
+            return _Stop(None)
         return None
 
     def _safe_until(self, asked_at: float, idle_ms: int) -> float:

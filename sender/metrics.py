@@ -17,7 +17,8 @@ class SenderMetrics:
         self.deliveries = Counter(
             "lull_sender_deliveries",
             "Batch outcomes: sent, no_reply, superseded, handoff (replies sent, then paused), "
-            "duplicate, waiting (for seq n-1), retried, dead",
+            "paused (a human has the conversation: no bot call), duplicate, waiting (for seq "
+            "n-1), retried, dead",
             ["outcome"],
             registry=registry,
         )

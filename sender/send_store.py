@@ -101,6 +101,8 @@ class Claim:
     idle_ms: int
     """How long the entry had been idle (0 when not owned): no replica claims it before
     claim_idle_ms - idle_ms later."""
+    paused: bool = False
+    """The conversation was paused when asked (only asked with its pause key)."""
 
 
 @dataclass
@@ -133,7 +135,7 @@ class SendStore:
     async def read(self, shard: int, entry_id: str, batch: Batch, history: bool) -> Loaded:
         """Delivered seq, send state, claim and history, in one round trip."""
         keys, conversation = self._keys, batch.conversation
-        check = self._check_command(shard, entry_id, batch.batch_id)
+        check = self._check_command(shard, entry_id, batch.batch_id, conversation)
         commands: list[Command] = [
             ("HGET", keys.delivered(shard), conversation),
             ("HGETALL", keys.send_state(shard, batch.batch_id)),
@@ -155,14 +157,27 @@ class SendStore:
             history=[orjson.loads(item) for item in results[3]] if history else [],
         )
 
-    async def check(self, shard: int, entry_id: str, batch_id: str) -> Claim:
-        """Whether this consumer still owns the entry, and whether the batch is marked dead."""
-        return _claim(await self._evalsha(self._check_command(shard, entry_id, batch_id)))
+    async def check(
+        self, shard: int, entry_id: str, batch_id: str, conversation: str | None = None
+    ) -> Claim:
+        """Whether this consumer still owns the entry, whether the batch is marked dead, and
+        (given the conversation) whether it is paused."""
+        command = self._check_command(shard, entry_id, batch_id, conversation)
+        return _claim(await self._evalsha(command))
 
-    def _check_command(self, shard: int, entry_id: str, batch_id: str) -> Command:
+    async def execute(self, commands: list[Command]) -> None:
+        """One-key commands (any slot) through the shared pipeline; raises the first error."""
+        for result in await self._batched.execute(commands):
+            if isinstance(result, Exception):
+                raise result
+
+    def _check_command(
+        self, shard: int, entry_id: str, batch_id: str, conversation: str | None
+    ) -> Command:
         keys = self._keys
+        pause = () if conversation is None else (keys.pause(conversation),)
         return self._check.command(
-            (keys.outbound(shard), keys.dead_batches(shard)),
+            (keys.outbound(shard), keys.dead_batches(shard), *pause),
             (self._group, entry_id, self._consumer, batch_id),
         )
 
@@ -247,5 +262,10 @@ def _strings(raw: bytes | None) -> list[str]:
 
 
 def _claim(reply: Any) -> Claim:
-    owned, marked, idle_ms = reply
-    return Claim(owned=int(owned) == 1, marked=int(marked) == 1, idle_ms=int(idle_ms))
+    owned, marked, idle_ms, *paused = reply
+    return Claim(
+        owned=int(owned) == 1,
+        marked=int(marked) == 1,
+        idle_ms=int(idle_ms),
+        paused=bool(paused) and int(paused[0]) == 1,
+    )

@@ -1,12 +1,15 @@
-"""The sender's memory of the WhatsApp messages it sent, so that a failure reported later
-(a `failed` status webhook) can be matched to its conversation and batch.
+"""The sender's memory of the messages it sent, so that a failure reported later (a WhatsApp
+`failed` status webhook) can be matched to its conversation and batch, and a Messenger or
+Instagram echo told apart from a human's (processor/takeover.py).
 
 One key per message id (`Keys.sent_message`), with an expiry: a status names only the
 message id, so the key must be found from that id alone, and a key of its own is the only
 layout that expires per message and works on Redis Cluster (each SET is a one-key command
 in the message id's own slot). The SETs ride in the same pipeline as the batch's finish
 step (SendStore.finish): remembering costs no round trip of its own and does not widen the
-gap between the last send and the mark.
+gap between the last send and the mark. Messenger and Instagram mids are remembered right
+after each send too (sender/takeover.py: SendMarks, for echoes that come within a second);
+the finish step remembers them once more, in case that first write failed.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from lull.common.coalesce import Command
 from lull.common.delivery import SentMessage
 from lull.common.keys import Keys
 
-# The failure reports lull handles are WhatsApp's `failed` statuses (Meta's status messages
-# webhook reference); ids of other platforms' messages would never be looked up.
-PLATFORMS = frozenset({"whatsapp"})
+# WhatsApp: `failed` statuses (Meta's status messages webhook reference); Messenger and
+# Instagram: message echoes (Meta's message_echoes reference) name the mid.
+PLATFORMS = frozenset({"whatsapp", "messenger", "instagram"})
 
 
 class SentIds:

@@ -6,10 +6,16 @@
 -- ARGV[1]  conversation key prefix {ns}:{s}:c: (the keys it names share KEYS' hash tag)
 -- ARGV[2]  grace ms          ARGV[3]  at most this many windows per call
 -- ARGV[4]  dedupe ttl s      ARGV[5]  1 to close every open window now (lull flush --all)
+-- ARGV[6]  pause key prefix  {ns}:{s}:pause:   ('' or absent: pauses are not looked at)
 --
 -- Returns {now_ms, next_deadline_ms or -1, open windows left, closed...} where each closed window is
--- {conversation, deadline_ms, messages, reason, seq}; messages 0 means emptied by unsends
--- (nothing emitted, no seq used).
+-- {conversation, deadline_ms, messages, reason, seq, paused}; messages 0 means emptied by unsends
+-- (nothing emitted, no seq used); paused 1 when the batch was stamped paused.
+--
+-- A batch closed while its conversation's pause key exists (common/lua/pause.lua: the key
+-- exists exactly while a human has the conversation) carries "paused": true. The stamp is in
+-- the batch itself, so the bot never answers it: not after the pause ends, a crash, a retry
+-- or a `lull dead replay`.
 --
 -- The window is read, emitted and reset in this one script: a window is emitted exactly
 -- once however many closers run. See window_apply.lua for the value layout.
@@ -21,6 +27,7 @@ local REASONS = {'gap', 'max_wait', 'max_messages', 'max_bytes', 'flush'}
 local due, out, seqs = KEYS[1], KEYS[2], KEYS[3]
 local prefix, grace_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl_s, all = tonumber(ARGV[4]), ARGV[5] == '1'
+local pause_prefix = ARGV[6] or ''
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -71,7 +78,7 @@ for _, conv in ipairs(ready) do
       messages[#messages + 1] = fields
       seen[#seen + 1] = '\29' .. math.floor(now / 1000) .. '\31M' .. fields[3] .. '\31'
     end
-    local seq = 0
+    local seq, paused = 0, 0
     if #messages > 0 then
       table.sort(messages, by_time_then_arrival)
       seq = redis.call('HINCRBY', seqs, conv, 1)
@@ -87,6 +94,10 @@ for _, conv in ipairs(ready) do
         if m[7] ~= '""' then texts[#texts + 1] = string.sub(m[7], 2, -2) end
       end
       local platform, account, user = string.match(conv, '^([^:]*):([^:]*):(.*)$')
+      local stamp = ''
+      if pause_prefix ~= '' and redis.call('EXISTS', pause_prefix .. conv) == 1 then
+        paused, stamp = 1, ',"paused":true'
+      end
       -- "version" is the bot contract's (lull.common.contract.VERSION, batch.schema.json).
       local batch = '{"batch_id":' .. cjson.encode(conv .. ':' .. seq) .. ',"seq":' .. seq ..
         ',"platform":' .. cjson.encode(platform) .. ',"account_id":' .. cjson.encode(account) ..
@@ -95,13 +106,15 @@ for _, conv in ipairs(ready) do
         table.concat(texts, '\\n') .. '","first_event_time":' .. string.format('%d', first_event) ..
         ',"last_event_time":' .. string.format('%d', last_event) ..
         ',"opened_at":' .. string.format('%d', opened_at) ..
-        ',"closed_at":' .. now .. ',"close_reason":"' .. REASONS[reason] .. '","version":1}'
+        ',"closed_at":' .. now .. ',"close_reason":"' .. REASONS[reason] .. '","version":1' ..
+        stamp .. '}'
       redis.call('XADD', out, '*', 'batch', batch)
     end
     local seen_text = table.concat(seen)
     redis.call('SET', key,
       struct.pack(HDR, 0, 0, 0, 0, 0, 0, 0, #seen_text, 1) .. seen_text, 'EX', ttl_s)
-    closed[#closed + 1] = {conv, string.format('%d', deadline), #messages, REASONS[reason], seq}
+    closed[#closed + 1] =
+      {conv, string.format('%d', deadline), #messages, REASONS[reason], seq, paused}
   end
 end
 

@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from lull.common.events import EDIT, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
+from lull.common.events import (
+    ECHO,
+    EDIT,
+    POSTBACK,
+    QUICK_REPLY,
+    STANDBY,
+    THREAD_PASSED,
+    THREAD_TAKEN,
+    UNSEND,
+    Event,
+    Parsed,
+    Turn,
+)
 from lull.processor.platforms._shared import (
     MALFORMED,
     change_name,
@@ -27,6 +39,11 @@ SpecialKind = Callable[[dict[str, Any], list[dict[str, Any]]], str | None]
 # Checked in this order: an item carries one action, but a postback may also hold a referral.
 _EVENT_KEYS = ("message", "message_edit", "postback", "reaction", "referral")
 _RECEIPT_KEYS = ("read", "delivery")
+# Handover Protocol (Meta's messaging_handovers reference): pass_thread_control reaches the
+# app the thread is passed to, take_thread_control the app it was taken from. Both name the
+# new and previous owner. request_thread_control (to the Primary Receiver: another app asks)
+# and app_roles change no owner: they are counted as ignored under their own names.
+_HANDOVER_KEYS = (THREAD_PASSED, THREAD_TAKEN)
 _HEAD_KEYS = frozenset(("sender", "recipient", "timestamp"))
 
 
@@ -46,7 +63,7 @@ def parse(doc: dict[str, Any]) -> Parsed:
 def parse_entries(doc: dict[str, Any], platform: str, special_kind: SpecialKind | None) -> Parsed:
     """Normalise the entry[] of a Messenger-shaped body, in body order."""
     parsed = Parsed()
-    events, ignored = parsed.events, parsed.ignored
+    ignored = parsed.ignored
     entries = list_at(doc, "entry")
     if entries is None:
         ignored.append((platform, MALFORMED))
@@ -58,35 +75,57 @@ def parse_entries(doc: dict[str, Any], platform: str, special_kind: SpecialKind 
         if "messaging" not in entry and "standby" not in entry and "changes" not in entry:
             ignored.append((platform, "unknown"))
             continue
-        for item in items_at(entry, "messaging", platform, ignored):
-            result = _item(item, platform, special_kind)
-            if isinstance(result, Event):
-                events.append(result)
-            else:
-                ignored.append((platform, result))
-        # Standby items belong to the app that holds the thread, not to this one.
-        standby = items_at(entry, "standby", platform, ignored)
-        ignored.extend([(platform, "standby")] * len(standby))
-        for change in items_at(entry, "changes", platform, ignored):
-            ignored.append((platform, change_name(change)))
+        _entry(entry, platform, special_kind, parsed)
     return parsed
 
 
-def _item(item: Any, platform: str, special_kind: SpecialKind | None) -> Event | str:
-    """The event one messaging[] item holds, or the kind it is ignored under."""
+def _entry(
+    entry: dict[str, Any], platform: str, special_kind: SpecialKind | None, parsed: Parsed
+) -> None:
+    """One entry's messaging[], standby[] and changes[] items, appended to parsed."""
+    events, ignored, turns = parsed.events, parsed.ignored, parsed.turns
+    for item in items_at(entry, "messaging", platform, ignored):
+        result = _item(item, platform, special_kind)
+        if isinstance(result, Event):
+            events.append(result)
+        elif isinstance(result, Turn):
+            turns.append(result)
+        else:
+            ignored.append((platform, result))
+    # Standby items reach the apps that do not hold the thread: another app (the Page Inbox,
+    # a CRM) has it, so lull's bot must not answer. The user's messages are still windowed
+    # (their batches are stamped paused and land in the history); an echo there is the
+    # other app's, a human turn.
+    for item in items_at(entry, "standby", platform, ignored):
+        result = _item(item, platform, special_kind)
+        if isinstance(result, str):
+            ignored.append((platform, STANDBY))
+            continue
+        turns.append(_standby(result))
+        if isinstance(result, Event):
+            events.append(result)
+        else:
+            turns.append(result)
+    for change in items_at(entry, "changes", platform, ignored):
+        ignored.append((platform, change_name(change)))
+
+
+def _item(item: Any, platform: str, special_kind: SpecialKind | None) -> Event | Turn | str:
+    """The event (or business-side turn) one messaging[] item holds, or the kind it is
+    ignored under."""
     if not isinstance(item, dict):
         return MALFORMED
     for key in _EVENT_KEYS:
         if key in item:
             break
     else:
-        return _ignored_key(item)
+        return _not_an_event(item, platform)
     body = dict_at(item, key)
     if body is None:
         return MALFORMED
     # Truthy rather than `is True`: taking our own reply for user input would loop the bot.
     if key == "message" and body.get("is_echo"):
-        return "echo"
+        return _echo(item, platform, body)
     head = _head(item)
     if head is None:
         return MALFORMED
@@ -105,6 +144,72 @@ def _item(item: Any, platform: str, special_kind: SpecialKind | None) -> Event |
         mid = f"reaction:{target}:{action}:{head.time_ms}"
         return _event(platform, head, item, "reaction", mid)
     return _event(platform, head, item, "referral", f"referral:{head.user_id}:{head.time_ms}")
+
+
+def _not_an_event(item: dict[str, Any], platform: str) -> Turn | str:
+    """A handover, or the kind an item without a user action is ignored under."""
+    for handover in _HANDOVER_KEYS:
+        if handover in item:
+            return _handover(item, platform, handover)
+    return _ignored_key(item)
+
+
+def _echo(item: dict[str, Any], platform: str, message: dict[str, Any]) -> Turn | str:
+    """A message the Page sent (Meta's message_echoes reference): sender is the Page,
+    recipient the user, `app_id` the app that sent it. Whether lull did is decided later."""
+    account_id = id_at(dict_at(item, "sender"), "id")
+    user_id = id_at(dict_at(item, "recipient"), "id")
+    time_ms = ms_at(item, "timestamp")
+    mid = id_at(message, "mid")
+    if account_id is None or user_id is None or time_ms is None or mid is None:
+        return ECHO
+    return Turn(
+        platform=platform,
+        account_id=account_id,
+        user_id=user_id,
+        kind=ECHO,
+        time_ms=time_ms,
+        mid=mid,
+        text=text_at(message, "text"),
+        app_id=_app_id(message.get("app_id")),
+    )
+
+
+def _handover(item: dict[str, Any], platform: str, key: str) -> Turn | str:
+    """A change of the thread's owner: sender is the user, recipient the Page."""
+    head = _head(item)
+    body = dict_at(item, key)
+    if head is None or body is None:
+        return MALFORMED
+    return Turn(
+        platform=platform,
+        account_id=head.account_id,
+        user_id=head.user_id,
+        kind=key,
+        time_ms=head.time_ms,
+        app_id=_app_id(body.get("new_owner_app_id")),
+        previous_app_id=_app_id(body.get("previous_owner_app_id")),
+    )
+
+
+def _standby(result: Event | Turn) -> Turn:
+    """The hold a standby item stands for, in its conversation."""
+    return Turn(
+        platform=result.platform,
+        account_id=result.account_id,
+        user_id=result.user_id,
+        kind=STANDBY,
+        time_ms=result.event_time_ms if isinstance(result, Event) else result.time_ms,
+    )
+
+
+def _app_id(value: Any) -> str:
+    """An app id as Meta writes it: a number in echoes, a string in handovers, or null."""
+    if type(value) is int and value >= 0:
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 32:
+        return value
+    return ""
 
 
 def _head(item: dict[str, Any]) -> _Head | None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from lull.common.delivery import DeliveryFailure
-from lull.common.events import EDIT, FLOW_REPLY, POSTBACK, QUICK_REPLY, UNSEND, Event, Parsed
+from lull.common.events import (
+    EDIT,
+    FLOW_REPLY,
+    POSTBACK,
+    QUICK_REPLY,
+    SMB_ECHO,
+    UNSEND,
+    Event,
+    Parsed,
+    Turn,
+)
 from lull.processor.platforms._shared import (
     MALFORMED,
     change_name,
@@ -47,6 +57,9 @@ def parse(doc: dict[str, Any]) -> Parsed:
 
 def _change(change: Any, parsed: Parsed) -> None:
     ignored = parsed.ignored
+    if isinstance(change, dict) and change.get("field") == "smb_message_echoes":
+        _echoes(change, parsed)
+        return
     if not isinstance(change, dict) or change.get("field") != "messages":
         ignored.append((PLATFORM, change_name(change)))
         return
@@ -135,6 +148,50 @@ def _message(message: Any, account_id: str | None) -> Event | str:
         attachments=attachments,
         raw=message,
         target_mid=target_mid,
+    )
+
+
+def _echoes(change: dict[str, Any], parsed: Parsed) -> None:
+    """A coexistence number's messages sent from the WhatsApp Business app or a linked device
+    (Meta's smb_message_echoes reference): value.message_echoes[] of {from: the business
+    number, to: the user, id, timestamp, type, <type>: {...}}. Cloud API sends are never
+    echoed there, so each is a human's turn."""
+    value = dict_at(change, "value")
+    account_id = id_at(dict_at(value, "metadata"), "phone_number_id")
+    if value is None or account_id is None:
+        parsed.ignored.append((PLATFORM, MALFORMED))
+        return
+    for echo in items_at(value, "message_echoes", PLATFORM, parsed.ignored):
+        turn = _echo(echo, account_id)
+        if turn is None:
+            parsed.ignored.append((PLATFORM, MALFORMED))
+        else:
+            parsed.turns.append(turn)
+
+
+def _echo(echo: Any, account_id: str) -> Turn | None:
+    if not isinstance(echo, dict):
+        return None
+    # `to` is the number as the business app addressed it ("+16505551234" in Meta's
+    # example) while an inbound message's `from` (the conversation's key) is the bare wa_id:
+    # digits only. A user without a phone number is named by their BSUID, as in messages.
+    to = id_at(echo, "to")
+    user_id = "".join(c for c in to if c.isdigit()) if to else id_at(echo, "to_user_id")
+    mid = id_at(echo, "id")
+    time_ms = seconds_as_ms_at(echo, "timestamp")
+    if not user_id or mid is None or time_ms is None:
+        return None
+    kind = id_at(echo, "type") or ""
+    body = dict_at(echo, kind) if kind else None
+    text = text_at(body, "body") if kind == "text" else text_at(body, "caption")
+    return Turn(
+        platform=PLATFORM,
+        account_id=account_id,
+        user_id=user_id,
+        kind=SMB_ECHO,
+        time_ms=time_ms,
+        mid=mid,
+        text=text,
     )
 
 

@@ -4,13 +4,16 @@
 --
 -- KEYS[1]  outbound stream  {ns}:{s}:out
 -- KEYS[2]  dead batches     {ns}:{s}:deadbatch   (batch_id -> id of the entry that died)
+-- KEYS[3]  pause (optional) {ns}:{s}:pause:<conversation>  (exists exactly while paused)
 -- ARGV[1]  group            ARGV[2]  entry id    ARGV[3]  consumer    ARGV[4]  batch id
 --
--- Returns {owned, marked, idle_ms}: owned is 1 when the entry is pending with this consumer
+-- Returns {owned, marked, idle_ms, paused}: owned is 1 when the entry is pending with this consumer
 -- (0 when another consumer claimed it or it was acknowledged); marked is 1 when the batch
 -- finished as dead in another entry and was not delivered since: this entry is a replay of
 -- it, to be delivered; idle_ms is how long the entry has been idle (0 when not owned): no
--- replica can claim it before claim_idle_ms - idle_ms from now.
+-- replica can claim it before claim_idle_ms - idle_ms from now; paused is 1 when KEYS[3] is
+-- given and the conversation is paused (a human has it), 0 otherwise. The pause rides this
+-- round trip: asked before the bot is called and right before a batch's first send.
 --
 -- A script and not a bare XPENDING: its reply then rides the sender's shared pipelines
 -- (redis-py cannot parse the range form of XPENDING there).
@@ -25,4 +28,8 @@ local died = redis.call('HGET', KEYS[2], ARGV[4])
 if died and died ~= ARGV[2] then
   marked = 1
 end
-return {owned, marked, idle_ms}
+local paused = 0
+if KEYS[3] ~= nil then
+  paused = redis.call('EXISTS', KEYS[3])
+end
+return {owned, marked, idle_ms, paused}

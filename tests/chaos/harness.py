@@ -109,8 +109,14 @@ class Harness:
             await asyncio.sleep(0.1)  # polling our own reader task, bounded above
         return left
 
-    async def evidence(self, load: LoadResult, sender_kills: Sequence[tuple[int, int]]) -> Evidence:
-        """What the fakes, the observer and the dead-letter stream recorded."""
+    async def evidence(
+        self,
+        load: LoadResult,
+        sender_kills: Sequence[tuple[int, int]],
+        humans: frozenset[str] = frozenset(),
+    ) -> Evidence:
+        """What the fakes, the observer and the dead-letter stream recorded; humans: the
+        conversations a human wrote in."""
         stack, config = self.stack, self.config
         return Evidence(
             accepted=load.accepted,
@@ -124,14 +130,20 @@ class Harness:
             max_open_ms=config.max_wait_ms + config.claim_idle_ms + config.claim_interval_ms
             + SLACK_MS,
             recovery_ms=RECOVERY_MS,
+            finished=await self._finished(),
+            human_conversations=humans,
         )  # fmt: skip
 
     async def settle_and_judge(
-        self, load: LoadResult, sender_kills: Sequence[tuple[int, int]], timeout_s: float
+        self,
+        load: LoadResult,
+        sender_kills: Sequence[tuple[int, int]],
+        timeout_s: float,
+        humans: frozenset[str] = frozenset(),
     ) -> Verdict:
         """Drain, then check the invariant; also fails on processes that crashed."""
         await self.settle(timeout_s)
-        verdict = judge(await self.evidence(load, sender_kills))
+        verdict = judge(await self.evidence(load, sender_kills, humans))
         crashes = self.stack.crashes()
         if crashes:
             verdict.problems.append(f"processes exited on their own: {crashes}")
@@ -145,6 +157,19 @@ class Harness:
                 assert batch_id is not None, f"a reply the bot never gave: {record}"
                 sends.append(Send(slot, batch_id, int(record["at_ms"])))
         return sends
+
+    async def _finished(self) -> dict[str, int]:
+        """Conversation -> the seq up to which the senders finished its batches: the only
+        witness of a batch finished `paused`, which reaches neither the bot nor Graph."""
+        client = connect(self.stack.redis.url, timeout_s=5)
+        finished: dict[str, int] = {}
+        try:
+            for shard in range(self.config.shards):
+                rows: Any = await client.hgetall(self.stack.keys.delivered(shard))
+                finished.update({text(k): int(v) for k, v in rows.items()})
+        finally:
+            await client.aclose()
+        return finished
 
     async def _dead(self) -> list[DeadLetter]:
         client = connect(self.stack.redis.url, timeout_s=5)

@@ -40,6 +40,8 @@ class Emitted:
     first_received_ms: int
     """The earliest ingest receive time of its messages (wall clock, ms)."""
     closed_at_ms: int
+    paused: bool = False
+    """Stamped by the close: a human had the conversation; the bot must never get it."""
 
 
 def emitted_of(stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Emitted:
@@ -55,6 +57,7 @@ def emitted_of(stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Emitte
         mids=tuple(m["mid"] for m in messages),
         first_received_ms=min(int(m["received_at"]) for m in messages),
         closed_at_ms=int(batch["closed_at"]),
+        paused=batch.get("paused") is True,
     )
 
 

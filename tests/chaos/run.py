@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.chaos.agent import ChaosAgent, ChaosLog, ChaosPlan
 from tests.chaos.harness import Harness
+from tests.chaos.humans import HumanPlan, HumanResult, run_humans
 from tests.chaos.load import LoadPlan, LoadResult, run_load
 from tests.chaos.stack import StackConfig
 from tests.chaos.verdict import Verdict
@@ -46,6 +47,7 @@ class ChaosRun:
 
     seed: int
     load: LoadResult
+    humans: HumanResult
     log: ChaosLog
     verdict: Verdict
     workdir: Path
@@ -56,7 +58,9 @@ class ChaosRun:
         v = self.verdict
         details = (
             f"chaos seed={self.seed} ({SEED_ENV}={self.seed} replays it) "
-            f"refused_posts={self.load.refused()} gap_resends={v.gap_resends} "
+            f"refused_posts={self.load.refused()} human_posts={len(self.humans.posts)} "
+            f"stamped_paused={v.stamped} "
+            f"gap_resends={v.gap_resends} "
             f"(killed {_spread(v.gap_kill_after_ms)} ms after the send; "
             f"{v.gap_resends_after_outage} with Redis down at the send) "
             f"longest_window_ms={v.longest_open_ms} windows_checked={v.checked_windows} "
@@ -77,19 +81,23 @@ async def chaos_run(
     drain_s: float = 30.0,
 ) -> ChaosRun:
     """Load for `seconds` with chaos alongside, then drain and judge."""
+    load = load or LoadPlan(seconds=seconds)
     async with Harness(workdir, stack or StackConfig()) as harness:
         stop = asyncio.Event()
         agent = ChaosAgent(harness.stack, harness.bot, seed, plan or chaos_plan())
         chaos = asyncio.create_task(agent.run(stop))
+        url = harness.stack.webhook_url
+        humans = asyncio.create_task(run_humans(HumanPlan(), load, url, seed, stop))
         try:
-            result = await run_load(
-                load or LoadPlan(seconds=seconds), harness.stack.webhook_url, seed
-            )
+            result = await run_load(load, url, seed)
         finally:
             stop.set()
             await chaos
-        verdict = await harness.settle_and_judge(result, agent.log.sender_kills, drain_s)
-    return ChaosRun(seed, result, agent.log, verdict, workdir)
+            human_result = await humans
+        verdict = await harness.settle_and_judge(
+            result, agent.log.sender_kills, drain_s, human_result.conversations
+        )
+    return ChaosRun(seed, result, human_result, agent.log, verdict, workdir)
 
 
 def _spread(values_ms: list[int]) -> str:

@@ -39,6 +39,9 @@ class StackConfig:
     claim_interval_ms: int = 300
     handler_timeout_ms: int = 1000
     graph_timeout_ms: int = 2000
+    human_pause_ms: int = 1500
+    """Short, so that the humans' pauses (tests/chaos/humans.py) come and go in the run."""
+    human_pause_max_ms: int = 6000
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def service_env(self, redis_url: str, namespace: str, handler_url: str) -> dict[str, str]:
@@ -69,6 +72,8 @@ class StackConfig:
             "LULL_SEND_MAX_ATTEMPTS": "100",
             "LULL_SEND_BACKOFF_BASE_MS": "50",
             "LULL_SEND_BACKOFF_MAX_MS": "500",
+            "LULL_HUMAN_PAUSE_MS": str(self.human_pause_ms),
+            "LULL_HUMAN_PAUSE_MAX_MS": str(self.human_pause_max_ms),
             **self.extra_env,
         }
 

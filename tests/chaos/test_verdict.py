@@ -40,7 +40,9 @@ def _clean() -> Evidence:
 def test_a_clean_run_has_no_problems_and_counts_right() -> None:
     v = judge(_clean())
     assert v.problems == []
-    assert v.summary_line() == "accepted=3 batches=2 delivered=2 duplicates=0 lost=0 dead=0"
+    assert v.summary_line() == (
+        "accepted=3 batches=2 delivered=2 duplicates=0 lost=0 dead=0 paused=0 paused_answered=0"
+    )
 
 
 def test_a_message_in_two_batches_is_a_duplicate() -> None:
@@ -165,3 +167,40 @@ def test_a_kill_while_redis_was_down_after_the_send_is_still_the_send_then_crash
     late = (first.slot, outage[1] + ev.recovery_ms + 1)
     v = judge(replace(ev, sends=[*ev.sends, resend], outages_ms=[outage], sender_kills=[late]))
     assert v.duplicates == 1
+
+
+def test_a_stamped_batch_finished_unanswered_is_paused_not_lost() -> None:
+    ev = _clean()
+    two = replace(ev.emitted[1], paused=True)
+    ev = replace(ev, emitted=[ev.emitted[0], two], receipts=ev.receipts[:1], sends=ev.sends[:1],
+                 finished={CONV: 2})  # fmt: skip
+    v = judge(ev)
+    assert v.problems == []
+    assert (v.paused, v.paused_answered, v.lost, v.delivered) == (1, 0, 0, 1)
+
+
+def test_a_stamped_batch_the_bot_got_breaks_the_takeover_invariant() -> None:
+    ev = _clean()
+    two = replace(ev.emitted[1], paused=True)
+    v = judge(replace(ev, emitted=[ev.emitted[0], two], finished={CONV: 2}))
+    assert v.paused_answered == 1
+    assert any("closed during a pause answered" in p for p in v.problems)
+
+
+def test_an_unstamped_batch_unanswered_needs_a_human_in_its_conversation() -> None:
+    ev = replace(_clean(), receipts=_clean().receipts[:1], sends=_clean().sends[:1],
+                 finished={CONV: 2})  # fmt: skip
+    v = judge(ev)
+    assert any("no human wrote in" in p for p in v.problems)
+    assert v.lost == 1
+    v = judge(replace(ev, human_conversations=frozenset({CONV})))
+    assert v.problems == [] and v.paused == 1
+
+
+def test_a_stamped_batch_not_finished_is_lost() -> None:
+    ev = _clean()
+    two = replace(ev.emitted[1], paused=True)
+    ev = replace(ev, emitted=[ev.emitted[0], two], receipts=ev.receipts[:1], sends=ev.sends[:1],
+                 finished={CONV: 1})  # fmt: skip
+    v = judge(ev)
+    assert v.lost == 1 and v.paused == 0

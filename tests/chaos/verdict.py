@@ -11,13 +11,18 @@
   excuse: the sender that sent is alive and knows it sent;
 - a conversation's batches carry seq 1..n and reach the bot and the Graph API in seq order;
 - no window stays open past max_wait + grace + claim_idle (plus the claim pass interval
-  and a slack for a loaded machine), except while Redis was down or recovering.
+  and a slack for a loaded machine), except while Redis was down or recovering;
+- human takeover: no batch closed during a pause (stamped "paused") ever reaches the bot or
+  the Graph API. A paused batch is finished without an answer, which counts as delivered
+  (paused), not lost, when its seq is finished; an unstamped batch may be finished
+  unanswered too (the pause began after its close: the sender asks before the bot and
+  before the first send), but only in a conversation a human wrote in.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tests.chaos.bot import Receipt
@@ -72,6 +77,10 @@ class Evidence:
     """The longest a window may stay open (first message received → batch closed)."""
     recovery_ms: int
     """The longest a service may take to work again after Redis is back (its backoff cap)."""
+    finished: Mapping[str, int] = field(default_factory=dict)
+    """Conversation -> the seq up to which the sender finished its batches (at the end)."""
+    human_conversations: frozenset[str] = frozenset()
+    """Conversations a human wrote in (an echo or smb echo ingest answered 200 for)."""
 
 
 @dataclass
@@ -84,6 +93,13 @@ class Verdict:
     duplicates: int = 0
     lost: int = 0
     dead: int = 0
+    paused: int = 0
+    """Batches finished without an answer because a human had the conversation."""
+    stamped: int = 0
+    """Batches closed during a pause (stamped paused); the rest of `paused` were paused by
+    the sender's own check (the pause began after their close)."""
+    paused_answered: int = 0
+    """Batches stamped paused that the bot got or the Graph API sent a reply for: must be 0."""
     gap_resends: int = 0
     gap_kill_after_ms: list[int] = field(default_factory=list)
     """For each gap resend: how long after the first send its sender was killed."""
@@ -97,7 +113,8 @@ class Verdict:
         """The line the issue asks for."""
         return (
             f"accepted={self.accepted} batches={self.batches} delivered={self.delivered} "
-            f"duplicates={self.duplicates} lost={self.lost} dead={self.dead}"
+            f"duplicates={self.duplicates} lost={self.lost} dead={self.dead} "
+            f"paused={self.paused} paused_answered={self.paused_answered}"
         )
 
     def problem(self, what: str, items: Iterable[object]) -> None:
@@ -147,7 +164,8 @@ def _check_delivery(ev: Evidence, v: Verdict, batches: dict[str, Emitted]) -> No
     answered = {s.batch_id for s in ev.sends}
     dead = {d.batch_id for d in ev.dead if d.batch_id is not None}
     v.delivered = len(batches.keys() & received & answered)
-    undelivered = sorted(batches.keys() - (received & answered) - dead)
+    paused = _check_paused(ev, v, batches, (received, answered, dead))
+    undelivered = sorted(batches.keys() - (received & answered) - dead - paused)
     v.lost += len(undelivered)
     v.problem("batches not delivered and not dead-lettered", undelivered)
     v.problem("batches the bot got that were never emitted", sorted(received - batches.keys()))
@@ -157,6 +175,40 @@ def _check_delivery(ev: Evidence, v: Verdict, batches: dict[str, Emitted]) -> No
         if emitted is not None and emitted.mids != receipt.mids:
             v.problem("the bot got a batch other than the one emitted", [receipt.batch_id])
     v.problem("dead letters", [(d.group, d.batch_id, d.reason) for d in ev.dead])
+
+
+def _check_paused(
+    ev: Evidence,
+    v: Verdict,
+    batches: dict[str, Emitted],
+    seen: tuple[set[str], set[str], set[str]],
+) -> set[str]:
+    """The batches finished paused; records stamped batches the bot got as problems. seen:
+    the batch ids the bot received, the Graph API answered, and dead-lettered."""
+    received, answered, dead = seen
+    stamped = {b for b, batch in batches.items() if batch.paused}
+    v.stamped = len(stamped)
+    reached = sorted(stamped & (received | answered))
+    v.paused_answered = len(reached)
+    v.problem("batches closed during a pause answered by the bot", reached)
+    unanswered = {
+        b
+        for b, batch in batches.items()
+        if b not in answered
+        and b not in dead
+        and batch.seq <= ev.finished.get(batch.conversation, 0)
+    }
+    paused = unanswered & (stamped | {b for b in unanswered if _human(ev, batches[b])})
+    v.paused = len(paused)
+    v.problem(
+        "batches finished unanswered in a conversation no human wrote in",
+        sorted(unanswered - paused),
+    )
+    return paused
+
+
+def _human(ev: Evidence, batch: Emitted) -> bool:
+    return batch.conversation in ev.human_conversations
 
 
 def _check_sends(ev: Evidence, v: Verdict) -> None:

@@ -91,3 +91,17 @@ def test_what_the_sender_cannot_use_is_refused_with_a_reason(
 ) -> None:
     with pytest.raises(ValueError, match=reason):
         Batch.decode(raw)
+
+
+def test_paused_is_optional_and_written_only_when_set() -> None:
+    doc = {
+        "batch_id": "messenger:p:u:1", "seq": 1, "platform": "messenger", "account_id": "p",
+        "user_id": "u", "conversation": "messenger:p:u", "messages": [],
+    }  # fmt: skip
+    old = Batch.from_dict(doc)  # written before the field existed
+    assert old.paused is False and "paused" not in old.to_dict()
+    stamped = Batch.from_dict({**doc, "paused": True})
+    assert stamped.paused is True and stamped.to_dict()["paused"] is True
+    assert Batch.decode(stamped.encode()).paused is True
+    # Only JSON true stamps a batch: a forged "yes" does not silence the bot.
+    assert Batch.from_dict({**doc, "paused": "yes"}).paused is False

@@ -38,6 +38,8 @@ def wa(kind: str, mid: str, dt_s: int, text: str = "", target: str | None = None
 
 
 EVENTS: dict[str, list[Row]] = {
+    # Another app holds the thread: the user's message is still windowed (TURNS: a hold).
+    "messenger/standby": [m("text", "m_standby_1", 10_000, "is anyone there?")],
     "messenger/text": [m("text", "m_text_1", 0, "hello, world!")],
     "messenger/attachments_image": [m("attachment", "m_attachments_image_1", 1000)],
     "messenger/quick_reply": [m("quick_reply", "m_quick_reply_1", 2000, "Red")],
@@ -125,11 +127,9 @@ EVENTS: dict[str, list[Row]] = {
 
 # A fixture not listed here ignores nothing.
 IGNORED: dict[str, list[tuple[str, str]]] = {
-    "messenger/echo": [("messenger", "echo")],
     "messenger/delivery": [("messenger", "delivery")],
     "messenger/read": [("messenger", "read")],
-    "messenger/standby": [("messenger", "standby")],
-    "instagram/echo": [("instagram", "echo")],
+    "messenger/request_thread_control": [("messenger", "request_thread_control")],
     "instagram/read": [("instagram", "read")],
     "instagram/comments_change": [("instagram", "change:comments")],
     "whatsapp/statuses_sent": [("whatsapp", "status")],
@@ -156,7 +156,48 @@ FAILURES: dict[str, list[Failure]] = {
          UNDELIVERABLE),
     ],
 }  # fmt: skip
-ALL = sorted(EVENTS.keys() | IGNORED.keys() | FAILURES.keys())
+# Business-side turns: (kind, conversation, mid, app_id, previous_app_id, text).
+TurnRow = tuple[str, str, str, str, str, str]
+LULL_APP, INBOX = "1517776481860111", "263902037430900"
+MSG, IGC = f"messenger:{PAGE}:{PSID}", f"instagram:{IG_ACCOUNT}:{IGSID}"
+TURNS: dict[str, list[TurnRow]] = {
+    "messenger/echo": [
+        ("echo", MSG, "m_echo_1", LULL_APP, "", "Thanks! Which colour would you like?")
+    ],
+    "messenger/echo_page_inbox": [
+        ("echo", MSG, "m_echo_page_inbox_1", INBOX, "",
+         "Hi, this is Ana from support. Let me check your order."),
+    ],
+    "instagram/echo": [("echo", IGC, "ig_echo_1", "", "", "Yes it is! Which size?")],
+    "instagram/echo_inbox": [
+        ("echo", IGC, "ig_echo_app_1", INBOX, "", "Our team will reply here shortly.")
+    ],
+    "messenger/take_thread_control": [
+        ("take_thread_control", MSG, "", INBOX, LULL_APP, "")
+    ],
+    "messenger/pass_thread_control": [
+        ("pass_thread_control", MSG, "", LULL_APP, INBOX, "")
+    ],
+    # A user's message in standby: windowed (EVENTS) and a hold.
+    "messenger/standby": [("standby", MSG, "", "", "", "")],
+    # Another app's echo in standby: a hold and a human turn.
+    "messenger/standby_echo": [
+        ("standby", MSG, "", "", "", ""),
+        ("echo", MSG, "m_standby_echo_1", INBOX, "", "I'm here, how can I help?"),
+    ],
+    "whatsapp/smb_message_echoes": [
+        ("smb_echo", f"whatsapp:{PHONE_ID}:{WA_ID}", "wamid.smb_message_echoes_1", "", "",
+         "Hi Sheena, it's Marco from the shop. Blue is back in stock."),
+    ],
+}  # fmt: skip
+ALL = sorted(EVENTS.keys() | IGNORED.keys() | FAILURES.keys() | TURNS.keys())
+
+
+def turns(parsed: Parsed) -> list[TurnRow]:
+    """The compared fields of each business-side turn."""
+    return [
+        (t.kind, t.conversation, t.mid, t.app_id, t.previous_app_id, t.text) for t in parsed.turns
+    ]
 
 
 def rows(parsed: Parsed) -> list[Row]:
@@ -190,6 +231,7 @@ def test_fixture(name: str) -> None:
     assert rows(parsed) == EVENTS.get(name, [])
     assert parsed.ignored == IGNORED.get(name, [])
     assert failures(parsed) == FAILURES.get(name, [])
+    assert turns(parsed) == TURNS.get(name, [])
     platform = name.split("/", maxsplit=1)[0]
     assert all(e.platform == platform for e in parsed.events)
 

@@ -106,7 +106,9 @@ async def test_every_fixture_body_is_processed_without_dead_letters(
     assert {b["platform"] for b in found} == {"messenger", "instagram", "whatsapp"}
     text = generate_latest(processor.registry).decode()
     assert 'lull_processor_ignored_total{kind="status",platform="whatsapp"}' in text
-    assert 'lull_processor_ignored_total{kind="echo",platform="messenger"}' in text
+    # Without LULL_META_APP_ID and with no remembered mids, every echo is a human's turn.
+    assert 'lull_processor_turns_total{outcome="human_echo",platform="messenger"}' in text
+    assert 'lull_processor_turns_total{outcome="smb_echo",platform="whatsapp"}' in text
 
 
 async def test_poison_entry_goes_to_dead_letters_and_the_group_flows(

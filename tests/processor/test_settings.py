@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lull.common.env import ConfigError, Env
-from lull.processor.settings import window_from_env
+from lull.processor.settings import takeover_from_env, window_from_env
 
 
 def _flush_on(value: str) -> frozenset[str]:
@@ -34,3 +34,15 @@ def test_flush_kinds_old_and_new(value: str, kinds: set[str]) -> None:
 def test_a_bad_flush_kind_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="LULL_FLUSH_ON"):
         _flush_on("post back!")
+
+
+def test_takeover_settings_default_and_a_bad_app_id_names_the_variable() -> None:
+    settings = takeover_from_env(Env({}))
+    assert settings.meta_app_id == ""
+    assert (settings.pause.quiet_ms, settings.pause.cap_ms) == (1_800_000, 86_400_000)
+    assert (settings.history_messages, settings.history_ttl_s) == (20, 86_400)
+    assert takeover_from_env(Env({"LULL_META_APP_ID": " 1517776481860111 "})).meta_app_id == (
+        "1517776481860111"
+    )
+    with pytest.raises(ConfigError, match="LULL_META_APP_ID"):
+        takeover_from_env(Env({"LULL_META_APP_ID": "my-app"}))

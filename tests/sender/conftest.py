@@ -78,9 +78,10 @@ async def emit(
     platform: str = "messenger",
     account: str = "p1",
     age_ms: int = 0,
+    paused: bool = False,
 ) -> dict[str, Any]:
     """Put a batch on its outbound stream as the processor's close script would; the user
-    wrote its message age_ms ago."""
+    wrote its message age_ms ago; paused: stamped as closed while a human had it."""
     conversation = f"{platform}:{account}:{user}"
     shard = keys.shard_of(conversation)
     mid = f"{user}-{seq}"
@@ -93,6 +94,8 @@ async def emit(
         "text": text, "first_event_time": t, "last_event_time": t, "opened_at": t,
         "closed_at": t, "close_reason": "gap", "version": 1,
     }  # fmt: skip
+    if paused:
+        batch["paused"] = True
     pipe = redis.pipeline(transaction=False)
     pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(batch)})
     pipe.hset(keys.seq(shard), conversation, seq)
