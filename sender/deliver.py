@@ -273,7 +273,7 @@ class Deliverer:
         if not job.replay and time.monotonic() < job.safe_until:
             return None
         asked_at = time.monotonic()
-        claim = await self.store.check(job.shard, job.entry.id, job.batch.batch_id)
+        claim = await self.store.check(job.shard, job.entry.id, job.batch)
         if not claim.owned:
             self.progress.forget(job.batch.batch_id)
             return _Stop(self._taken_over(job.entry))
@@ -327,7 +327,7 @@ class Deliverer:
             batch=batch,
             history_items=items,
             keep=settings.history_messages,
-            ttl_s=settings.history_ttl_s,
+            ttl_s=settings.conversation_ttl_s,
             also=remember,
         )
         self.progress.forget(batch.batch_id)
@@ -374,7 +374,7 @@ class Deliverer:
             batch=batch,
             history_items=[],
             keep=0,
-            ttl_s=1,
+            ttl_s=self.settings.conversation_ttl_s,
             dead=True,
         )
 

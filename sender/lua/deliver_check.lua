@@ -2,9 +2,11 @@
 -- and before each Graph API send, so a replica that stalled past claim_idle_ms (GC pause,
 -- SIGSTOP, a slow bot) does not send what the replica that claimed the entry sends too.
 --
--- KEYS[1]  outbound stream  {ns}:{s}:out
--- KEYS[2]  dead batches     {ns}:{s}:deadbatch   (batch_id -> id of the entry that died)
+-- KEYS[1]  outbound stream     {ns}:{s}:out
+-- KEYS[2]  conversation state  {ns}:{s}:cs:<conversation>  (field deadbatch:<seq>)
+-- KEYS[3]  0.1 dead batches    {ns}:{s}:deadbatch          (batch_id -> entry; upgrade)
 -- ARGV[1]  group            ARGV[2]  entry id    ARGV[3]  consumer    ARGV[4]  batch id
+-- ARGV[5]  seq
 --
 -- Returns {owned, marked, idle_ms}: owned is 1 when the entry is pending with this consumer
 -- (0 when another consumer claimed it or it was acknowledged); marked is 1 when the batch
@@ -21,7 +23,8 @@ if pending[1] ~= nil and pending[1][2] == ARGV[3] then
   owned, idle_ms = 1, pending[1][3]
 end
 local marked = 0
-local died = redis.call('HGET', KEYS[2], ARGV[4])
+local died = redis.call('HGET', KEYS[2], 'deadbatch:' .. ARGV[5]) or
+  redis.call('HGET', KEYS[3], ARGV[4])
 if died and died ~= ARGV[2] then
   marked = 1
 end

@@ -79,8 +79,8 @@ async def emit(
     account: str = "p1",
     age_ms: int = 0,
 ) -> dict[str, Any]:
-    """Put a batch on its outbound stream as the processor's close script would; the user
-    wrote its message age_ms ago."""
+    """Put a batch on its outbound stream as the processor's close script would (in a life
+    whose seq starts at 0); the user wrote its message age_ms ago."""
     conversation = f"{platform}:{account}:{user}"
     shard = keys.shard_of(conversation)
     mid = f"{user}-{seq}"
@@ -95,7 +95,9 @@ async def emit(
     }  # fmt: skip
     pipe = redis.pipeline(transaction=False)
     pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(batch)})
-    pipe.hset(keys.seq(shard), conversation, seq)
+    state = keys.conversation_state(conversation)
+    pipe.hsetnx(state, "delivered", 0)
+    pipe.hset(state, "seq", seq)
     await pipe.execute()
     return batch
 
