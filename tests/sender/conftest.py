@@ -109,3 +109,14 @@ def sent_texts(graph: FakeGraph) -> list[tuple[str, str]]:
         for s in graph.sent
         if "messaging_product" not in s["payload"]
     ]
+
+
+async def dead_marks(redis: aioredis.Redis, keys: Keys, *batches: dict[str, Any]) -> set[str]:
+    """The batch ids of these batches that are marked finished as dead (a replay of them is
+    delivered): a field of their conversation's state."""
+    marked: set[str] = set()
+    for batch in batches:
+        state = keys.conversation_state(batch["conversation"])
+        if await redis.hexists(state, keys.dead_batch_field(batch["seq"])):
+            marked.add(batch["batch_id"])
+    return marked
