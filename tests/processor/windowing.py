@@ -63,7 +63,9 @@ async def life_seqs(client: aioredis.Redis, keys: Keys, found: list[dict[str, An
     """Each batch's seq counted from its conversation's life (1, 2, 3 ...): a life's seq
     starts at a base from the Redis clock, which is its delivered seq until a sender runs."""
     bases = {
-        conversation: int(await client.hget(keys.conversation_state(conversation), "delivered"))
+        conversation: int(
+            await client.hget(keys.conversation_state(conversation), "delivered") or -1
+        )
         for conversation in {b["conversation"] for b in found}
     }
     return [b["seq"] - bases[b["conversation"]] for b in found]

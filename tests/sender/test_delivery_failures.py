@@ -113,7 +113,7 @@ async def test_failed_reply_is_matched_counted_once_and_shown_to_the_bot(
     assert processor.registry.get_sample_value(FAILURES, labels) == 1
     [logged] = [entry for entry in logs if entry["event"] == "reply not delivered"]
     # The first batch of the conversation's life, whose seq starts at a base from the clock.
-    delivered = int(await redis.hget(keys.conversation_state(CONVERSATION), "delivered"))
+    delivered = int(await redis.hget(keys.conversation_state(CONVERSATION), "delivered") or -1)
     assert (logged["conversation"], logged["seq"], logged["code"]) == (
         CONVERSATION,
         delivered,
