@@ -74,8 +74,8 @@ class Lifetime:
         return [
             f"conversation state, {CONVERSATIONS:,} finished conversations, MEMORY USAGE of the "
             f"namespace's keys but the streams: live {self.live_bytes:.0f} B/conversation, "
-            f"after expiry ({TTL_S} s TTL, gone {self.expired_after_s:.1f} s after the last "
-            f"write) {self.expired_bytes:.0f} B",
+            f"after expiry ({TTL_S} s TTL, all gone {self.expired_after_s:.1f} s after the run's "
+            f"last write) {self.expired_bytes:.0f} B",
             "  live, by key: "
             + ", ".join(f"{kind} {size:.0f} B" for kind, size in self.by_kind.items()),
             f"  0.1's layout, same conversations: live {self.old_live_bytes:.0f} "
