@@ -35,10 +35,12 @@ local function clock_ms()
   return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 end
 
--- Make sure the state hash exists: moved from 0.1's shard-wide hashes, or a new life based
--- on now_ms. Returns 'kept', 'moved' or 'new'.
+-- Make sure the state hash has a life (seq and delivered, always written together): moved
+-- from 0.1's shard-wide hashes, or a new life based on now_ms. Returns 'kept', 'moved' or
+-- 'new'. A life is known by its delivered field, not by the hash: a field some other step
+-- wrote alone does not make one.
 local function ensure_life(state, conv, now_ms, legacy_seq, legacy_delivered, legacy_dead_seq)
-  if redis.call('EXISTS', state) == 1 then
+  if redis.call('HEXISTS', state, 'delivered') == 1 then
     return 'kept'
   end
   local old_seq = redis.call('HGET', legacy_seq, conv)
