@@ -11,6 +11,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from lull.common.consumer import Entry
 from lull.common.keys import Keys
 from lull.dev.fake_graph import FakeGraph
 from lull.processor.app import Processor
@@ -224,3 +225,27 @@ async def test_upgrade_when_the_sender_writes_first_moves_the_conversation_too(
     await turn(redis, processor, sender, "m8", "eight")
     assert (await outbound_batches(redis, keys))[-1]["seq"] == 8
     assert [text for _, text in sent_texts(graph)] == ["seven", "eight"]
+
+
+async def test_a_dead_mark_lives_and_expires_with_the_conversation(
+    redis: aioredis.Redis, processor: Processor, make_sender: MakeSender, graph: FakeGraph
+) -> None:
+    sender = await make_sender()
+    keys = processor.keys
+    await say(redis, keys, "m1", "died")
+    assert await processor.drain() == 1
+    [(entry_id, fields)] = cast(Entries, await redis.xrange(keys.outbound(0)))
+    batch = orjson.loads(fields[b"batch"])
+    # Dead-lettered (say, claimed too often): finished as dead, marked in the state hash.
+    await sender.deliverer.mark_dead(Entry(keys.outbound(0), entry_id.decode(), fields, 6))
+    state_key = keys.conversation_state(CONVERSATION)
+    assert await redis.hget(state_key, keys.dead_batch_field(batch["seq"])) == entry_id
+    assert await redis.ttl(state_key) > 0
+    await expire_now(redis, keys)
+    # Replayed after its conversation's state expired: nothing tells whether it was
+    # answered, so it is skipped, never answered twice.
+    await redis.xadd(keys.outbound(0), {"batch": orjson.dumps(batch)})
+    await sender.drain()
+    assert sent_texts(graph) == []
+    await turn(redis, processor, sender, "m2", "a new life")
+    assert sent_texts(graph) == [("u1", "a new life")]
