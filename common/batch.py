@@ -79,7 +79,9 @@ class Batch:
     batch_id: str
     """`<conversation>:<seq>`: what a bot dedupes retries by."""
     seq: int
-    """1, 2, 3 … per conversation; delivered in this order."""
+    """Consecutive per conversation, delivered in this order. A conversation's state expires
+    after LULL_CONVERSATION_TTL_S idle; each new life starts above a base from the Redis
+    clock in ms (so seq is not 1 at first and never repeats an earlier life's)."""
     platform: str
     account_id: str
     """Page id, Instagram account id or WhatsApp phone number id."""

@@ -106,17 +106,23 @@ async def read_conversation(
     pause_key = keys.pause(conversation)
     pipe = client.pipeline(transaction=False)
     pipe.getrange(keys.conversation(conversation), 0, WINDOW_HEADER.size - 1)
+    pipe.hmget(keys.conversation_state(conversation), "seq", "delivered", "user_last_ms")
+    # A conversation 0.1 knew and 0.2 has not touched yet keeps its seqs in 0.1's hashes.
     pipe.hget(keys.seq(shard), conversation)
     pipe.hget(keys.delivered(shard), conversation)
     pipe.hgetall(pause_key)
     pipe.pttl(pause_key)
     pipe.lrange(keys.outcomes(conversation), 0, -1)
     pipe.lrange(keys.history(conversation), -1000, -1)
-    header, seq, delivered, pause_fields, pause_ttl_ms, outcomes, history = await pipe.execute()
+    replies = await pipe.execute()
+    header, (seq, delivered, user_last_ms), old_seq, old_delivered, *rest = replies
+    pause_fields, pause_ttl_ms, outcomes, history = rest
+    if seq is None and delivered is None:
+        seq, delivered = old_seq, old_delivered
     window = _window(header)
     decoded = (OutcomeRecord.decode(item, conversation) for item in outcomes)
     records = [record for record in decoded if record is not None]
-    last_ms, source = _last_user_message(window, records, history)
+    last_ms, source = _last_user_message(window, int(user_last_ms or 0), records, history)
     return ConversationState(
         conversation=conversation,
         read_at_ms=int(time.time() * 1000),
@@ -147,12 +153,18 @@ def _window(header: bytes) -> OpenWindow | None:
 
 
 def _last_user_message(
-    window: OpenWindow | None, records: list[OutcomeRecord], history: list[bytes]
+    window: OpenWindow | None,
+    state_ms: int,
+    records: list[OutcomeRecord],
+    history: list[bytes],
 ) -> tuple[int | None, str]:
-    """The user's newest message time: the open window's, else the newest finished batch's,
-    else the newest user item of the history (nothing records it on its own yet)."""
+    """The user's newest message time: the open window's, else the one the close script
+    recorded in the conversation's state (user_last_ms), else the newest finished batch's,
+    else the newest user item of the history (a conversation 0.2 has not closed a batch of)."""
     if window is not None and window.last_event_ms > 0:
         return window.last_event_ms, "window"
+    if state_ms > 0:
+        return state_ms, "state"
     for record in records:
         if record.last_user_message_ms > 0:
             return record.last_user_message_ms, "batch"

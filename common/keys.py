@@ -53,8 +53,44 @@ class Keys:
         """Sorted set of a shard's open windows, scored by deadline (ms, Redis clock)."""
         return f"{self.tag(shard)}:due"
 
+    def conversation_state(self, conversation: str) -> str:
+        """Hash of what lull keeps about a conversation between its batches; every write
+        refreshes its expiry, so it goes LULL_CONVERSATION_TTL_S after the last batch.
+
+        Fields (written by processor/lua/window_close.lua and sender/lua/deliver_mark.lua,
+        created by common/lua/conversation_life.lua):
+        - `seq`: seq of the conversation's newest emitted batch. A new life (no hash) starts
+          at a base from the Redis clock in ms, not at 0 (conversation_life.lua says why).
+        - `delivered`: seq of its newest finished batch; starts at the same base.
+        - `deadseq:<seq>`: 1 for a batch dead-lettered before its turn, counted as finished
+          when delivered reaches it.
+        - `deadbatch:<seq>`: id of the entry in which batch <seq> finished as dead, while
+          not delivered since: a replay of it (`lull dead replay`) is delivered.
+        - `user_last_ms`: Redis-clock ms of the user's newest message in an emitted batch
+          (the start of Meta's 24-hour reply window).
+        """
+        return self.conversation_state_prefix(self.shard_of(conversation)) + conversation
+
+    def conversation_state_prefix(self, shard: int) -> str:
+        """Prefix of the conversation state hashes of a shard (the close script appends names)."""
+        return f"{self.tag(shard)}:cs:"
+
+    @staticmethod
+    def dead_seq_field(seq: int) -> str:
+        """Field of conversation_state marking batch seq dead before its turn."""
+        return f"deadseq:{seq}"
+
+    @staticmethod
+    def dead_batch_field(seq: int) -> str:
+        """Field of conversation_state marking batch seq finished as dead (replayable)."""
+        return f"deadbatch:{seq}"
+
     def seq(self, shard: int) -> str:
-        """Hash of a shard's conversations to the seq of their last emitted batch."""
+        """0.1's hash of a shard's conversations to the seq of their last emitted batch.
+
+        0.1's four shard-wide hashes (seq, delivered, dead_seqs, dead_batches) never
+        shrank; 0.2 only reads them to move a conversation's fields into its
+        conversation_state (the upgrade) and clears what it moved."""
         return f"{self.tag(shard)}:seq"
 
     def shard_of_outbound(self, stream: str) -> int:
@@ -62,16 +98,17 @@ class Keys:
         return self.all_outbound().index(stream)
 
     def delivered(self, shard: int) -> str:
-        """Hash of a shard's conversations to the seq of their last finished batch."""
+        """0.1's hash of a shard's conversations to the seq of their last finished batch."""
         return f"{self.tag(shard)}:delivered"
 
     def dead_seqs(self, shard: int) -> str:
-        """Hash of "<conversation>|<seq>" for batches dead-lettered before their turn."""
+        """0.1's hash of "<conversation>|<seq>" for batches dead-lettered before their turn."""
         return f"{self.tag(shard)}:deadseq"
 
     def dead_batches(self, shard: int) -> str:
-        """Hash of batch_id -> id of the entry that died, for batches finished as dead and not
-        delivered since: a replay of one of them is delivered, not skipped as a duplicate."""
+        """0.1's hash of batch_id -> id of the entry that died, for batches finished as dead and
+        not delivered since: a replay of one of them is delivered, not skipped as a duplicate.
+        Still read and cleared by batch id (never written) until its marks are used up."""
         return f"{self.tag(shard)}:deadbatch"
 
     def send_state(self, shard: int, batch_id: str) -> str:
@@ -79,8 +116,13 @@ class Keys:
         return f"{self.tag(shard)}:send:{batch_id}"
 
     def history(self, conversation: str) -> str:
-        """Capped list of a conversation's recent user messages and bot replies."""
-        return f"{self.tag(self.shard_of(conversation))}:h:{conversation}"
+        """Capped list of a conversation's recent user messages and bot replies; expires
+        with conversation_state."""
+        return self.history_prefix(self.shard_of(conversation)) + conversation
+
+    def history_prefix(self, shard: int) -> str:
+        """Prefix of the history lists of a shard (the close script appends names)."""
+        return f"{self.tag(shard)}:h:"
 
     def outcomes(self, conversation: str) -> str:
         """Capped list of a conversation's last finished batches, newest first (lull

@@ -20,6 +20,9 @@ from redis.typing import EncodableT
 
 from lull.common.redis_conn import RedisClient
 
+LIFE_PRELUDE = ("common", "conversation_life")
+"""Functions of the scripts that write a conversation's state (common/lua/conversation_life.lua)."""
+
 Command = tuple[EncodableT, ...]
 """One Redis command as its words: ("EVALSHA", sha, numkeys, *keys, *args)."""
 
@@ -46,9 +49,12 @@ class LuaScript:
     sha: str
 
     @classmethod
-    def read(cls, package: str, name: str) -> LuaScript:
-        """`<package>/lua/<name>.lua`, read now."""
+    def read(cls, package: str, name: str, *, prelude: tuple[str, str] | None = None) -> LuaScript:
+        """`<package>/lua/<name>.lua`, read now; prelude (package, name) names a file of
+        functions that several scripts share, put before the script's own text."""
         source = read_lua(package, name)
+        if prelude is not None:
+            source = read_lua(*prelude) + "\n" + source
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id, not security)
         return cls(name, source, sha)
 

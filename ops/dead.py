@@ -8,8 +8,11 @@ has applied; the sender delivers a dead batch's replay once, then skips copies a
 duplicates), and never loses one. The two streams are in different hash slots on Redis
 Cluster, so they are two commands, not one MULTI.
 
-The sender remembers the batches it finished as dead (Keys.dead_batches) so that their
-replay is delivered; dropping a sender letter removes that mark too.
+The sender remembers the batches it finished as dead (a field of the conversation's state,
+Keys.dead_batch_field; 0.1's marks in Keys.dead_batches until used) so that their replay is
+delivered; dropping a sender letter removes that mark too. The mark expires with the
+conversation's state (LULL_CONVERSATION_TTL_S): a letter replayed later is skipped as a
+duplicate, since nothing tells any more whether it was answered.
 """
 
 from __future__ import annotations
@@ -172,11 +175,13 @@ class DeadLetters:
     async def marked(self, letter: DeadLetter) -> bool | None:
         """For a sender letter: is its batch marked dead (a replay will be delivered)?
         None for other letters."""
-        where = self._mark(letter)
-        if where is None:
+        marks = self._marks(letter)
+        if marks is None:
             return None
-        key, batch_id = where
-        return bool(await self._client.hexists(key, batch_id))
+        pipe = self._client.pipeline(transaction=False)
+        for key, name in marks:
+            pipe.hexists(key, name)
+        return any(await pipe.execute())
 
     async def replay(self, letters: Sequence[DeadLetter]) -> Replayed:
         """XADD each letter's original fields to its source stream, then XDEL the letter."""
@@ -207,9 +212,8 @@ class DeadLetters:
         """XDEL the letter, then forget the sender's dead mark of its batch; False if gone."""
         if not await self._client.xdel(self._stream, letter.id):
             return False
-        where = self._mark(letter)
-        if where is not None:
-            await self._client.hdel(*where)
+        for key, name in self._marks(letter) or []:
+            await self._client.hdel(key, name)
         return True
 
     def target(self, letter: DeadLetter) -> str | None:
@@ -217,14 +221,20 @@ class DeadLetters:
         known = {self._keys.inbound(), *self._keys.all_outbound()}
         return letter.source if letter.source in known else None
 
-    def _mark(self, letter: DeadLetter) -> tuple[str, str] | None:
-        """(dead batches hash, batch id) of a sender letter; None for other letters."""
+    def _marks(self, letter: DeadLetter) -> list[tuple[str, str]] | None:
+        """(hash, field) where a sender letter's batch may be marked dead: its conversation's
+        state, and 0.1's shard-wide hash; None for other letters."""
         batch = letter.batch()
         outbound = self._keys.all_outbound()
         if batch is None or letter.source not in outbound:
             return None
         shard = outbound.index(letter.source)
-        return self._keys.dead_batches(shard), batch["batch_id"]
+        keys = self._keys
+        marks = [(keys.dead_batches(shard), str(batch["batch_id"]))]
+        conversation, seq = batch.get("conversation"), batch.get("seq")
+        if isinstance(conversation, str) and isinstance(seq, int):
+            marks.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
+        return marks
 
     def _ready(
         self, letters: Sequence[DeadLetter], result: Replayed
@@ -247,18 +257,21 @@ class DeadLetters:
         ready = self._ready(letters, result)
         if not ready:
             return
-        marks = [(letter, where) for letter, _ in ready if (where := self._mark(letter))]
+        marks = [(letter, where) for letter, _ in ready if (where := self._marks(letter))]
         pipe = self._client.pipeline(transaction=False)
         for _, where in marks:
-            pipe.hexists(*where)
+            for key, name in where:
+                pipe.hexists(key, name)
         for letter, target in ready:
             pipe.xadd(target, _widened(letter.payload))
         answers: list[Any] = await pipe.execute(raise_on_error=False)
-        for (letter, _), answer in zip(marks, answers, strict=False):
-            if answer is not True:
+        at = 0
+        for letter, where in marks:
+            if not any(answer is True for answer in answers[at : at + len(where)]):
                 result.skipped.append(letter)
+            at += len(where)
         added: list[tuple[DeadLetter, str]] = []
-        for (letter, _), answer in zip(ready, answers[len(marks) :], strict=True):
+        for (letter, _), answer in zip(ready, answers[at:], strict=True):
             if isinstance(answer, Exception):
                 result.refused.append((letter, f"XADD failed: {answer}"))
             else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lull.common.env import ConfigError, Env
 from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
+from lull.common.lifetime import DEDUPE_HORIZON, conversation_ttl_from_env, require_outlasts
 from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, GroupSettings, group_from_env
 
@@ -50,6 +51,8 @@ class WindowSettings:
     max_skew_ms: int
     flush_on: frozenset[str]
     dedupe_ttl_s: int
+    conversation_ttl_s: int
+    """How long a conversation's seq and history outlive its last batch (common/lifetime.py)."""
 
 
 @dataclass(frozen=True)
@@ -62,17 +65,17 @@ class TakeoverSettings:
     pause: PauseSettings
     history_messages: int
     """LULL_HISTORY_MESSAGES, as the sender reads it: a human's message joins the history."""
-    history_ttl_s: int
-    """LULL_HISTORY_TTL_S, as the sender reads it."""
+    conversation_ttl_s: int
+    """LULL_CONVERSATION_TTL_S: the history a human's message joins lives this long."""
 
 
 def takeover_from_env(env: Env) -> TakeoverSettings:
-    """LULL_META_APP_ID, the pause settings and the two history settings the sender shares."""
+    """LULL_META_APP_ID, the pause settings and the history settings the sender shares."""
     return TakeoverSettings(
         meta_app_id=env.parsed("LULL_META_APP_ID", "", _app_id, "a Meta app id (digits)"),
         pause=PauseSettings.from_env(env),
         history_messages=env.integer("LULL_HISTORY_MESSAGES", 20, minimum=0, maximum=1000),
-        history_ttl_s=env.integer("LULL_HISTORY_TTL_S", 86_400, minimum=1),
+        conversation_ttl_s=conversation_ttl_from_env(env),
     )
 
 
@@ -115,6 +118,9 @@ def window_from_env(env: Env) -> WindowSettings:
     max_wait_ms = env.integer("LULL_MAX_WAIT_MS", 30_000, minimum=1, maximum=DAY_S * 1000)
     if max_wait_ms < window_ms:
         raise ConfigError("LULL_MAX_WAIT_MS", str(max_wait_ms), f">= LULL_WINDOW_MS ({window_ms})")
+    dedupe_ttl_s = env.integer("LULL_DEDUPE_TTL_S", DEDUPE_TTL_S, minimum=60, maximum=30 * DAY_S)
+    conversation_ttl_s = conversation_ttl_from_env(env)
+    require_outlasts(conversation_ttl_s, dedupe_ttl_s * 1000, DEDUPE_HORIZON)
     return WindowSettings(
         mode=env.choice("LULL_WINDOW_MODE", "sliding", WINDOW_MODES),
         window_ms=window_ms,
@@ -132,5 +138,6 @@ def window_from_env(env: Env) -> WindowSettings:
             _kinds,
             "comma-separated event kinds, e.g. postback,quick_reply, or none",
         ),
-        dedupe_ttl_s=env.integer("LULL_DEDUPE_TTL_S", DEDUPE_TTL_S, minimum=60, maximum=30 * DAY_S),
+        dedupe_ttl_s=dedupe_ttl_s,
+        conversation_ttl_s=conversation_ttl_s,
     )

@@ -227,7 +227,7 @@ class Takeover:
         await self._history.call(
             self._client,
             (keys.history(turn.conversation), keys.human_seen(turn.conversation, turn.mid)),
-            (settings.history_messages, settings.history_ttl_s, item),
+            (settings.history_messages, settings.conversation_ttl_s, item),
         )
 
 

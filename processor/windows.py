@@ -11,7 +11,7 @@ from redis.typing import EncodableT
 
 from lull.common.events import Event
 from lull.common.keys import Keys
-from lull.common.lua import LuaScript, is_noscript
+from lull.common.lua import LIFE_PRELUDE, LuaScript, is_noscript
 from lull.common.redis_conn import RedisClient
 from lull.processor.settings import WindowSettings
 
@@ -61,7 +61,7 @@ class WindowStore:
         self._keys = keys
         self._settings = settings
         self._apply = LuaScript.read("processor", "window_apply")
-        self._close = LuaScript.read("processor", "window_close")
+        self._close = LuaScript.read("processor", "window_close", prelude=LIFE_PRELUDE)
         self._flush = LuaScript.read("processor", "window_flush")
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
@@ -134,12 +134,16 @@ class WindowStore:
     async def close_due(self, shard: int, limit: int, *, everything: bool = False) -> CloseResult:
         """Close up to limit due windows of a shard (every open one when everything)."""
         keys = self._keys
+        settings = self._settings
         args = (
-            keys.conversation_prefix(shard), self._settings.grace_ms, limit,
-            self._settings.dedupe_ttl_s, 1 if everything else 0, keys.pause_prefix(shard),
+            keys.conversation_prefix(shard), settings.grace_ms, limit,
+            settings.dedupe_ttl_s, 1 if everything else 0,
+            keys.conversation_state_prefix(shard), keys.history_prefix(shard),
+            settings.conversation_ttl_s, keys.pause_prefix(shard),
         )  # fmt: skip
+        legacy = (keys.seq(shard), keys.delivered(shard), keys.dead_seqs(shard))
         raw = await self._close.call(
-            self._client, (keys.due(shard), keys.outbound(shard), keys.seq(shard)), args
+            self._client, (keys.due(shard), keys.outbound(shard), *legacy), args
         )
         now_ms, next_deadline, open_windows, *closed = raw
         return CloseResult(

@@ -299,7 +299,7 @@ class Deliverer:
             return None
         asked_at = time.monotonic()
         conversation = job.batch.conversation if pause else None
-        claim = await self.store.check(job.shard, job.entry.id, job.batch.batch_id, conversation)
+        claim = await self.store.check(job.shard, job.entry.id, job.batch, conversation)
         if not claim.owned:
             self.progress.forget(job.batch.batch_id)
             return _Stop(self._taken_over(job.entry))
@@ -359,7 +359,7 @@ class Deliverer:
             batch=batch,
             history_items=items,
             keep=settings.history_messages,
-            ttl_s=settings.history_ttl_s,
+            ttl_s=settings.conversation_ttl_s,
             also=remember,
         )
         self.progress.forget(batch.batch_id)
@@ -404,13 +404,13 @@ class Deliverer:
             batch=batch,
             history_items=[],
             keep=0,
-            ttl_s=1,
+            ttl_s=self.settings.conversation_ttl_s,
             dead=True,
             also=self._outcome(batch, "dead", 0),
         )
 
     def _outcome(self, batch: Batch, outcome: str, replies: int) -> list[Command]:
-        keep, ttl_s = self.settings.outcomes_kept, self.settings.history_ttl_s
+        keep, ttl_s = self.settings.outcomes_kept, self.settings.conversation_ttl_s
         return outcome_commands(self.keys, batch, outcome, replies, keep=keep, ttl_s=ttl_s)
 
 

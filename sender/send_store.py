@@ -13,7 +13,7 @@ from redis.typing import EncodableT, FieldT
 from lull.common.batch import Batch
 from lull.common.coalesce import Coalescer, Command
 from lull.common.keys import Keys
-from lull.common.lua import LuaScript, is_noscript
+from lull.common.lua import LIFE_PRELUDE, LuaScript, is_noscript
 from lull.common.redis_conn import RedisClient
 from lull.sender.graph import GraphRequest
 
@@ -110,6 +110,9 @@ class Loaded:
     """What one round trip tells about a batch before it is handled."""
 
     delivered_seq: int
+    """The conversation's newest finished seq. With no state at all (it expired: the batch
+    is older than every retry horizon, common/lifetime.py) the batch's own seq: it counts as
+    finished, skipped as a duplicate unless it is a marked replay."""
     state: SendState
     claim: Claim
     history: list[Any] = field(default_factory=list)
@@ -124,7 +127,7 @@ class SendStore:
         self._group = group
         self._consumer = consumer
         self._batched = Coalescer(client)
-        self._mark = LuaScript.read("sender", "deliver_mark")
+        self._mark = LuaScript.read("sender", "deliver_mark", prelude=LIFE_PRELUDE)
         self._check = LuaScript.read("sender", "deliver_check")
 
     async def load_scripts(self) -> None:
@@ -135,34 +138,46 @@ class SendStore:
     async def read(self, shard: int, entry_id: str, batch: Batch, history: bool) -> Loaded:
         """Delivered seq, send state, claim and history, in one round trip."""
         keys, conversation = self._keys, batch.conversation
-        check = self._check_command(shard, entry_id, batch.batch_id, conversation)
+        check = self._check_command(shard, entry_id, batch, conversation)
         commands: list[Command] = [
-            ("HGET", keys.delivered(shard), conversation),
             ("HGETALL", keys.send_state(shard, batch.batch_id)),
             check,
+            *self._seq_reads(shard, conversation, "delivered"),
         ]
         if history:
             commands.append(("LRANGE", keys.history(conversation), 0, -1))
         results = await self._batched.execute(commands)
-        if is_noscript(results[2]):
+        if is_noscript(results[1]):
             # Redis restarted and forgot the script; the reads around it are still good.
-            results[2] = await self._evalsha(check)
+            results[1] = await self._evalsha(check)
         for result in results:
             if isinstance(result, Exception):
                 raise result
+        delivered = _seq_field(results[2:5])
         return Loaded(
-            delivered_seq=int(results[0] or 0),
-            state=SendState.decode(results[1]),
-            claim=_claim(results[2]),
-            history=[orjson.loads(item) for item in results[3]] if history else [],
+            delivered_seq=batch.seq if delivered is None else delivered,
+            state=SendState.decode(results[0]),
+            claim=_claim(results[1]),
+            history=[orjson.loads(item) for item in results[5]] if history else [],
         )
 
+    def _seq_reads(self, shard: int, conversation: str, field: str) -> list[Command]:
+        """Reads of a seq field (delivered or seq) in the conversation's state and, for a
+        conversation not moved yet (the upgrade), in 0.1's shard-wide hashes; see
+        _seq_field."""
+        keys = self._keys
+        return [
+            ("HGET", keys.conversation_state(conversation), field),
+            ("HGET", keys.delivered(shard), conversation),
+            ("HGET", keys.seq(shard), conversation),
+        ]
+
     async def check(
-        self, shard: int, entry_id: str, batch_id: str, conversation: str | None = None
+        self, shard: int, entry_id: str, batch: Batch, conversation: str | None = None
     ) -> Claim:
         """Whether this consumer still owns the entry, whether the batch is marked dead, and
         (given the conversation) whether it is paused."""
-        command = self._check_command(shard, entry_id, batch_id, conversation)
+        command = self._check_command(shard, entry_id, batch, conversation)
         return _claim(await self._evalsha(command))
 
     async def execute(self, commands: list[Command]) -> None:
@@ -172,13 +187,14 @@ class SendStore:
                 raise result
 
     def _check_command(
-        self, shard: int, entry_id: str, batch_id: str, conversation: str | None
+        self, shard: int, entry_id: str, batch: Batch, conversation: str | None
     ) -> Command:
         keys = self._keys
+        state = keys.conversation_state(batch.conversation)
         pause = () if conversation is None else (keys.pause(conversation),)
         return self._check.command(
-            (keys.outbound(shard), keys.dead_batches(shard), *pause),
-            (self._group, entry_id, self._consumer, batch_id),
+            (keys.outbound(shard), state, keys.dead_batches(shard), *pause),
+            (self._group, entry_id, self._consumer, batch.batch_id, batch.seq),
         )
 
     async def _evalsha(self, command: Command) -> Any:
@@ -193,8 +209,13 @@ class SendStore:
         return result
 
     async def latest_seq(self, shard: int, conversation: str) -> int:
-        """The seq of the conversation's newest closed batch."""
-        return int(await self._client.hget(self._keys.seq(shard), conversation) or 0)
+        """The seq of the conversation's newest closed batch (0 when it has no state)."""
+        results = await self._batched.execute(self._seq_reads(shard, conversation, "seq"))
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        state, _, legacy_seq = results
+        return int(state or legacy_seq or 0)
 
     async def save(self, shard: int, batch_id: str, state: SendState) -> None:
         """Keep a batch's progress for its next attempt."""
@@ -216,17 +237,20 @@ class SendStore:
         dead: bool = False,
         also: Sequence[Command] = (),
     ) -> list[Any]:
-        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history.
+        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history;
+        the conversation's state and history then expire ttl_s from now.
 
         `also` (one-key commands, any slot) ride in the same pipeline; their replies are
         returned, a failed one as its exception: the caller decides what it costs."""
         keys, conversation = self._keys, batch.conversation
         command = self._mark.command(
             (
-                keys.delivered(shard),
+                keys.conversation_state(conversation),
                 keys.outbound(shard),
                 keys.send_state(shard, batch.batch_id),
                 keys.history(conversation),
+                keys.seq(shard),
+                keys.delivered(shard),
                 keys.dead_seqs(shard),
                 keys.dead_batches(shard),
             ),
@@ -259,6 +283,18 @@ def _strings(raw: bytes | None) -> list[str]:
     """A stored JSON list of strings; a state saved before the field existed has none."""
     value = orjson.loads(raw) if raw else []
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _seq_field(replies: Sequence[Any]) -> int | None:
+    """The field from the state hash, else (a conversation 0.1 knew and 0.2 has not written
+    yet) 0.1's delivered (0 when only its seq is there: nothing finished yet); None when the
+    conversation has no state at all."""
+    state, legacy_delivered, legacy_seq = replies
+    if state is not None:
+        return int(state)
+    if legacy_delivered is not None or legacy_seq is not None:
+        return int(legacy_delivered or 0)
+    return None
 
 
 def _claim(reply: Any) -> Claim:

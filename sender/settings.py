@@ -9,6 +9,12 @@ from typing import cast
 from urllib.parse import urlsplit
 
 from lull.common.env import ConfigError, Env
+from lull.common.lifetime import (
+    SENDER_HORIZON,
+    conversation_ttl_from_env,
+    require_outlasts,
+    sender_retry_horizon_ms,
+)
 from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, GroupSettings, group_from_env
 from lull.sender.bot import HANDLER_FORMS, parse_handler_spec
@@ -52,7 +58,8 @@ class SenderSettings:
     send_backoff_max_ms: int
     supersede: bool
     history_messages: int
-    history_ttl_s: int
+    conversation_ttl_s: int
+    """How long a conversation's state and history outlive its last batch (common/lifetime.py)."""
     sent_ids_ttl_s: int
     concurrency: int
     metrics_host: str
@@ -73,7 +80,7 @@ class SenderSettings:
         except ValueError as exc:
             raise ConfigError("LULL_ACCESS_TOKENS", tokens_text, str(exc), secret=True) from None
         handler_allowed = HANDLER_FORMS
-        return cls(
+        settings = cls(
             common=CommonSettings.from_env(source),
             group=group_from_env(env),
             handler=env.parsed("LULL_HANDLER", "", parse_handler_spec, handler_allowed)
@@ -101,7 +108,7 @@ class SenderSettings:
             ),
             supersede=env.flag("LULL_SUPERSEDE", False),
             history_messages=env.integer("LULL_HISTORY_MESSAGES", 20, minimum=0, maximum=1000),
-            history_ttl_s=env.integer("LULL_HISTORY_TTL_S", 86_400, minimum=1),
+            conversation_ttl_s=conversation_ttl_from_env(env),
             sent_ids_ttl_s=env.integer(
                 "LULL_SENT_MESSAGE_TTL_S", 86_400, minimum=0, maximum=30 * 86_400
             ),
@@ -112,6 +119,14 @@ class SenderSettings:
             handoff=HandoffSettings.from_env(env),
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
         )
+        horizon_ms = sender_retry_horizon_ms(
+            send_max_attempts=settings.send_max_attempts,
+            send_backoff_max_ms=settings.send_backoff_max_ms,
+            max_deliveries=settings.group.max_deliveries,
+            claim_idle_ms=settings.group.claim_idle_ms,
+        )
+        require_outlasts(settings.conversation_ttl_s, horizon_ms, SENDER_HORIZON)
+        return settings
 
 
 def _graph_routes(env: Env) -> GraphRoutes:

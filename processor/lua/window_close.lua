@@ -2,11 +2,15 @@
 --
 -- KEYS[1]  due zset          {ns}:{s}:due     (conversation -> deadline ms)
 -- KEYS[2]  outbound stream   {ns}:{s}:out
--- KEYS[3]  seq hash          {ns}:{s}:seq     (conversation -> last emitted seq)
+-- KEYS[3]  0.1 seq hash        {ns}:{s}:seq        (read and emptied by the upgrade only,
+-- KEYS[4]  0.1 delivered hash  {ns}:{s}:delivered   see conversation_life.lua)
+-- KEYS[5]  0.1 dead-seq hash   {ns}:{s}:deadseq
 -- ARGV[1]  conversation key prefix {ns}:{s}:c: (the keys it names share KEYS' hash tag)
 -- ARGV[2]  grace ms          ARGV[3]  at most this many windows per call
 -- ARGV[4]  dedupe ttl s      ARGV[5]  1 to close every open window now (lull flush --all)
--- ARGV[6]  pause key prefix  {ns}:{s}:pause:   ('' or absent: pauses are not looked at)
+-- ARGV[6]  conversation state prefix {ns}:{s}:cs:   ARGV[7]  history prefix {ns}:{s}:h:
+-- ARGV[8]  conversation ttl s
+-- ARGV[9]  pause key prefix  {ns}:{s}:pause:   ('' or absent: pauses are not looked at)
 --
 -- Returns {now_ms, next_deadline_ms or -1, open windows left, closed...} where each closed window is
 -- {conversation, deadline_ms, messages, reason, seq, paused}; messages 0 means emptied by unsends
@@ -19,18 +23,27 @@
 --
 -- The window is read, emitted and reset in this one script: a window is emitted exactly
 -- once however many closers run. See window_apply.lua for the value layout.
+--
+-- Emitting a batch writes the conversation's state hash (conversation_life.lua, prepended):
+-- seq, and user_last_ms, the user's last message in this batch on the Redis clock, for the
+-- 24-hour reply window. It is the earlier of the message's own timestamp (last_event_time)
+-- and its clamped time t (window_apply.lua), never later than now: a late delivery makes
+-- Meta's window start earlier than lull saw the message, never later, so a check against
+-- it cannot send after Meta's window closed. It only moves forward. The state's and the
+-- history's expiry are refreshed with it.
 
 local HDR = '<ddddI4I4I4I4B'
 local HDR_LEN = 8 * 4 + 4 * 4 + 1
 local REASONS = {'gap', 'max_wait', 'max_messages', 'max_bytes', 'flush'}
 
-local due, out, seqs = KEYS[1], KEYS[2], KEYS[3]
+local due, out = KEYS[1], KEYS[2]
+local legacy_seq, legacy_delivered, legacy_dead_seq = KEYS[3], KEYS[4], KEYS[5]
 local prefix, grace_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl_s, all = tonumber(ARGV[4]), ARGV[5] == '1'
-local pause_prefix = ARGV[6] or ''
+local state_prefix, history_prefix, life_s = ARGV[6], ARGV[7], ARGV[8]
+local pause_prefix = ARGV[9] or ''
 
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = clock_ms()
 local until_ms = all and '+inf' or (now - grace_ms)
 local ready = redis.call('ZRANGE', due, '-inf', until_ms, 'BYSCORE', 'LIMIT', 0, limit)
 
@@ -81,7 +94,9 @@ for _, conv in ipairs(ready) do
     local seq, paused = 0, 0
     if #messages > 0 then
       table.sort(messages, by_time_then_arrival)
-      seq = redis.call('HINCRBY', seqs, conv, 1)
+      local state = state_prefix .. conv
+      ensure_life(state, conv, now, legacy_seq, legacy_delivered, legacy_dead_seq)
+      seq = redis.call('HINCRBY', state, 'seq', 1)
       local parts, texts = {}, {}
       local first_event, last_event = nil, nil
       for i, m in ipairs(messages) do
@@ -98,8 +113,16 @@ for _, conv in ipairs(ready) do
       if pause_prefix ~= '' and redis.call('EXISTS', pause_prefix .. conv) == 1 then
         paused, stamp = 1, ',"paused":true'
       end
+      local user_last_ms = math.min(math.floor(last_t), last_event, now)
+      if user_last_ms > tonumber(redis.call('HGET', state, 'user_last_ms') or '0') then
+        redis.call('HSET', state, 'user_last_ms', string.format('%d', user_last_ms))
+      end
+      redis.call('EXPIRE', state, life_s)
+      redis.call('EXPIRE', history_prefix .. conv, life_s)
+      local seq_text = string.format('%d', seq)
       -- "version" is the bot contract's (lull.common.contract.VERSION, batch.schema.json).
-      local batch = '{"batch_id":' .. cjson.encode(conv .. ':' .. seq) .. ',"seq":' .. seq ..
+      local batch = '{"batch_id":' .. cjson.encode(conv .. ':' .. seq_text) ..
+        ',"seq":' .. seq_text ..
         ',"platform":' .. cjson.encode(platform) .. ',"account_id":' .. cjson.encode(account) ..
         ',"user_id":' .. cjson.encode(user) .. ',"conversation":' .. cjson.encode(conv) ..
         ',"messages":[' .. table.concat(parts, ',') .. '],"text":"' ..

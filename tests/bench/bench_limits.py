@@ -163,7 +163,8 @@ def user_limit(
     with sender(config, url, namespace, graph_port, tmp, rate_per_user=rate):
         prefill(client, keys, (batch("solo", seq, 1) for seq in range(1, USER_BATCHES + 1)))
         deadline = time.monotonic() + DELIVER_TIMEOUT_S
-        while int(client.hget(keys.delivered(0), conversation) or 0) < USER_BATCHES:
+        state = keys.conversation_state(conversation)
+        while int(client.hget(state, "delivered") or 0) < USER_BATCHES:
             if time.monotonic() > deadline:
                 raise BenchError(f"{USER_BATCHES} batches of one conversation not delivered")
             time.sleep(POLL_S)

@@ -43,10 +43,13 @@ def batch(user: str, seq: int, closed_at_ms: int, account: str = ACCOUNT) -> dic
 
 
 def emit(pipe: Pipeline, keys: Keys, found: dict[str, Any]) -> None:
-    """Queue one batch on its outbound stream and its seq, as the close script does."""
-    shard = keys.shard_of(found["conversation"])
-    pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(found)})
-    pipe.hset(keys.seq(shard), found["conversation"], found["seq"])
+    """Queue one batch on its outbound stream and its seq, as the close script does (a life
+    whose seq starts at 0)."""
+    conversation = found["conversation"]
+    state = keys.conversation_state(conversation)
+    pipe.xadd(keys.outbound(keys.shard_of(conversation)), {"batch": orjson.dumps(found)})
+    pipe.hsetnx(state, "delivered", 0)
+    pipe.hset(state, "seq", found["seq"])
 
 
 def prefill(client: Redis, keys: Keys, batches: Iterator[dict[str, Any]]) -> int:
@@ -63,8 +66,14 @@ def prefill(client: Redis, keys: Keys, batches: Iterator[dict[str, Any]]) -> int
 
 
 def delivered(client: Redis, keys: Keys) -> int:
-    """Conversations with a finished batch (every phase sends one per conversation but D)."""
-    return sum(int(client.hlen(keys.delivered(shard))) for shard in range(keys.shards))
+    """Batches the sender group finished: read and acknowledged (every phase sends one per
+    conversation but D)."""
+    done = 0
+    for stream in keys.all_outbound():
+        for group in client.xinfo_groups(stream) if client.exists(stream) else []:
+            if group["name"] in (b"sender", "sender"):
+                done += int(group["entries-read"] or 0) - int(group["pending"])
+    return done
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@
   to GAP_MS after it, or, when Redis was down then, until Redis was back and the sender's
   backoff over (a sender cannot mark while Redis is down). A Redis outage alone is no
   excuse: the sender that sent is alive and knows it sent;
-- a conversation's batches carry seq 1..n and reach the bot and the Graph API in seq order;
+- a conversation's batches carry consecutive seqs (from the base its life started at) and
+  reach the bot and the Graph API in seq order;
 - no window stays open past max_wait + grace + claim_idle (plus the claim pass interval
   and a slack for a loaded machine), except while Redis was down or recovering;
 - human takeover: no batch closed during a pause (stamped "paused") ever reaches the bot or
@@ -251,8 +252,10 @@ def _check_order(ev: Evidence, v: Verdict, batches: dict[str, Emitted]) -> None:
     seqs: dict[str, list[int]] = defaultdict(list)
     for batch in batches.values():
         seqs[batch.conversation].append(batch.seq)
-    gaps = [c for c, s in seqs.items() if sorted(s) != list(range(1, len(s) + 1))]
-    v.problem("conversations whose seqs are not 1..n", gaps)
+    # A conversation's life starts its seq at a base from the Redis clock (no state expires
+    # during a run): its batches are base + 1 .. base + n.
+    gaps = [c for c, s in seqs.items() if sorted(s) != list(range(min(s), min(s) + len(s)))]
+    v.problem("conversations whose seqs are not consecutive", gaps)
     late_receipts = _out_of_order((r.conversation, r.seq) for r in ev.receipts)
     v.problem("batches the bot got after a later seq", late_receipts)
     ordered = sorted(ev.sends, key=lambda s: s.at_ms)

@@ -137,7 +137,11 @@ async def test_shards_are_spread_over_every_master(cluster: RedisCluster, namesp
     assert len({node_of(cluster, keys.outbound(shard)) for shard in range(SHARDS)}) == 3
     # The unsharded keys are single keys and may live anywhere.
     for shard in range(SHARDS):
-        shard_keys = [keys.outbound(shard), keys.due(shard), keys.seq(shard), keys.delivered(shard)]
+        shard_keys = [
+            keys.outbound(shard), keys.due(shard), keys.seq(shard), keys.delivered(shard),
+            keys.conversation_state_prefix(shard) + "messenger:p:u",
+            keys.history_prefix(shard) + "messenger:p:u",
+        ]  # fmt: skip
         assert len({key_slot(key.encode()) for key in shard_keys}) == 1
 
 

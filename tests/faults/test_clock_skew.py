@@ -142,4 +142,4 @@ async def test_late_messages_after_a_close_open_the_next_window(
     assert await processor.drain(timeout_s=10) == 1
     found = await read_batches(redis, processor.keys)
     check_seqs(found)
-    assert [(b["seq"], texts(b)) for b in found] == [(1, ["a"]), (2, ["b"])]
+    assert [texts(b) for b in found] == [["a"], ["b"]]  # seqs one after the other, checked above

@@ -17,7 +17,7 @@ from lull.dev.fake_graph import FakeGraph
 from tests.ops import lull_dead as lull_dead_fixture
 from tests.ops.lull_dead import RunDead
 from tests.sender import conftest as sender_fixtures
-from tests.sender.conftest import MakeSender, emit, sent_texts
+from tests.sender.conftest import MakeSender, dead_marks, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
 
 # The sender tests' fixtures: the fake Graph API and senders built on the test Redis.
@@ -63,7 +63,8 @@ async def test_handler_down_longer_than_the_retry_budget_then_replayed_once(
         assert len(bot.received) == 3 * MAX_ATTEMPTS
         assert graph.sent == []
         # Finished as dead: conversation u1 did not wait forever for its first batch.
-        assert await redis.hget(keys.delivered(0), "messenger:p1:u1") == b"2"
+        state = keys.conversation_state("messenger:p1:u1")
+        assert await redis.hget(state, "delivered") == b"2"
 
         bot.script()  # the bot is back
         bot.received.clear()
@@ -79,7 +80,7 @@ async def test_handler_down_longer_than_the_retry_budget_then_replayed_once(
             ("u1", "echo: u1 second"),
             ("u2", "echo: u2 only"),
         ]
-        assert await redis.hlen(keys.dead_batches(0)) == 0
+        assert await dead_marks(redis, keys, *batches) == set()
         text = generate_latest(sender.registry).decode()
         assert 'lull_sender_deliveries_total{outcome="replayed"} 3.0' in text
 
@@ -113,7 +114,7 @@ async def test_a_replay_while_the_bot_is_still_down_is_dead_again_and_replayable
             await sender.drain()
             [(_, letter)] = cast(Rows, await redis.xrange(keys.dead()))
             assert letter[b"_reason"].endswith(b"bot answered 503")
-            assert await redis.hexists(keys.dead_batches(0), batch["batch_id"])
+            assert await dead_marks(redis, keys, batch) == {batch["batch_id"]}
         assert len(bot.received) == (1 + 2) * MAX_ATTEMPTS  # the first run and two replays
         assert graph.sent == []
 
@@ -124,4 +125,4 @@ async def test_a_replay_while_the_bot_is_still_down_is_dead_again_and_replayable
         await sender.drain()
     assert sent_texts(graph) == [("u1", "echo: patience")]
     assert len(bot.received) == (1 + 2) * MAX_ATTEMPTS + 1
-    assert await redis.hlen(keys.dead_batches(0)) == 0
+    assert await dead_marks(redis, keys, batch) == set()

@@ -143,4 +143,4 @@ async def test_a_stalled_replica_stops_while_the_claimer_is_still_working(
     await asyncio.wait_for(second, WAIT_S)
     assert sent_texts(graph) == [("u1", "hello once")]
     assert (await redis.xpending(stream, "sender"))["pending"] == 0
-    assert await redis.hget(keys.delivered(0), "messenger:p1:u1") == b"1"
+    assert await redis.hget(keys.conversation_state("messenger:p1:u1"), "delivered") == b"1"

@@ -92,9 +92,11 @@ async def read_batches(
 
 
 def check_seqs(batches: list[dict[str, Any]]) -> None:
-    """Each conversation's batches are numbered 1, 2, 3 … in stream order."""
+    """Each conversation's batches are numbered one after the other in stream order (a
+    conversation's life starts its seq at a base from the Redis clock, not at 1)."""
     seen: dict[str, int] = {}
     for batch in batches:
-        expected = seen.get(batch["conversation"], 0) + 1
-        assert batch["seq"] == expected, f"{batch['conversation']}: seq {batch['seq']}"
-        seen[batch["conversation"]] = expected
+        conversation = batch["conversation"]
+        expected = seen.get(conversation, batch["seq"] - 1) + 1
+        assert batch["seq"] == expected, f"{conversation}: seq {batch['seq']}, not {expected}"
+        seen[conversation] = expected

@@ -20,7 +20,7 @@ from lull.processor.settings import ProcessorSettings
 from tests.ops import lull_dead as lull_dead_fixture
 from tests.ops.lull_dead import RunDead
 from tests.sender import conftest as sender_fixtures
-from tests.sender.conftest import MakeSender, emit, sent_texts
+from tests.sender.conftest import MakeSender, dead_marks, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
 
 # The sender tests' fixtures: the fake Graph API and senders built on the test Redis.
@@ -178,8 +178,8 @@ async def test_a_sender_letter_is_replayed_once_and_dropped_with_its_mark(
         await sender.drain()
         ids = await letter_ids(redis, keys)
         assert len(ids) == 2
-        marks = await redis.hgetall(keys.dead_batches(0))
-        assert set(marks) == {kept["batch_id"].encode(), dropped["batch_id"].encode()}
+        marks = await dead_marks(redis, keys, kept, dropped)
+        assert marks == {kept["batch_id"], dropped["batch_id"]}
 
         code, out, _ = await lull_dead("list", "--limit", "1")
         assert code == 0
@@ -197,7 +197,7 @@ async def test_a_sender_letter_is_replayed_once_and_dropped_with_its_mark(
         assert f"dropped {ids[1]} (" in out and "dropped 1 dead letter(s)" in out
         assert "no dead letter 1-1" in err
         assert await letter_ids(redis, keys) == [ids[0]]
-        assert set(await redis.hgetall(keys.dead_batches(0))) == {kept["batch_id"].encode()}
+        assert await dead_marks(redis, keys, kept, dropped) == {kept["batch_id"]}
         assert (await lull_dead("drop", ids[1]))[0] == 1  # gone already
 
         code, out, _ = await lull_dead("replay", ids[0])
@@ -205,7 +205,7 @@ async def test_a_sender_letter_is_replayed_once_and_dropped_with_its_mark(
         assert "replayed 1 dead letter(s)" in out and "note:" not in out
         await sender.drain()
         assert sent_texts(graph) == [("u1", "echo: to replay")]
-        assert await redis.hlen(keys.dead_batches(0)) == 0
+        assert await dead_marks(redis, keys, kept, dropped) == set()
 
         # The dropped batch stays dropped: a copy of it is skipped, not delivered.
         await redis.xadd(keys.outbound(0), {"batch": orjson.dumps(dropped)})
@@ -230,7 +230,10 @@ async def test_a_replay_of_an_unmarked_batch_is_noted_and_a_foreign_source_refus
     }
     assert set(by_source) == {keys.outbound(0), keys.outbound(1)}
     # An operator who lost the mark (a letter from before marks existed) is told.
-    await redis.delete(keys.dead_batches(0))
+    for user in users.values():
+        conversation = f"messenger:no-token:{user}"
+        if keys.shard_of(conversation) == 0:
+            await redis.hdel(keys.conversation_state(conversation), keys.dead_batch_field(1))
 
     # With one shard configured, the shard-1 stream is not one lull reads: refused, kept.
     code, out, err = await lull_dead("replay", "--all", LULL_SHARDS="1")

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from lull.processor.app import GROUP, Processor
 from lull.processor.settings import ProcessorSettings
 from tests.processor.test_processor import ingest, messenger_body
-from tests.processor.windowing import batches, redis_now_ms
+from tests.processor.windowing import batches, life_seqs, redis_now_ms
 
 USERS = 200
 MESSAGES_PER_USER = 10
@@ -89,6 +89,6 @@ async def test_sigkill_between_read_and_ack_loses_nothing_and_duplicates_nothing
     assert set(counts) == set(expected), "every accepted message is in a batch"
     assert max(counts.values()) == 1, "no message is in two batches"
     seqs: dict[str, list[int]] = {}
-    for b in found:
-        seqs.setdefault(b["conversation"], []).append(b["seq"])
+    for b, seq in zip(found, await life_seqs(redis, keys, found), strict=True):
+        seqs.setdefault(b["conversation"], []).append(seq)
     assert all(s == list(range(1, len(s) + 1)) for s in seqs.values())

@@ -40,7 +40,7 @@ def test_takeover_settings_default_and_a_bad_app_id_names_the_variable() -> None
     settings = takeover_from_env(Env({}))
     assert settings.meta_app_id == ""
     assert (settings.pause.quiet_ms, settings.pause.cap_ms) == (1_800_000, 86_400_000)
-    assert (settings.history_messages, settings.history_ttl_s) == (20, 86_400)
+    assert (settings.history_messages, settings.conversation_ttl_s) == (20, 691_200)
     assert takeover_from_env(Env({"LULL_META_APP_ID": " 1517776481860111 "})).meta_app_id == (
         "1517776481860111"
     )

@@ -57,3 +57,15 @@ async def batches(client: aioredis.Redis, keys: Keys) -> list[dict[str, Any]]:
         entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(stream))
         found.extend(orjson.loads(fields[b"batch"]) for _id, fields in entries)
     return found
+
+
+async def life_seqs(client: aioredis.Redis, keys: Keys, found: list[dict[str, Any]]) -> list[int]:
+    """Each batch's seq counted from its conversation's life (1, 2, 3 ...): a life's seq
+    starts at a base from the Redis clock, which is its delivered seq until a sender runs."""
+    bases = {
+        conversation: int(
+            await client.hget(keys.conversation_state(conversation), "delivered") or -1
+        )
+        for conversation in {b["conversation"] for b in found}
+    }
+    return [b["seq"] - bases[b["conversation"]] for b in found]

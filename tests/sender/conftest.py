@@ -80,8 +80,9 @@ async def emit(
     age_ms: int = 0,
     paused: bool = False,
 ) -> dict[str, Any]:
-    """Put a batch on its outbound stream as the processor's close script would; the user
-    wrote its message age_ms ago; paused: stamped as closed while a human had it."""
+    """Put a batch on its outbound stream as the processor's close script would (in a life
+    whose seq starts at 0); the user wrote its message age_ms ago; paused: stamped as closed
+    while a human had it."""
     conversation = f"{platform}:{account}:{user}"
     shard = keys.shard_of(conversation)
     mid = f"{user}-{seq}"
@@ -98,7 +99,9 @@ async def emit(
         batch["paused"] = True
     pipe = redis.pipeline(transaction=False)
     pipe.xadd(keys.outbound(shard), {"batch": orjson.dumps(batch)})
-    pipe.hset(keys.seq(shard), conversation, seq)
+    state = keys.conversation_state(conversation)
+    pipe.hsetnx(state, "delivered", 0)
+    pipe.hset(state, "seq", seq)
     await pipe.execute()
     return batch
 
@@ -110,3 +113,14 @@ def sent_texts(graph: FakeGraph) -> list[tuple[str, str]]:
         for s in graph.sent
         if "messaging_product" not in s["payload"]
     ]
+
+
+async def dead_marks(redis: aioredis.Redis, keys: Keys, *batches: dict[str, Any]) -> set[str]:
+    """The batch ids of these batches that are marked finished as dead (a replay of them is
+    delivered): a field of their conversation's state."""
+    marked: set[str] = set()
+    for batch in batches:
+        state = keys.conversation_state(batch["conversation"])
+        if await redis.hexists(state, keys.dead_batch_field(batch["seq"])):
+            marked.add(batch["batch_id"])
+    return marked

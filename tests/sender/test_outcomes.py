@@ -14,7 +14,7 @@ from tests.sender.conftest import MakeSender, emit
 async def test_outcomes_are_capped_newest_first_and_expire(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
 ) -> None:
-    sender = await make_sender(LULL_OUTCOMES_KEPT="3", LULL_HISTORY_TTL_S="600")
+    sender = await make_sender(LULL_OUTCOMES_KEPT="3")
     keys = sender.keys
     for seq in range(1, 6):
         await emit(redis, keys, "u1", seq, f"message {seq}")
@@ -26,7 +26,7 @@ async def test_outcomes_are_capped_newest_first_and_expire(
     ]  # fmt: skip
     assert state.delivered == 5
     assert state.last_user_message_from == "batch"
-    assert 0 < await redis.ttl(keys.outcomes("messenger:p1:u1")) <= 600
+    assert 0 < await redis.ttl(keys.outcomes("messenger:p1:u1")) <= 691_200
 
 
 async def test_no_outcomes_are_kept_with_zero(

@@ -19,10 +19,13 @@ async def test_finish_failing_after_the_send_does_not_send_again(
     keys = Keys(namespace)
     conversation = "messenger:p1:u1"
     shard = keys.shard_of(conversation)
-    # The finish step's Lua call fails on this key (WRONGTYPE); loading the batch never
-    # reads it. So: load, bot, send all succeed, then the mark fails, as if Redis went away.
+    # The conversation is in 0.1's layout (batch 2 closed too), so the finish step moves it
+    # and its Lua call fails on 0.1's dead-seq hash (WRONGTYPE), which loading the batch
+    # never reads. So: load, bot, send all succeed, then the mark fails, as if Redis went away.
     await redis.set(keys.dead_seqs(shard), "not a hash")
     await emit(redis, keys, "u1", 1, "hello")
+    await redis.delete(keys.conversation_state(conversation))
+    await redis.hset(keys.seq(shard), conversation, 2)
     sender = await make_sender()
     drain = asyncio.create_task(sender.drain())
 
@@ -35,7 +38,7 @@ async def test_finish_failing_after_the_send_does_not_send_again(
     await asyncio.wait_for(drain, 20)
 
     assert sent_texts(graph) == [("u1", "hello")]  # once, not twice
-    assert await redis.hget(keys.delivered(shard), conversation) == b"1"
+    assert await redis.hget(keys.conversation_state(conversation), "delivered") == b"1"
     assert await redis.xpending(keys.outbound(shard), "sender") == {
         "pending": 0, "min": None, "max": None, "consumers": []
     }  # fmt: skip

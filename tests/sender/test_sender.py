@@ -33,7 +33,8 @@ async def test_echo_reply_is_sent_marked_and_acked(
     assert sent_texts(graph) == [("u1", "hi\nI have\na problem")]
     payload = graph.sent[0]["payload"]
     assert payload["messaging_type"] == "RESPONSE"
-    assert await redis.hget(keys.delivered(0), "messenger:p1:u1") == b"1"
+    state = keys.conversation_state("messenger:p1:u1")
+    assert await redis.hget(state, "delivered") == b"1"
     assert (await redis.xpending(keys.outbound(0), "sender"))["pending"] == 0
     history = [orjson.loads(i) for i in await redis.lrange(keys.history("messenger:p1:u1"), 0, -1)]
     assert [(h["role"], h["text"]) for h in history] == [
@@ -270,8 +271,10 @@ async def test_a_batch_dead_lettered_before_its_predecessor_does_not_skip_it(
     ]
     # Batch 2 was dead-lettered (say, claimed too often) while batch 1 was still pending.
     await sender.deliverer.mark_dead(second)
-    assert await redis.hget(keys.delivered(0), "messenger:p1:u1") is None
+    state = keys.conversation_state("messenger:p1:u1")
+    assert await redis.hget(state, "delivered") == b"0"
+    assert await redis.hget(state, keys.dead_seq_field(2)) == b"1"
     await sender.drain()
     assert sent_texts(graph) == [("u1", "batch 1"), ("u1", "batch 3")]
-    assert await redis.hget(keys.delivered(0), "messenger:p1:u1") == b"3"
-    assert await redis.hlen(keys.dead_seqs(0)) == 0
+    assert await redis.hget(state, "delivered") == b"3"
+    assert not await redis.hexists(state, keys.dead_seq_field(2))
