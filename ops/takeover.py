@@ -134,9 +134,11 @@ def render(state: ConversationState) -> str:
     if not state.outcomes:
         lines.append("last batches  none recorded")
     else:
-        lines.append("last batches  seq  outcome      replies  finished")
+        # Seqs are clock-based (13 digits) in a conversation 0.2 started, small in 0.1's.
+        width = max(len("seq"), *(len(str(r.seq)) for r in state.outcomes))
+        lines.append(f"last batches  {'seq':<{width}} outcome      replies  finished")
         lines.extend(
-            f"              {r.seq:<4} {r.outcome:<12} {r.replies:<8} "
+            f"              {r.seq:<{width}} {r.outcome:<12} {r.replies:<8} "
             f"{_when(r.finished_at_ms, now_ms)}"
             for r in state.outcomes
         )

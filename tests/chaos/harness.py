@@ -164,9 +164,13 @@ class Harness:
         client = connect(self.stack.redis.url, timeout_s=5)
         finished: dict[str, int] = {}
         try:
+            keys = self.stack.keys
             for shard in range(self.config.shards):
-                rows: Any = await client.hgetall(self.stack.keys.delivered(shard))
-                finished.update({text(k): int(v) for k, v in rows.items()})
+                prefix = keys.conversation_state_prefix(shard)
+                async for key in client.scan_iter(match=prefix + "*", count=1000):
+                    delivered = await client.hget(key, "delivered")
+                    if delivered is not None:
+                        finished[text(key)[len(prefix) :]] = int(delivered)
         finally:
             await client.aclose()
         return finished

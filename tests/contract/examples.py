@@ -35,6 +35,10 @@ TOKENS = {"106000000000001": "page-token", "17841400000000001": "ig-token",
 # closed_at) differ on every run. In the docs they are moved, keeping the run's intervals, so
 # that the first message arrived this long after the user sent it.
 SHOWN_DELAY_MS = 150
+# A conversation's seqs start from the Redis clock when its state is new (common/lua/
+# conversation_life.lua), so they differ on every run too; the docs show them as if its life
+# had begun at this moment (2025-12-01 12:00Z).
+SHOWN_LIFE_MS = 1_764_590_400_000
 
 
 async def example_batches(redis: aioredis.Redis, base_env: dict[str, str]) -> dict[str, Any]:
@@ -70,8 +74,13 @@ async def example_batches(redis: aioredis.Redis, base_env: dict[str, str]) -> di
             received = list(bot.received)
     finally:
         await graph.close()
-    second = {b["platform"]: b for b in received if b["seq"] == 2}
-    return {platform: shown(second[platform]) for platform in TURNS}
+    first: dict[str, int] = {}
+    last: dict[str, dict[str, Any]] = {}
+    for batch in received:
+        first.setdefault(batch["platform"], batch["seq"])
+        last[batch["platform"]] = batch
+    # Each platform's second turn: one conversation, the life's seqs base+1 and base+2.
+    return {platform: shown(last[platform], first[platform] - 1) for platform in TURNS}
 
 
 async def _ingest(redis: aioredis.Redis, processor: Processor, name: str) -> None:
@@ -87,10 +96,11 @@ def clock_paths(batch: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     return paths + [(message, "received_at") for message in batch["messages"]]
 
 
-def shown(batch: dict[str, Any]) -> dict[str, Any]:
+def shown(batch: dict[str, Any], life_ms: int) -> dict[str, Any]:
     """The batch with its clock readings moved: the first message received SHOWN_DELAY_MS
-    after its event time."""
+    after its event time, its seq counted from SHOWN_LIFE_MS instead of life_ms."""
     copy: dict[str, Any] = orjson.loads(orjson.dumps(batch))
+    _set_seq(copy, copy["seq"] - life_ms + SHOWN_LIFE_MS)
     first = copy["messages"][0]
     shift = first["event_time"] + SHOWN_DELAY_MS - first["received_at"]
     for obj, key in clock_paths(copy):
@@ -103,4 +113,10 @@ def without_clock(batch: dict[str, Any]) -> dict[str, Any]:
     copy: dict[str, Any] = orjson.loads(orjson.dumps(batch))
     for obj, key in clock_paths(copy):
         obj[key] = 0
+    _set_seq(copy, 0)
     return copy
+
+
+def _set_seq(batch: dict[str, Any], seq: int) -> None:
+    batch["seq"] = seq
+    batch["batch_id"] = f"{batch['conversation']}:{seq}"

@@ -132,9 +132,9 @@ async def test_conversation_shows_window_seq_and_last_batches(
     closed = await processor.store.close_due(keys.shard_of(CONVERSATION), 10)
     entries: Any = await redis.xrange(keys.outbound(0))
     batch = Batch.decode(entries[0][1][b"batch"])
-    assert [c.seq for c in closed.closed] == [batch.seq] == [1]
+    assert [c.seq for c in closed.closed] == [batch.seq]
     # The sender finished it (what deliver.py writes), and the user wrote twice more since.
-    await redis.hset(keys.delivered(0), CONVERSATION, 1)
+    await redis.hset(keys.conversation_state(CONVERSATION), "delivered", batch.seq)
     raw: Any = redis  # the sender's commands, as its pipeline sends them
     for command in outcome_commands(keys, batch, "sent", 2, keep=10, ttl_s=60):
         await raw.execute_command(*command)
@@ -143,21 +143,23 @@ async def test_conversation_shows_window_seq_and_last_batches(
     await processor.consumer.run_until_idle()
 
     state = await lull_json(capsys, "conversation", CONVERSATION)
-    assert (state["seq"], state["delivered"], state["paused"]) == (1, 1, False)
+    assert (state["seq"], state["delivered"], state["paused"]) == (batch.seq, batch.seq, False)
     assert state["window"]["messages"] == 2
     assert state["window"]["deadline_ms"] > state["read_at_ms"]
     assert state["last_user_message_from"] == "window"
     assert state["last_user_message_ms"] == state["window"]["last_event_ms"]
     [outcome] = state["outcomes"]
-    assert (outcome["seq"], outcome["outcome"], outcome["replies"]) == (1, "sent", 2)
+    assert (outcome["seq"], outcome["outcome"], outcome["replies"]) == (batch.seq, "sent", 2)
     assert outcome["last_user_message_ms"] == batch.last_event_time
 
     code, out, _ = await lull(capsys, "conversation", CONVERSATION)
     assert code == 0
     assert "window        open: 2 message(s)" in out
-    assert "seq           1 closed, 1 finished by the sender" in out
+    seq = state["seq"]
+    assert f"seq           {seq} closed, {seq} finished by the sender" in out
     assert "(from the window)" in out
-    assert "              1    sent         2        " in out
+    assert f"last batches  seq{' ' * (len(str(seq)) - 3)} outcome      replies" in out
+    assert f"              {seq} sent         2        " in out
 
 
 async def test_a_conversation_never_seen_says_so(

@@ -190,7 +190,7 @@ async def test_a_failing_webhook_is_retried_without_resending_then_given_up(
     # The pause holds and the batch is finished, not dead.
     assert await pause_of(redis, sender, "messenger:p1:u1") is not None
     keys = sender.keys
-    assert await redis.hget(keys.delivered(0), "messenger:p1:u1") == b"1"
+    assert await redis.hget(keys.conversation_state("messenger:p1:u1"), "delivered") == b"1"
     assert (await redis.xpending(keys.outbound(0), "sender"))["pending"] == 0
     assert await redis.xlen(keys.dead()) == 0
     assert sender.registry.get_sample_value("lull_sender_handoff_notify_failures_total") == 3

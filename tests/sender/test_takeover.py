@@ -106,7 +106,7 @@ async def test_a_paused_conversation_is_finished_paused_without_a_bot_call(
     assert bot.received == [] and graph.sent == []
     assert outcome(sender, "paused") == 1
     # Finished like any batch: the next one does not wait for it, the user's words are kept.
-    assert await redis.hget(keys.delivered(0), CONVERSATION) == b"1"
+    assert await redis.hget(keys.conversation_state(CONVERSATION), "delivered") == b"1"
     assert await history(redis, keys) == [("user", "is anyone there?")]
 
     await store.apply(CONVERSATION, PauseAction.RESUME)
