@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from lull.common.env import ConfigError
+from lull.common.env import ConfigError, problems_of
 from lull.common.http_admin import admin_app, serve
 from lull.common.log import configure
 from lull.common.loop import new_event_loop
@@ -28,20 +28,54 @@ def run_main(
     *,
     one_shot: bool = False,
 ) -> int:
-    """Validate settings (exit 2 with one line naming the variable), then run body.
-    one_shot: an operator command that ends by itself (its loggers are not cached)."""
+    """Validate settings (exit 2 with one line per problem, each naming its variable), then
+    run body. one_shot: an operator command that ends by itself (its loggers are not cached).
+
+    A configuration problem found later in start-up (a python: handler) is reported the
+    same way. SIGINT or SIGTERM before body installs its own handlers stops it cleanly
+    (exit 0); a Ctrl-C that lands after them ends with 130, never with a traceback."""
     try:
         settings = load()
     except ConfigError as exc:
-        print(f"lull {service}: bad configuration: {exc}", file=sys.stderr)
-        return 2
+        return report_config_error(service, exc)
     common = common_of(settings)
     configure(common.log_format, common.log_level, service, cache_loggers=not one_shot)
-    loop = new_event_loop()
     try:
-        return loop.run_until_complete(body(settings))
-    finally:
-        loop.close()
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(_stoppable(body(settings)))
+    except ConfigError as exc:
+        return report_config_error(service, exc)
+    except KeyboardInterrupt:
+        return 130
+
+
+def report_config_error(service: str, error: ConfigError) -> int:
+    """Print one line per problem to stderr; returns the exit code for bad configuration."""
+    for problem in problems_of(error):
+        print(f"lull {service}: bad configuration: {problem}", file=sys.stderr)
+    return 2
+
+
+async def _stoppable(body: Awaitable[int]) -> int:
+    """Run body; a signal before body takes SIGINT/SIGTERM over cancels it (a start-up that
+    waits for Redis), and that is a clean stop: whatever body opened, it closes."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(body)
+    signalled = False
+
+    def cancel() -> None:
+        nonlocal signalled
+        signalled = True
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        return 0
 
 
 async def until_signalled() -> None:
