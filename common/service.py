@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -68,8 +69,10 @@ async def _stoppable(body: Awaitable[int]) -> int:
         signalled = True
         task.cancel()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, cancel)
+    # Signals reach the main thread only (an operator command may run in a test's thread).
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, cancel)
     try:
         return await task
     except asyncio.CancelledError:
