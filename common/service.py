@@ -21,6 +21,11 @@ from lull.common.settings import CommonSettings
 S = TypeVar("S")
 
 
+class StartFailed(Exception):
+    """A start-up step failed for a reason the operator fixes (a port in use): the service
+    prints one line and exits 1."""
+
+
 def run_main(
     service: str,
     load: Callable[[], S],
@@ -46,6 +51,9 @@ def run_main(
             return runner.run(_stoppable(body(settings)))
     except ConfigError as exc:
         return report_config_error(service, exc)
+    except StartFailed as exc:
+        print(f"lull {service}: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -107,7 +115,13 @@ async def run_replica(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, request_stop)
-    stop_admin = await serve(admin_app(registry, client), metrics_host, metrics_port)
+    try:
+        stop_admin = await serve(admin_app(registry, client), metrics_host, metrics_port)
+    except OSError as exc:
+        raise StartFailed(
+            f"cannot serve /metrics on {metrics_host}:{metrics_port} (LULL_METRICS_HOST and "
+            f"the service's LULL_*_METRICS_PORT; 0 turns it off): {exc}"
+        ) from None
     try:
         await run()
     finally:

@@ -4,6 +4,7 @@ not import, a Redis that does not answer, Ctrl-C)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,16 @@ async def test_ctrl_c_stops_a_running_service_without_a_traceback(
     assert f"{module} stopped" in child.output
     for word in NEVER_IN_OUTPUT:
         assert word not in child.output
+
+
+@pytest.mark.parametrize("module", ["processor", "sender"])
+async def test_a_metrics_port_in_use_is_one_line(module: str, base_env: dict[str, str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        setting = f"LULL_{module.upper()}_METRICS_PORT"
+        code, lines = await _run_to_exit(module, _env(**{**base_env, setting: port}))
+    output = "\n".join(lines)
+    assert code == 1, output
+    assert lines[-1].startswith(f"lull {module}: cannot start: cannot serve /metrics on ")
+    assert "address already in use" in lines[-1]
+    assert "Traceback" not in output
