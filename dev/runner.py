@@ -171,6 +171,7 @@ async def _supervise(services: list[str], env: dict[str, str]) -> int:
         # A child that dies while the others start is noticed at once, not after a timeout.
         await asyncio.wait([stopper, ready, *exits], return_when=asyncio.FIRST_COMPLETED)
         if ready.done() and not any(e.done() for e in exits) and not stop.is_set():
+            ready.result()  # a failed readiness check surfaces; no banner over it
             _print_banner(env)
             await asyncio.wait([stopper, *exits], return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
