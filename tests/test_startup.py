@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from lull.dev.embedded_redis import free_port
@@ -18,6 +19,7 @@ STOP_BOUND_S = 10.0
 START_S = 30.0
 NEVER_IN_OUTPUT = ("Traceback", "Unclosed", "hunter2")
 SERVICES = ("ingest", "processor", "sender")
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 
 def _ports() -> dict[str, str]:
@@ -112,11 +114,19 @@ async def test_a_bot_module_not_found_names_sys_path(tmp_path: Path) -> None:
 async def test_an_unreachable_redis_is_named_and_ctrl_c_stops_the_wait(module: str) -> None:
     url = _closed_redis_url()
     masked = url.replace("hunter2", "****")
-    child = await Child.start("-m", f"lull.{module}", env=_env(LULL_REDIS_URL=url))
+    env = _env(LULL_REDIS_URL=url)
+    child = await Child.start("-m", f"lull.{module}", env=env)
     try:
         line = await child.line_with("LULL_REDIS_URL", "retrying", timeout_s=START_S)
         assert f'"redis":"{masked}"' in line
         assert '"level":"warning"' in line
+        if module == "ingest":  # it listens, but says it is not ready (and Meta gets 503s)
+            readyz = f"http://127.0.0.1:{env['LULL_INGEST_PORT']}/readyz"
+            async with (
+                aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session,
+                session.get(readyz) as response,
+            ):
+                assert response.status == 503
         child.interrupt()
         code = await child.finish(STOP_BOUND_S)
     finally:
