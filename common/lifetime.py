@@ -26,12 +26,14 @@ def conversation_ttl_from_env(env: Env) -> int:
     """LULL_CONVERSATION_TTL_S; refuses 0.1's LULL_HISTORY_TTL_S, which it replaces."""
     old = env.raw("LULL_HISTORY_TTL_S")
     if old is not None:
-        raise ConfigError(
-            "LULL_HISTORY_TTL_S",
-            old,
-            "no longer read: the history now expires with the rest of the conversation's "
-            f"state, after LULL_CONVERSATION_TTL_S (default {CONVERSATION_TTL_S}, 8 days); "
-            "unset LULL_HISTORY_TTL_S",
+        env.report(
+            ConfigError(
+                "LULL_HISTORY_TTL_S",
+                old,
+                "no longer read: the history now expires with the rest of the conversation's "
+                f"state, after LULL_CONVERSATION_TTL_S (default {CONVERSATION_TTL_S}, 8 days); "
+                "unset LULL_HISTORY_TTL_S",
+            )
         )
     return env.integer(
         "LULL_CONVERSATION_TTL_S",
@@ -41,16 +43,18 @@ def conversation_ttl_from_env(env: Env) -> int:
     )
 
 
-def require_outlasts(ttl_s: int, horizon_ms: int, horizon: str) -> None:
+def require_outlasts(env: Env, ttl_s: int, horizon_ms: int, horizon: str) -> None:
     """Refuse a conversation TTL shorter than a horizon (horizon: how it is computed, with
-    the variables that set it)."""
+    the variables that set it); reported to env with its other problems."""
     if ttl_s * 1000 < horizon_ms:
         at_least_s = -(-horizon_ms // 1000)
-        raise ConfigError(
-            "LULL_CONVERSATION_TTL_S",
-            str(ttl_s),
-            f"at least {at_least_s} s, the {horizon}: a conversation's state must outlive "
-            "every batch and message id that still needs it",
+        env.report(
+            ConfigError(
+                "LULL_CONVERSATION_TTL_S",
+                str(ttl_s),
+                f"at least {at_least_s} s, the {horizon}: a conversation's state must outlive "
+                "every batch and message id that still needs it",
+            )
         )
 
 

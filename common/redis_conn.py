@@ -157,9 +157,16 @@ def _connect_cluster(url: str, *, timeout_s: float, max_connections: int) -> Red
 
 
 def describe(url: str) -> str:
-    """The URL without its password, for logs."""
+    """The URL with its password masked, for logs: redis://:****@host:6379/0.
+
+    A user name before a colon is kept (it tells which ACL user is tried); a lone user info
+    without a colon is masked too, since some write the password there."""
     if "@" not in url:
         return url
     scheme, separator, rest = url.rpartition("://")
-    host = url.rsplit("@", 1)[1]
-    return f"{scheme}{separator}***@{host}" if separator and "@" in rest else f"***@{host}"
+    if not separator:
+        scheme, rest = "", url
+    userinfo, host = rest.rsplit("@", 1)
+    user, colon, _password = userinfo.partition(":")
+    masked = f"{user}:****" if colon else "****"
+    return f"{scheme}{separator}{masked}@{host}"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from lull.common.env import ConfigError
+from lull.common.env import ConfigError, problems_of
 from lull.common.http_admin import admin_app, serve
 from lull.common.log import configure
 from lull.common.loop import new_event_loop
@@ -18,6 +19,11 @@ from lull.common.redis_conn import RedisClient
 from lull.common.settings import CommonSettings
 
 S = TypeVar("S")
+
+
+class StartFailed(Exception):
+    """A start-up step failed for a reason the operator fixes (a port in use): the service
+    prints one line and exits 1."""
 
 
 def run_main(
@@ -28,20 +34,59 @@ def run_main(
     *,
     one_shot: bool = False,
 ) -> int:
-    """Validate settings (exit 2 with one line naming the variable), then run body.
-    one_shot: an operator command that ends by itself (its loggers are not cached)."""
+    """Validate settings (exit 2 with one line per problem, each naming its variable), then
+    run body. one_shot: an operator command that ends by itself (its loggers are not cached).
+
+    A configuration problem found later in start-up (a python: handler) is reported the
+    same way. SIGINT or SIGTERM before body installs its own handlers stops it cleanly
+    (exit 0); a Ctrl-C that lands after them ends with 130, never with a traceback."""
     try:
         settings = load()
     except ConfigError as exc:
-        print(f"lull {service}: bad configuration: {exc}", file=sys.stderr)
-        return 2
+        return report_config_error(service, exc)
     common = common_of(settings)
     configure(common.log_format, common.log_level, service, cache_loggers=not one_shot)
-    loop = new_event_loop()
     try:
-        return loop.run_until_complete(body(settings))
-    finally:
-        loop.close()
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(_stoppable(body(settings)))
+    except ConfigError as exc:
+        return report_config_error(service, exc)
+    except StartFailed as exc:
+        print(f"lull {service}: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def report_config_error(service: str, error: ConfigError) -> int:
+    """Print one line per problem to stderr; returns the exit code for bad configuration."""
+    for problem in problems_of(error):
+        print(f"lull {service}: bad configuration: {problem}", file=sys.stderr)
+    return 2
+
+
+async def _stoppable(body: Awaitable[int]) -> int:
+    """Run body; a signal before body takes SIGINT/SIGTERM over cancels it (a start-up that
+    waits for Redis), and that is a clean stop: whatever body opened, it closes."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(body)
+    signalled = False
+
+    def cancel() -> None:
+        nonlocal signalled
+        signalled = True
+        task.cancel()
+
+    # Signals reach the main thread only (an operator command may run in a test's thread).
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        return 0
 
 
 async def until_signalled() -> None:
@@ -70,7 +115,13 @@ async def run_replica(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, request_stop)
-    stop_admin = await serve(admin_app(registry, client), metrics_host, metrics_port)
+    try:
+        stop_admin = await serve(admin_app(registry, client), metrics_host, metrics_port)
+    except OSError as exc:
+        raise StartFailed(
+            f"cannot serve /metrics on {metrics_host}:{metrics_port} (LULL_METRICS_HOST and "
+            f"the service's LULL_*_METRICS_PORT; 0 turns it off): {exc}"
+        ) from None
     try:
         await run()
     finally:

@@ -24,14 +24,16 @@ def _redis_url(env: Env) -> str | None:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018  (raises ValueError for a port out of range)
-        if parts.scheme not in REDIS_SCHEMES:
-            raise ValueError(value)
+        good = parts.scheme in REDIS_SCHEMES
     except ValueError:
-        # The URL may carry a password: the error shows it without.
-        raise ConfigError(
-            "LULL_REDIS_URL", describe(value), "a URL redis://, rediss:// or unix://"
-        ) from None
-    return value
+        good = False
+    if good:
+        return value
+    # The URL may carry a password: the error shows it without.
+    env.report(
+        ConfigError("LULL_REDIS_URL", describe(value), "a URL redis://, rediss:// or unix://")
+    )
+    return None
 
 
 def _cluster_url(value: str) -> bool:
@@ -63,35 +65,44 @@ class CommonSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommonSettings:
         """Read and validate LULL_REDIS_URL, LULL_REDIS_CLUSTER, LULL_NAMESPACE, LULL_SHARDS
-        and LULL_LOG_*."""
-        env = Env(os.environ if environ is None else environ)
-        default_format = "console" if sys.stderr.isatty() else "json"
-        redis_url = _redis_url(env)
-        redis_cluster = env.flag("LULL_REDIS_CLUSTER", False)
-        if redis_cluster and redis_url is not None and not _cluster_url(redis_url):
-            raise ConfigError(
-                "LULL_REDIS_URL",
-                describe(redis_url),  # no password in the message
-                "with LULL_REDIS_CLUSTER=1, a redis:// or rediss:// URL of one node, database 0",
-            )
-        return cls(
-            redis_url=redis_url,
-            redis_cluster=redis_cluster,
-            namespace=env.parsed(
-                "LULL_NAMESPACE",
-                DEFAULT_NAMESPACE,
-                _namespace,
-                "up to 64 characters without braces or spaces",
-            ),
-            shards=env.integer("LULL_SHARDS", 1, minimum=1, maximum=16384),
-            log_format=env.choice("LULL_LOG_FORMAT", default_format, LOG_FORMATS),
-            log_level=env.choice("LULL_LOG_LEVEL", "info", LOG_LEVELS),
-        )
+        and LULL_LOG_*; every problem at once (ConfigError), unknown LULL_* names included."""
+        env = Env(os.environ if environ is None else environ, collect=True)
+        settings = common_from_env(env)
+        env.check()
+        return settings
 
     @property
     def effective_redis_url(self) -> str:
         """The URL to connect to: the configured one, else the local default."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+
+def common_from_env(env: Env) -> CommonSettings:
+    """CommonSettings from env, for a service's from_env (problems go to env)."""
+    default_format = "console" if sys.stderr.isatty() else "json"
+    redis_url = _redis_url(env)
+    redis_cluster = env.flag("LULL_REDIS_CLUSTER", False)
+    if redis_cluster and redis_url is not None and not _cluster_url(redis_url):
+        env.report(
+            ConfigError(
+                "LULL_REDIS_URL",
+                describe(redis_url),  # no password in the message
+                "with LULL_REDIS_CLUSTER=1, a redis:// or rediss:// URL of one node, database 0",
+            )
+        )
+    return CommonSettings(
+        redis_url=redis_url,
+        redis_cluster=redis_cluster,
+        namespace=env.parsed(
+            "LULL_NAMESPACE",
+            DEFAULT_NAMESPACE,
+            _namespace,
+            "up to 64 characters without braces or spaces",
+        ),
+        shards=env.integer("LULL_SHARDS", 1, minimum=1, maximum=16384),
+        log_format=env.choice("LULL_LOG_FORMAT", default_format, LOG_FORMATS),
+        log_level=env.choice("LULL_LOG_LEVEL", "info", LOG_LEVELS),
+    )
 
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

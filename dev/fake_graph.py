@@ -76,6 +76,7 @@ class FakeGraph:
         self.thread_control: list[dict[str, Any]] = []
         self.errors: deque[ScriptedError] = deque()
         self.latency_ms = 0
+        self.log_sends = False
         self._last_id = 0
 
     def sender_of(self, node: str, token: str | None) -> str | None:
@@ -99,6 +100,10 @@ class FakeGraph:
         """Remember an accepted request; its id grows with every request (zero-padded)."""
         self._last_id += 1
         message_id = f"{prefix}{self._last_id:010d}"
+        if self.log_sends:
+            structlog.get_logger("lull.fake_graph").info(
+                "reply sent", account_id=account_id, message=excerpt(payload)
+            )
         self.sent.append(
             {
                 "account_id": account_id,
@@ -123,14 +128,33 @@ class FakeGraph:
 
 
 FAKE_GRAPH = web.AppKey("fake_graph", FakeGraph)
+# Enough of a reply to recognise it in a terminal, not a screenful.
+EXCERPT_CHARS = 60
+
+
+def excerpt(payload: Mapping[str, Any]) -> str:
+    """Who a Send API request goes to and what it says, shortened: "to 123: 'hi…'"."""
+    recipient = payload.get("to") or (payload.get("recipient") or {}).get("id", "?")
+    message = payload.get("message") or {}
+    text = message.get("text") if isinstance(message, dict) else None
+    if text is None and isinstance(payload.get("text"), dict):
+        text = payload["text"].get("body")  # WhatsApp
+    if not isinstance(text, str):
+        kind = payload.get("sender_action") or payload.get("type") or "attachment"
+        return f"to {recipient}: [{kind}]"
+    short = text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+    return f"to {recipient}: {short!r}"
 
 
 def create_fake_graph_app(
-    tokens: Mapping[str, str] | None = None, *, instagram: bool = False
+    tokens: Mapping[str, str] | None = None, *, instagram: bool = False, log_sends: bool = False
 ) -> web.Application:
-    """The fake's app; tokens maps account id to token, None accepts any bearer token."""
+    """The fake's app; tokens maps account id to token, None accepts any bearer token.
+    log_sends: one log line per accepted request, so `lull dev` shows the replies."""
     app = web.Application()
-    app[FAKE_GRAPH] = FakeGraph(tokens, instagram=instagram)
+    graph = FakeGraph(tokens, instagram=instagram)
+    graph.log_sends = log_sends
+    app[FAKE_GRAPH] = graph
     app.router.add_post("/{version:v[0-9.]+}/{account_id}/messages", send_message)
     app.router.add_post("/{version:v[0-9.]+}/{account_id}/pass_thread_control", pass_thread)
     app.router.add_get("/_sent", list_sent)
@@ -158,7 +182,7 @@ def run_fake_graph(
     log = structlog.get_logger("lull.fake_graph")
     log.info("fake graph starting", host=host, port=port, any_token=tokens is None)
     web.run_app(
-        create_fake_graph_app(tokens),
+        create_fake_graph_app(tokens, log_sends=True),
         host=host,
         port=port,
         access_log=None,

@@ -1,18 +1,25 @@
 """`lull dev`: the whole local stack in one foreground command.
 
 Starts an embedded redis-server when LULL_REDIS_URL is unset and nothing answers on
-127.0.0.1:6379, runs each service as a child process with its output tagged, and stops
-everything on Ctrl-C.
+127.0.0.1:6379 (and stops at once, saying so, when LULL_REDIS_URL is set and does not
+answer), runs each service as a child process with its output tagged, prints the banner
+once every service answers ready, stops everything when one dies (showing its last lines)
+and on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections import deque
 from pathlib import Path
+
+import aiohttp
+import redis as sync_redis
 
 from lull.common.loop import new_event_loop
 from lull.common.redis_conn import describe
@@ -24,7 +31,14 @@ SERVICES = ("ingest", "processor", "sender", "fake-graph")
 DEV_FAKE_GRAPH_PORT = "8090"
 DEV_GRAPH_TOKEN = "lull-dev-graph-token"  # noqa: S105  (accepted by the fake Graph API only)
 STOP_TIMEOUT_S = 10.0
-READY_TIMEOUT_S = 15.0
+# How often lull dev says which services are not ready yet, and why.
+READY_REPORT_S = 10.0
+READY_POLL_S = 0.1
+READY_POLL_TIMEOUT_S = 1.0
+REDIS_CHECK_S = 2.0
+# The lines of a dead service shown again when it stops the stack.
+TAIL_LINES = 15
+TAIL_WAIT_S = 2.0
 DATA_DIR = Path(".lull") / "redis"
 
 
@@ -59,7 +73,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_dev(services: list[str] | None = None) -> int:
-    """Run the stack until SIGINT/SIGTERM; returns the exit code."""
+    """Run the stack until SIGINT/SIGTERM; returns the exit code. Ctrl-C at any moment,
+    even before the stack is up, stops it without a traceback."""
+    try:
+        return _run_dev(services)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+
+
+def _run_dev(services: list[str] | None) -> int:
     chosen = services or list(SERVICES)
     unknown = sorted(set(chosen) - set(SERVICES))
     if unknown:
@@ -76,16 +99,56 @@ def run_dev(services: list[str] | None = None) -> int:
             redis_url = embedded.url
             _say(f"started embedded redis-server at {redis_url}, AOF under {DATA_DIR}/")
     else:
+        problem = redis_problem(redis_url)
+        if problem is not None:
+            _say(
+                f"Redis at {describe(redis_url)} (LULL_REDIS_URL) does not answer: {problem}. "
+                "Start that Redis or fix LULL_REDIS_URL; unset it and lull dev starts one."
+            )
+            return 1
         _say(f"using LULL_REDIS_URL={describe(redis_url)}")
     env = _dev_environ(redis_url)
-    loop = new_event_loop()
     try:
-        return loop.run_until_complete(_supervise(chosen, env))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(_supervise(chosen, env))
     finally:
-        loop.close()
         if embedded is not None:
             embedded.stop()
             _say("embedded redis-server stopped")
+
+
+def redis_problem(url: str) -> str | None:
+    """Why the Redis at url does not answer a PING (None: it does), within REDIS_CHECK_S."""
+    client = sync_redis.Redis.from_url(
+        url, socket_connect_timeout=REDIS_CHECK_S, socket_timeout=REDIS_CHECK_S
+    )
+    try:
+        client.ping()
+    except (sync_redis.RedisError, OSError) as exc:
+        return (str(exc) or type(exc).__name__).rstrip(".")
+    finally:
+        client.close()
+    return None
+
+
+class _Child:
+    """One service's process and the last lines it printed (shown again if it dies)."""
+
+    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.proc = proc
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        assert proc.stdout is not None
+        self.pump = asyncio.create_task(self._pump(proc.stdout))
+        self.exited = asyncio.create_task(proc.wait())
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        tag = f"[{self.name}] "
+        while line := await stream.readline():
+            text = line.decode(errors="replace")
+            self.tail.append(text.rstrip("\n"))
+            sys.stdout.write(tag + text)
+            sys.stdout.flush()
 
 
 async def _supervise(services: list[str], env: dict[str, str]) -> int:
@@ -93,60 +156,126 @@ async def _supervise(services: list[str], env: dict[str, str]) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    children: dict[str, asyncio.subprocess.Process] = {}
-    pumps = []
-    for name in services:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, *_command(name, env), env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        children[name] = proc
-        assert proc.stdout is not None
-        pumps.append(asyncio.create_task(_pump(name, proc.stdout)))
-    await _wait_until_listening(int(env.get("LULL_INGEST_PORT", "8080")), stop)
-    _print_banner(env)
-    exited = [asyncio.create_task(p.wait()) for p in children.values()]
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait([stopper, *exited], return_when=asyncio.FIRST_COMPLETED)
-    code = 0 if stop.is_set() else 1
-    if not stop.is_set():
-        _say("a service exited on its own; stopping the others")
-    for proc in children.values():
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    for name, proc in children.items():
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            _say(f"{name} did not stop within {STOP_TIMEOUT_S} s; killing it")
-            proc.kill()
-            await proc.wait()
-    stopper.cancel()
-    await asyncio.gather(*pumps, return_exceptions=True)
+    started = loop.time()
+    children: dict[str, _Child] = {}
+    try:
+        for name in services:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, *_command(name, env), env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            children[name] = _Child(name, proc)
+        stopper = asyncio.create_task(stop.wait())
+        exits = [child.exited for child in children.values()]
+        ready = asyncio.create_task(_until_ready(services, env))
+        # A child that dies while the others start is noticed at once, not after a timeout.
+        await asyncio.wait([stopper, ready, *exits], return_when=asyncio.FIRST_COMPLETED)
+        if ready.done() and not any(e.done() for e in exits) and not stop.is_set():
+            ready.result()  # a failed readiness check surfaces; no banner over it
+            _print_banner(env)
+            await asyncio.wait([stopper, *exits], return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        stopper.cancel()
+        code = 0
+        if not stop.is_set():
+            code = 1
+            await _report_death(children, loop.time() - started)
+    finally:
+        await _stop_all(children)
     _say("stopped")
     return code
 
 
-async def _wait_until_listening(port: int, stop: asyncio.Event) -> None:
-    """Print the banner only once ingest accepts connections (bounded: it may fail)."""
-    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_S
-    while not stop.is_set() and asyncio.get_running_loop().time() < deadline:
-        if port_answers("127.0.0.1", port, 0.1):
-            return
-        await asyncio.sleep(0.05)
+async def _report_death(children: dict[str, _Child], elapsed_s: float) -> None:
+    for child in children.values():
+        if child.proc.returncode is None:
+            continue
+        # The rest of its output is in the pipe still: read it before showing the tail.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(child.pump), TAIL_WAIT_S)
+        _say(
+            f"{child.name} exited with code {child.proc.returncode} after {elapsed_s:.1f} s; "
+            "stopping the others. Its last lines:"
+        )
+        for line in child.tail:
+            _say(f"  {child.name}| {line}")
+        return
+
+
+async def _stop_all(children: dict[str, _Child]) -> None:
+    for child in children.values():
+        if child.proc.returncode is None:
+            child.proc.send_signal(signal.SIGTERM)
+    for name, child in children.items():
+        try:
+            await asyncio.wait_for(child.proc.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            _say(f"{name} did not stop within {STOP_TIMEOUT_S} s; killing it")
+            child.proc.kill()
+            await child.proc.wait()
+    await asyncio.gather(*(child.pump for child in children.values()), return_exceptions=True)
+
+
+def _ready_urls(services: list[str], env: dict[str, str]) -> dict[str, str]:
+    """Where each service says it is ready: ingest's /readyz (Redis answers), the
+    processor's and sender's /readyz on their metrics ports (served once they started;
+    a port of 0 has none, then the process being up is all we can know), the fake's /_sent."""
+    metrics_host = _local(env.get("LULL_METRICS_HOST", "127.0.0.1"))
+    ingest_host = _local(env.get("LULL_INGEST_HOST", "127.0.0.1"))
+    ports = {
+        "ingest": (ingest_host, env.get("LULL_INGEST_PORT", "8080"), "/readyz"),
+        "processor": (metrics_host, env.get("LULL_PROCESSOR_METRICS_PORT", "9101"), "/readyz"),
+        "sender": (metrics_host, env.get("LULL_SENDER_METRICS_PORT", "9102"), "/readyz"),
+        "fake-graph": ("127.0.0.1", env["LULL_FAKE_GRAPH_PORT"], "/_sent"),
+    }
+    return {
+        name: f"http://{host}:{port}{path}"
+        for name, (host, port, path) in ports.items()
+        if name in services and port.strip() != "0"
+    }
+
+
+def _local(host: str) -> str:
+    # A service bound to every address answers on loopback; the runner asks there.
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+
+
+async def _until_ready(services: list[str], env: dict[str, str]) -> None:
+    """Return once every service answers ready; say every READY_REPORT_S who is not yet
+    and why (Redis not answering shows here), instead of waiting silently."""
+    waiting = _ready_urls(services, env)
+    why: dict[str, str] = {}
+    loop = asyncio.get_running_loop()
+    report_at = loop.time() + READY_REPORT_S
+    timeout = aiohttp.ClientTimeout(total=READY_POLL_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while waiting:
+            for name, url in list(waiting.items()):
+                why[name] = await _not_ready(session, url)
+                if not why[name]:
+                    del waiting[name]
+            if waiting and loop.time() >= report_at:
+                report_at = loop.time() + READY_REPORT_S
+                _say("not ready yet: " + "; ".join(f"{n} ({why[n]})" for n in waiting))
+            if waiting:
+                await asyncio.sleep(READY_POLL_S)
+
+
+async def _not_ready(session: aiohttp.ClientSession, url: str) -> str:
+    """Empty when url answers 200, else why not, in a few words."""
+    try:
+        async with session.get(url) as response:
+            if response.status == 200:
+                return ""
+            return f"{url} answers {response.status}: {(await response.text())[:80]}"
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return f"{url}: {type(exc).__name__}"
 
 
 def _command(name: str, env: dict[str, str]) -> list[str]:
     if name == "fake-graph":
         return ["-m", "lull.common.cli", "fake-graph", "--port", env["LULL_FAKE_GRAPH_PORT"]]
     return ["-m", f"lull.{name}"]
-
-
-async def _pump(name: str, stream: asyncio.StreamReader) -> None:
-    tag = f"[{name}] "
-    while line := await stream.readline():
-        sys.stdout.write(tag + line.decode(errors="replace"))
-        sys.stdout.flush()
 
 
 def _print_banner(env: dict[str, str]) -> None:
@@ -164,7 +293,8 @@ def _print_banner(env: dict[str, str]) -> None:
     _say(f"  {_lull_command()} simulate --url http://127.0.0.1:{port}/webhook "
          f"--app-secret {secret} --users 3 --messages-per-user 3 --gap-ms 800")  # fmt: skip
     _say(
-        f"replies appear in the sender's log and at http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}/_sent"
+        "the bot's replies appear below as [fake-graph] 'reply sent' lines, and at "
+        f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}/_sent"
     )
 
 

@@ -65,20 +65,24 @@ class AdminSettings:
         """Read and validate; the port may not be the public webhook port."""
         token = env.raw("LULL_ADMIN_TOKEN")
         if token is not None and (len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token)):
-            raise ConfigError(
-                "LULL_ADMIN_TOKEN",
-                token,
-                f"at least {MIN_TOKEN_CHARS} characters without spaces "
-                "(openssl rand -hex 16), or unset to turn the admin API off",
-                secret=True,
+            env.report(
+                ConfigError(
+                    "LULL_ADMIN_TOKEN",
+                    token,
+                    f"at least {MIN_TOKEN_CHARS} characters without spaces "
+                    "(openssl rand -hex 16), or unset to turn the admin API off",
+                    secret=True,
+                )
             )
         port = env.integer("LULL_ADMIN_PORT", DEFAULT_PORT, minimum=1, maximum=65535)
-        if token is not None and port == public_port:
-            raise ConfigError(
-                "LULL_ADMIN_PORT",
-                str(port),
-                f"a port other than LULL_INGEST_PORT ({public_port}): the admin API is never "
-                "served on the public webhook port",
+        if token is not None and port == public_port and env.ok("LULL_ADMIN_PORT"):
+            env.report(
+                ConfigError(
+                    "LULL_ADMIN_PORT",
+                    str(port),
+                    f"a port other than LULL_INGEST_PORT ({public_port}): the admin API is "
+                    "never served on the public webhook port",
+                )
             )
         return cls(token=token, host=env.string("LULL_ADMIN_HOST", DEFAULT_HOST), port=port)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Mapping
 
 import structlog
@@ -10,7 +11,8 @@ from aiohttp import web
 
 from lull.common.redis_conn import describe
 from lull.common.service import run_main, until_signalled
-from lull.ingest.app import create_app, serve_admin_port, serve_metrics_port
+from lull.common.startup import until_redis_answers
+from lull.ingest.app import REDIS, SETTINGS, create_app, serve_admin_port, serve_metrics_port
 from lull.ingest.settings import IngestSettings
 
 # aiohttp waits this long for in-flight requests after SIGTERM; below the 10 s bound.
@@ -53,11 +55,33 @@ async def _serve(settings: IngestSettings) -> int:
             # A port in use or an address not on this host: one line, not a traceback.
             log.error("ingest cannot listen", error=str(exc))
             return 1
-        await until_signalled()
+        # Webhooks are answered 503 (Meta retries them) and /readyz fails until Redis
+        # answers; this says so in the log instead of starting silently.
+        stop_checking = asyncio.Event()
+        checking = asyncio.create_task(_until_redis_answers(app, stop_checking))
+        try:
+            await until_signalled()
+        finally:
+            stop_checking.set()
+            await checking
     finally:
         await runner.cleanup()
     log.info("ingest stopped")
     return 0
+
+
+async def _until_redis_answers(app: web.Application, stop: asyncio.Event) -> None:
+    settings = app[SETTINGS]
+    client = app[REDIS]
+    timeout_s = settings.redis_timeout_ms / 1000
+
+    async def ping() -> None:
+        async with asyncio.timeout(timeout_s):
+            await client.ping()
+
+    url = settings.common.effective_redis_url
+    if await until_redis_answers(ping, "ping", url, stop):
+        structlog.get_logger("lull.ingest").info("ingest ready", redis=describe(url))
 
 
 def run(_args: argparse.Namespace) -> int:

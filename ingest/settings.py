@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from lull.common.env import ConfigError, Env
 from lull.common.pause import PauseSettings
-from lull.common.settings import CommonSettings
+from lull.common.settings import CommonSettings, common_from_env
 from lull.ingest.admin_api import AdminSettings
 
 # WhatsApp documents webhook bodies of up to 3 MB; Messenger's are far smaller.
@@ -43,33 +43,43 @@ class IngestSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
-        """Read and validate; raises ConfigError naming the first bad variable."""
-        source = os.environ if environ is None else environ
-        env = Env(source)
+        """Read and validate; raises ConfigError naming every bad variable."""
+        env = Env(os.environ if environ is None else environ, collect=True)
+        settings = cls._read(env)
+        env.check()
+        return settings
+
+    @classmethod
+    def _read(cls, env: Env) -> IngestSettings:
         skip = env.flag("LULL_INSECURE_SKIP_SIGNATURE", False)
         secrets_text = env.raw("LULL_APP_SECRET")
         secrets = tuple(s.strip() for s in (secrets_text or "").split(",") if s.strip())
         if not secrets and not skip:
-            raise ConfigError(
-                "LULL_APP_SECRET",
-                secrets_text,
-                "required: your Meta app secret (several comma-separated while rotating), "
-                "unless LULL_INSECURE_SKIP_SIGNATURE=1",
-                secret=True,
+            env.report(
+                ConfigError(
+                    "LULL_APP_SECRET",
+                    secrets_text,
+                    "required: your Meta app secret (several comma-separated while rotating), "
+                    "unless LULL_INSECURE_SKIP_SIGNATURE=1",
+                    secret=True,
+                )
             )
         port = env.integer("LULL_INGEST_PORT", 8080, minimum=0, maximum=65535)
         metrics_port = env.integer(
             "LULL_INGEST_METRICS_PORT", DEFAULT_METRICS_PORT, minimum=0, maximum=65535
         )
-        if metrics_port != 0 and metrics_port == port:
-            raise ConfigError(
-                "LULL_INGEST_METRICS_PORT",
-                str(metrics_port),
-                f"a port other than LULL_INGEST_PORT ({port}), or 0; "
-                "LULL_INGEST_PUBLIC_METRICS=1 serves /metrics on the webhook port",
+        ports_read = env.ok("LULL_INGEST_PORT", "LULL_INGEST_METRICS_PORT")
+        if ports_read and metrics_port != 0 and metrics_port == port:
+            env.report(
+                ConfigError(
+                    "LULL_INGEST_METRICS_PORT",
+                    str(metrics_port),
+                    f"a port other than LULL_INGEST_PORT ({port}), or 0; "
+                    "LULL_INGEST_PUBLIC_METRICS=1 serves /metrics on the webhook port",
+                )
             )
         return cls(
-            common=CommonSettings.from_env(source),
+            common=common_from_env(env),
             host=env.string("LULL_INGEST_HOST", "127.0.0.1"),
             port=port,
             verify_token=env.required(

@@ -59,6 +59,7 @@ class Processor:
         )
         self.consumer = Consumer(client, config, handler, self.registry)
         self._stop = asyncio.Event()
+        self._redis_url = settings.common.effective_redis_url
 
     async def start(self) -> None:
         """Load the scripts (and create the group) before the first read."""
@@ -68,7 +69,8 @@ class Processor:
 
     async def run(self) -> None:
         """Read and close until request_stop(); open windows stay in Redis."""
-        if not await until_redis_answers(self.start, "load scripts", self._stop):
+        url = self._redis_url
+        if not await until_redis_answers(self.start, "load scripts", url, self._stop):
             return
         closer = asyncio.create_task(self.closer.run(self._stop), name="closer")
         try:

@@ -10,7 +10,7 @@ from lull.common.env import ConfigError, Env
 from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
 from lull.common.lifetime import DEDUPE_HORIZON, conversation_ttl_from_env, require_outlasts
 from lull.common.pause import PauseSettings
-from lull.common.settings import CommonSettings, GroupSettings, group_from_env
+from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
 
 WINDOW_MODES = ("sliding", "fixed")
 DAY_S = 86_400
@@ -99,28 +99,32 @@ class ProcessorSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorSettings:
-        """Read and validate; raises ConfigError naming the first bad variable."""
-        source = os.environ if environ is None else environ
-        env = Env(source)
-        return cls(
-            common=CommonSettings.from_env(source),
+        """Read and validate; raises ConfigError naming every bad variable."""
+        env = Env(os.environ if environ is None else environ, collect=True)
+        settings = cls(
+            common=common_from_env(env),
             window=window_from_env(env),
             group=group_from_env(env),
             takeover=takeover_from_env(env),
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.integer("LULL_PROCESSOR_METRICS_PORT", 9101, minimum=0, maximum=65535),
         )
+        env.check()
+        return settings
 
 
 def window_from_env(env: Env) -> WindowSettings:
     """The LULL_WINDOW_* family, with the cross-field checks."""
     window_ms = env.integer("LULL_WINDOW_MS", 5000, minimum=1, maximum=DAY_S * 1000)
     max_wait_ms = env.integer("LULL_MAX_WAIT_MS", 30_000, minimum=1, maximum=DAY_S * 1000)
-    if max_wait_ms < window_ms:
-        raise ConfigError("LULL_MAX_WAIT_MS", str(max_wait_ms), f">= LULL_WINDOW_MS ({window_ms})")
+    if max_wait_ms < window_ms and env.ok("LULL_WINDOW_MS", "LULL_MAX_WAIT_MS"):
+        env.report(
+            ConfigError("LULL_MAX_WAIT_MS", str(max_wait_ms), f">= LULL_WINDOW_MS ({window_ms})")
+        )
     dedupe_ttl_s = env.integer("LULL_DEDUPE_TTL_S", DEDUPE_TTL_S, minimum=60, maximum=30 * DAY_S)
     conversation_ttl_s = conversation_ttl_from_env(env)
-    require_outlasts(conversation_ttl_s, dedupe_ttl_s * 1000, DEDUPE_HORIZON)
+    if env.ok("LULL_DEDUPE_TTL_S", "LULL_CONVERSATION_TTL_S"):
+        require_outlasts(env, conversation_ttl_s, dedupe_ttl_s * 1000, DEDUPE_HORIZON)
     return WindowSettings(
         mode=env.choice("LULL_WINDOW_MODE", "sliding", WINDOW_MODES),
         window_ms=window_ms,

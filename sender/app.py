@@ -85,14 +85,19 @@ class Sender:
         registry: CollectorRegistry | None = None,
         consumer_name: str | None = None,
     ) -> Sender:
-        """Open the HTTP session, build the handler and load the scripts."""
+        """Open the HTTP session, build the handler and load the scripts (waiting for Redis).
+        Nothing is left open when this fails or is cancelled."""
         session = aiohttp.ClientSession()
-        bot = await build_bot(
-            settings.handler,
-            secret=settings.handler_secret,
-            timeout_ms=settings.handler_timeout_ms,
-            session=session,
-        )
+        try:
+            bot = await build_bot(
+                settings.handler,
+                secret=settings.handler_secret,
+                timeout_ms=settings.handler_timeout_ms,
+                session=session,
+            )
+        except BaseException:
+            await session.close()
+            raise
         sender = cls(
             client=client,
             settings=settings,
@@ -107,7 +112,11 @@ class Sender:
             await sender.limiter.load_scripts()
             await sender.pauses.load_scripts()
 
-        await until_redis_answers(load, "load scripts")
+        try:
+            await until_redis_answers(load, "load scripts", settings.common.effective_redis_url)
+        except BaseException:
+            await sender.close()
+            raise
         return sender
 
     async def run(self) -> None:

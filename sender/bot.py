@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -237,16 +239,30 @@ class PythonBot:
 
 
 def load_function(spec: str) -> BotFunction:
-    """Import python:module:function once, at start; ConfigError when it is not usable."""
+    """Import python:module:function once, at start; ConfigError when it is not usable.
+
+    Every failure is one line (the sender prints it and exits 2): a module not found names
+    sys.path, where Python looked (PYTHONPATH adds to it); an error raised while importing
+    the bot's own module names the exception and the file and line it came from.
+    """
     module_name, _, function_name = spec.removeprefix("python:").partition(":")
+    problem: str | None = None
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
-        # A missing import inside the bot's module is its own error, shown as it is.
-        if module_name != missing and not module_name.startswith(missing + "."):
-            raise
-        raise ConfigError(HANDLER_ENV, spec, f"no module named {missing!r}") from None
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise ConfigError(
+                HANDLER_ENV,
+                spec,
+                f"no module named {missing!r} on sys.path {sys.path} "
+                "(set PYTHONPATH to the folder that holds it)",
+            ) from None
+        problem = _import_problem(module_name, exc)
+    except Exception as exc:  # the bot's own code: whatever it raises, the handler is unusable
+        problem = _import_problem(module_name, exc)
+    if problem is not None:
+        raise ConfigError(HANDLER_ENV, spec, problem)
     function = getattr(module, function_name, None)
     if function is None:
         raise ConfigError(HANDLER_ENV, spec, f"module {module_name!r} has no {function_name!r}")
@@ -254,6 +270,18 @@ def load_function(spec: str) -> BotFunction:
         raise ConfigError(HANDLER_ENV, spec, f"{function_name!r} must be an async function")
     checked: BotFunction = function
     return checked
+
+
+def _import_problem(module_name: str, exc: Exception) -> str:
+    """One line for an exception raised while importing the bot's module: what and where."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{exc.filename}:{exc.lineno}"
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        # The innermost frame outside importlib's machinery: the line of the bot's code.
+        own = [f for f in frames if "importlib" not in f.filename]
+        where = f"{own[-1].filename}:{own[-1].lineno}" if own else "?"
+    return f"importing {module_name!r} raised {type(exc).__name__}: {exc} (at {where})"
 
 
 def _read_answer(status: int, body: bytes, retry_after: str | None) -> AnswerJson:

@@ -93,7 +93,7 @@ class HandoffSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> HandoffSettings:
-        """Read and validate; raises ConfigError naming the first bad variable."""
+        """Read and validate; a bad value is reported to env with the others."""
         return cls(
             target=env.choice("LULL_HANDOFF_TARGET", "none", TARGETS),
             webhook_url=env.parsed(

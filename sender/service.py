@@ -24,8 +24,13 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 async def _run(settings: SenderSettings) -> int:
     log = structlog.get_logger("lull.sender")
     url = settings.common.effective_redis_url
+    log.info("sender connecting to Redis", redis=describe(url), setting="LULL_REDIS_URL")
     client = connect(url, timeout_s=REDIS_TIMEOUT_S, cluster=settings.common.redis_cluster)
-    sender = await Sender.create(client, settings)
+    try:
+        sender = await Sender.create(client, settings)
+    except BaseException:
+        await client.aclose()  # a stop while waiting for Redis, or a handler not built
+        raise
     if not settings.access_tokens and not sender.bot.forward_only:
         log.warning("LULL_ACCESS_TOKENS is empty: every reply will be dead-lettered")
     log.info(

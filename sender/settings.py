@@ -16,8 +16,8 @@ from lull.common.lifetime import (
     sender_retry_horizon_ms,
 )
 from lull.common.pause import PauseSettings
-from lull.common.settings import CommonSettings, GroupSettings, group_from_env
-from lull.sender.bot import HANDLER_FORMS, parse_handler_spec
+from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
+from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
 from lull.sender.graph import load_tokens
 from lull.sender.graph_routes import (
     FACEBOOK_GRAPH,
@@ -71,20 +71,26 @@ class SenderSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SenderSettings:
-        """Read and validate; raises ConfigError naming the first bad variable."""
-        source = os.environ if environ is None else environ
-        env = Env(source)
+        """Read and validate; raises ConfigError naming every bad variable. A python:
+        handler is imported here, so that one that cannot be is a configuration error."""
+        env = Env(os.environ if environ is None else environ, collect=True)
+        settings = cls._read(env)
+        env.check()
+        return settings
+
+    @classmethod
+    def _read(cls, env: Env) -> SenderSettings:
         tokens_text = env.raw("LULL_ACCESS_TOKENS")
         try:
             tokens = load_tokens(tokens_text) if tokens_text else {}
         except ValueError as exc:
-            raise ConfigError("LULL_ACCESS_TOKENS", tokens_text, str(exc), secret=True) from None
-        handler_allowed = HANDLER_FORMS
+            problem = str(exc)
+            tokens = {}
+            env.report(ConfigError("LULL_ACCESS_TOKENS", tokens_text, problem, secret=True))
         settings = cls(
-            common=CommonSettings.from_env(source),
+            common=common_from_env(env),
             group=group_from_env(env),
-            handler=env.parsed("LULL_HANDLER", "", parse_handler_spec, handler_allowed)
-            or _required_handler(handler_allowed),
+            handler=_handler(env),
             handler_secret=env.string("LULL_HANDLER_SECRET", ""),
             handler_timeout_ms=env.integer(
                 "LULL_HANDLER_TIMEOUT_MS", 30_000, minimum=10, maximum=600_000
@@ -125,7 +131,12 @@ class SenderSettings:
             max_deliveries=settings.group.max_deliveries,
             claim_idle_ms=settings.group.claim_idle_ms,
         )
-        require_outlasts(settings.conversation_ttl_s, horizon_ms, SENDER_HORIZON)
+        horizon_names = (
+            "LULL_CONVERSATION_TTL_S", "LULL_SEND_MAX_ATTEMPTS", "LULL_SEND_BACKOFF_MAX_MS",
+            "LULL_MAX_DELIVERIES", "LULL_CLAIM_IDLE_MS",
+        )  # fmt: skip
+        if env.ok(*horizon_names):
+            require_outlasts(env, settings.conversation_ttl_s, horizon_ms, SENDER_HORIZON)
         return settings
 
 
@@ -149,10 +160,23 @@ def _graph_routes(env: Env) -> GraphRoutes:
         problem = host_problem(platform, bases[platform], login)
         if problem is not None:
             culprit = name if own else base_name
-            raise ConfigError(culprit, bases[platform], f"{problem}; see LULL_INSTAGRAM_LOGIN")
+            env.report(
+                ConfigError(culprit, bases[platform], f"{problem}; see LULL_INSTAGRAM_LOGIN")
+            )
     return GraphRoutes(bases, base or FACEBOOK_GRAPH, login)
 
 
-def _required_handler(allowed: str) -> str:
-    # No default: a production sender that silently echoed users would be worse than none.
-    raise ConfigError("LULL_HANDLER", None, f"required: {allowed}")
+def _handler(env: Env) -> str:
+    spec = env.parsed("LULL_HANDLER", "", parse_handler_spec, HANDLER_FORMS)
+    if not spec:
+        if env.ok("LULL_HANDLER"):
+            # No default: a production sender that silently echoed users would be worse
+            # than none.
+            env.report(ConfigError("LULL_HANDLER", None, f"required: {HANDLER_FORMS}"))
+        return spec
+    if spec.startswith("python:"):
+        try:
+            load_function(spec)
+        except ConfigError as exc:
+            env.report(exc)
+    return spec

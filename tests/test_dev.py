@@ -110,4 +110,10 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # nothing of the process group is left running
     assert "webhook URL:" in output
+    # What the banner promises: each reply in the terminal, shortened.
+    replies_shown = [
+        line for line in lines if line.startswith("[fake-graph]") and "reply sent" in line
+    ]
+    assert len(replies_shown) == len(expected)
+    assert "Traceback" not in output
     assert ready_s < READY_S
