@@ -112,6 +112,8 @@ TOOLING_VARIABLES = frozenset(
         "LULL_BENCH_LOADGEN",
         "LULL_CHAOS_SECONDS",
         "LULL_CHAOS_SEED",
+        # tests/contract: rewrite the generated parts of docs/contract.md
+        "LULL_WRITE_DOCS",
         "LULL_CHAOS_LANES",
     }
 )
