@@ -14,6 +14,7 @@ from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
 from lull.sender.graph import GraphClient
 from lull.sender.metrics import SenderMetrics
+from lull.sender.presence import Presence
 from lull.sender.ratelimit import RateLimiter
 from lull.sender.send_store import SendStore
 from lull.sender.sent_ids import SentIds
@@ -50,6 +51,7 @@ class Sender:
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s),
+            presence=Presence(settings, self.keys, self.limiter, graph, self.metrics.presence),
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(
@@ -116,6 +118,7 @@ class Sender:
         """Let deliveries still running finish (bounded), then close the handler and the
         HTTP session."""
         await self.deliveries.close(self._close_wait_s)
+        await self.deliverer.presence.close()
         await self.bot.close()
         await self.store.close()
         await self._session.close()

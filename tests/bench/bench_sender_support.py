@@ -73,7 +73,8 @@ def sender(
 ) -> Iterator[int]:
     """A `python -m sender` child on the server core; yields its pid once it serves metrics.
 
-    limits: rate_global, rate_per_user (default off) and handler (default echo)."""
+    limits: rate_global, rate_per_user, send_rate_per_user, typing, read_receipts (default
+    off) and handler (default echo)."""
     port = free_port()
     env = {
         "LULL_REDIS_URL": url,
@@ -83,6 +84,10 @@ def sender(
         "LULL_ACCESS_TOKENS": orjson.dumps({"*": "bench-token"}).decode(),
         "LULL_RATE_GLOBAL": limits.get("rate_global", "off"),
         "LULL_RATE_PER_USER": limits.get("rate_per_user", "off"),
+        "LULL_SEND_RATE_PER_USER": limits.get("send_rate_per_user", "off"),
+        # Presence is measured in its own phase; the others measure replies alone.
+        "LULL_TYPING": limits.get("typing", "off"),
+        "LULL_READ_RECEIPTS": limits.get("read_receipts", "off"),
         "LULL_SENDER_METRICS_PORT": str(port),
         "LULL_LOG_FORMAT": "json",
         "LULL_LOG_LEVEL": "warning",

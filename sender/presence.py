@@ -1,0 +1,249 @@
+"""Read receipts and typing while the bot works, and the pause between paced sends.
+
+What Meta documents:
+- WhatsApp (Typing indicators): `{"messaging_product": "whatsapp", "status": "read",
+  "message_id": <wamid>, "typing_indicator": {"type": "text"}}` to `/{phone-number-id}/
+  messages` marks the message (and the ones before it) read and shows typing until the
+  reply, or 25 s. There is no typing without the read: with read receipts off, WhatsApp
+  users see no typing either.
+- Messenger and Instagram (Sender Actions): `{"recipient": {"id"}, "sender_action": ...}`
+  with `mark_seen`, `typing_on` or `typing_off`, one action per call and nothing else in
+  it; typing ends after 20 s or with the bot's message.
+
+Presence is best-effort by contract: it runs beside the bot call and the sends, never
+before them; it is never retried; a failure is counted and forgotten; and it yields to
+replies under the account's rate limit (sender/ratelimit.py): it takes a slot only when one
+is free at once, never reserves one, and is dropped otherwise.
+
+Who calls what (sender/deliver.py): `start` once the sender has decided to call the bot for
+a batch (after the per-user admission, never for a replay or a `none` handler), `stop` when
+the bot is done (`typing_off=True` when the batch is finished without a reply), and `pace`
+before each send. A pause (human takeover) turns presence off with `start(show=False)` or,
+for a pause that begins while the bot works, with the `should_show` check, asked before
+every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+from prometheus_client import Counter
+
+from lull.common.batch import Batch
+from lull.common.keys import Keys
+from lull.common.redis_conn import REDIS_FAILURES
+from lull.sender.graph import GraphClient, GraphError, GraphRequest
+from lull.sender.graph_payload import messages_path
+from lull.sender.presence_settings import PresenceSettings
+from lull.sender.ratelimit import RateLimiter
+from lull.sender.settings import SenderSettings
+
+log = structlog.get_logger("lull.sender")
+
+ShowCheck = Callable[[Batch], Awaitable[bool]]
+"""Whether a conversation may be shown read and typing now (False while it is paused)."""
+
+# Metric labels of `action`.
+READ: Final = "read"
+"""WhatsApp: status read, no typing."""
+READ_TYPING: Final = "read_typing"
+"""WhatsApp: status read with a typing indicator, in one call."""
+MARK_SEEN: Final = "mark_seen"
+TYPING_ON: Final = "typing_on"
+TYPING_OFF: Final = "typing_off"
+SENDER_ACTIONS: Final = frozenset({MARK_SEEN, TYPING_ON, TYPING_OFF})
+
+
+def presence_request(batch: Batch, action: str, settings: SenderSettings) -> GraphRequest | None:
+    """The Graph call that shows `action` to the batch's user; None when it has no target
+    (a WhatsApp batch without a message id to mark read)."""
+    path = messages_path(
+        batch.platform, batch.account_id, settings.graph_version, settings.graph_routes
+    )
+    payload: dict[str, Any]
+    if batch.platform == "whatsapp":
+        mid = batch.messages[-1].mid if batch.messages else ""
+        if not mid or action not in (READ, READ_TYPING):
+            return None
+        payload = {"messaging_product": "whatsapp", "status": "read", "message_id": mid}
+        if action == READ_TYPING:
+            payload["typing_indicator"] = {"type": "text"}
+    else:
+        if action not in SENDER_ACTIONS:
+            return None
+        payload = {"recipient": {"id": batch.user_id}, "sender_action": action}
+    return GraphRequest(batch.account_id, path, payload, batch.platform)
+
+
+def first_actions(platform: str, presence: PresenceSettings) -> list[str]:
+    """What the user is shown when the sender picks a batch up for the bot, in order."""
+    if platform == "whatsapp":
+        if not presence.reads:
+            return []
+        return [READ_TYPING if presence.typing else READ]
+    actions = [MARK_SEEN] if presence.reads else []
+    return actions + ([TYPING_ON] if presence.typing else [])
+
+
+def typing_action(platform: str, presence: PresenceSettings) -> str | None:
+    """The call that shows typing (again) on platform, None when typing is not shown."""
+    if not presence.typing:
+        return None
+    if platform == "whatsapp":
+        return READ_TYPING if presence.reads else None
+    return TYPING_ON
+
+
+@dataclass
+class Showing:
+    """Presence of one batch while its bot works; stop() ends it."""
+
+    presence: Presence | None
+    batch: Batch
+    task: asyncio.Task[None] | None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    typed: bool = False
+    """A typing call went out (or was on its way) for this batch."""
+
+    def stop(self, *, typing_off: bool) -> None:
+        """Stop showing typing. typing_off: the batch is finished without a reply, so
+        Messenger and Instagram are told typing is off (after any call still in flight, so
+        it cannot land after the off); else the reply (or a retry's wait) ends it."""
+        self.stopped.set()
+        if self.task is None or self.presence is None:
+            return
+        presence = self.presence
+        settings = presence.settings.presence_for(self.batch.account_id)
+        off = typing_off and self.batch.platform != "whatsapp" and settings.typing
+        if not off:
+            # A call in flight is abandoned: the reply about to go out dismisses typing.
+            self.task.cancel()
+            return
+        presence.spawn(presence.typing_off_after(self))
+
+
+@dataclass
+class Presence:
+    """Shows batches read and typing; one per sender replica."""
+
+    settings: SenderSettings
+    keys: Keys
+    limiter: RateLimiter
+    graph: GraphClient
+    counter: Counter
+    """lull_sender_presence_total{action, outcome}: sent, dropped_rate, failed."""
+    should_show: ShowCheck | None = None
+    """Asked before every presence call; None: always (the pause hook)."""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def start(self, batch: Batch, *, show: bool = True) -> Showing:
+        """Show the batch read and typing beside the bot call that follows at once."""
+        presence = self.settings.presence_for(batch.account_id)
+        actions = first_actions(batch.platform, presence) if show else []
+        if not actions:
+            return Showing(None, batch, None)
+        showing = Showing(self, batch, None)
+        showing.task = self.spawn(self._show(showing, presence, actions))
+        return showing
+
+    async def pace(
+        self, batch: Batch, requests: Sequence[GraphRequest], index: int, *, show: bool = True
+    ) -> None:
+        """Before send `index` of a batch: after a send, pause as a person would, with typing
+        shown meanwhile (beside the pause, never lengthening it)."""
+        if index == 0:
+            return
+        presence = self.settings.presence_for(batch.account_id)
+        gap_ms = presence.gap_ms(len(_text(requests[index].payload)))
+        if gap_ms <= 0:
+            return
+        action = typing_action(batch.platform, presence) if show else None
+        if action is not None:
+            self.spawn(self._once(batch, action))
+        await asyncio.sleep(gap_ms / 1000)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run presence work in the background; close() ends what is left of it."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """Cancel presence work still running: none of it is worth waiting for."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def typing_off_after(self, showing: Showing) -> None:
+        """typing_off once the batch's presence has ended (its call in flight included),
+        if it showed typing at all."""
+        if showing.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await showing.task
+        if showing.typed:
+            await self._once(showing.batch, TYPING_OFF)
+
+    async def _show(self, showing: Showing, presence: PresenceSettings, actions: list[str]) -> None:
+        batch = showing.batch
+        for action in actions:
+            if showing.stopped.is_set():
+                return
+            showing.typed = showing.typed or action in (TYPING_ON, READ_TYPING)
+            await self._once(batch, action)
+        again = typing_action(batch.platform, presence)
+        if again is None:
+            return
+        refresh_s = presence.refresh_ms(batch.platform) / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(showing.stopped.wait(), refresh_s)
+            if showing.stopped.is_set():
+                return
+            await self._once(batch, again)
+
+    async def _once(self, batch: Batch, action: str) -> None:
+        """One presence call, within the account's limit if a slot is free now; never raises
+        (a failure is counted, and the reply goes on)."""
+        request = presence_request(batch, action, self.settings)
+        if request is None:
+            return
+        try:
+            if self.should_show is not None and not await self.should_show(batch):
+                return
+            rate = self.settings.rate_global
+            if rate is not None:
+                # horizon 0: a free slot now or nothing; a reservation would push a reply's.
+                key = self.keys.account_rate(request.account_id)
+                grant = await self.limiter.acquire(key, rate)
+                if not grant.taken:
+                    self.counter.labels(action, "dropped_rate").inc()
+                    return
+            await self.graph.post_action(request)
+        except (GraphError, *REDIS_FAILURES) as exc:
+            self.counter.labels(action, "failed").inc()
+            log.debug(
+                "presence failed", action=action, conversation=batch.conversation, error=str(exc)
+            )
+            return
+        self.counter.labels(action, "sent").inc()
+        log.debug("presence", action=action, conversation=batch.conversation)
+
+
+def _text(payload: dict[str, Any]) -> str:
+    """The text a send carries (Messenger/Instagram message, WhatsApp text or button body)."""
+    message = payload.get("message")
+    if isinstance(message, dict) and isinstance(message.get("text"), str):
+        return str(message["text"])
+    for holder in (payload.get("text"), (payload.get("interactive") or {}).get("body")):
+        if isinstance(holder, dict):
+            text = holder.get("body", holder.get("text"))
+            if isinstance(text, str):
+                return text
+    return ""
