@@ -83,6 +83,9 @@ class FakeGraph:
         """Accepted read receipts and typing calls: `{account_id, payload, at_ms}`."""
         self.presence_errors: deque[ScriptedError] = deque()
         self.presence_latency_ms = 0
+        self.presence_calls = 0
+        """Presence requests received, answered or not (errors and bad tokens included)."""
+        self._presence_seen = asyncio.Event()
         self._last_id = 0
 
     def sender_of(self, node: str, token: str | None) -> str | None:
@@ -109,6 +112,19 @@ class FakeGraph:
         self.latency_ms = latency_ms
         self.presence_errors = deque(presence_errors or [])
         self.presence_latency_ms = presence_latency_ms
+
+    def saw_presence(self) -> None:
+        """Count one presence request and wake whoever waits for it."""
+        self.presence_calls += 1
+        self._presence_seen.set()
+        self._presence_seen = asyncio.Event()
+
+    async def wait_presence(self, calls: int, timeout_s: float = 5.0) -> None:
+        """In-process tests: until `calls` presence requests have arrived; TimeoutError after
+        timeout_s."""
+        async with asyncio.timeout(timeout_s):
+            while self.presence_calls < calls:
+                await self._presence_seen.wait()
 
     def record(self, account_id: str, payload: dict[str, Any], prefix: str) -> str:
         """Remember an accepted request; its id grows with every request (zero-padded)."""
@@ -230,6 +246,7 @@ async def presence_call(
     request: web.Request, graph: FakeGraph, payload: dict[str, Any]
 ) -> web.Response:
     """Check and record a presence call; answer as Meta does (`recipient_id`, `success`)."""
+    graph.saw_presence()
     if graph.presence_latency_ms:
         await asyncio.sleep(graph.presence_latency_ms / 1000)
     account_id = graph.sender_of(request.match_info["account_id"], _token(request))

@@ -164,7 +164,7 @@ class Presence:
             return
         action = typing_action(batch.platform, presence) if show else None
         if action is not None:
-            self.spawn(self._once(batch, action))
+            self.spawn(self._shown(batch, action))
         await asyncio.sleep(gap_ms / 1000)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -173,6 +173,16 @@ class Presence:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    @property
+    def running(self) -> int:
+        """Presence tasks not yet ended (tests, and a stop's log)."""
+        return len(self._tasks)
+
+    async def idle(self) -> None:
+        """Until the presence work running now has ended (tests: nothing left in flight)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
         """Cancel presence work still running: none of it is worth waiting for."""
@@ -190,13 +200,17 @@ class Presence:
         if showing.typed:
             await self._once(showing.batch, TYPING_OFF)
 
+    async def _shown(self, batch: Batch, action: str) -> None:
+        await self._once(batch, action)
+
     async def _show(self, showing: Showing, presence: PresenceSettings, actions: list[str]) -> None:
         batch = showing.batch
         for action in actions:
             if showing.stopped.is_set():
                 return
             showing.typed = showing.typed or action in (TYPING_ON, READ_TYPING)
-            await self._once(batch, action)
+            if not await self._once(batch, action):
+                return
         again = typing_action(batch.platform, presence)
         if again is None:
             return
@@ -204,19 +218,19 @@ class Presence:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(showing.stopped.wait(), refresh_s)
-            if showing.stopped.is_set():
+            if showing.stopped.is_set() or not await self._once(batch, again):
                 return
-            await self._once(batch, again)
 
-    async def _once(self, batch: Batch, action: str) -> None:
+    async def _once(self, batch: Batch, action: str) -> bool:
         """One presence call, within the account's limit if a slot is free now; never raises
-        (a failure is counted, and the reply goes on)."""
+        (a failure is counted, and the reply goes on). False: the conversation is not to be
+        shown anything now (should_show), so the batch's presence ends."""
         request = presence_request(batch, action, self.settings)
         if request is None:
-            return
+            return True
         try:
             if self.should_show is not None and not await self.should_show(batch):
-                return
+                return False
             rate = self.settings.rate_global
             if rate is not None:
                 # horizon 0: a free slot now or nothing; a reservation would push a reply's.
@@ -224,16 +238,17 @@ class Presence:
                 grant = await self.limiter.acquire(key, rate)
                 if not grant.taken:
                     self.counter.labels(action, "dropped_rate").inc()
-                    return
+                    return True
             await self.graph.post_action(request)
         except (GraphError, *REDIS_FAILURES) as exc:
             self.counter.labels(action, "failed").inc()
             log.debug(
                 "presence failed", action=action, conversation=batch.conversation, error=str(exc)
             )
-            return
+            return True
         self.counter.labels(action, "sent").inc()
         log.debug("presence", action=action, conversation=batch.conversation)
+        return True
 
 
 def _text(payload: dict[str, Any]) -> str:
