@@ -272,7 +272,11 @@ async def presence_call(
         "typing" if "typing" in action else "read",
         account_id=account_id,
         action=action,
-        user=payload.get("recipient", {}).get("id") or payload.get("message_id"),
+        **(
+            {"message_id": payload["message_id"]}
+            if whatsapp
+            else {"user": payload["recipient"]["id"]}
+        ),
     )
     if whatsapp:
         return _json(200, {"success": True})

@@ -12,7 +12,7 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from lull.common.env import ConfigError
-from tests.bench import bench_limits, ingest_bench, processor_bench, sender_bench
+from tests.bench import bench_limits, bench_presence, ingest_bench, processor_bench, sender_bench
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError
 from tests.bench.report import Report, table
@@ -26,6 +26,7 @@ def benches() -> dict[str, Bench]:
         "ingest": ingest_bench.run,
         "processor": processor_bench.run,
         "sender": sender_bench.run,
+        "presence": bench_presence.run,
     }
 
 
