@@ -205,6 +205,9 @@ class Presence:
 
     async def _show(self, showing: Showing, presence: PresenceSettings, actions: list[str]) -> None:
         batch = showing.batch
+        if presence.after_ms > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(showing.stopped.wait(), presence.after_ms / 1000)
         for action in actions:
             if showing.stopped.is_set():
                 return

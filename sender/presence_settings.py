@@ -34,6 +34,9 @@ class PresenceSettings:
     """Typing shown from pick-up until the reply, and between paced sends."""
     typing_refresh_ms: int | None = None
     """How often typing is shown again while the bot works; None: per platform (above)."""
+    after_ms: int = 0
+    """Show read and typing only once the bot has worked this long: a bot that answers
+    sooner costs no presence call (0: at pick-up)."""
     reply_delay_ms: int = 0
     """Pause before each send after the first of a batch (replies and text chunks)."""
     reply_delay_per_char_ms: int = 0
@@ -57,8 +60,8 @@ class PresenceSettings:
 
     @classmethod
     def from_env(cls, env: Env) -> PresenceSettings:
-        """LULL_READ_RECEIPTS, LULL_TYPING, LULL_TYPING_REFRESH_MS, LULL_REPLY_DELAY_MS,
-        LULL_REPLY_DELAY_PER_CHAR_MS."""
+        """LULL_READ_RECEIPTS, LULL_TYPING, LULL_TYPING_REFRESH_MS, LULL_PRESENCE_AFTER_MS,
+        LULL_REPLY_DELAY_MS, LULL_REPLY_DELAY_PER_CHAR_MS."""
         read_receipts = env.choice("LULL_READ_RECEIPTS", "batch", READ_RECEIPTS)
         if read_receipts == "arrival":
             # Marking each message read as it arrives needs a Graph call from the processor
@@ -74,6 +77,7 @@ class PresenceSettings:
             typing_refresh_ms=None
             if refresh is None
             else env.integer("LULL_TYPING_REFRESH_MS", 0, minimum=10, maximum=25_000),
+            after_ms=env.integer("LULL_PRESENCE_AFTER_MS", 0, minimum=0, maximum=20_000),
             reply_delay_ms=env.integer(
                 "LULL_REPLY_DELAY_MS", 0, minimum=0, maximum=REPLY_GAP_MAX_MS
             ),

@@ -8,7 +8,8 @@ the limit, and presence calls, two per batch besides the reply, are what it spen
 
 1. Replies/s: BATCHES batches (one per conversation) wait on the outbound stream of a fresh
    namespace before a fresh sender starts; counted from the first finished batch to the
-   last. Presence off, then on, ROUNDS times over, on the same Redis and fake Graph API.
+   last. Presence off, on, and on after AFTER_MS (a bot answering sooner costs no call),
+   ROUNDS times over, on the same Redis and fake Graph API; the best round counts.
 2. Reply age: batches closed now at AGE_RATE/s for AGE_SECONDS; each reply's age is the
    fake's at_ms minus closed_at (THINK_S included, in both).
 
@@ -53,14 +54,20 @@ from tests.bench.results import LoadResult
 BATCHES = 6_000
 ROUNDS = 2
 CONCURRENCY = "1000"
-AGE_RATE = 300.0
+AGE_RATE = 150.0
 AGE_SECONDS = 3.0
 DELIVER_TIMEOUT_S = 60.0
 RATE_TOLERANCE = 0.10
 """Target: replies/s with presence on within 10% of off."""
 AGE_TOLERANCE_MS = 10.0
 """Target: presence adds no latency; p50 on within this of p50 off (timer noise)."""
-PRESENCE = {"on": {"typing": "on", "read_receipts": "batch"}, "off": {}}
+AFTER_MS = 200
+"""The third mode: presence only for bots slower than this (LULL_PRESENCE_AFTER_MS)."""
+PRESENCE = {
+    "off": {},
+    "on": {"typing": "on", "read_receipts": "batch"},
+    "after": {"typing": "on", "read_receipts": "batch", "presence_after_ms": str(AFTER_MS)},
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,8 @@ class _Rig:
 
 
 def run(config: BenchConfig) -> Report:
-    """Replies/s and reply age with presence on and off, alternating, same run."""
+    """Replies/s and reply age with presence off, on, and on after AFTER_MS, alternating,
+    same run."""
     describe_cores(
         "presence",
         config,
@@ -87,7 +95,7 @@ def run(config: BenchConfig) -> Report:
         f"{config.server_cpu}; fake Graph API, redis-server and this script on core "
         f"{config.loadgen_cpu}",
     )
-    rates: dict[str, list[LoadResult]] = {"off": [], "on": []}
+    rates: dict[str, list[LoadResult]] = {mode: [] for mode in PRESENCE}
     ages: dict[str, LoadResult] = {}
     with (
         dedicated_redis(config, "lull-bench-presence-") as (store, tmp),
@@ -96,9 +104,9 @@ def run(config: BenchConfig) -> Report:
     ):
         rig = _Rig(config, store.url, client, graph_port, tmp)
         for round_no in range(ROUNDS):
-            for mode in ("off", "on"):
+            for mode in PRESENCE:
                 rates[mode].append(_replies_per_s(rig, mode, f"pres{mode}{round_no}"))
-        for mode in ("off", "on"):
+        for mode in PRESENCE:
             ages[mode] = _ages(rig, mode)
     best = {mode: max(r.ok_per_s for r in found) for mode, found in rates.items()}
     ratio = best["on"] / best["off"]
@@ -119,10 +127,15 @@ def run(config: BenchConfig) -> Report:
             f"p50 on <= off + {AGE_TOLERANCE_MS:.0f} ms)",
             age_ok,
         ),
+        f"presence after {AFTER_MS} ms (LULL_PRESENCE_AFTER_MS; the bot answers in "
+        f"{THINK_S * 1000:.0f} ms, so no presence call): {best['after']:,.0f} replies/s "
+        f"(rounds {each['after']}), reply age p50 {ages['after'].p50_ms:.0f} ms, p99 "
+        f"{ages['after'].p99_ms:.0f} ms (no target)",
     ]
     rows = [
         Row("sender, presence off (replies; reply age)", rates["off"][-1], ages["off"]),
         Row("sender, presence on (replies; reply age)", rates["on"][-1], ages["on"]),
+        Row(f"sender, presence after {AFTER_MS} ms", rates["after"][-1], ages["after"]),
     ]
     return Report("presence", rows, verdicts, rate_ok and age_ok)
 

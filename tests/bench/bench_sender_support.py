@@ -74,7 +74,8 @@ def sender(
     """A `python -m sender` child on the server core; yields its pid once it serves metrics.
 
     limits: rate_global, rate_per_user, send_rate_per_user, typing, read_receipts (default
-    off), concurrency (default 64, the setting's own) and handler (default echo)."""
+    off), presence_after_ms (default 0), concurrency (default 64, the setting's own) and
+    handler (default echo)."""
     port = free_port()
     env = {
         "LULL_REDIS_URL": url,
@@ -88,6 +89,7 @@ def sender(
         # Presence is measured in its own phase; the others measure replies alone.
         "LULL_TYPING": limits.get("typing", "off"),
         "LULL_READ_RECEIPTS": limits.get("read_receipts", "off"),
+        "LULL_PRESENCE_AFTER_MS": limits.get("presence_after_ms", "0"),
         "LULL_SENDER_CONCURRENCY": limits.get("concurrency", "64"),
         "LULL_SENDER_METRICS_PORT": str(port),
         "LULL_LOG_FORMAT": "json",

@@ -309,3 +309,19 @@ def test_presence_settings_per_account_and_their_errors(sender_env: dict[str, st
     ]:
         with pytest.raises(ConfigError, match=name):
             SenderSettings.from_env({**sender_env, name: value})
+
+
+async def test_presence_after_a_grace_only_for_bots_slower_than_it(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
+) -> None:
+    quick = await make_sender(LULL_PRESENCE_AFTER_MS="20000")
+    quick.deliverer.bot = AfterPresence(graph, 0, [{"text": "quick"}])
+    await emit(redis, quick.keys, "u1", 1, "hello")
+    await settle(quick)
+    assert graph.presence_calls == 0 and len(graph.sent) == 1
+
+    slow = await make_sender(LULL_PRESENCE_AFTER_MS="30", LULL_NAMESPACE="grace2")
+    slow.deliverer.bot = AfterPresence(graph, 2, [{"text": "slow"}])
+    await emit(redis, slow.keys, "u2", 1, "hello")
+    await settle(slow)
+    assert actions(graph) == ["mark_seen", "typing_on"]
