@@ -114,17 +114,16 @@ class Showing:
         """Stop showing typing. typing_off: the batch is finished without a reply, so
         Messenger and Instagram are told typing is off (after any call still in flight, so
         it cannot land after the off); else the reply (or a retry's wait) ends it."""
+        # Not cancelled: a call in flight ends on its own (cancelling it would not take it
+        # back from Meta, and would close a pooled connection the replies then reopen); the
+        # task sees `stopped` before any further call.
         self.stopped.set()
         if self.task is None or self.presence is None:
             return
         presence = self.presence
         settings = presence.settings.presence_for(self.batch.account_id)
-        off = typing_off and self.batch.platform != "whatsapp" and settings.typing
-        if not off:
-            # A call in flight is abandoned: the reply about to go out dismisses typing.
-            self.task.cancel()
-            return
-        presence.spawn(presence.typing_off_after(self))
+        if typing_off and self.batch.platform != "whatsapp" and settings.typing:
+            presence.spawn(presence.typing_off_after(self))
 
 
 @dataclass
