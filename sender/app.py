@@ -48,10 +48,21 @@ class Sender:
         graph = GraphClient(
             session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
         )
+        # Presence calls get connections of their own: under load they queue behind each
+        # other, never in front of a reply waiting for a pooled connection.
+        self._presence_session = aiohttp.ClientSession()
+        presence_graph = GraphClient(
+            self._presence_session,
+            settings.graph_routes,
+            settings.access_tokens,
+            settings.graph_timeout_ms / 1000,
+        )
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s),
-            presence=Presence(settings, self.keys, self.limiter, graph, self.metrics.presence),
+            presence=Presence(
+                settings, self.keys, self.limiter, presence_graph, self.metrics.presence
+            ),
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(
@@ -119,6 +130,7 @@ class Sender:
         HTTP session."""
         await self.deliveries.close(self._close_wait_s)
         await self.deliverer.presence.close()
+        await self._presence_session.close()
         await self.bot.close()
         await self.store.close()
         await self._session.close()
