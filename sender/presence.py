@@ -13,7 +13,7 @@ What Meta documents:
 Presence is best-effort by contract: it runs beside the bot call and the sends, never
 before them; it is never retried; a failure is counted and forgotten; and it yields to
 replies under the account's rate limit (sender/ratelimit.py): it takes a slot only when one
-is free at once, never reserves one, and is dropped otherwise.
+is free at once or at most PRESENCE_HORIZON_MS ahead, and is dropped otherwise.
 
 Who calls what (sender/deliver.py): `start` once the sender has decided to call the bot for
 a batch (after the per-user admission, never for a replay or a `none` handler), `stop` when
@@ -57,6 +57,12 @@ MARK_SEEN: Final = "mark_seen"
 TYPING_ON: Final = "typing_on"
 TYPING_OFF: Final = "typing_off"
 SENDER_ACTIONS: Final = frozenset({MARK_SEEN, TYPING_ON, TYPING_OFF})
+# A presence call takes a free slot of the account's limit, or one at most this far ahead:
+# the next slot at 80/s (12.6 ms), so Messenger's typing_on right after mark_seen is not
+# dropped by an idle limiter spacing them. Replies reserve up to 250 ms ahead
+# (deliver.RATE_HORIZON_MS): under a backlog the next slots are theirs, and presence is
+# dropped. A reply that comes while the limiter is idle waits at most this long behind one.
+PRESENCE_HORIZON_MS: Final = 25
 
 
 def presence_request(batch: Batch, action: str, settings: SenderSettings) -> GraphRequest | None:
@@ -235,12 +241,13 @@ class Presence:
                 return False
             rate = self.settings.rate_global
             if rate is not None:
-                # horizon 0: a free slot now or nothing; a reservation would push a reply's.
                 key = self.keys.account_rate(request.account_id)
-                grant = await self.limiter.acquire(key, rate)
+                grant = await self.limiter.acquire(key, rate, horizon_ms=PRESENCE_HORIZON_MS)
                 if not grant.taken:
                     self.counter.labels(action, "dropped_rate").inc()
                     return True
+                if grant.wait_ms > 0:
+                    await asyncio.sleep(grant.wait_ms / 1000)
             await self.graph.post_action(request)
         except (GraphError, *REDIS_FAILURES) as exc:
             self.counter.labels(action, "failed").inc()

@@ -325,3 +325,15 @@ async def test_presence_after_a_grace_only_for_bots_slower_than_it(
     await emit(redis, slow.keys, "u2", 1, "hello")
     await settle(slow)
     assert actions(graph) == ["mark_seen", "typing_on"]
+
+
+async def test_an_idle_account_limit_spaces_presence_calls_instead_of_dropping_them(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
+) -> None:
+    # 80/s allows one call per 12.6 ms: typing_on right after mark_seen takes the next slot.
+    sender = await make_sender(LULL_RATE_GLOBAL="80/s")
+    sender.deliverer.bot = AfterPresence(graph, 2, [{"text": "hi"}])
+    await emit(redis, sender.keys, "u1", 1, "hello")
+    await settle(sender)
+    assert actions(graph) == ["mark_seen", "typing_on"]
+    assert len(graph.sent) == 1
