@@ -11,12 +11,13 @@ import structlog
 from lull.common.consumer import Entry, Outcome, Permanent
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed
+from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.failures import FailureStore, Recorded
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse
 from lull.processor.platforms._shared import MALFORMED
-from lull.processor.windows import DUPLICATE, STATUS_NAMES, WindowStore
+from lull.processor.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, WindowStore
 
 log = structlog.get_logger("lull.processor")
 
@@ -30,11 +31,13 @@ class InboundApplier:
         closer: Closer,
         metrics: ProcessorMetrics,
         failures: FailureStore,
+        arrivals: ArrivalLog | None = None,
     ) -> None:
         self._store = store
         self._closer = closer
         self._metrics = metrics
         self._failures = failures
+        self._arrivals = arrivals
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter)."""
@@ -74,6 +77,12 @@ class InboundApplier:
                 metrics.applied.labels(STATUS_NAMES[status]).inc(count)
         if earliest is not None:
             self._closer.notify(earliest)
+        if self._arrivals is not None:
+            # New messages only: a redelivered or edited one was logged when it arrived.
+            new = [
+                e for (e, _), r in zip(pending, results, strict=True) if r.status in (ADDED, OPENED)
+            ]
+            await self._arrivals.record(new)
         for recorded in await self._failures.record(failures):
             if recorded.new:
                 self._report(recorded)

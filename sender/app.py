@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
+from lull.common.consumer import Consumer, ConsumerConfig, ConsumerMetrics, default_consumer_name
 from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
@@ -15,6 +18,8 @@ from lull.sender.deliver import Deliverer
 from lull.sender.graph import GraphClient
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
+from lull.sender.presence_arrivals import GROUP as PRESENCE_GROUP
+from lull.sender.presence_arrivals import ArrivalReads
 from lull.sender.ratelimit import RateLimiter
 from lull.sender.send_store import SendStore
 from lull.sender.sent_ids import SentIds
@@ -77,9 +82,18 @@ class Sender:
         self.deliveries = ConcurrentDeliveries(self.deliverer.deliver, settings.concurrency)
         # What a stop waits for: a bot call and a send, as the deployment files' grace does.
         self._close_wait_s = (settings.handler_timeout_ms + settings.graph_timeout_ms) / 1000
+        consumer_metrics = ConsumerMetrics(registry)
         self.consumer = Consumer(
-            client, config, self.deliveries, registry, on_dead=self.deliverer.mark_dead
+            client, config, self.deliveries, consumer_metrics, on_dead=self.deliverer.mark_dead
         )
+        # LULL_READ_RECEIPTS=arrival: messages marked read as the processor windows them.
+        self.arrivals: Consumer | None = None
+        if settings.presence.read_receipts == "arrival":
+            arrivals = dataclasses.replace(
+                config, streams=[self.keys.arrivals()], group=PRESENCE_GROUP
+            )
+            handler = ArrivalReads(self.deliverer.presence)
+            self.arrivals = Consumer(client, arrivals, handler, consumer_metrics)
 
     @classmethod
     async def create(
@@ -115,14 +129,21 @@ class Sender:
 
     async def run(self) -> None:
         """Deliver until request_stop()."""
-        await self.consumer.run_forever()
+        if self.arrivals is None:
+            await self.consumer.run_forever()
+            return
+        await asyncio.gather(self.consumer.run_forever(), self.arrivals.run_forever())
 
     def request_stop(self) -> None:
         """Stop reading; batches in hand are finished or left pending."""
         self.consumer.request_stop()
+        if self.arrivals is not None:
+            self.arrivals.request_stop()
 
     async def drain(self) -> None:
         """Tests: deliver until nothing is readable or held for a retry."""
+        if self.arrivals is not None:
+            await self.arrivals.run_until_idle()
         await self.consumer.run_until_idle()
 
     async def close(self) -> None:

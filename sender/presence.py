@@ -45,8 +45,9 @@ from lull.sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
 
-ShowCheck = Callable[[Batch], Awaitable[bool]]
-"""Whether a conversation may be shown read and typing now (False while it is paused)."""
+ShowCheck = Callable[[str], Awaitable[bool]]
+"""Whether a conversation (`platform:account:user`) may be shown read and typing now
+(False while it is paused)."""
 
 # Metric labels of `action`.
 READ: Final = "read"
@@ -65,35 +66,62 @@ SENDER_ACTIONS: Final = frozenset({MARK_SEEN, TYPING_ON, TYPING_OFF})
 PRESENCE_HORIZON_MS: Final = 25
 
 
-def presence_request(batch: Batch, action: str, settings: SenderSettings) -> GraphRequest | None:
-    """The Graph call that shows `action` to the batch's user; None when it has no target
-    (a WhatsApp batch without a message id to mark read)."""
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Whom presence is shown to, and the message a WhatsApp read receipt names."""
+
+    platform: str
+    account_id: str
+    user_id: str
+    mid: str
+
+    @property
+    def conversation(self) -> str:
+        """`platform:account_id:user_id`."""
+        return f"{self.platform}:{self.account_id}:{self.user_id}"
+
+    @classmethod
+    def of(cls, batch: Batch) -> Target:
+        """The batch's user, and its last message (marking it read marks the earlier ones)."""
+        mid = batch.messages[-1].mid if batch.messages else ""
+        return cls(batch.platform, batch.account_id, batch.user_id, mid)
+
+
+def presence_request(target: Target, action: str, settings: SenderSettings) -> GraphRequest | None:
+    """The Graph call that shows `action` to the target; None when it cannot be shown (a
+    WhatsApp target without a message id to mark read)."""
     path = messages_path(
-        batch.platform, batch.account_id, settings.graph_version, settings.graph_routes
+        target.platform, target.account_id, settings.graph_version, settings.graph_routes
     )
     payload: dict[str, Any]
-    if batch.platform == "whatsapp":
-        mid = batch.messages[-1].mid if batch.messages else ""
-        if not mid or action not in (READ, READ_TYPING):
+    if target.platform == "whatsapp":
+        if not target.mid or action not in (READ, READ_TYPING):
             return None
-        payload = {"messaging_product": "whatsapp", "status": "read", "message_id": mid}
+        payload = {"messaging_product": "whatsapp", "status": "read", "message_id": target.mid}
         if action == READ_TYPING:
             payload["typing_indicator"] = {"type": "text"}
     else:
         if action not in SENDER_ACTIONS:
             return None
-        payload = {"recipient": {"id": batch.user_id}, "sender_action": action}
-    return GraphRequest(batch.account_id, path, payload, batch.platform)
+        payload = {"recipient": {"id": target.user_id}, "sender_action": action}
+    return GraphRequest(target.account_id, path, payload, target.platform)
 
 
 def first_actions(platform: str, presence: PresenceSettings) -> list[str]:
-    """What the user is shown when the sender picks a batch up for the bot, in order."""
+    """What the user is shown when the sender picks a batch up for the bot, in order (with
+    `arrival`, the messages were marked read already; WhatsApp's typing marks them again)."""
+    at_pick_up = presence.read_receipts == "batch"
     if platform == "whatsapp":
-        if not presence.reads:
-            return []
-        return [READ_TYPING if presence.typing else READ]
-    actions = [MARK_SEEN] if presence.reads else []
+        if presence.typing and presence.reads:
+            return [READ_TYPING]
+        return [READ] if at_pick_up else []
+    actions = [MARK_SEEN] if at_pick_up else []
     return actions + ([TYPING_ON] if presence.typing else [])
+
+
+def arrival_action(platform: str) -> str:
+    """The call that marks one arriving message read."""
+    return READ if platform == "whatsapp" else MARK_SEEN
 
 
 def typing_action(platform: str, presence: PresenceSettings) -> str | None:
@@ -110,7 +138,7 @@ class Showing:
     """Presence of one batch while its bot works; stop() ends it."""
 
     presence: Presence | None
-    batch: Batch
+    target: Target
     task: asyncio.Task[None] | None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     typed: bool = False
@@ -127,8 +155,8 @@ class Showing:
         if self.task is None or self.presence is None:
             return
         presence = self.presence
-        settings = presence.settings.presence_for(self.batch.account_id)
-        if typing_off and self.batch.platform != "whatsapp" and settings.typing:
+        settings = presence.settings.presence_for(self.target.account_id)
+        if typing_off and self.target.platform != "whatsapp" and settings.typing:
             presence.spawn(presence.typing_off_after(self))
 
 
@@ -151,8 +179,8 @@ class Presence:
         presence = self.settings.presence_for(batch.account_id)
         actions = first_actions(batch.platform, presence) if show else []
         if not actions:
-            return Showing(None, batch, None)
-        showing = Showing(self, batch, None)
+            return Showing(None, Target.of(batch), None)
+        showing = Showing(self, Target.of(batch), None)
         showing.task = self.spawn(self._show(showing, presence, actions))
         return showing
 
@@ -169,7 +197,7 @@ class Presence:
             return
         action = typing_action(batch.platform, presence) if show else None
         if action is not None:
-            self.spawn(self._shown(batch, action))
+            self.spawn(self._shown(Target.of(batch), action))
         await asyncio.sleep(gap_ms / 1000)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
@@ -203,13 +231,17 @@ class Presence:
             with contextlib.suppress(asyncio.CancelledError):
                 await showing.task
         if showing.typed:
-            await self._once(showing.batch, TYPING_OFF)
+            await self._once(showing.target, TYPING_OFF)
 
-    async def _shown(self, batch: Batch, action: str) -> None:
-        await self._once(batch, action)
+    async def arrived(self, target: Target) -> None:
+        """LULL_READ_RECEIPTS=arrival: mark one message read as it arrives (best-effort)."""
+        await self._once(target, arrival_action(target.platform))
+
+    async def _shown(self, target: Target, action: str) -> None:
+        await self._once(target, action)
 
     async def _show(self, showing: Showing, presence: PresenceSettings, actions: list[str]) -> None:
-        batch = showing.batch
+        target = showing.target
         if presence.after_ms > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(showing.stopped.wait(), presence.after_ms / 1000)
@@ -217,27 +249,28 @@ class Presence:
             if showing.stopped.is_set():
                 return
             showing.typed = showing.typed or action in (TYPING_ON, READ_TYPING)
-            if not await self._once(batch, action):
+            if not await self._once(target, action):
                 return
-        again = typing_action(batch.platform, presence)
+        again = typing_action(target.platform, presence)
         if again is None:
             return
-        refresh_s = presence.refresh_ms(batch.platform) / 1000
+        refresh_s = presence.refresh_ms(target.platform) / 1000
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(showing.stopped.wait(), refresh_s)
-            if showing.stopped.is_set() or not await self._once(batch, again):
+            if showing.stopped.is_set() or not await self._once(target, again):
                 return
 
-    async def _once(self, batch: Batch, action: str) -> bool:
+    async def _once(self, target: Target, action: str) -> bool:
         """One presence call, within the account's limit if a slot is free now; never raises
         (a failure is counted, and the reply goes on). False: the conversation is not to be
         shown anything now (should_show), so the batch's presence ends."""
-        request = presence_request(batch, action, self.settings)
+        request = presence_request(target, action, self.settings)
         if request is None:
             return True
+        conversation = target.conversation
         try:
-            if self.should_show is not None and not await self.should_show(batch):
+            if self.should_show is not None and not await self.should_show(conversation):
                 return False
             rate = self.settings.rate_global
             if rate is not None:
@@ -251,12 +284,10 @@ class Presence:
             await self.graph.post_action(request)
         except (GraphError, *REDIS_FAILURES) as exc:
             self.counter.labels(action, "failed").inc()
-            log.debug(
-                "presence failed", action=action, conversation=batch.conversation, error=str(exc)
-            )
+            log.debug("presence failed", action=action, conversation=conversation, error=str(exc))
             return True
         self.counter.labels(action, "sent").inc()
-        log.debug("presence", action=action, conversation=batch.conversation)
+        log.debug("presence", action=action, conversation=conversation)
         return True
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from lull.common.env import ConfigError, Env
+from lull.common.env import Env
 
 READ_RECEIPTS: Final = ("batch", "arrival", "off")
 # Meta: WhatsApp's typing indicator "will be dismissed once you respond, or after 25
@@ -29,7 +29,8 @@ class PresenceSettings:
     """Read receipts, typing indicator and pacing of one account's replies."""
 
     read_receipts: str = "batch"
-    """batch: read when the sender picks a batch up for the bot; off: never."""
+    """batch: read when the sender picks a batch up for the bot; arrival: each message as
+    the processor windows it (sender/presence_arrivals.py); off: never."""
     typing: bool = True
     """Typing shown from pick-up until the reply, and between paced sends."""
     typing_refresh_ms: int | None = None
@@ -63,13 +64,6 @@ class PresenceSettings:
         """LULL_READ_RECEIPTS, LULL_TYPING, LULL_TYPING_REFRESH_MS, LULL_PRESENCE_AFTER_MS,
         LULL_REPLY_DELAY_MS, LULL_REPLY_DELAY_PER_CHAR_MS."""
         read_receipts = env.choice("LULL_READ_RECEIPTS", "batch", READ_RECEIPTS)
-        if read_receipts == "arrival":
-            # Marking each message read as it arrives needs a Graph call from the processor
-            # (or a presence stream the sender reads); neither exists yet. Refused rather
-            # than silently treated as batch.
-            raise ConfigError(
-                "LULL_READ_RECEIPTS", read_receipts, "arrival is not built yet; batch or off"
-            )
         refresh = env.raw("LULL_TYPING_REFRESH_MS")
         return cls(
             read_receipts=read_receipts,

@@ -157,15 +157,15 @@ async def test_a_pause_hook_turns_presence_off(
     sender = await make_sender()
     asked: list[str] = []
 
-    async def not_paused(batch: Any) -> bool:
-        asked.append(batch.conversation)
+    async def not_paused(conversation: str) -> bool:
+        asked.append(conversation)
         return False
 
     sender.deliverer.presence.should_show = not_paused
     sender.deliverer.bot = AfterPresence(graph, 0, [{"text": "hi"}], sender=sender)
     await emit(redis, sender.keys, "u1", 1, "hello")
     await settle(sender)
-    assert asked and graph.presence_calls == 0
+    assert asked == ["messenger:p1:u1"] and graph.presence_calls == 0
     assert len(graph.sent) == 1
 
 
@@ -300,7 +300,6 @@ def test_presence_settings_per_account_and_their_errors(sender_env: dict[str, st
     paced = SenderSettings.from_env({**sender_env, "LULL_REPLY_DELAY_MS": "500"})
     assert paced.presence_for("wa1").gap_ms(10) == 500
     for name, value in [
-        ("LULL_READ_RECEIPTS", "arrival"),
         ("LULL_READ_RECEIPTS", "sometimes"),
         ("LULL_TYPING", "maybe"),
         ("LULL_REPLY_DELAY_MS", "-1"),
