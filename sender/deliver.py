@@ -131,6 +131,7 @@ class Deliverer:
         # The bot will be called: the user sees the batch read and the bot typing meanwhile
         # (sender/presence.py); a replay is only being finished, a `none` handler never answers.
         showing = self.presence.start(batch, show=not (job.replay or self.bot.forward_only))
+        # Stays a RetryLater if the bot step raised (Redis): the batch comes back, no typing_off.
         outcome: Decided = RetryLater(0, "interrupted")
         try:
             outcome = await self._ask_bot(job, history)
