@@ -46,6 +46,7 @@ from tests.bench.bench_support import (
     verdict,
 )
 from tests.bench.config import BenchConfig
+from tests.bench.machine import sample, shares
 from tests.bench.presence_bot import HANDLER, THINK_S
 from tests.bench.procs import BenchError
 from tests.bench.report import Report, Row
@@ -78,6 +79,7 @@ class _Rig:
     url: str
     client: Redis
     graph_port: int
+    graph_pid: int
     tmp: Path
 
     def limits(self, mode: str) -> dict[str, str]:
@@ -96,16 +98,19 @@ def run(config: BenchConfig) -> Report:
         f"{config.loadgen_cpu}",
     )
     rates: dict[str, list[LoadResult]] = {mode: [] for mode in PRESENCE}
+    cpu_ms: dict[str, list[float]] = {mode: [] for mode in PRESENCE}
     ages: dict[str, LoadResult] = {}
     with (
         dedicated_redis(config, "lull-bench-presence-") as (store, tmp),
         Redis.from_url(store.url, socket_timeout=10) as client,
-        fake_graph(config, tmp) as (graph_port, _graph_pid),
+        fake_graph(config, tmp) as (graph_port, graph_pid),
     ):
-        rig = _Rig(config, store.url, client, graph_port, tmp)
+        rig = _Rig(config, store.url, client, graph_port, graph_pid, tmp)
         for round_no in range(ROUNDS):
             for mode in PRESENCE:
-                rates[mode].append(_replies_per_s(rig, mode, f"pres{mode}{round_no}"))
+                rate, per_reply_ms = _replies_per_s(rig, mode, f"pres{mode}{round_no}")
+                rates[mode].append(rate)
+                cpu_ms[mode].append(per_reply_ms)
         for mode in PRESENCE:
             ages[mode] = _ages(rig, mode)
     best = {mode: max(r.ok_per_s for r in found) for mode, found in rates.items()}
@@ -120,6 +125,8 @@ def run(config: BenchConfig) -> Report:
             f"{1 - RATE_TOLERANCE:.0%})",
             rate_ok,
         ),
+        f"sender CPU a reply (best round): presence on {min(cpu_ms['on']):.2f} ms, off "
+        f"{min(cpu_ms['off']):.2f} ms, after {AFTER_MS} ms {min(cpu_ms['after']):.2f} ms",
         verdict(
             f"reply age at {AGE_RATE:.0f} batches/s (bot {THINK_S * 1000:.0f} ms included), "
             f"presence on: p50 {ages['on'].p50_ms:.0f} ms, p99 {ages['on'].p99_ms:.0f} ms; "
@@ -140,16 +147,24 @@ def run(config: BenchConfig) -> Report:
     return Report("presence", rows, verdicts, rate_ok and age_ok)
 
 
-def _replies_per_s(rig: _Rig, mode: str, namespace: str) -> LoadResult:
-    """BATCHES prefilled batches through a fresh sender; replies/s."""
+def _replies_per_s(rig: _Rig, mode: str, namespace: str) -> tuple[LoadResult, float]:
+    """BATCHES prefilled batches through a fresh sender; replies/s, and the sender's CPU ms
+    per reply."""
     keys = Keys(namespace)
     client, graph_port = rig.client, rig.graph_port
     prefill(client, keys, (batch(f"u{n}", 1, 1) for n in range(BATCHES)))
-    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, **rig.limits(mode)):
+    cpus = {rig.config.server_cpu, rig.config.loadgen_cpu}
+    with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, **rig.limits(mode)) as pid:
+        before = (sample(cpus, pid, []), sample(cpus, rig.graph_pid, []))
         samples = wait_delivered(client, keys, BATCHES, DELIVER_TIMEOUT_S)
+        after = (sample(cpus, pid, []), sample(cpus, rig.graph_pid, []))
     started, first_done = next((t, n) for t, n in samples if n > 0)
     elapsed = samples[-1][0] - started
     rate = throughput_result("prefilled stream", elapsed, BATCHES - first_done)
+    sender_share, _ = shares(before[0], after[0])
+    graph_share, _ = shares(before[1], after[1])
+    # Of the sender's own core: what one reply (and its presence calls) costs it.
+    sender_ms = (after[0].server_s - before[0].server_s) * 1000 / BATCHES
     accepted, calls = len(sent(graph_port)), len(presence(graph_port))
     clear_sent(graph_port)
     clear_presence(graph_port)
@@ -157,10 +172,11 @@ def _replies_per_s(rig: _Rig, mode: str, namespace: str) -> LoadResult:
         raise BenchError(f"the fake accepted {accepted} replies for {BATCHES}")
     print(
         f"  presence {mode}: {rate.ok_per_s:,.0f} replies/s ({BATCHES:,} batches, "
-        f"{elapsed:.2f} s); presence calls accepted: {calls:,}",
+        f"{elapsed:.2f} s); presence calls accepted: {calls:,}; sender {sender_share:.0%} of "
+        f"its core, {sender_ms:.2f} ms CPU a reply; fake Graph {graph_share:.0%} of a core",
         flush=True,
     )
-    return rate
+    return rate, sender_ms
 
 
 def _ages(rig: _Rig, mode: str) -> LoadResult:
