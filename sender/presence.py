@@ -18,9 +18,10 @@ is free at once or at most PRESENCE_HORIZON_MS ahead, and is dropped otherwise.
 Who calls what (sender/deliver.py): `start` once the sender has decided to call the bot for
 a batch (after the per-user admission, never for a replay or a `none` handler), `stop` when
 the bot is done (`typing_off=True` when the batch is finished without a reply), and `pace`
-before each send. A pause (human takeover) turns presence off with `start(show=False)` or,
-for a pause that begins while the bot works, with the `should_show` check, asked before
-every call.
+before each send; `arrived` for LULL_READ_RECEIPTS=arrival (sender/presence_arrivals.py).
+A pause (human takeover) turns presence off with `start(show=False)` or, for a pause that
+begins while the bot works, with the `should_show` check, asked before every call (False
+ends that batch's presence).
 """
 
 from __future__ import annotations
@@ -209,7 +210,7 @@ class Presence:
 
     @property
     def running(self) -> int:
-        """Presence tasks not yet ended (tests, and a stop's log)."""
+        """Presence tasks not yet ended (tests)."""
         return len(self._tasks)
 
     async def idle(self) -> None:
