@@ -168,6 +168,15 @@ class Keys:
         """Per-conversation rate-limiter state."""
         return f"{self.tag(self.shard_of(conversation))}:rl:{conversation}"
 
+    def arrivals(self) -> str:
+        """Messages as they arrive (LULL_READ_RECEIPTS=arrival): written by the processor,
+        read by the sender's presence group, capped; one stream, best-effort."""
+        return f"{self.namespace}:arrivals"
+
+    def user_send_rate(self, conversation: str) -> str:
+        """Per-conversation limiter of sends (messages), beside the one of batches."""
+        return f"{self.tag(self.shard_of(conversation))}:rls:{conversation}"
+
     def account_rate(self, account_id: str) -> str:
         """Per sending account (page, IG account, phone number id) rate-limiter state."""
         return f"{self.namespace}:rl:acct:{account_id}"

@@ -10,11 +10,17 @@ for tests and local runs:
   (Handover Protocol), `{account_id, payload, order, at_ms}`; `order` counts on from the
   message ids, so a test sees whether it came after a message;
 - `DELETE /_sent`: forget them (and the thread control calls);
+- `GET /_presence`, `DELETE /_presence`: the same for read receipts and typing
+  (Messenger/Instagram `sender_action`, WhatsApp `status: read` with or without a
+  `typing_indicator`), kept apart from messages and logged ("typing");
 - `POST /_script`: `{"errors": [{"status", "code", "message", "subcode", "details",
   "count", "headers"}], "latency_ms"}`; the next requests answer those errors in order
   (`details` becomes WhatsApp's `error_data.details`), and every request waits latency_ms
   first. A new script replaces the previous one.
-  Scripted errors apply after the token check, so a bad token never uses one up.
+  Scripted errors apply after the token check, so a bad token never uses one up. They and
+  the latency apply to messages only; presence calls have their own, `FakeGraph.
+  presence_errors` and `presence_latency_ms` (`"presence_errors"`, `"presence_latency_ms"`
+  in the same script body).
 
 `me` in the path is the account whose token the request carries, as on the Graph API. An
 Instagram fake (`create_fake_graph_app(instagram=True)`, a stand-in for graph.instagram.com
@@ -36,6 +42,7 @@ import structlog
 from aiohttp import web
 
 from lull.common.loop import new_event_loop
+from lull.dev.fake_graph_presence import is_presence, sender_action_problem, whatsapp_read_problem
 from lull.dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
 
 MESSENGER_TEXT_LIMIT: Final = 2000
@@ -77,6 +84,13 @@ class FakeGraph:
         self.errors: deque[ScriptedError] = deque()
         self.latency_ms = 0
         self.log_sends = False
+        self.presence: list[dict[str, Any]] = []
+        """Accepted read receipts and typing calls: `{account_id, payload, at_ms}`."""
+        self.presence_errors: deque[ScriptedError] = deque()
+        self.presence_latency_ms = 0
+        self.presence_calls = 0
+        """Presence requests received, answered or not (errors and bad tokens included)."""
+        self._presence_seen = asyncio.Event()
         self._last_id = 0
 
     def sender_of(self, node: str, token: str | None) -> str | None:
@@ -91,10 +105,31 @@ class FakeGraph:
             return next((account for account, known in self.tokens.items() if known == token), None)
         return node if self.tokens.get(node) == token else None
 
-    def script(self, errors: list[ScriptedError], latency_ms: int) -> None:
-        """Replace the pending errors and the latency."""
+    def script(
+        self,
+        errors: list[ScriptedError],
+        latency_ms: int,
+        presence_errors: list[ScriptedError] | None = None,
+        presence_latency_ms: int = 0,
+    ) -> None:
+        """Replace the pending errors and the latency (of messages, and of presence calls)."""
         self.errors = deque(errors)
         self.latency_ms = latency_ms
+        self.presence_errors = deque(presence_errors or [])
+        self.presence_latency_ms = presence_latency_ms
+
+    def saw_presence(self) -> None:
+        """Count one presence request and wake whoever waits for it."""
+        self.presence_calls += 1
+        self._presence_seen.set()
+        self._presence_seen = asyncio.Event()
+
+    async def wait_presence(self, calls: int, timeout_s: float = 5.0) -> None:
+        """In-process tests: until `calls` presence requests have arrived; TimeoutError after
+        timeout_s."""
+        async with asyncio.timeout(timeout_s):
+            while self.presence_calls < calls:
+                await self._presence_seen.wait()
 
     def record(self, account_id: str, payload: dict[str, Any], prefix: str) -> str:
         """Remember an accepted request; its id grows with every request (zero-padded)."""
@@ -161,6 +196,8 @@ def create_fake_graph_app(
     app.router.add_get("/_thread_control", list_thread_control)
     app.router.add_delete("/_sent", clear_sent)
     app.router.add_post("/_script", set_script)
+    app.router.add_get("/_presence", list_presence)
+    app.router.add_delete("/_presence", clear_presence)
     return app
 
 
@@ -197,6 +234,13 @@ def run_fake_graph(
 async def send_message(request: web.Request) -> web.Response:
     """Check token and shape like the Send API, then record and answer a message id."""
     graph = request.app[FAKE_GRAPH]
+    raw = await request.read()
+    try:
+        parsed: object = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and is_presence(parsed):
+        return await presence_call(request, graph, parsed)
     if graph.latency_ms:
         # The fake stands in for a network round trip; tests use this to hit client timeouts.
         await asyncio.sleep(graph.latency_ms / 1000)
@@ -213,12 +257,11 @@ async def send_message(request: web.Request) -> web.Response:
             scripted.headers,
             details=scripted.details,
         )
-    try:
-        payload = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
+    if parsed is None:
         return _error(400, 100, "(#100) The request body is not valid JSON")
-    if not isinstance(payload, dict):
+    if not isinstance(parsed, dict):
         return _error(400, 100, "(#100) The request body must be a JSON object")
+    payload = parsed
     whatsapp = "messaging_product" in payload
     problem = (
         whatsapp_problem(payload)
@@ -283,6 +326,60 @@ async def list_thread_control(request: web.Request) -> web.Response:
     return _json(200, request.app[FAKE_GRAPH].thread_control)
 
 
+async def presence_call(
+    request: web.Request, graph: FakeGraph, payload: dict[str, Any]
+) -> web.Response:
+    """Check and record a presence call; answer as Meta does (`recipient_id`, `success`)."""
+    graph.saw_presence()
+    if graph.presence_latency_ms:
+        await asyncio.sleep(graph.presence_latency_ms / 1000)
+    account_id = graph.sender_of(request.match_info["account_id"], _token(request))
+    if account_id is None:
+        return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+    if graph.presence_errors:
+        scripted = graph.presence_errors.popleft()
+        return _error(scripted.status, scripted.code, scripted.message, scripted.subcode)
+    whatsapp = "messaging_product" in payload
+    problem = whatsapp_read_problem(payload) if whatsapp else sender_action_problem(payload)
+    if problem is not None:
+        return _error(400, 100, f"(#100) {problem}")
+    graph.presence.append(
+        {"account_id": account_id, "payload": payload, "at_ms": int(time.time() * 1000)}
+    )
+    action = (
+        ("typing" if "typing_indicator" in payload else "read")
+        if whatsapp
+        else payload["sender_action"]
+    )
+    # `make run`'s log: the user would now see their message read, or the bot typing.
+    structlog.get_logger("lull.fake_graph").info(
+        "typing" if "typing" in action else "read",
+        account_id=account_id,
+        action=action,
+        **(
+            {"message_id": payload["message_id"]}
+            if whatsapp
+            else {"user": payload["recipient"]["id"]}
+        ),
+    )
+    if whatsapp:
+        return _json(200, {"success": True})
+    return _json(200, {"recipient_id": payload["recipient"]["id"]})
+
+
+async def list_presence(request: web.Request) -> web.Response:
+    """Every accepted read receipt and typing call, oldest first."""
+    return _json(200, request.app[FAKE_GRAPH].presence)
+
+
+async def clear_presence(request: web.Request) -> web.Response:
+    """Forget the accepted presence calls."""
+    graph = request.app[FAKE_GRAPH]
+    cleared = len(graph.presence)
+    graph.presence.clear()
+    return _json(200, {"cleared": cleared})
+
+
 async def list_sent(request: web.Request) -> web.Response:
     """Every accepted request, oldest first."""
     return _json(200, request.app[FAKE_GRAPH].sent)
@@ -305,9 +402,16 @@ async def set_script(request: web.Request) -> web.Response:
         return _control_error("the body is not valid JSON")
     try:
         errors, latency_ms = parse_script(body)
+        presence_body = body if isinstance(body, dict) else {}
+        presence_errors, presence_latency_ms = parse_script(
+            {
+                "errors": presence_body.get("presence_errors", []),
+                "latency_ms": presence_body.get("presence_latency_ms", 0),
+            }
+        )
     except ValueError as exc:
         return _control_error(str(exc))
-    request.app[FAKE_GRAPH].script(errors, latency_ms)
+    request.app[FAKE_GRAPH].script(errors, latency_ms, presence_errors, presence_latency_ms)
     return _json(200, {"pending_errors": len(errors), "latency_ms": latency_ms})
 
 

@@ -26,6 +26,7 @@ from lull.common.redis_conn import describe
 from lull.common.settings import DEFAULT_REDIS_URL, DEV_APP_SECRET
 from lull.dev.embedded_redis import EmbeddedRedis, port_answers
 
+THINKING_ECHO = "python:lull.dev.thinking_echo:reply"
 DEV_VERIFY_TOKEN = "lull-dev-verify-token"  # noqa: S105  (a published dev default)
 SERVICES = ("ingest", "processor", "sender", "fake-graph")
 DEV_FAKE_GRAPH_PORT = "8090"
@@ -47,7 +48,8 @@ def _dev_environ(redis_url: str) -> dict[str, str]:
     env.setdefault("LULL_VERIFY_TOKEN", DEV_VERIFY_TOKEN)
     env.setdefault("LULL_APP_SECRET", DEV_APP_SECRET)
     env.setdefault("LULL_LOG_FORMAT", "console")
-    env.setdefault("LULL_HANDLER", "echo")
+    # Echo after a second's thought: the log then shows the user read and the bot typing.
+    env.setdefault("LULL_HANDLER", THINKING_ECHO)
     env.setdefault("LULL_FAKE_GRAPH_PORT", DEV_FAKE_GRAPH_PORT)
     env.setdefault("LULL_GRAPH_API_BASE", f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}")
     env.setdefault("LULL_ACCESS_TOKENS", f'{{"*": "{DEV_GRAPH_TOKEN}"}}')

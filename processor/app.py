@@ -11,6 +11,7 @@ from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
 from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
+from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.failures import FailureStore
 from lull.processor.inbound import InboundApplier
@@ -54,8 +55,9 @@ class Processor:
         # Failed statuses are remembered as long as message ids are (Meta's webhook retries).
         self.failures = FailureStore(client, self.keys, settings.window.dedupe_ttl_s)
         self.takeover = Takeover(client, self.keys, settings.takeover, self.metrics)
+        arrivals = ArrivalLog(client, self.keys) if settings.read_on_arrival else None
         handler = InboundApplier(
-            self.store, self.closer, self.metrics, self.failures, self.takeover
+            self.store, self.closer, self.metrics, self.failures, self.takeover, arrivals=arrivals
         )
         self.consumer = Consumer(client, config, handler, self.registry)
         self._stop = asyncio.Event()

@@ -11,13 +11,14 @@ import structlog
 from lull.common.consumer import Entry, Outcome, Permanent
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed, Turn
+from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.failures import FailureStore, Recorded
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse
 from lull.processor.platforms._shared import MALFORMED
 from lull.processor.takeover import Takeover
-from lull.processor.windows import DUPLICATE, STATUS_NAMES, WindowStore
+from lull.processor.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 
 log = structlog.get_logger("lull.processor")
 
@@ -32,12 +33,15 @@ class InboundApplier:
         metrics: ProcessorMetrics,
         failures: FailureStore,
         takeover: Takeover,
+        *,
+        arrivals: ArrivalLog | None = None,
     ) -> None:
         self._store = store
         self._closer = closer
         self._metrics = metrics
         self._failures = failures
         self._takeover = takeover
+        self._arrivals = arrivals
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter)."""
@@ -45,7 +49,6 @@ class InboundApplier:
         pending: list[tuple[Event, int]] = []
         failures: list[DeliveryFailure] = []
         turns: list[tuple[int, list[Turn]]] = []
-        metrics = self._metrics
         for index, entry in enumerate(entries):
             body = entry.fields.get(b"body")
             if body is None:
@@ -72,6 +75,22 @@ class InboundApplier:
             # entry forever: skip what cannot be encoded and count it, apply the rest.
             pending = self._encodable(pending)
             results = await self._store.apply(pending)
+        earliest = self._count(results)
+        if earliest is not None:
+            self._closer.notify(earliest)
+        if self._arrivals is not None:
+            # New messages only: a redelivered or edited one was logged when it arrived.
+            new = [
+                e for (e, _), r in zip(pending, results, strict=True) if r.status in (ADDED, OPENED)
+            ]
+            await self._arrivals.record(new)
+        for recorded in await self._failures.record(failures):
+            if recorded.new:
+                self._report(recorded)
+        return outcomes
+
+    def _count(self, results: Sequence[Applied]) -> int | None:
+        """Count the applied events by status; the earliest deadline a new one set."""
         earliest: int | None = None
         statuses = [0] * len(STATUS_NAMES)
         for result in results:
@@ -80,13 +99,8 @@ class InboundApplier:
                 earliest = result.deadline_ms
         for status, count in enumerate(statuses):
             if count:
-                metrics.applied.labels(STATUS_NAMES[status]).inc(count)
-        if earliest is not None:
-            self._closer.notify(earliest)
-        for recorded in await self._failures.record(failures):
-            if recorded.new:
-                self._report(recorded)
-        return outcomes
+                self._metrics.applied.labels(STATUS_NAMES[status]).inc(count)
+        return earliest
 
     async def _apply_turns(
         self, turns: list[tuple[int, list[Turn]]], outcomes: list[Outcome]

@@ -36,6 +36,9 @@ def _kinds(value: str) -> frozenset[str]:
     return frozenset().union(*(_OLD_KINDS.get(k, {k}) for k in kinds))
 
 
+READ_RECEIPTS = ("batch", "arrival", "off")
+
+
 @dataclass(frozen=True)
 class WindowSettings:
     """How windows open, grow and close (DESIGN.md, "Windows")."""
@@ -96,6 +99,8 @@ class ProcessorSettings:
     takeover: TakeoverSettings
     metrics_host: str
     metrics_port: int
+    read_on_arrival: bool = False
+    """LULL_READ_RECEIPTS=arrival: each new message is logged for the sender to mark read."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -108,6 +113,8 @@ class ProcessorSettings:
             takeover=takeover_from_env(env),
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.integer("LULL_PROCESSOR_METRICS_PORT", 9101, minimum=0, maximum=65535),
+            # The sender validates the same variable; only `arrival` concerns the processor.
+            read_on_arrival=env.choice("LULL_READ_RECEIPTS", "batch", READ_RECEIPTS) == "arrival",
         )
         env.check()
         return settings

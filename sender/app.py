@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
+from lull.common.consumer import Consumer, ConsumerConfig, ConsumerMetrics, default_consumer_name
 from lull.common.keys import Keys
 from lull.common.pause import PauseStore
 from lull.common.redis_conn import RedisClient
@@ -16,6 +19,9 @@ from lull.sender.deliver import Deliverer
 from lull.sender.graph import GraphClient
 from lull.sender.handoff import Handoffs
 from lull.sender.metrics import SenderMetrics
+from lull.sender.presence import Presence
+from lull.sender.presence_arrivals import GROUP as PRESENCE_GROUP
+from lull.sender.presence_arrivals import ArrivalReads
 from lull.sender.ratelimit import RateLimiter
 from lull.sender.send_store import SendStore
 from lull.sender.sent_ids import SentIds
@@ -55,10 +61,23 @@ class Sender:
             settings.handoff, pauses=self.pauses, session=session,
             secret=settings.handler_secret, metrics=self.metrics, routes=settings.graph_routes,
         )  # fmt: skip
+        # Presence calls get connections of their own: under load they queue behind each
+        # other, never in front of a reply waiting for a pooled connection.
+        self._presence_session = aiohttp.ClientSession()
+        presence_graph = GraphClient(
+            self._presence_session,
+            settings.graph_routes,
+            settings.access_tokens,
+            settings.graph_timeout_ms / 1000,
+        )
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s), handoffs=handoffs,
             marks=SendMarks(self.keys, settings.graph_timeout_ms, settings.sent_ids_ttl_s),
+            presence=Presence(
+                settings, self.keys, self.limiter, presence_graph, self.metrics.presence,
+                should_show=self.store.not_paused,
+            ),
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(
@@ -73,9 +92,18 @@ class Sender:
         self.deliveries = ConcurrentDeliveries(self.deliverer.deliver, settings.concurrency)
         # What a stop waits for: a bot call and a send, as the deployment files' grace does.
         self._close_wait_s = (settings.handler_timeout_ms + settings.graph_timeout_ms) / 1000
+        consumer_metrics = ConsumerMetrics(registry)
         self.consumer = Consumer(
-            client, config, self.deliveries, registry, on_dead=self.deliverer.mark_dead
+            client, config, self.deliveries, consumer_metrics, on_dead=self.deliverer.mark_dead
         )
+        # LULL_READ_RECEIPTS=arrival: messages marked read as the processor windows them.
+        self.arrivals: Consumer | None = None
+        if settings.presence.read_receipts == "arrival":
+            arrivals = dataclasses.replace(
+                config, streams=[self.keys.arrivals()], group=PRESENCE_GROUP
+            )
+            handler = ArrivalReads(self.deliverer.presence)
+            self.arrivals = Consumer(client, arrivals, handler, consumer_metrics)
 
     @classmethod
     async def create(
@@ -121,20 +149,29 @@ class Sender:
 
     async def run(self) -> None:
         """Deliver until request_stop()."""
-        await self.consumer.run_forever()
+        if self.arrivals is None:
+            await self.consumer.run_forever()
+            return
+        await asyncio.gather(self.consumer.run_forever(), self.arrivals.run_forever())
 
     def request_stop(self) -> None:
         """Stop reading; batches in hand are finished or left pending."""
         self.consumer.request_stop()
+        if self.arrivals is not None:
+            self.arrivals.request_stop()
 
     async def drain(self) -> None:
         """Tests: deliver until nothing is readable or held for a retry."""
+        if self.arrivals is not None:
+            await self.arrivals.run_until_idle()
         await self.consumer.run_until_idle()
 
     async def close(self) -> None:
         """Let deliveries still running finish (bounded), then close the handler and the
         HTTP session."""
         await self.deliveries.close(self._close_wait_s)
+        await self.deliverer.presence.close()
+        await self._presence_session.close()
         await self.bot.close()
         await self.store.close()
         await self._session.close()

@@ -27,9 +27,11 @@ from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from lull.sender.handoff import Handoffs, message_requests
 from lull.sender.metrics import SenderMetrics
+from lull.sender.presence import Presence
 from lull.sender.progress import LocalProgress
 from lull.sender.ratelimit import Grant, Rate, RateLimiter, Turns
 from lull.sender.replies import NO_ANSWER, Reply, parse_answer
+from lull.sender.send_limits import send_limits
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
@@ -85,6 +87,7 @@ class Deliverer:
     metrics: SenderMetrics
     sent_ids: SentIds
     handoffs: Handoffs
+    presence: Presence
     progress: LocalProgress = field(default_factory=LocalProgress)
     turns: Turns = field(default_factory=Turns)
     marks: SendMarks | None = None
@@ -136,6 +139,21 @@ class Deliverer:
             if not grant.taken:
                 return self._come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
+        # The bot will be called: the user sees the batch read and the bot typing meanwhile
+        # (sender/presence.py); a replay is only being finished, a `none` handler never answers.
+        showing = self.presence.start(batch, show=not (job.replay or self.bot.forward_only))
+        # Stays a RetryLater if the bot step raised (Redis): the batch comes back, no typing_off.
+        outcome: Decided = RetryLater(0, "interrupted")
+        try:
+            outcome = await self._ask_bot(job, history)
+            return outcome
+        finally:
+            finished = state.requests is None and not isinstance(outcome, RetryLater)
+            showing.stop(typing_off=finished)
+
+    async def _ask_bot(self, job: _Job, history: list[Any]) -> Decided:
+        """The bot's answer to an admitted batch, as in _call_bot."""
+        batch, state = job.batch, job.state
         started = time.perf_counter()
         failure: BotRetry | str | None = None
         answer = NO_ANSWER
@@ -186,20 +204,20 @@ class Deliverer:
         each only while the entry is still this consumer's."""
         state = job.state
         assert state.requests is not None
-        rate = self.settings.rate_global
         while state.sent < len(state.requests):
+            # Replies and chunks after the first are paced (LULL_REPLY_DELAY_MS), typing shown.
+            await self.presence.pace(job.batch, state.requests, state.sent, show=not job.replay)
             # The same-moment rule (sender/takeover.py): before the first accepted send, the
             # pause is asked every time, forced.
             stop = await self._check(job, pause=state.sent == 0)
             if stop is not None:
                 return stop.outcome
             request = state.requests[state.sent]
-            if rate is not None:
-                key = self.keys.account_rate(request.account_id)
-                grant = await self._take("account", key, rate)
+            for scope, key, rate in send_limits(self.settings, self.keys, job.batch, request):
+                grant = await self._take(scope, key, rate)
                 if not grant.taken:
                     await self.store.save(job.shard, job.batch.batch_id, state)
-                    return self._come_back(key, rate, grant, "account rate limit")
+                    return self._come_back(key, rate, grant, f"{scope} rate limit")
                 # Slept until the slot: the entry may have been claimed meanwhile (the slot
                 # is then left unused, which errs on the side of the limit).
                 stop = await self._check(job) if grant.wait_ms > 0 else None

@@ -60,6 +60,22 @@ class GraphClient:
 
     async def post(self, request: GraphRequest) -> str:
         """Send one message; its Graph message id, or GraphError (kind says what to do)."""
+        status, body, response_headers = await self._exchange(request)
+        if 200 <= status < 300:
+            message_id = _message_id(body)
+            if message_id is not None:
+                return message_id
+        raise classify(status, body, response_headers)
+
+    async def post_action(self, request: GraphRequest) -> None:
+        """Send a call that creates no message (a sender action, a WhatsApp read receipt):
+        Meta answers it with `recipient_id` or `success`, never a message id."""
+        status, body, response_headers = await self._exchange(request)
+        if not 200 <= status < 300:
+            raise classify(status, body, response_headers)
+
+    async def _exchange(self, request: GraphRequest) -> tuple[int, object, Mapping[str, str]]:
+        """POST the request with its account's token: status, parsed JSON body, headers."""
         # "*" is the token for every account without one of its own (one system-user token).
         token = self._tokens.get(request.account_id) or self._tokens.get(DEFAULT_ACCOUNT)
         if not token:
@@ -83,12 +99,7 @@ class GraphClient:
             raise classify(exc.status, None, exc.headers or {}) from exc
         except aiohttp.ClientError as exc:
             raise GraphError("temporary", f"{type(exc).__name__}: {exc}") from exc
-        body = _json(raw)
-        if 200 <= status < 300:
-            message_id = _message_id(body)
-            if message_id is not None:
-                return message_id
-        raise classify(status, body, response_headers)
+        return status, _json(raw), response_headers
 
 
 def _json(raw: bytes) -> object:

@@ -63,13 +63,18 @@ def build_requests(
         raise ValueError("reply has neither text nor an attachment")
     account_id = _required_str(batch.account_id, "account_id")
     user_id = _required_str(batch.user_id, "user_id")
-    node = routes.route(platform, account_id).node
-    path = f"/{version.strip('/')}/{quote(node, safe='')}/messages"
+    path = messages_path(platform, account_id, version, routes)
     if platform == "whatsapp":
         payloads = _whatsapp(user_id, _last_mid(batch), reply)
     else:
         payloads = _messenger(user_id, reply, platform)
     return [GraphRequest(account_id, path, payload, platform) for payload in payloads]
+
+
+def messages_path(platform: str, account_id: str, version: str, routes: GraphRoutes) -> str:
+    """The path of the account's Send API node: `/{version}/{node}/messages`."""
+    node = routes.route(platform, account_id).node
+    return f"/{version.strip('/')}/{quote(node, safe='')}/messages"
 
 
 def _messenger(user_id: str, reply: Reply, platform: str) -> list[dict[str, Any]]:

@@ -38,9 +38,17 @@ class SenderMetrics:
         )
         self.rate_waits = Counter(
             "lull_sender_rate_limit_waits",
-            "Batches or sends postponed by a rate limit, by scope: user, account (lull's own "
-            "limits), meta (Meta throttled a send)",
+            "Batches or sends postponed by a rate limit, by scope: user, user_send, account "
+            "(lull's own limits), meta (Meta throttled a send)",
             ["scope"],
+            registry=registry,
+        )
+        self.presence = Counter(
+            "lull_sender_presence",
+            "Read receipts and typing calls (sender/presence.py) by action (read, read_typing, "
+            "mark_seen, typing_on, typing_off) and outcome: sent, dropped_rate (no slot free "
+            "under LULL_RATE_GLOBAL at once), failed",
+            ["action", "outcome"],
             registry=registry,
         )
         self.batch_age = Histogram(

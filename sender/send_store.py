@@ -180,6 +180,13 @@ class SendStore:
         command = self._check_command(shard, entry_id, batch, conversation)
         return _claim(await self._evalsha(command))
 
+    async def not_paused(self, conversation: str) -> bool:
+        """Whether no human has the conversation now (presence asks before a refresh)."""
+        [exists] = await self._batched.execute([("EXISTS", self._keys.pause(conversation))])
+        if isinstance(exists, Exception):
+            raise exists
+        return int(exists) == 0
+
     async def execute(self, commands: list[Command]) -> None:
         """One-key commands (any slot) through the shared pipeline; raises the first error."""
         for result in await self._batched.execute(commands):

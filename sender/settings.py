@@ -28,6 +28,7 @@ from lull.sender.graph_routes import (
     host_problem,
 )
 from lull.sender.handoff import HandoffSettings
+from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
 
@@ -53,6 +54,9 @@ class SenderSettings:
     access_tokens: dict[str, str] = field(repr=False)
     rate_global: Rate | None
     rate_per_user: Rate | None
+    send_rate_per_user: Rate | None
+    """Sends (messages) per conversation: WhatsApp's pair rate limit (131056) counts
+    messages, not batches, so a bot answering with several replies needs this too."""
     send_max_attempts: int
     send_backoff_base_ms: int
     send_backoff_max_ms: int
@@ -68,6 +72,13 @@ class SenderSettings:
     handoff: HandoffSettings
     outcomes_kept: int
     """LULL_OUTCOMES_KEPT: finished batches remembered per conversation (lull conversation)."""
+    presence: PresenceSettings
+
+    def presence_for(self, account_id: str) -> PresenceSettings:
+        """The presence settings of one account: the environment's today; the place where
+        a per-account accounts file will override them."""
+        del account_id
+        return self.presence
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SenderSettings:
@@ -105,6 +116,11 @@ class SenderSettings:
             rate_per_user=env.parsed(
                 "LULL_RATE_PER_USER", parse_rate("10/1m:3"), parse_rate, RATE_FORMAT
             ),
+            # WhatsApp's pair rate limit: about one message every 6 s to one user, with short
+            # bursts borrowed from later (Throughput, "pair rate limit"; error 131056).
+            send_rate_per_user=env.parsed(
+                "LULL_SEND_RATE_PER_USER", parse_rate("10/1m:10"), parse_rate, RATE_FORMAT
+            ),
             send_max_attempts=env.integer("LULL_SEND_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
             send_backoff_base_ms=env.integer(
                 "LULL_SEND_BACKOFF_BASE_MS", 500, minimum=1, maximum=600_000
@@ -124,6 +140,7 @@ class SenderSettings:
             pause=PauseSettings.from_env(env),
             handoff=HandoffSettings.from_env(env),
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
+            presence=PresenceSettings.from_env(env),
         )
         horizon_ms = sender_retry_horizon_ms(
             send_max_attempts=settings.send_max_attempts,

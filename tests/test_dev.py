@@ -97,6 +97,10 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
                 tolerate=(aiohttp.ClientError, TimeoutError),
             )
             sent = await _get(session, graph)
+            presence = await _get(session, f"http://127.0.0.1:{graph_port}/_presence")
+        # The dev bot thinks a second: each user saw their messages read and the bot typing.
+        typing = [p["payload"] for p in presence if p["payload"]["sender_action"] == "typing_on"]
+        assert {payload["recipient"]["id"] for payload in typing} == set(expected)
         replies = {item["payload"]["recipient"]["id"]: item for item in sent}
         assert len(sent) == len(replies) == len(expected)  # one reply per user, none twice
         for user, texts in expected.items():
@@ -116,4 +120,5 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
     ]
     assert len(replies_shown) == len(expected)
     assert "Traceback" not in output
+    assert " typing " in output
     assert ready_s < READY_S

@@ -12,7 +12,14 @@ from types import FrameType
 from redis.exceptions import RedisError
 
 from lull.common.env import ConfigError
-from tests.bench import bench_lifetime, bench_limits, ingest_bench, processor_bench, sender_bench
+from tests.bench import (
+    bench_lifetime,
+    bench_limits,
+    bench_presence,
+    ingest_bench,
+    processor_bench,
+    sender_bench,
+)
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError
 from tests.bench.report import Report, table
@@ -27,6 +34,7 @@ def benches() -> dict[str, Bench]:
         "processor": processor_bench.run,
         "sender": sender_bench.run,
         "lifetime": bench_lifetime.run,
+        "presence": bench_presence.run,
     }
 
 

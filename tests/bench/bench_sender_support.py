@@ -82,7 +82,9 @@ def sender(
 ) -> Iterator[int]:
     """A `python -m sender` child on the server core; yields its pid once it serves metrics.
 
-    limits: rate_global, rate_per_user (default off) and handler (default echo)."""
+    limits: rate_global, rate_per_user, send_rate_per_user, typing, read_receipts (default
+    off), presence_after_ms (default 0), concurrency (default 64, the setting's own) and
+    handler (default echo)."""
     port = free_port()
     env = {
         "LULL_REDIS_URL": url,
@@ -92,6 +94,12 @@ def sender(
         "LULL_ACCESS_TOKENS": orjson.dumps({"*": "bench-token"}).decode(),
         "LULL_RATE_GLOBAL": limits.get("rate_global", "off"),
         "LULL_RATE_PER_USER": limits.get("rate_per_user", "off"),
+        "LULL_SEND_RATE_PER_USER": limits.get("send_rate_per_user", "off"),
+        # Presence is measured in its own phase; the others measure replies alone.
+        "LULL_TYPING": limits.get("typing", "off"),
+        "LULL_READ_RECEIPTS": limits.get("read_receipts", "off"),
+        "LULL_PRESENCE_AFTER_MS": limits.get("presence_after_ms", "0"),
+        "LULL_SENDER_CONCURRENCY": limits.get("concurrency", "64"),
         "LULL_SENDER_METRICS_PORT": str(port),
         "LULL_LOG_FORMAT": "json",
         "LULL_LOG_LEVEL": "warning",
@@ -124,13 +132,24 @@ def clear_sent(graph_port: int) -> None:
     _control(graph_port, "DELETE")
 
 
-def _control(graph_port: int, method: str) -> bytes:
-    request = urllib.request.Request(f"http://127.0.0.1:{graph_port}/_sent", method=method)
+def presence(graph_port: int) -> list[dict[str, Any]]:
+    """Every read receipt and typing call the fake accepted since it was last cleared."""
+    found: list[dict[str, Any]] = orjson.loads(_control(graph_port, "GET", "/_presence"))
+    return found
+
+
+def clear_presence(graph_port: int) -> None:
+    """Forget the presence calls the fake accepted."""
+    _control(graph_port, "DELETE", "/_presence")
+
+
+def _control(graph_port: int, method: str, path: str = "/_sent") -> bytes:
+    request = urllib.request.Request(f"http://127.0.0.1:{graph_port}{path}", method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  (our URL)
             body: bytes = response.read()
     except OSError as exc:
-        raise BenchError(f"the fake Graph API did not answer {method} /_sent: {exc}") from exc
+        raise BenchError(f"the fake Graph API did not answer {method} {path}: {exc}") from exc
     return body
 
 

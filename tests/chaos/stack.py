@@ -68,6 +68,7 @@ class StackConfig:
             "LULL_ACCESS_TOKENS": orjson.dumps({"*": GRAPH_TOKEN}).decode(),
             "LULL_RATE_GLOBAL": "5000/s",
             "LULL_RATE_PER_USER": "100/s:100",
+            "LULL_SEND_RATE_PER_USER": "off",
             # Throttling bursts must be retried through, never dead-lettered.
             "LULL_SEND_MAX_ATTEMPTS": "100",
             "LULL_SEND_BACKOFF_BASE_MS": "50",

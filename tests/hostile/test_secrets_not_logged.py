@@ -233,7 +233,7 @@ async def test_sender_never_logs_secrets(
         "LULL_ACCESS_TOKENS": orjson.dumps({"p1": PAGE_TOKEN, "wa1": WA_TOKEN}).decode(),
         "LULL_SENDER_METRICS_PORT": "0", "LULL_LOG_LEVEL": "debug", "LULL_LOG_FORMAT": "json",
         "LULL_SEND_BACKOFF_BASE_MS": "1", "LULL_SEND_BACKOFF_MAX_MS": "5",
-        "LULL_RATE_GLOBAL": "off", "LULL_RATE_PER_USER": "off",
+        "LULL_RATE_GLOBAL": "off", "LULL_RATE_PER_USER": "off", "LULL_SEND_RATE_PER_USER": "off",
     }  # fmt: skip
     client = aioredis.Redis.from_url(url_of(locked_redis), socket_timeout=5)
     keys = Keys(namespace)
