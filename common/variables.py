@@ -82,6 +82,14 @@ SERVICE_VARIABLES = frozenset(
         "LULL_HANDOFF_WEBHOOK_TIMEOUT_MS",
         "LULL_HANDOFF_WEBHOOK_ATTEMPTS",
         "LULL_OUTCOMES_KEPT",
+        # presence: read receipts, typing, pacing (LULL_READ_RECEIPTS: the processor too)
+        "LULL_READ_RECEIPTS",
+        "LULL_TYPING",
+        "LULL_TYPING_REFRESH_MS",
+        "LULL_PRESENCE_AFTER_MS",
+        "LULL_REPLY_DELAY_MS",
+        "LULL_REPLY_DELAY_PER_CHAR_MS",
+        "LULL_SEND_RATE_PER_USER",
         # conversation state and human takeover: processor and sender (pause: ingest too)
         "LULL_CONVERSATION_TTL_S",
         "LULL_META_APP_ID",
