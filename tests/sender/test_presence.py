@@ -3,6 +3,7 @@ best-effort (a presence failure or a tight rate limit changes nothing about the 
 
 from __future__ import annotations
 
+import asyncio
 from itertools import pairwise
 from typing import Any
 
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
 from lull.common.env import ConfigError
+from lull.common.pause import PauseAction
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
 from lull.sender.presence_settings import PresenceSettings
@@ -151,22 +153,51 @@ async def test_nothing_is_shown_for_the_none_handler(
     assert graph.presence_calls == 0 and graph.sent == []
 
 
-async def test_a_pause_hook_turns_presence_off(
+class PausedWhileThinking:
+    """A bot during whose work a human takes the conversation: it answers once the sender's
+    pause hook has been asked (the first refresh after the pause)."""
+
+    name = "paused-while-thinking"
+    forward_only = False
+
+    def __init__(self, graph: FakeGraph, sender: Sender, asked: asyncio.Event) -> None:
+        self.graph, self.sender, self.asked = graph, sender, asked
+
+    async def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Wait for mark_seen and typing_on, pause the conversation, wait for the hook."""
+        await self.graph.wait_presence(2)
+        await self.sender.pauses.apply(batch["conversation"], PauseAction.OPERATOR, by="ann")
+        await self.asked.wait()
+        return [{"text": "too late"}]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+async def test_a_pause_that_begins_while_the_bot_works_stops_the_typing(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
 ) -> None:
-    sender = await make_sender()
-    asked: list[str] = []
+    sender = await make_sender(LULL_TYPING_REFRESH_MS="10")
+    presence = sender.deliverer.presence
+    real = presence.should_show
+    assert real is not None  # the sender wires the pause in (sender/app.py)
+    answers: list[bool] = []
+    asked = asyncio.Event()
 
-    async def not_paused(conversation: str) -> bool:
-        asked.append(conversation)
-        return False
+    async def recorded(conversation: str) -> bool:
+        answers.append(await real(conversation))
+        asked.set()
+        return answers[-1]
 
-    sender.deliverer.presence.should_show = not_paused
-    sender.deliverer.bot = AfterPresence(graph, 0, [{"text": "hi"}], sender=sender)
+    presence.should_show = recorded
+    sender.deliverer.bot = PausedWhileThinking(graph, sender, asked)
     await emit(redis, sender.keys, "u1", 1, "hello")
     await settle(sender)
-    assert asked == ["messenger:p1:u1"] and graph.presence_calls == 0
-    assert len(graph.sent) == 1
+    # The first calls follow the sender's own pause check; the refresh asks, finds the pause
+    # and ends the batch's presence; the same-moment rule then drops the bot's reply.
+    assert answers == [False]
+    assert actions(graph) == ["mark_seen", "typing_on"]
+    assert graph.sent == []
 
 
 async def test_settings_turn_read_and_typing_off(
