@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 
 from lull.common.backoff import backoff_ms
@@ -26,6 +25,7 @@ from lull.common.outcomes import outcome_commands
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from lull.sender.handoff import Handoffs, message_requests
+from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
 from lull.sender.progress import LocalProgress
@@ -354,18 +354,7 @@ class Deliverer:
 
     async def _finish(self, job: _Job, requests: list[GraphRequest], outcome: str) -> None:
         settings, batch = self.settings, job.batch
-        items = [
-            orjson.dumps({"role": "user", "mid": m.mid, "text": m.text, "time": m.event_time})
-            for m in batch.messages
-        ]
-        # A bot item names the message it became (when known), so that a delivery failure
-        # reported later (a history item with that mid) can be tied to it.
-        mids: list[str | None] = [*job.state.message_ids[: len(requests)]]
-        mids += [None] * (len(requests) - len(mids))
-        items += [
-            orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
-            for r, mid in zip(requests, mids, strict=True)
-        ]
+        items = history_items(batch, requests, job.state.message_ids)
         sent = SentMessage(batch.conversation, batch.seq)
         remember = self.sent_ids.commands(batch.platform, sent, job.state.message_ids)
         if job.replay and outcome in ("sent", "no_reply"):
@@ -430,18 +419,3 @@ class Deliverer:
     def _outcome(self, batch: Batch, outcome: str, replies: int) -> list[Command]:
         keep, ttl_s = self.settings.outcomes_kept, self.settings.conversation_ttl_s
         return outcome_commands(self.keys, batch, outcome, replies, keep=keep, ttl_s=ttl_s)
-
-
-def _mid(message_id: str | None) -> dict[str, str]:
-    return {} if message_id is None else {"mid": message_id}
-
-
-def _sent_text(payload: dict[str, Any]) -> str:
-    """The text a Graph request carried (Messenger/Instagram message, WhatsApp text), or ""."""
-    message = payload.get("message")
-    if isinstance(message, dict) and isinstance(message.get("text"), str):
-        return str(message["text"])
-    body = payload.get("text")
-    if isinstance(body, dict) and isinstance(body.get("body"), str):
-        return str(body["body"])
-    return ""

@@ -1,0 +1,45 @@
+"""What a finished batch adds to its conversation's history: the user's messages, then the
+bot's replies as they were sent (the bot sees them in `history` with its next batch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from lull.common.batch import Batch
+from lull.sender.graph import GraphRequest
+
+
+def history_items(
+    batch: Batch, requests: list[GraphRequest], message_ids: list[str]
+) -> list[bytes]:
+    """The batch's items, oldest first: one `user` item a message, one `bot` item a reply."""
+    items = [
+        orjson.dumps({"role": "user", "mid": m.mid, "text": m.text, "time": m.event_time})
+        for m in batch.messages
+    ]
+    # A bot item names the message it became (when known), so that a delivery failure
+    # reported later (a history item with that mid) can be tied to it.
+    mids: list[str | None] = [*message_ids[: len(requests)]]
+    mids += [None] * (len(requests) - len(mids))
+    items += [
+        orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
+        for r, mid in zip(requests, mids, strict=True)
+    ]
+    return items
+
+
+def _mid(message_id: str | None) -> dict[str, str]:
+    return {} if message_id is None else {"mid": message_id}
+
+
+def _sent_text(payload: dict[str, Any]) -> str:
+    """The text a Graph request carried (Messenger/Instagram message, WhatsApp text), or ""."""
+    message = payload.get("message")
+    if isinstance(message, dict) and isinstance(message.get("text"), str):
+        return str(message["text"])
+    body = payload.get("text")
+    if isinstance(body, dict) and isinstance(body.get("body"), str):
+        return str(body["body"])
+    return ""
