@@ -59,18 +59,30 @@ def require_outlasts(env: Env, ttl_s: int, horizon_ms: int, horizon: str) -> Non
 
 
 def sender_retry_horizon_ms(
-    *, send_max_attempts: int, send_backoff_max_ms: int, max_deliveries: int, claim_idle_ms: int
+    *,
+    send_max_attempts: int,
+    send_backoff_max_ms: int,
+    max_deliveries: int,
+    claim_idle_ms: int,
+    handoff_attempts: int = 0,
+    handoff_timeout_ms: int = 0,
 ) -> int:
     """The longest a batch can stay unfinished after it was emitted: every send attempt at
-    the longest backoff, throttles waited out to the end of the 24-hour reply window, and
-    every delivery of the entry left to go idle before a claim."""
+    the longest backoff, throttles waited out to the end of the 24-hour reply window, every
+    delivery of the entry left to go idle before a claim, and every handoff notification
+    (LULL_HANDOFF_WEBHOOK) timing out and waiting the longest backoff."""
     return (
-        send_max_attempts * send_backoff_max_ms + REPLY_WINDOW_MS + max_deliveries * claim_idle_ms
+        send_max_attempts * send_backoff_max_ms
+        + REPLY_WINDOW_MS
+        + max_deliveries * claim_idle_ms
+        + handoff_attempts * (send_backoff_max_ms + handoff_timeout_ms)
     )
 
 
 SENDER_HORIZON = (
     "sender's retry horizon (LULL_SEND_MAX_ATTEMPTS x LULL_SEND_BACKOFF_MAX_MS + 24 h of "
-    "throttle waits + LULL_MAX_DELIVERIES x LULL_CLAIM_IDLE_MS)"
+    "throttle waits + LULL_MAX_DELIVERIES x LULL_CLAIM_IDLE_MS + LULL_HANDOFF_WEBHOOK_ATTEMPTS "
+    "x (LULL_SEND_BACKOFF_MAX_MS + LULL_HANDOFF_WEBHOOK_TIMEOUT_MS) when LULL_HANDOFF_WEBHOOK "
+    "is set)"
 )
 DEDUPE_HORIZON = "dedupe horizon (LULL_DEDUPE_TTL_S)"

@@ -72,13 +72,16 @@ class TakeoverSettings:
     """LULL_CONVERSATION_TTL_S: the history a human's message joins lives this long."""
 
 
-def takeover_from_env(env: Env) -> TakeoverSettings:
+def takeover_from_env(env: Env, conversation_ttl_s: int | None = None) -> TakeoverSettings:
     """LULL_META_APP_ID, the pause settings and the history settings the sender shares."""
     return TakeoverSettings(
         meta_app_id=env.parsed("LULL_META_APP_ID", "", _app_id, "a Meta app id (digits)"),
         pause=PauseSettings.from_env(env),
         history_messages=env.integer("LULL_HISTORY_MESSAGES", 20, minimum=0, maximum=1000),
-        conversation_ttl_s=conversation_ttl_from_env(env),
+        # Given by the caller that read it for the windows: a problem is reported once.
+        conversation_ttl_s=conversation_ttl_from_env(env)
+        if conversation_ttl_s is None
+        else conversation_ttl_s,
     )
 
 
@@ -106,11 +109,13 @@ class ProcessorSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorSettings:
         """Read and validate; raises ConfigError naming every bad variable."""
         env = Env(os.environ if environ is None else environ, collect=True)
+        common = common_from_env(env)
+        window = window_from_env(env)
         settings = cls(
-            common=common_from_env(env),
-            window=window_from_env(env),
+            common=common,
+            window=window,
             group=group_from_env(env),
-            takeover=takeover_from_env(env),
+            takeover=takeover_from_env(env, window.conversation_ttl_s),
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=env.integer("LULL_PROCESSOR_METRICS_PORT", 9101, minimum=0, maximum=65535),
             # The sender validates the same variable; only `arrival` concerns the processor.

@@ -24,7 +24,7 @@ from lull.common.keys import Keys
 from lull.common.outcomes import outcome_commands
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
-from lull.sender.handoff import Handoffs, message_requests
+from lull.sender.handoff import Handoffs, is_thread_control, message_requests
 from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
@@ -205,39 +205,25 @@ class Deliverer:
         state = job.state
         assert state.requests is not None
         while state.sent < len(state.requests):
-            # Replies and chunks after the first are paced (LULL_REPLY_DELAY_MS), typing shown.
-            await self.presence.pace(job.batch, state.requests, state.sent, show=not job.replay)
-            # The same-moment rule (sender/takeover.py): before the first accepted send, the
-            # pause is asked every time, forced.
-            stop = await self._check(job, pause=state.sent == 0)
+            request = state.requests[state.sent]
+            if not is_thread_control(request):
+                # Replies and chunks after the first are paced (LULL_REPLY_DELAY_MS), typing
+                # shown meanwhile.
+                await self.presence.pace(job.batch, state.requests, state.sent, show=not job.replay)
+            stop = await self._check(job)
             if stop is not None:
                 return stop.outcome
-            request = state.requests[state.sent]
-            for scope, key, rate in send_limits(self.settings, self.keys, job.batch, request):
-                grant = await self._take(scope, key, rate)
-                if not grant.taken:
-                    await self.store.save(job.shard, job.batch.batch_id, state)
-                    return self._come_back(key, rate, grant, f"{scope} rate limit")
-                # Slept until the slot: the entry may have been claimed meanwhile (the slot
-                # is then left unused, which errs on the side of the limit).
-                stop = await self._check(job) if grant.wait_ms > 0 else None
-                if stop is not None:
-                    return stop.outcome
-            if self.marks is not None:
-                await self.store.execute(self.marks.before(job.batch))
-            started = time.perf_counter()
-            try:
-                message_id = await self.handoffs.post(self.graph, request)
-            except GraphError as exc:
-                self.metrics.graph_seconds.labels(str(exc.status), str(exc.code)).observe(
-                    time.perf_counter() - started
-                )
-                if exc.kind == "permanent":
-                    return self._dead(f"graph api: code {exc.code}: {exc.message}")
-                if exc.kind == "throttle":
-                    return await self._throttled(job, exc)
-                return await self._retry(job, str(exc), exc.retry_after_ms)
-            self.metrics.graph_seconds.labels("200", "").observe(time.perf_counter() - started)
+            slept = await self._take_units(job, request)
+            if isinstance(slept, _Stop):
+                return slept.outcome
+            stop = await self._cleared(job, slept=slept)
+            if stop is not None:
+                return stop.outcome
+            # The units are spent by this attempt, whatever Meta answers.
+            state.held = []
+            message_id = await self._post(job, request)
+            if isinstance(message_id, _Stop):
+                return message_id.outcome
             state.sent += 1
             state.throttles = 0
             state.message_ids.append(message_id)
@@ -251,6 +237,48 @@ class Deliverer:
         await self._finish(job, message_requests(state.requests), outcome)
         return None
 
+    async def _cleared(self, job: _Job, *, slept: bool) -> _Stop | None:
+        """The last checks before a send. The same-moment rule (sender/takeover.py): right
+        before the first send the pause is asked, always. After a sleep for a slot the entry
+        may have been claimed meanwhile (the slot is then left unused, which errs on the
+        side of the limit)."""
+        if job.state.sent == 0:
+            return await self._check(job, pause=True)
+        return await self._check(job) if slept else None
+
+    async def _post(self, job: _Job, request: GraphRequest) -> str | _Stop:
+        """One Graph API request: the id Meta gave it, or what the batch does instead."""
+        if self.marks is not None:
+            await self.store.execute(self.marks.before(job.batch))
+        started = time.perf_counter()
+        try:
+            message_id = await self.handoffs.post(self.graph, request)
+        except GraphError as exc:
+            self.metrics.graph_seconds.labels(str(exc.status), str(exc.code)).observe(
+                time.perf_counter() - started
+            )
+            if exc.kind == "permanent":
+                return _Stop(self._dead(f"graph api: code {exc.code}: {exc.message}"))
+            if exc.kind == "throttle":
+                return _Stop(await self._throttled(job, exc))
+            return _Stop(await self._retry(job, str(exc), exc.retry_after_ms))
+        self.metrics.graph_seconds.labels("200", "").observe(time.perf_counter() - started)
+        return message_id
+
+    async def _take_units(self, job: _Job, request: GraphRequest) -> bool | _Stop:
+        """A unit of each limit the send counts against (sender/send_limits.py); whether it
+        slept for one, or _Stop when one is too far away (the batch comes back then)."""
+        state, slept = job.state, False
+        for scope, key, rate in send_limits(self.settings, self.keys, job.batch, request):
+            if scope in state.held:
+                continue  # taken for this send before a later limit sent the batch back
+            grant = await self._take(scope, key, rate)
+            if not grant.taken:
+                return _Stop(await self._later(job, key, rate, grant, f"{scope} rate limit"))
+            state.held.append(scope)
+            slept = slept or grant.wait_ms > 0
+        return slept
+
     async def _take(self, scope: str, key: str, rate: Rate) -> Grant:
         """One unit of a limit: taken now, or at a slot within RATE_HORIZON_MS (slept until
         here), or not taken."""
@@ -260,6 +288,15 @@ class Deliverer:
             if grant.taken:
                 await asyncio.sleep(grant.wait_ms / 1000)
         return grant
+
+    async def _later(self, job: _Job, key: str, rate: Rate, grant: Grant, reason: str) -> Decided:
+        """A send's slot is too far away: keep the progress (units held included), come back
+        at the batch's turn. Saved only while the entry is still ours (like _again)."""
+        stop = await self._check(job)
+        if stop is not None:
+            return stop.outcome
+        await self.store.save(job.shard, job.batch.batch_id, job.state)
+        return self._come_back(key, rate, grant, reason)
 
     def _come_back(self, key: str, rate: Rate, grant: Grant, reason: str) -> RetryLater:
         """Retry at the batch's turn, half a horizon early: in time to reserve a slot."""
@@ -329,6 +366,8 @@ class Deliverer:
         job.safe_until = self._safe_until(asked_at, claim.idle_ms)
         if claim.paused:
             await self._finish(job, [], PAUSED)
+            # The bot had answered: its typing may still show; a human has the user now.
+            self.presence.typing_off(job.batch, show=not job.replay)
             return _Stop(None)
         return None
 

@@ -198,7 +198,7 @@ class Handoffs:
             )
             state.handoff_paused_until_ms = pause.until_ms
         url = self.settings.webhook_url
-        if url is not None:
+        if url is not None and not state.handoff_notified:
             failure = await self._notify(url, batch, state)
             if failure is not None:
                 state.handoff_failures += 1
@@ -222,6 +222,7 @@ class Handoffs:
                 )
                 self._metrics.handoffs.labels(batch.platform, "notify_failed").inc()
                 return None
+            state.handoff_notified = True
         self._metrics.handoffs.labels(batch.platform, "paused").inc()
         log.info(
             "conversation handed off",

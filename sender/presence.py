@@ -234,9 +234,22 @@ class Presence:
         if showing.typed:
             await self._once(showing.target, TYPING_OFF)
 
+    def typing_off(self, batch: Batch, *, show: bool = True) -> None:
+        """typing_off for a batch finished without its replies after its bot answered (a
+        pause won the same moment): on Messenger and Instagram, when typing is on."""
+        presence = self.settings.presence_for(batch.account_id)
+        if show and batch.platform != "whatsapp" and typing_action(batch.platform, presence):
+            self.spawn(self._typing_off(Target.of(batch)))
+
     async def arrived(self, target: Target) -> None:
-        """LULL_READ_RECEIPTS=arrival: mark one message read as it arrives (best-effort)."""
-        await self._once(target, arrival_action(target.platform))
+        """LULL_READ_RECEIPTS=arrival: mark one message read as it arrives (best-effort),
+        unless a human has the conversation (on a coexistence number a read receipt marks the
+        chat read for the agent in the WhatsApp Business app too)."""
+        await self._once(target, arrival_action(target.platform), ask=True)
+
+    async def _typing_off(self, target: Target) -> None:
+        # Not asked: the pause that ended the batch is what typing_off is for.
+        await self._once(target, TYPING_OFF)
 
     async def _shown(self, target: Target, action: str) -> None:
         await self._once(target, action, ask=True)

@@ -92,7 +92,9 @@ def parse_handoff(value: object) -> Handoff | None:
     unknown = sorted(str(key) for key in value if key not in _HANDOFF_KEYS)
     if unknown:
         raise ValueError(f"handoff has unknown keys {unknown}; allowed: reason")
-    reason = value.get("reason", "")
+    if "reason" not in value:
+        raise ValueError('handoff needs a "reason" (a string, "" when there is none to give)')
+    reason = value["reason"]
     if not isinstance(reason, str):
         raise ValueError(f"handoff.reason must be a string, not {_kind(reason)}")
     return Handoff(reason.strip()[:HANDOFF_REASON_MAX_CHARS])

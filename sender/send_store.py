@@ -44,6 +44,11 @@ class SendState:
     """The handoff's pause is set (until then); 0 before."""
     handoff_failures: int = 0
     """Failed notifications of LULL_HANDOFF_WEBHOOK so far."""
+    handoff_notified: bool = False
+    """LULL_HANDOFF_WEBHOOK answered: a retry (the finish failed) does not POST again."""
+    held: list[str] = field(default_factory=list)
+    """Rate-limit scopes whose unit the next send already took (sender/send_limits.py): a
+    later limit sent the batch back, and its come-back must not take them again."""
 
     @classmethod
     def decode(cls, raw: dict[bytes, bytes]) -> SendState:
@@ -64,6 +69,8 @@ class SendState:
             handoff=raw[b"handoff"].decode() if b"handoff" in raw else None,
             handoff_paused_until_ms=int(raw.get(b"handoff_paused_until_ms", 0)),
             handoff_failures=int(raw.get(b"handoff_failures", 0)),
+            handoff_notified=raw.get(b"handoff_notified") == b"1",
+            held=_strings(raw.get(b"held")),
         )
 
     def encode(self) -> dict[FieldT, EncodableT]:
@@ -86,6 +93,9 @@ class SendState:
             fields["handoff"] = self.handoff
             fields["handoff_paused_until_ms"] = self.handoff_paused_until_ms
             fields["handoff_failures"] = self.handoff_failures
+            fields["handoff_notified"] = 1 if self.handoff_notified else 0
+        # Always written: a save after the units were spent must clear an older list.
+        fields["held"] = orjson.dumps(self.held)
         return fields
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from lull.common.coalesce import Command
 from lull.common.delivery import SentMessage
 from lull.common.keys import Keys
+from lull.sender.handoff import THREAD_PASSED
 
 # WhatsApp: `failed` statuses (Meta's status messages webhook reference); Messenger and
 # Instagram: message echoes (Meta's message_echoes reference) name the mid.
@@ -43,4 +44,5 @@ class SentIds:
         return [
             ("SET", self._keys.sent_message(message_id), value, "EX", self._ttl_s)
             for message_id in message_ids
+            if message_id and message_id != THREAD_PASSED
         ]

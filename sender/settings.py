@@ -147,10 +147,15 @@ class SenderSettings:
             send_backoff_max_ms=settings.send_backoff_max_ms,
             max_deliveries=settings.group.max_deliveries,
             claim_idle_ms=settings.group.claim_idle_ms,
+            handoff_attempts=settings.handoff.webhook_attempts
+            if settings.handoff.webhook_url
+            else 0,
+            handoff_timeout_ms=settings.handoff.webhook_timeout_ms,
         )
         horizon_names = (
             "LULL_CONVERSATION_TTL_S", "LULL_SEND_MAX_ATTEMPTS", "LULL_SEND_BACKOFF_MAX_MS",
-            "LULL_MAX_DELIVERIES", "LULL_CLAIM_IDLE_MS",
+            "LULL_MAX_DELIVERIES", "LULL_CLAIM_IDLE_MS", "LULL_HANDOFF_WEBHOOK_ATTEMPTS",
+            "LULL_HANDOFF_WEBHOOK_TIMEOUT_MS",
         )  # fmt: skip
         if env.ok(*horizon_names):
             require_outlasts(env, settings.conversation_ttl_s, horizon_ms, SENDER_HORIZON)

@@ -28,6 +28,7 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.delivery import SentMessage
 from lull.common.keys import Keys
+from lull.sender.handoff import THREAD_PASSED
 
 PAUSED = "paused"
 """The outcome (lull_sender_deliveries{outcome}) of a batch finished because of a pause."""
@@ -57,8 +58,9 @@ class SendMarks:
 
     def after(self, batch: Batch, message_id: str) -> list[Command]:
         """Commands to run once the Graph API accepted a send and answered its mid."""
-        if batch.platform not in ECHO_PLATFORMS or not message_id:
-            return []
+        if batch.platform not in ECHO_PLATFORMS or not message_id or message_id == THREAD_PASSED:
+            # THREAD_PASSED stands in the send progress for a pass of thread control: no mid.
+            return [("DEL", self._keys.send_inflight(batch.conversation))]
         sent = SentMessage(batch.conversation, batch.seq).encode()
         return [
             ("SET", self._keys.sent_message(message_id), sent, "EX", self._sent_ttl_s),

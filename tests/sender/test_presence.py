@@ -194,9 +194,10 @@ async def test_a_pause_that_begins_while_the_bot_works_stops_the_typing(
     await emit(redis, sender.keys, "u1", 1, "hello")
     await settle(sender)
     # The first calls follow the sender's own pause check; the refresh asks, finds the pause
-    # and ends the batch's presence; the same-moment rule then drops the bot's reply.
+    # and ends the batch's presence; the same-moment rule then drops the bot's reply, and
+    # the typing the user saw is turned off: a human has the conversation now.
     assert answers == [False]
-    assert actions(graph) == ["mark_seen", "typing_on"]
+    assert actions(graph) == ["mark_seen", "typing_on", "typing_off"]
     assert graph.sent == []
 
 

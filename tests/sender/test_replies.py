@@ -171,7 +171,7 @@ def test_an_answer_is_a_list_of_replies_or_an_object_with_a_handoff() -> None:
     assert parse_answer([{"text": "hi"}]) == BotAnswer([Reply("hi", None, None)])
     both = parse_answer({"replies": [{"text": "bye"}], "handoff": {"reason": " refund "}})
     assert both == BotAnswer([Reply("bye", None, None)], Handoff("refund"))
-    assert parse_answer({"handoff": {}}) == BotAnswer([], Handoff(""))
+    assert parse_answer({"handoff": {"reason": ""}}) == BotAnswer([], Handoff(""))
     assert parse_answer({"replies": [], "handoff": None}) == BotAnswer([])
     long = parse_answer({"handoff": {"reason": "x" * 5000}}).handoff
     assert long is not None and len(long.reason) == HANDOFF_REASON_MAX_CHARS
@@ -183,6 +183,7 @@ def test_an_answer_is_a_list_of_replies_or_an_object_with_a_handoff() -> None:
         ({"handoff": "human"}, "handoff must be an object"),
         ({"handoff": {"reason": "r", "to": "ann"}}, "unknown keys \\['to'\\]"),
         ({"handoff": {"reason": 3}}, "handoff.reason must be a string"),
+        ({"handoff": {}}, 'handoff needs a "reason"'),
     ],
 )
 def test_bad_handoffs_are_refused_with_a_reason(value: object, reason: str) -> None:
