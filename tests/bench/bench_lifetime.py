@@ -63,7 +63,8 @@ class Lifetime:
 
     live_bytes: float
     by_kind: dict[str, float]
-    """Live bytes per conversation by key: state hash, history, window's seen ids."""
+    """Live bytes per conversation by key: state hash, history, window's seen ids, the last
+    batches' outcomes, the mids of the replies sent."""
     expired_bytes: float
     expired_after_s: float
     old_live_bytes: float
@@ -108,7 +109,11 @@ async def _finish_conversations(url: str, graph_port: int) -> None:
     }
     processor_settings = ProcessorSettings.from_env(env)
     window = replace(processor_settings.window, dedupe_ttl_s=TTL_S, conversation_ttl_s=TTL_S)
-    sender_settings = replace(SenderSettings.from_env(env), conversation_ttl_s=TTL_S)
+    # The mids the sender remembers (WhatsApp failures, Messenger echoes) expire on their own
+    # LULL_SENT_MESSAGE_TTL_S (24 h by default, below the conversation's 8 days): cut too.
+    sender_settings = replace(
+        SenderSettings.from_env(env), conversation_ttl_s=TTL_S, sent_ids_ttl_s=TTL_S
+    )
     client = aioredis.Redis.from_url(url, socket_timeout=10)
     keys = Keys(NAMESPACE)
     sender: Sender | None = None
@@ -195,6 +200,8 @@ def measure_lifetime(url: str, client: Redis, graph_port: int) -> Lifetime:
         "state hash": keys.conversation_state_prefix(0),
         "history": keys.history_prefix(0),
         "seen ids": keys.conversation_prefix(0),
+        "last batches (lull conversation)": f"{keys.tag(0)}:o:",
+        "sent mids (echoes, failures)": f"{keys.tag(0)}:sent:",
     }
     by_kind = {
         kind: _usage_bytes(client, [n for n in live if n.startswith(prefix.encode())])
