@@ -94,6 +94,14 @@ def record_commands(
     ]
 
 
+def outcome_record(batch: Batch, outcome: str, replies: int) -> bytes:
+    """How batch ended, now, as one list item (the sender's finish script pushes it)."""
+    record = OutcomeRecord(
+        batch.batch_id, batch.seq, outcome, replies, int(time.time() * 1000), batch.last_event_time
+    )
+    return record.encode(batch.conversation)
+
+
 def outcome_commands(
     keys: Keys, batch: Batch, outcome: str, replies: int, *, keep: int, ttl_s: int
 ) -> list[Command]:

@@ -21,7 +21,7 @@ from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.delivery import SentMessage
 from lull.common.keys import Keys
-from lull.common.outcomes import outcome_commands
+from lull.common.outcomes import outcome_record
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
@@ -204,6 +204,7 @@ class Deliverer:
         each only while the entry is still this consumer's."""
         state = job.state
         assert state.requests is not None
+        first_of_attempt = True
         while state.sent < len(state.requests):
             request = state.requests[state.sent]
             if not is_thread_control(request):
@@ -216,9 +217,13 @@ class Deliverer:
             slept = await self._take_units(job, request)
             if isinstance(slept, _Stop):
                 return slept.outcome
-            stop = await self._cleared(job, slept=slept)
+            # Messenger/Instagram: the echo of this send must find the in-flight mark
+            # (sender/takeover.py); a later send of this attempt finds it kept up already.
+            before = self.marks.before(job.batch) if first_of_attempt and self.marks else []
+            stop = await self._cleared(job, slept=slept, also=before)
             if stop is not None:
                 return stop.outcome
+            first_of_attempt = False
             # The units are spent by this attempt, whatever Meta answers.
             state.held = []
             message_id = await self._post(job, request)
@@ -227,8 +232,8 @@ class Deliverer:
             state.sent += 1
             state.throttles = 0
             state.message_ids.append(message_id)
-            if self.marks is not None:
-                await self.store.execute(self.marks.after(job.batch, message_id))
+            if self.marks is not None and state.sent < len(state.requests):
+                await self.store.execute(self.marks.between(job.batch, message_id))
         if state.handoff is not None:
             failures = await self.handoffs.complete(job.batch, state)
             if failures is not None:
@@ -237,19 +242,21 @@ class Deliverer:
         await self._finish(job, message_requests(state.requests), outcome)
         return None
 
-    async def _cleared(self, job: _Job, *, slept: bool) -> _Stop | None:
-        """The last checks before a send. The same-moment rule (sender/takeover.py): right
-        before the first send the pause is asked, always. After a sleep for a slot the entry
-        may have been claimed meanwhile (the slot is then left unused, which errs on the
-        side of the limit)."""
+    async def _cleared(self, job: _Job, *, slept: bool, also: list[Command]) -> _Stop | None:
+        """The last checks before a send; `also` (the in-flight mark) is run before it
+        returns. The same-moment rule (sender/takeover.py): right before the first send the
+        pause is asked, always (`also` rides that round trip). After a sleep for a slot the
+        entry may have been claimed meanwhile (the slot is then left unused, which errs on
+        the side of the limit)."""
         if job.state.sent == 0:
-            return await self._check(job, pause=True)
-        return await self._check(job) if slept else None
+            return await self._check(job, pause=True, also=also)
+        stop = await self._check(job) if slept else None
+        if stop is None and also:
+            await self.store.execute(also)
+        return stop
 
     async def _post(self, job: _Job, request: GraphRequest) -> str | _Stop:
         """One Graph API request: the id Meta gave it, or what the batch does instead."""
-        if self.marks is not None:
-            await self.store.execute(self.marks.before(job.batch))
         started = time.perf_counter()
         try:
             message_id = await self.handoffs.post(self.graph, request)
@@ -343,7 +350,9 @@ class Deliverer:
         log.info("batch retried", batch_id=job.batch.batch_id, reason=reason, delay_ms=delay_ms)
         return RetryLater(delay_ms, reason)
 
-    async def _check(self, job: _Job, *, pause: bool = False) -> _Stop | None:
+    async def _check(
+        self, job: _Job, *, pause: bool = False, also: list[Command] | None = None
+    ) -> _Stop | None:
         """None while the entry is this consumer's (and, for a replay, still undelivered).
 
         Asks Redis only when another replica could have claimed the entry by now, so a batch
@@ -351,10 +360,14 @@ class Deliverer:
         copies of it may be on their way at once. With pause, always asks, and also whether
         the conversation is paused: then the batch is finished `paused` here."""
         if not pause and not job.replay and time.monotonic() < job.safe_until:
+            if also:
+                await self.store.execute(also)
             return None
         asked_at = time.monotonic()
         conversation = job.batch.conversation if pause else None
-        claim = await self.store.check(job.shard, job.entry.id, job.batch, conversation)
+        claim = await self.store.check(
+            job.shard, job.entry.id, job.batch, conversation, also=also or ()
+        )
         if not claim.owned:
             self.progress.forget(job.batch.batch_id)
             return _Stop(self._taken_over(job.entry))
@@ -395,10 +408,16 @@ class Deliverer:
         settings, batch = self.settings, job.batch
         items = history_items(batch, requests, job.state.message_ids)
         sent = SentMessage(batch.conversation, batch.seq)
-        remember = self.sent_ids.commands(batch.platform, sent, job.state.message_ids)
+        ids = job.state.message_ids
+        # Messenger/Instagram: the mids for their echoes (the last send's for the first time;
+        # the finish drops the in-flight mark after them); WhatsApp: for failed statuses.
+        remember = (
+            self.marks.done(batch, ids)
+            if self.marks is not None and self.marks.echoes(batch)
+            else self.sent_ids.commands(batch.platform, sent, ids)
+        )
         if job.replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
-        remember += self._outcome(batch, outcome, len(requests))
         remembered = await self.store.finish(
             shard=job.shard,
             entry_id=job.entry.id,
@@ -406,6 +425,8 @@ class Deliverer:
             history_items=items,
             keep=settings.history_messages,
             ttl_s=settings.conversation_ttl_s,
+            outcome=outcome_record(batch, outcome, len(requests)),
+            outcomes_kept=settings.outcomes_kept,
             also=remember,
         )
         self.progress.forget(batch.batch_id)
@@ -452,9 +473,6 @@ class Deliverer:
             keep=0,
             ttl_s=self.settings.conversation_ttl_s,
             dead=True,
-            also=self._outcome(batch, "dead", 0),
+            outcome=outcome_record(batch, "dead", 0),
+            outcomes_kept=self.settings.outcomes_kept,
         )
-
-    def _outcome(self, batch: Batch, outcome: str, replies: int) -> list[Command]:
-        keep, ttl_s = self.settings.outcomes_kept, self.settings.conversation_ttl_s
-        return outcome_commands(self.keys, batch, outcome, replies, keep=keep, ttl_s=ttl_s)

@@ -113,6 +113,8 @@ class Claim:
     claim_idle_ms - idle_ms later."""
     paused: bool = False
     """The conversation was paused when asked (only asked with its pause key)."""
+    delivered: int | None = None
+    """The conversation's newest finished seq; None when it has no state at all."""
 
 
 @dataclass
@@ -149,11 +151,7 @@ class SendStore:
         """Delivered seq, send state, claim and history, in one round trip."""
         keys, conversation = self._keys, batch.conversation
         check = self._check_command(shard, entry_id, batch, conversation)
-        commands: list[Command] = [
-            ("HGETALL", keys.send_state(shard, batch.batch_id)),
-            check,
-            *self._seq_reads(shard, conversation, "delivered"),
-        ]
+        commands: list[Command] = [("HGETALL", keys.send_state(shard, batch.batch_id)), check]
         if history:
             commands.append(("LRANGE", keys.history(conversation), 0, -1))
         results = await self._batched.execute(commands)
@@ -163,18 +161,17 @@ class SendStore:
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        delivered = _seq_field(results[2:5])
+        claim = _claim(results[1])
         return Loaded(
-            delivered_seq=batch.seq if delivered is None else delivered,
+            delivered_seq=batch.seq if claim.delivered is None else claim.delivered,
             state=SendState.decode(results[0]),
-            claim=_claim(results[1]),
-            history=[orjson.loads(item) for item in results[5]] if history else [],
+            claim=claim,
+            history=[orjson.loads(item) for item in results[2]] if history else [],
         )
 
     def _seq_reads(self, shard: int, conversation: str, field: str) -> list[Command]:
-        """Reads of a seq field (delivered or seq) in the conversation's state and, for a
-        conversation not moved yet (the upgrade), in 0.1's shard-wide hashes; see
-        _seq_field."""
+        """Reads of a seq field in the conversation's state and, for a conversation not moved
+        yet (the upgrade), in 0.1's shard-wide hashes; see _seq_field."""
         keys = self._keys
         return [
             ("HGET", keys.conversation_state(conversation), field),
@@ -183,12 +180,27 @@ class SendStore:
         ]
 
     async def check(
-        self, shard: int, entry_id: str, batch: Batch, conversation: str | None = None
+        self,
+        shard: int,
+        entry_id: str,
+        batch: Batch,
+        conversation: str | None = None,
+        also: Sequence[Command] = (),
     ) -> Claim:
         """Whether this consumer still owns the entry, whether the batch is marked dead, and
-        (given the conversation) whether it is paused."""
+        (given the conversation) whether it is paused. `also` (one-key commands) ride the
+        same pipeline, after the check; a failed one raises."""
         command = self._check_command(shard, entry_id, batch, conversation)
-        return _claim(await self._evalsha(command))
+        if not also:
+            return _claim(await self._evalsha(command))
+        results = await self._batched.execute([command, *also])
+        if is_noscript(results[0]):
+            await self.load_scripts()
+            results[0] = (await self._batched.execute([command]))[0]
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return _claim(results[0])
 
     async def not_paused(self, conversation: str) -> bool:
         """Whether no human has the conversation now (presence asks before a refresh)."""
@@ -210,8 +222,15 @@ class SendStore:
         state = keys.conversation_state(batch.conversation)
         pause = () if conversation is None else (keys.pause(conversation),)
         return self._check.command(
-            (keys.outbound(shard), state, keys.dead_batches(shard), *pause),
-            (self._group, entry_id, self._consumer, batch.batch_id, batch.seq),
+            (
+                keys.outbound(shard),
+                state,
+                keys.dead_batches(shard),
+                keys.delivered(shard),
+                keys.seq(shard),
+                *pause,
+            ),
+            (self._group, entry_id, self._consumer, batch.batch_id, batch.seq, batch.conversation),
         )
 
     async def _evalsha(self, command: Command) -> Any:
@@ -252,13 +271,18 @@ class SendStore:
         keep: int,
         ttl_s: int,
         dead: bool = False,
+        outcome: bytes = b"",
+        outcomes_kept: int = 0,
         also: Sequence[Command] = (),
     ) -> list[Any]:
-        """Mark finished (delivered, or dead when dead), XACK, drop send state, add history;
-        the conversation's state and history then expire ttl_s from now.
+        """Mark finished (delivered, or dead when dead), XACK, drop send state and the
+        in-flight mark, add history and the outcome record (lull conversation); the
+        conversation's state, history and outcomes then expire ttl_s from now.
 
-        `also` (one-key commands, any slot) ride in the same pipeline; their replies are
-        returned, a failed one as its exception: the caller decides what it costs."""
+        `also` (one-key commands, any slot) ride in the same pipeline, before the finish
+        (the mids an echo is told by are there before the in-flight mark is dropped); their
+        replies are returned, a failed one as its exception: the caller decides what it
+        costs."""
         keys, conversation = self._keys, batch.conversation
         command = self._mark.command(
             (
@@ -270,6 +294,8 @@ class SendStore:
                 keys.delivered(shard),
                 keys.dead_seqs(shard),
                 keys.dead_batches(shard),
+                keys.outcomes(conversation),
+                keys.send_inflight(conversation),
             ),
             (
                 self._group,
@@ -280,16 +306,18 @@ class SendStore:
                 ttl_s,
                 "dead" if dead else "done",
                 batch.batch_id,
+                outcome,
+                outcomes_kept,
                 *history_items,
             ),
         )
-        results = await self._batched.execute([command, *also])
-        if is_noscript(results[0]):
+        results = await self._batched.execute([*also, command])
+        if is_noscript(results[-1]):
             # Redis restarted and forgot the script; NOSCRIPT ran nothing: load, mark again.
             await self._evalsha(command)
-        elif isinstance(results[0], Exception):
-            raise results[0]
-        return results[1:]
+        elif isinstance(results[-1], Exception):
+            raise results[-1]
+        return results[:-1]
 
     async def close(self) -> None:
         """Stop the shared pipeline."""
@@ -315,10 +343,11 @@ def _seq_field(replies: Sequence[Any]) -> int | None:
 
 
 def _claim(reply: Any) -> Claim:
-    owned, marked, idle_ms, *paused = reply
+    owned, marked, idle_ms, paused, delivered = reply
     return Claim(
         owned=int(owned) == 1,
         marked=int(marked) == 1,
         idle_ms=int(idle_ms),
-        paused=bool(paused) and int(paused[0]) == 1,
+        paused=int(paused) == 1,
+        delivered=None if int(delivered) < 0 else int(delivered),
     )

@@ -56,15 +56,32 @@ class SendMarks:
         key = self._keys.send_inflight(batch.conversation)
         return [("SET", key, batch.seq, "PX", self._inflight_ms)]
 
-    def after(self, batch: Batch, message_id: str) -> list[Command]:
-        """Commands to run once the Graph API accepted a send and answered its mid."""
-        if batch.platform not in ECHO_PLATFORMS or not message_id or message_id == THREAD_PASSED:
-            # THREAD_PASSED stands in the send progress for a pass of thread control: no mid.
-            return [("DEL", self._keys.send_inflight(batch.conversation))]
+    def between(self, batch: Batch, message_id: str) -> list[Command]:
+        """After a send that is not the batch's last: remember its mid, and keep the mark up
+        for the next send (so that send needs no round trip of its own first)."""
+        if batch.platform not in ECHO_PLATFORMS:
+            return []
+        return [*self._remember(batch, [message_id]), *self.before(batch)]
+
+    def echoes(self, batch: Batch) -> bool:
+        """Whether the batch's sends come back as echoes (Messenger, Instagram)."""
+        return batch.platform in ECHO_PLATFORMS
+
+    def done(self, batch: Batch, message_ids: list[str]) -> list[Command]:
+        """When the batch is finished (riding its finish step, which then drops the mark):
+        remember the mids of its sends, the last one's only now (until then the mark kept
+        its echo waiting)."""
+        if batch.platform not in ECHO_PLATFORMS:
+            return []
+        return self._remember(batch, message_ids)
+
+    def _remember(self, batch: Batch, message_ids: list[str]) -> list[Command]:
         sent = SentMessage(batch.conversation, batch.seq).encode()
         return [
-            ("SET", self._keys.sent_message(message_id), sent, "EX", self._sent_ttl_s),
-            ("DEL", self._keys.send_inflight(batch.conversation)),
+            ("SET", self._keys.sent_message(message_id), sent, "EX", self._sent_ttl_s)
+            # THREAD_PASSED stands in the send progress for a pass of thread control: no mid.
+            for message_id in message_ids
+            if message_id and message_id != THREAD_PASSED
         ]
 
 

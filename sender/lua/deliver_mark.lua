@@ -8,10 +8,14 @@
 -- KEYS[6]  0.1 delivered hash  {ns}:{s}:delivered    prepended, moves a conversation's
 -- KEYS[7]  0.1 dead-seq hash   {ns}:{s}:deadseq      fields from these; batch_id -> entry
 -- KEYS[8]  0.1 dead batches    {ns}:{s}:deadbatch    marks are read and cleared here)
+-- KEYS[9]  last outcomes       {ns}:{s}:o:<conversation>  (lull conversation; newest first)
+-- KEYS[10] in-flight mark      {ns}:{s}:inflight:<conversation>  (sender/takeover.py)
 -- ARGV[1]  group            ARGV[2]  entry id       ARGV[3]  conversation
 -- ARGV[4]  seq              ARGV[5]  history length to keep (0: keep none)
 -- ARGV[6]  conversation ttl s                       ARGV[7]  done | dead
--- ARGV[8]  batch id         ARGV[9..] history items (JSON) to append, oldest first
+-- ARGV[8]  batch id         ARGV[9]  outcome record (JSON; '' none)
+-- ARGV[10] outcomes to keep (0: none)               ARGV[11..] history items (JSON) to
+--          append, oldest first
 --
 -- Returns the delivered seq after this call. It only moves forward, one finished batch at
 -- a time: a batch dead-lettered before its predecessor finished is remembered (field
@@ -64,9 +68,17 @@ redis.call('EXPIRE', state, ARGV[6])
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[3])
 local keep = tonumber(ARGV[5])
-if keep > 0 and #ARGV > 8 then
-  redis.call('RPUSH', KEYS[4], unpack(ARGV, 9))
+if keep > 0 and #ARGV > 10 then
+  redis.call('RPUSH', KEYS[4], unpack(ARGV, 11))
   redis.call('LTRIM', KEYS[4], -keep, -1)
 end
 redis.call('EXPIRE', KEYS[4], ARGV[6])
+local outcomes_kept = tonumber(ARGV[10])
+if outcomes_kept > 0 and ARGV[9] ~= '' then
+  redis.call('LPUSH', KEYS[9], ARGV[9])
+  redis.call('LTRIM', KEYS[9], 0, outcomes_kept - 1)
+  redis.call('EXPIRE', KEYS[9], ARGV[6])
+end
+-- The echoes of this batch's sends are told by the mids remembered beside this step.
+redis.call('DEL', KEYS[10])
 return top
