@@ -21,7 +21,6 @@ from pathlib import Path
 import aiohttp
 import redis as sync_redis
 
-from lull.common.loop import new_event_loop
 from lull.common.redis_conn import describe
 from lull.common.settings import DEFAULT_REDIS_URL, DEV_APP_SECRET
 from lull.dev.embedded_redis import EmbeddedRedis, port_answers
@@ -111,7 +110,9 @@ def _run_dev(services: list[str] | None) -> int:
         _say(f"using LULL_REDIS_URL={describe(redis_url)}")
     env = _dev_environ(redis_url)
     try:
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        # asyncio's own loop, not uvloop: libuv's spawn resets every signal in the child after
+        # preexec_fn, and the children must start with SIGINT ignored (_ignore_ctrl_c).
+        with asyncio.Runner() as runner:
             return runner.run(_supervise(chosen, env))
     finally:
         if embedded is not None:
@@ -153,6 +154,14 @@ class _Child:
             sys.stdout.flush()
 
 
+def _ignore_ctrl_c() -> None:
+    """In a child, before exec: a terminal's Ctrl-C goes to the whole process group, and a
+    child still importing its modules would die of it with a KeyboardInterrupt traceback.
+    A SIGINT ignored at exec stays ignored until the service installs its own handler (Python
+    installs none over an inherited SIG_IGN); lull dev stops the children with SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 async def _supervise(services: list[str], env: dict[str, str]) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -165,6 +174,7 @@ async def _supervise(services: list[str], env: dict[str, str]) -> int:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, *_command(name, env), env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=_ignore_ctrl_c,
             )  # fmt: skip
             children[name] = _Child(name, proc)
         stopper = asyncio.create_task(stop.wait())
