@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lull.common.cli import _COMMANDS
+from lull.common.variables import SERVICE_VARIABLES
 from lull.ingest.settings import IngestSettings
 from lull.processor.settings import ProcessorSettings
 from lull.sender.settings import SenderSettings
@@ -118,6 +119,12 @@ def test_the_configuration_table_is_every_variable_the_code_reads() -> None:
     documented, read = documented_variables(), code_variables()
     assert not read - documented, f"add to docs/configuration.md: {sorted(read - documented)}"
     assert not documented - read, f"no code reads: {sorted(documented - read)}"
+
+
+def test_the_readme_names_every_variable_a_service_reads() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = sorted(name for name in SERVICE_VARIABLES if f"`{name}`" not in readme)
+    assert not missing, f"add to README.md's Configuration list: {missing}"
 
 
 def test_every_command_exists() -> None:
