@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import structlog
 
 from lull.common.env import ConfigError
 from lull.common.signing import sign
@@ -50,6 +51,11 @@ AnswerJson = list[ReplyJson] | dict[str, Any]
 `{"replies": [...], "handoff": {...}}`; sender/replies.py's parse_answer checks either."""
 BotFunction = Callable[[dict[str, Any]], Awaitable[AnswerJson]]
 HANDOFF = "handoff"
+ANSWER_KEYS = frozenset({"replies", HANDOFF})
+"""The keys of the answer object lull reads; others are ignored, with a warning (a typo
+like "replys" would otherwise send nothing without a word)."""
+
+log = structlog.get_logger("lull.sender")
 
 
 class BotRetry(Exception):
@@ -297,6 +303,11 @@ def _read_answer(status: int, body: bytes, retry_after: str | None) -> AnswerJso
         raise BotPermanent(f"bot answered {status} with non-JSON: {_excerpt(body)}") from None
     if not isinstance(answer, dict):
         raise BotPermanent(f"bot answered {status} with JSON that is not an object")
+    unknown = sorted(str(key)[:40] for key in answer if key not in ANSWER_KEYS)
+    if unknown:
+        # Ignored, not refused: the contract only grows by optional fields, so an answer
+        # written for a later lull must still be sent by this one.
+        log.warning("bot answer has keys lull does not read; ignored", keys=unknown[:10])
     if HANDOFF in answer:
         return _with_handoff(answer, '"replies"')
     if "replies" not in answer:

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from lull.common.batch import Batch, Message
 from lull.common.env import ConfigError
@@ -107,6 +108,18 @@ async def test_http_no_replies(
     handler = await make_handler(bot.url)
 
     assert await handler(make_batch()) == []
+
+
+async def test_http_answer_keys_lull_does_not_read_are_ignored_with_a_warning(
+    bot: FakeBot, make_handler: MakeHandler
+) -> None:
+    # A typo like "replys" sends nothing: the log says why instead of staying silent.
+    bot.script(statuses=(200,), body=b'{"replys": [{"text": "hi"}], "mood": "happy"}')
+    handler = await make_handler(bot.url)
+    with capture_logs() as logs:
+        assert await handler(make_batch()) == []
+    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert [entry["keys"] for entry in warnings] == [["mood", "replys"]]
 
 
 @pytest.mark.parametrize(
