@@ -2,13 +2,12 @@
 
 Each step that can fail returns an outcome to the consumer loop instead of raising:
 RetryLater (this replica tries again after the delay, other conversations go on) or
-Permanent (dead letter). A rate-limit slot at most RATE_HORIZON_MS away is reserved and
-slept for; a later one is a RetryLater.
+Permanent (dead letter). A rate-limit slot close enough is reserved and slept for; a later
+one is a RetryLater at the batch's turn (sender/rate_gate.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,17 +18,16 @@ from lull.common.backoff import backoff_ms
 from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
-from lull.common.delivery import SentMessage
 from lull.common.keys import Keys
-from lull.common.outcomes import outcome_record
 from lull.sender.bot import Bot, BotPermanent, BotRetry
+from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
-from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
 from lull.sender.progress import LocalProgress
-from lull.sender.ratelimit import Grant, Rate, RateLimiter, Turns
+from lull.sender.rate_gate import RateGate
+from lull.sender.ratelimit import Grant, Rate, RateLimiter
 from lull.sender.replies import NO_ANSWER, Reply, parse_answer
 from lull.sender.send_limits import send_limits
 from lull.sender.send_store import SendState, SendStore
@@ -41,11 +39,6 @@ log = structlog.get_logger("lull.sender")
 
 # Batch n waits for n-1 of the same conversation; it is usually seconds behind at most.
 ORDER_RETRY_MS = 50
-# A delivery reserves a rate-limit slot up to this far ahead and sleeps until it, holding
-# one of LULL_SENDER_CONCURRENCY meanwhile (so a limit of R/s keeps up to R/4 of them). A
-# later slot is not reserved: the batch is retried at its turn (sender/ratelimit.py: Turns)
-# half a horizon early, which leaves the consumer loop that long to bring it back in time.
-RATE_HORIZON_MS = 250
 # Meta lets a business answer freely for 24 hours after the user's last message (Messenger's
 # standard messaging window, WhatsApp's customer service window); later a free-form reply is
 # refused (code 10 on Messenger, 131047 on WhatsApp), so a throttle is not waited out past it.
@@ -89,9 +82,17 @@ class Deliverer:
     handoffs: Handoffs
     presence: Presence
     progress: LocalProgress = field(default_factory=LocalProgress)
-    turns: Turns = field(default_factory=Turns)
     marks: SendMarks | None = None
     """Messenger/Instagram send marks for telling lull's echoes (sender/takeover.py)."""
+    finisher: Finisher = field(init=False)
+    gate: RateGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = RateGate(self.limiter, self.metrics)
+        self.finisher = Finisher(
+            self.settings, self.keys, self.store, self.metrics, self.sent_ids, self.progress,
+            self.marks,
+        )  # fmt: skip
 
     async def deliver(self, entry: Entry) -> Decided:
         """Take one batch as far as it can go now; the outcome tells the loop what's next."""
@@ -135,9 +136,9 @@ class Deliverer:
         rate = self.settings.rate_per_user
         if rate is not None and not state.admitted:
             key = self.keys.user_rate(batch.conversation)
-            grant = await self._take("user", key, rate)
+            grant = await self.gate.take("user", key, rate)
             if not grant.taken:
-                return self._come_back(key, rate, grant, "per-user rate limit")
+                return self.gate.come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
         # The bot will be called: the user sees the batch read and the bot typing meanwhile
         # (sender/presence.py); a replay is only being finished, a `none` handler never answers.
@@ -279,22 +280,12 @@ class Deliverer:
         for scope, key, rate in send_limits(self.settings, self.keys, job.batch, request):
             if scope in state.held:
                 continue  # taken for this send before a later limit sent the batch back
-            grant = await self._take(scope, key, rate)
+            grant = await self.gate.take(scope, key, rate)
             if not grant.taken:
                 return _Stop(await self._later(job, key, rate, grant, f"{scope} rate limit"))
             state.held.append(scope)
             slept = slept or grant.wait_ms > 0
         return slept
-
-    async def _take(self, scope: str, key: str, rate: Rate) -> Grant:
-        """One unit of a limit: taken now, or at a slot within RATE_HORIZON_MS (slept until
-        here), or not taken."""
-        grant = await self.limiter.acquire(key, rate, horizon_ms=RATE_HORIZON_MS)
-        if grant.wait_ms > 0:
-            self.metrics.rate_waits.labels(scope).inc()
-            if grant.taken:
-                await asyncio.sleep(grant.wait_ms / 1000)
-        return grant
 
     async def _later(self, job: _Job, key: str, rate: Rate, grant: Grant, reason: str) -> Decided:
         """A send's slot is too far away: keep the progress (units held included), come back
@@ -303,12 +294,7 @@ class Deliverer:
         if stop is not None:
             return stop.outcome
         await self.store.save(job.shard, job.batch.batch_id, job.state)
-        return self._come_back(key, rate, grant, reason)
-
-    def _come_back(self, key: str, rate: Rate, grant: Grant, reason: str) -> RetryLater:
-        """Retry at the batch's turn, half a horizon early: in time to reserve a slot."""
-        turn_ms = self.turns.take(key, rate, grant.wait_ms, time.monotonic() * 1000)
-        return RetryLater(round(turn_ms) - RATE_HORIZON_MS // 2, reason)
+        return self.gate.come_back(key, rate, grant, reason)
 
     async def _retry(self, job: _Job, reason: str, retry_after_ms: int | None) -> Decided:
         state = job.state
@@ -405,74 +391,11 @@ class Deliverer:
         return Permanent(reason)
 
     async def _finish(self, job: _Job, requests: list[GraphRequest], outcome: str) -> None:
-        settings, batch = self.settings, job.batch
-        items = history_items(batch, requests, job.state.message_ids)
-        sent = SentMessage(batch.conversation, batch.seq)
-        ids = job.state.message_ids
-        # Messenger/Instagram: the mids for their echoes (the last send's for the first time;
-        # the finish drops the in-flight mark after them); WhatsApp: for failed statuses.
-        remember = (
-            self.marks.done(batch, ids)
-            if self.marks is not None and self.marks.echoes(batch)
-            else self.sent_ids.commands(batch.platform, sent, ids)
-        )
-        if job.replay and outcome in ("sent", "no_reply"):
-            outcome = "replayed"
-        remembered = await self.store.finish(
-            shard=job.shard,
-            entry_id=job.entry.id,
-            batch=batch,
-            history_items=items,
-            keep=settings.history_messages,
-            ttl_s=settings.conversation_ttl_s,
-            outcome=outcome_record(batch, outcome, len(requests)),
-            outcomes_kept=settings.outcomes_kept,
-            also=remember,
-        )
-        self.progress.forget(batch.batch_id)
-        lost = [r for r in remembered if isinstance(r, Exception)]
-        if lost:
-            # The batch is finished; only matching a later delivery failure suffers (counted
-            # as unmatched then).
-            log.warning(
-                "sent message ids not remembered",
-                conversation=batch.conversation,
-                seq=batch.seq,
-                messages=len(lost),
-                error=str(lost[0]),
-            )
-        self.metrics.deliveries.labels(outcome).inc()
-        closed_at = batch.closed_at
-        age_s = time.time() - closed_at / 1000 if isinstance(closed_at, int) else None
-        if outcome == "sent" and age_s is not None:
-            self.metrics.batch_age.observe(max(0.0, age_s))
-        log.info(
-            "batch finished",
-            outcome=outcome,
-            conversation=batch.conversation,
-            seq=batch.seq,
-            messages=len(batch.messages),
-            replies=len(requests),
-            age_ms=None if age_s is None else round(age_s * 1000),
-        )
+        await self.finisher.finish(
+            shard=job.shard, entry_id=job.entry.id, batch=job.batch, state=job.state,
+            replay=job.replay, requests=requests, outcome=outcome,
+        )  # fmt: skip
 
     async def mark_dead(self, entry: Entry) -> None:
-        """After a batch was dead-lettered: its successors must not wait for it forever, and
-        a replay of it (`lull dead replay`) is to be delivered, not skipped as a duplicate."""
-        try:
-            batch = Batch.decode(entry.fields.get(b"batch"))
-        except ValueError:
-            return
-        self.progress.forget(batch.batch_id)
-        shard = self.keys.shard_of_outbound(entry.stream)
-        await self.store.finish(
-            shard=shard,
-            entry_id=entry.id,
-            batch=batch,
-            history_items=[],
-            keep=0,
-            ttl_s=self.settings.conversation_ttl_s,
-            dead=True,
-            outcome=outcome_record(batch, "dead", 0),
-            outcomes_kept=self.settings.outcomes_kept,
-        )
+        """After a batch was dead-lettered (sender/finish.py)."""
+        await self.finisher.mark_dead(entry)

@@ -62,7 +62,7 @@ SENDER_ACTIONS: Final = frozenset({MARK_SEEN, TYPING_ON, TYPING_OFF})
 # A presence call takes a free slot of the account's limit, or one at most this far ahead:
 # the next slot at 80/s (12.6 ms), so Messenger's typing_on right after mark_seen is not
 # dropped by an idle limiter spacing them. Replies reserve up to 250 ms ahead
-# (deliver.RATE_HORIZON_MS): under a backlog the next slots are theirs, and presence is
+# (rate_gate.RATE_HORIZON_MS): under a backlog the next slots are theirs, and presence is
 # dropped. A reply that comes while the limiter is idle waits at most this long behind one.
 PRESENCE_HORIZON_MS: Final = 25
 
