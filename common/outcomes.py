@@ -15,8 +15,6 @@ from typing import Any
 import orjson
 
 from lull.common.batch import Batch
-from lull.common.coalesce import Command
-from lull.common.keys import Keys
 
 DEFAULT_KEEP = 10
 """Records kept per conversation."""
@@ -80,33 +78,9 @@ class OutcomeRecord:
             return None
 
 
-def record_commands(
-    keys: Keys, conversation: str, record: OutcomeRecord, *, keep: int, ttl_s: int
-) -> list[Command]:
-    """The one-key commands that push record and keep the list capped and expiring."""
-    if keep <= 0:
-        return []
-    key = keys.outcomes(conversation)
-    return [
-        ("LPUSH", key, record.encode(conversation)),
-        ("LTRIM", key, 0, keep - 1),
-        ("EXPIRE", key, ttl_s),
-    ]
-
-
 def outcome_record(batch: Batch, outcome: str, replies: int) -> bytes:
     """How batch ended, now, as one list item (the sender's finish script pushes it)."""
     record = OutcomeRecord(
         batch.batch_id, batch.seq, outcome, replies, int(time.time() * 1000), batch.last_event_time
     )
     return record.encode(batch.conversation)
-
-
-def outcome_commands(
-    keys: Keys, batch: Batch, outcome: str, replies: int, *, keep: int, ttl_s: int
-) -> list[Command]:
-    """The commands that remember how batch ended, now (keep 0: nothing is remembered)."""
-    record = OutcomeRecord(
-        batch.batch_id, batch.seq, outcome, replies, int(time.time() * 1000), batch.last_event_time
-    )
-    return record_commands(keys, batch.conversation, record, keep=keep, ttl_s=ttl_s)

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from lull.common.batch import Batch
 from lull.common.cli import main
 from lull.common.keys import Keys
-from lull.common.outcomes import outcome_commands
+from lull.common.outcomes import outcome_record
 from lull.ops.takeover import check_conversation, parse_duration_ms
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
@@ -135,9 +135,8 @@ async def test_conversation_shows_window_seq_and_last_batches(
     assert [c.seq for c in closed.closed] == [batch.seq]
     # The sender finished it (what deliver.py writes), and the user wrote twice more since.
     await redis.hset(keys.conversation_state(CONVERSATION), "delivered", batch.seq)
-    raw: Any = redis  # the sender's commands, as its pipeline sends them
-    for command in outcome_commands(keys, batch, "sent", 2, keep=10, ttl_s=60):
-        await raw.execute_command(*command)
+    # The outcome record the sender's finish script pushes (sender/lua/deliver_mark.lua).
+    await redis.lpush(keys.outcomes(CONVERSATION), outcome_record(batch, "sent", 2))
     for mid in ("m-2", "m-3"):
         await ingest(redis, keys, await body_for(redis, USER, mid))
     await processor.consumer.run_until_idle()
