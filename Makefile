@@ -1,16 +1,51 @@
 # Every target bootstraps .venv itself, so a fresh machine needs only Python and make.
+# Every install comes from uv.lock (exact versions and hashes, checked): uv itself comes from
+# the package index, hash-pinned in requirements-uv.txt, into .uv/; `make lock` upgrades.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+UV_VENV := .uv
+UV := $(UV_VENV)/bin/uv
+# Never a Python that uv downloads: the one the machine has (PYTHON) or nothing.
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: test lint fmt run bench clean up down chaos containers promtool
+.PHONY: test lint fmt run bench clean up down chaos containers promtool lock lock-test test-lowest
 
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(UV): requirements-uv.txt
+	test -d $(UV_VENV) || $(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet --no-deps --require-hashes -r requirements-uv.txt
+	touch $(UV)
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --quiet --locked --extra dev --python $(PYTHON)
 	touch $(STAMP)
+
+# Re-resolve every dependency to its newest release (the build backend's pins follow).
+lock: $(UV)
+	$(UV) lock --upgrade
+	$(PYTHON) -m tests.lockfile.build_pins
+	$(UV) lock
+
+# What the newest releases break, without touching this checkout: `make lock` and `make test`
+# in a scratch copy of it (tracked and untracked files, not ignored ones).
+lock-test: $(UV)
+	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+		git ls-files -z --cached --others --exclude-standard | xargs -0 cp -P --parents -t "$$scratch" && \
+		$(MAKE) -C "$$scratch" lock test UV_VENV=$(CURDIR)/$(UV_VENV) UV=$(CURDIR)/$(UV)
+	@echo "lock-test: the suite passed on the newest releases (make lock takes them here)"
+
+# The other end of pyproject's ranges: every direct dependency at its lowest allowed version
+# (uv's lowest-direct resolution), in a scratch copy; pytest only (the linters' own lowest
+# releases would judge the style, not lull).
+test-lowest: $(UV)
+	scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+		git ls-files -z --cached --others --exclude-standard | xargs -0 cp -P --parents -t "$$scratch" && \
+		cd "$$scratch" && $(CURDIR)/$(UV) lock --quiet --resolution lowest-direct && \
+		$(CURDIR)/$(UV) sync --quiet --frozen --extra dev --python $(PYTHON) && \
+		$(CURDIR)/$(UV) pip list --python $(VENV)/bin/python --format freeze \
+			| grep -E -i '^(redis|aiohttp|orjson|structlog|prometheus.client|uvloop|rich|hiredis|pytest|pytest.asyncio)==' && \
+		$(VENV)/bin/pytest -q -p no:cacheprovider --ignore=tests/lockfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -65,5 +100,5 @@ down:
 	$(COMPOSE) down
 
 clean:
-	rm -rf $(VENV) .lull .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(UV_VENV) .lull .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
