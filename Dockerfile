@@ -15,16 +15,18 @@
 # Graph API needs.
 ARG BASE_IMAGE=python:3.12-slim
 
-# Build stage: two virtual environments from one set of wheels (no dev extras, no
-# compiler: hiredis, orjson and uvloop ship manylinux wheels for x86_64 and arm64).
-# /opt/lull-dev gets the whole source; /opt/lull the source less the dev tools, built
-# into a wheel of its own. A listed path that no longer exists fails the build, so the
-# list follows the code.
+# Build stage: two virtual environments, each installed from uv.lock with its hashes checked
+# (the runtime dependencies only: no dev extra, no compiler: hiredis, orjson and uvloop ship
+# manylinux wheels for x86_64 and arm64). uv itself comes from the package index, pinned with
+# its hashes in requirements-uv.txt. /opt/lull-dev gets the whole source; /opt/lull the
+# source less the dev tools. A listed path that no longer exists fails the build, so the list
+# follows the code. No uv cache: a cached build of lull would not see the removed files.
 FROM ${BASE_IMAGE} AS build
 ARG EXTRA_CA_CERTS=""
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md uv.lock requirements-uv.txt ./
 # lull/ links to the folders below: the installed import names are lull.common, … (README).
 COPY lull ./lull
 COPY common ./common
@@ -35,24 +37,23 @@ COPY ops ./ops
 COPY dev ./dev
 COPY deploy/image/dev-only.txt /tmp/dev-only.txt
 RUN set -eu; \
-    python3 -m venv /opt/pip; \
+    python3 -m venv /opt/uv; \
     if [ -n "$EXTRA_CA_CERTS" ]; then \
         bundle=/tmp/ca-bundle.pem; \
-        /opt/pip/bin/python -c 'import pip._vendor.certifi as c; print(open(c.where()).read())' > "$bundle"; \
+        /opt/uv/bin/python -c 'import pip._vendor.certifi as c; print(open(c.where()).read())' > "$bundle"; \
         printf '%s\n' "$EXTRA_CA_CERTS" >> "$bundle"; \
-        export PIP_CERT="$bundle"; \
+        export PIP_CERT="$bundle" SSL_CERT_FILE="$bundle"; \
     fi; \
-    pip="/opt/pip/bin/pip"; \
-    "$pip" wheel --quiet --wheel-dir /wheels /src; \
-    python3 -m venv --without-pip /opt/lull-dev; \
-    "$pip" --python /opt/lull-dev/bin/python install --quiet --no-index --find-links=/wheels lull; \
+    /opt/uv/bin/pip install --quiet --no-deps --require-hashes -r requirements-uv.txt; \
+    uv="/opt/uv/bin/uv"; \
+    UV_PROJECT_ENVIRONMENT=/opt/lull-dev "$uv" sync --quiet --locked --no-editable \
+        --python /usr/bin/python3; \
     sed -e '/^#/d' -e '/^$/d' /tmp/dev-only.txt | while read -r path; do \
         rm -r -- "$path"; rm -f -- "lull/$path"; \
     done; \
-    rm -r /wheels/lull-*.whl /src/build /src/*.egg-info; \
-    "$pip" wheel --quiet --no-deps --wheel-dir /wheels /src; \
-    python3 -m venv --without-pip /opt/lull; \
-    "$pip" --python /opt/lull/bin/python install --quiet --no-index --find-links=/wheels lull
+    rm -rf /src/build /src/*.egg-info; \
+    UV_PROJECT_ENVIRONMENT=/opt/lull "$uv" sync --quiet --locked --no-editable \
+        --python /usr/bin/python3
 
 # What both images share: the non-root user and the container settings.
 FROM ${BASE_IMAGE} AS runtime

@@ -23,7 +23,6 @@ APT_PACKAGES = {
 # Where Debian puts the two network helpers: not on PATH.
 HELPER_DIR = Path("/usr/lib/podman")
 APT_TIMEOUT_S = 900
-PIP_TIMEOUT_S = 300
 
 
 def why_not() -> str | None:
@@ -46,7 +45,7 @@ def missing_commands() -> list[str]:
 
 
 def install_tools(venv_bin: Path) -> None:
-    """apt-get the missing commands; pip install podman-compose into the venv."""
+    """apt-get the missing commands; podman-compose comes with the dev extra (uv.lock)."""
     missing = missing_commands()
     if missing:
         packages = [APT_PACKAGES[command] for command in missing]
@@ -63,11 +62,8 @@ def install_tools(venv_bin: Path) -> None:
     else:
         say("podman, runc, debootstrap, netavark, aardvark-dns, iptables: installed already")
     if not (venv_bin / "podman-compose").exists():
-        say("pip install podman-compose")
-        subprocess.run(
-            [str(venv_bin / "pip"), "install", "--quiet", "podman-compose"],
-            check=True,
-            timeout=PIP_TIMEOUT_S,
+        raise SystemExit(
+            f"no podman-compose in {venv_bin}: `make containers` installs it (uv.lock)"
         )
 
 

@@ -20,7 +20,7 @@ from tests.containers.podman import ROOT, Podman
 from tests.deploy.deploy_files import dev_only_paths
 
 # Top-level directories of the image that only the build stage has.
-BUILD_LEFTOVERS = ("src", "wheels", "opt/pip", "opt/lull-dev")
+BUILD_LEFTOVERS = ("src", "wheels", "opt/pip", "opt/uv", "opt/lull-dev")
 # A module of lull that must be there: proves the listing reached site-packages.
 EXPECTED = "lull/common/cli.py"
 PACKAGE = "lull"

@@ -1,6 +1,6 @@
 """`make containers`: from nothing to a stack that answers, and back to nothing.
 
-1. install podman, runc, debootstrap (apt-get) and podman-compose (pip) when missing;
+1. install podman, runc, debootstrap (apt-get) when missing (podman-compose comes with the lock);
 2. build a Debian bookworm base with debootstrap and import it (reused when present,
    unless --fresh);
 3. build the lull image (the Dockerfile's default target) and lull-dev on that base;
@@ -25,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.containers import host, image_files, images, prometheus_check, traffic
+from tests.containers import host, image_files, image_versions, images, prometheus_check, traffic
 from tests.containers.podman import CommandFailed, Podman
 from tests.containers.stack import Container, Ports, Stack
 from tests.containers.steps import Steps, say
+from tests.lockfile.locked import direct_runtime, locked_versions, runtime_packages
 
 STEPS = 9
 FIRST_USERS = 5
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     steps = Steps(STEPS)
     venv_bin = host.venv_bin()
-    with steps.step("install podman, runc, debootstrap, podman-compose"):
+    with steps.step("install podman, runc, debootstrap"):
         host.install_tools(venv_bin)
     ports = Ports.pick()
     podman = Podman(venv_bin / "podman-compose", ports.compose_env())
@@ -126,12 +127,18 @@ def check_image(podman: Podman) -> str:
     paths = image_files.image_files(podman, images.LULL)
     found = image_files.problems(paths)
     assert not found, "the lull image holds:\n" + "\n".join(found[:40])
+    installed = image_versions.installed_versions(paths)
+    differ = image_versions.mismatches(
+        installed, locked_versions(), runtime_packages(), direct_runtime()
+    )
+    assert not differ, "the lull image differs from uv.lock:\n" + "\n".join(differ)
     user = podman.run(["image", "inspect", "--format", "{{.Config.User}}", images.LULL], 30)
     assert user.strip().split(":")[0] not in ("", "root", "0"), user
     for command in SERVICE_COMMANDS:
         podman.run(["run", "--rm", images.LULL, command, "--help"], 120)
     return (
-        f"{len(paths)} paths, none dev-only or test code; user {user.strip()}; "
+        f"{len(paths)} paths, none dev-only or test code; {len(installed)} distributions, "
+        f"each at its uv.lock version; user {user.strip()}; "
         f"`lull {{{','.join(SERVICE_COMMANDS)}}} --help` run"
     )
 

@@ -13,7 +13,7 @@ CLEAN = [
     f"{SITE}/lull/processor/lua/window_add.lua",
     f"{SITE}/redis-5.0.0.dist-info",
     f"{SITE}/redis-5.0.0.dist-info/RECORD",
-    f"{SITE}/lull-0.1.0.dist-info",
+    f"{SITE}/lull-0.2.0.dist-info",
 ]
 
 
