@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -45,6 +46,7 @@ _COMMANDS: dict[str, _Command] = {
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The parser of every subcommand, with the options of `chosen` (all when None)."""
     parser = argparse.ArgumentParser(prog="lull", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lull {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, command in _COMMANDS.items():
         sub_parser = sub.add_parser(name, help=command.help, description=command.help)
@@ -82,6 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return run(args)
+
+
+def installed_version() -> str:
+    """The version pip installed (the package's metadata), or a word saying there is none."""
+    try:
+        return importlib.metadata.version("lull")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
 
 
 def _is_dev_tooling(exc: ModuleNotFoundError) -> bool:
