@@ -314,7 +314,7 @@ def _print_banner(env: dict[str, str]) -> None:
         _say("app secret:    (your LULL_APP_SECRET)")
         return
     _say(f"app secret:    {secret}")
-    _say("in another terminal, simulate three users typing bursts:")
+    _say("in another terminal, simulate three users typing bursts (new users each run):")
     _say(f"  {_lull_command()} simulate --url http://127.0.0.1:{port}/webhook "
          f"--app-secret {secret} --users 3 --messages-per-user 3 --gap-ms 800")  # fmt: skip
     _say(
