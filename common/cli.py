@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lull` console script."""
     words = list(sys.argv[1:] if argv is None else argv)
     chosen = next((word for word in words if not word.startswith("-")), None)
-    args = build_parser(chosen if chosen in _COMMANDS else None).parse_args(words)
+    if chosen is None and "--version" in words:
+        chosen = ""  # no command's options are needed: import none of their code
+    args = build_parser(chosen if chosen in (*_COMMANDS, "") else None).parse_args(words)
     try:
         run: Callable[[argparse.Namespace], int] = importlib.import_module(args.module).run
     except ModuleNotFoundError as exc:

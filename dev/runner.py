@@ -100,6 +100,7 @@ def _run_dev(services: list[str] | None) -> int:
         [sys.executable, "-m", "lull.dev.config_check", *chosen],
         env=_dev_environ(redis_url),
         check=False,
+        preexec_fn=_ignore_ctrl_c,  # Ctrl-C stops lull dev, which ends the check quietly
     )
     if checked.returncode != 0:
         return checked.returncode
