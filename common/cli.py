@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -45,6 +46,7 @@ _COMMANDS: dict[str, _Command] = {
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The parser of every subcommand, with the options of `chosen` (all when None)."""
     parser = argparse.ArgumentParser(prog="lull", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lull {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, command in _COMMANDS.items():
         sub_parser = sub.add_parser(name, help=command.help, description=command.help)
@@ -69,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lull` console script."""
     words = list(sys.argv[1:] if argv is None else argv)
     chosen = next((word for word in words if not word.startswith("-")), None)
-    args = build_parser(chosen if chosen in _COMMANDS else None).parse_args(words)
+    if chosen is None and "--version" in words:
+        chosen = ""  # no command's options are needed: import none of their code
+    args = build_parser(chosen if chosen in (*_COMMANDS, "") else None).parse_args(words)
     try:
         run: Callable[[argparse.Namespace], int] = importlib.import_module(args.module).run
     except ModuleNotFoundError as exc:
@@ -82,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return run(args)
+
+
+def installed_version() -> str:
+    """The version pip installed (the package's metadata), or a word saying there is none."""
+    try:
+        return importlib.metadata.version("lull")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run from a source tree)"
 
 
 def _is_dev_tooling(exc: ModuleNotFoundError) -> bool:

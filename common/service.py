@@ -16,9 +16,10 @@ from lull.common.http_admin import admin_app, serve
 from lull.common.log import configure
 from lull.common.loop import new_event_loop
 from lull.common.redis_conn import RedisClient
-from lull.common.settings import CommonSettings
+from lull.common.settings import LOG_LEVELS, CommonSettings
 
 S = TypeVar("S")
+ONE_SHOT_LOG_LEVEL = "warning"
 
 
 class StartFailed(Exception):
@@ -35,7 +36,8 @@ def run_main(
     one_shot: bool = False,
 ) -> int:
     """Validate settings (exit 2 with one line per problem, each naming its variable), then
-    run body. one_shot: an operator command that ends by itself (its loggers are not cached).
+    run body. one_shot: an operator command that ends by itself (its loggers are not cached,
+    and it logs warnings and errors only).
 
     A configuration problem found later in start-up (a python: handler) is reported the
     same way. SIGINT or SIGTERM before body installs its own handlers stops it cleanly
@@ -45,7 +47,12 @@ def run_main(
     except ConfigError as exc:
         return report_config_error(service, exc)
     common = common_of(settings)
-    configure(common.log_format, common.log_level, service, cache_loggers=not one_shot)
+    level = common.log_level
+    if one_shot and LOG_LEVELS.index(level) < LOG_LEVELS.index(ONE_SHOT_LOG_LEVEL):
+        # An operator command's answer is what it prints; an info line beside it (a batch
+        # emitted by lull flush) is noise. Warnings and errors still show.
+        level = ONE_SHOT_LOG_LEVEL
+    configure(common.log_format, level, service, cache_loggers=not one_shot)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             return runner.run(_stoppable(body(settings)))

@@ -5,7 +5,8 @@ WhatsApp Cloud API shape and answers like Meta does (`message_id`, or
 `messages[0].id`). A WhatsApp request must address the user by phone number in `to` or by
 business-scoped user id in `recipient`, each in its documented format. Control endpoints
 for tests and local runs:
-- `GET /_sent`: every accepted request, `{account_id, payload, message_id, at_ms}`;
+- `GET /_sent`: every accepted request, `{account_id, payload, message_id, at_ms}`; the
+  ids count on from the clock (µs since the epoch), so no two runs answer the same id;
 - `GET /_thread_control`: every accepted `POST /{version}/{node}/pass_thread_control`
   (Handover Protocol), `{account_id, payload, order, at_ms}`; `order` counts on from the
   message ids, so a test sees whether it came after a message;
@@ -76,7 +77,13 @@ class ScriptedError:
 class FakeGraph:
     """The fake's state: accepted requests, pending scripted errors, simulated latency."""
 
-    def __init__(self, tokens: Mapping[str, str] | None, *, instagram: bool = False) -> None:
+    def __init__(
+        self,
+        tokens: Mapping[str, str] | None,
+        *,
+        instagram: bool = False,
+        first_id: int | None = None,
+    ) -> None:
         self.tokens = None if tokens is None else dict(tokens)
         self.instagram = instagram
         self.sent: list[dict[str, Any]] = []
@@ -91,7 +98,9 @@ class FakeGraph:
         self.presence_calls = 0
         """Presence requests received, answered or not (errors and bad tokens included)."""
         self._presence_seen = asyncio.Event()
-        self._last_id = 0
+        # Ids count on from the clock (µs), not from 1: lull remembers the ids it was answered
+        # (echo detection, WhatsApp statuses) across runs of the fake, as Meta's never repeat.
+        self._last_id = (time.time_ns() // 1000 if first_id is None else first_id) - 1
 
     def sender_of(self, node: str, token: str | None) -> str | None:
         """The account a request sends as, None when its token may not. Any token passes when
@@ -182,12 +191,17 @@ def excerpt(payload: Mapping[str, Any]) -> str:
 
 
 def create_fake_graph_app(
-    tokens: Mapping[str, str] | None = None, *, instagram: bool = False, log_sends: bool = False
+    tokens: Mapping[str, str] | None = None,
+    *,
+    instagram: bool = False,
+    log_sends: bool = False,
+    first_id: int | None = None,
 ) -> web.Application:
     """The fake's app; tokens maps account id to token, None accepts any bearer token.
-    log_sends: one log line per accepted request, so `lull dev` shows the replies."""
+    log_sends: one log line per accepted request, so `lull dev` shows the replies.
+    first_id: the number in the first message id (None: the clock, so ids never repeat)."""
     app = web.Application()
-    graph = FakeGraph(tokens, instagram=instagram)
+    graph = FakeGraph(tokens, instagram=instagram, first_id=first_id)
     graph.log_sends = log_sends
     app[FAKE_GRAPH] = graph
     app.router.add_post("/{version:v[0-9.]+}/{account_id}/messages", send_message)

@@ -1,6 +1,7 @@
 """`lull dev`: the whole local stack in one foreground command.
 
-Starts an embedded redis-server when LULL_REDIS_URL is unset and nothing answers on
+Checks every service's configuration first (each problem once, exit 2). Starts an
+embedded redis-server when LULL_REDIS_URL is unset and nothing answers on
 127.0.0.1:6379 (and stops at once, saying so, when LULL_REDIS_URL is set and does not
 answer), runs each service as a child process with its output tagged, prints the banner
 once every service answers ready, stops everything when one dies (showing its last lines)
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from collections import deque
 from pathlib import Path
@@ -43,6 +45,8 @@ DATA_DIR = Path(".lull") / "redis"
 
 
 def _dev_environ(redis_url: str) -> dict[str, str]:
+    """The children's environment: the caller's, with the dev defaults for what it leaves
+    unset. An empty redis_url leaves LULL_REDIS_URL unset (the services' default)."""
     env = dict(os.environ)
     env.setdefault("LULL_VERIFY_TOKEN", DEV_VERIFY_TOKEN)
     env.setdefault("LULL_APP_SECRET", DEV_APP_SECRET)
@@ -52,7 +56,8 @@ def _dev_environ(redis_url: str) -> dict[str, str]:
     env.setdefault("LULL_FAKE_GRAPH_PORT", DEV_FAKE_GRAPH_PORT)
     env.setdefault("LULL_GRAPH_API_BASE", f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}")
     env.setdefault("LULL_ACCESS_TOKENS", f'{{"*": "{DEV_GRAPH_TOKEN}"}}')
-    env["LULL_REDIS_URL"] = redis_url
+    if redis_url:
+        env["LULL_REDIS_URL"] = redis_url
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -89,8 +94,17 @@ def _run_dev(services: list[str] | None) -> int:
     if unknown:
         print(f"lull dev: unknown services {unknown}; known: {list(SERVICES)}", file=sys.stderr)
         return 2
-    embedded: EmbeddedRedis | None = None
     redis_url = os.environ.get("LULL_REDIS_URL", "").strip()
+    # Before any Redis is looked for or started: a bad setting is the first thing to fix.
+    checked = subprocess.run(  # noqa: S603  (our own interpreter and module)
+        [sys.executable, "-m", "lull.dev.config_check", *chosen],
+        env=_dev_environ(redis_url),
+        check=False,
+        preexec_fn=_ignore_ctrl_c,  # Ctrl-C stops lull dev, which ends the check quietly
+    )
+    if checked.returncode != 0:
+        return checked.returncode
+    embedded: EmbeddedRedis | None = None
     if not redis_url:
         if port_answers("127.0.0.1", 6379):
             redis_url = DEFAULT_REDIS_URL
@@ -301,7 +315,7 @@ def _print_banner(env: dict[str, str]) -> None:
         _say("app secret:    (your LULL_APP_SECRET)")
         return
     _say(f"app secret:    {secret}")
-    _say("in another terminal, simulate three users typing bursts:")
+    _say("in another terminal, simulate three users typing bursts (new users each run):")
     _say(f"  {_lull_command()} simulate --url http://127.0.0.1:{port}/webhook "
          f"--app-secret {secret} --users 3 --messages-per-user 3 --gap-ms 800")  # fmt: skip
     _say(

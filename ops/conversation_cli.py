@@ -17,5 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`lull conversation`: 0 shown, 1 Redis failed, 2 bad input or configuration."""
+    """`lull conversation`: 0 shown, 1 nothing recorded (not found) or Redis failed, 2 bad
+    input or configuration."""
     return run_takeover("conversation", args, None)

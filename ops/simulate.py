@@ -195,7 +195,7 @@ class _Run:
             message = SimMessage(
                 platform=config.platform,
                 account_id=config.account,
-                user_id=config.user(index),
+                user_id=config.user(index, self.run_id),
                 mid=message_id(config.platform, self.run_id, index, n),
                 text=text,
                 time_ms=sent_at_ms,

@@ -2,10 +2,11 @@
 
 Defaults suit `lull dev` (`make run`): http://127.0.0.1:8080/webhook, the app secret from
 LULL_APP_SECRET (the first one while rotating) else the dev default, 3 Messenger users
-typing 3 messages each, 800 ms apart. A progress bar goes to stderr when it is a terminal;
-the summary goes to stdout (`--json`: one object, the fields of ops.simulate.Summary
-without the records). `--record PATH` writes one JSON line per POST (the PostRecord fields).
-Exit 0 when every POST was answered 200, 1 otherwise, 2 on bad arguments.
+typing 3 messages each, 800 ms apart; the users are new each run (their first turn is a
+first turn for the bot too) unless --user-prefix names them. A progress bar goes to stderr
+when it is a terminal; the summary goes to stdout (`--json`: one object, the fields of
+ops.simulate.Summary without the records). `--record PATH` writes one JSON line per POST
+(the PostRecord fields). Exit 0 when every POST was answered 200, 1 otherwise, 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="POSTs in flight at once")
     add("--timeout", type=float, default=5.0, help="seconds per POST (default 5)")
     add("--account-id", default=None, help="page, Instagram account or phone number id")
-    add("--user-prefix", default=None, help="user ids are this prefix and a 6-digit number")
+    add(
+        "--user-prefix",
+        default=None,
+        help="user ids are this prefix and a 6-digit number (default: fresh users each run)",
+    )
     add("--record", default=None, metavar="PATH", help="write one JSON line per POST here")
     add("--json", action="store_true", help="print the summary as one JSON object")
 

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from lull.ops.simulate_payloads import (
     DEFAULT_ACCOUNT_IDS,
-    DEFAULT_USER_PREFIXES,
     PLATFORMS,
+    run_user_prefix,
     user_id,
 )
 
@@ -46,13 +46,15 @@ class SimulateConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     """POSTs in flight at once (and the connection pool size)."""
     seed: int | None = None
-    """Fixes texts, jitter and order of the run; the mids stay unique (run_id)."""
+    """Fixes texts, jitter and order of the run; the mids and users stay unique (run_id)."""
     account_id: str | None = None
     """Page, Instagram account or WhatsApp phone number id; None: the platform's default."""
     user_prefix: str | None = None
-    """User ids are this prefix and a 6-digit number; None: the platform's default."""
+    """User ids are this prefix and a 6-digit number; None: fresh users each run (a prefix
+    drawn from run_id), who start new conversations."""
     run_id: str | None = None
-    """Part of every mid, so runs never collide; None: random."""
+    """Part of every mid (and of the user ids, without user_prefix), so runs never collide;
+    None: random."""
     allow_remote: bool = False
     """Send to a host that is not loopback."""
     keep_records: bool = True
@@ -96,11 +98,11 @@ class SimulateConfig:
         """The account every simulated user writes to."""
         return self.account_id or DEFAULT_ACCOUNT_IDS[self.platform]
 
-    def user(self, index: int) -> str:
-        """The id of simulated user index (0-based)."""
-        prefix = (
-            DEFAULT_USER_PREFIXES[self.platform] if self.user_prefix is None else self.user_prefix
-        )
+    def user(self, index: int, run_id: str) -> str:
+        """The id of simulated user index (0-based) in the run run_id."""
+        prefix = self.user_prefix
+        if prefix is None:
+            prefix = run_user_prefix(self.platform, run_id)
         return user_id(prefix, index)
 
 

@@ -10,6 +10,7 @@ one text event each (tests/ops/test_simulate.py checks it).
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 
 import orjson
@@ -19,13 +20,14 @@ from lull.common.events import PLATFORMS
 __all__ = [
     "BURSTS",
     "DEFAULT_ACCOUNT_IDS",
-    "DEFAULT_USER_PREFIXES",
     "PLATFORMS",
     "SIGNATURE_HEADER",
+    "USER_ID_STEMS",
     "SimMessage",
     "build_body",
     "burst_texts",
     "message_id",
+    "run_user_prefix",
     "user_id",
 ]
 
@@ -39,8 +41,12 @@ DEFAULT_ACCOUNT_IDS = {
     "instagram": "17841400000000001",
     "whatsapp": "106540352242922",
 }
-# User ids are digits on every platform (PSID, IGSID, wa_id = a phone number).
-DEFAULT_USER_PREFIXES = {"messenger": "7000000", "instagram": "6000000", "whatsapp": "1555010"}
+# User ids are digits on every platform (PSID, IGSID, wa_id = a phone number): the stem,
+# digits drawn from the run (a 7-digit prefix), then the user's 6-digit number. Fresh users
+# each run: an earlier run's users have history and a seq lull keeps for days
+# (LULL_CONVERSATION_TTL_S), so a first turn would never be one again.
+USER_ID_STEMS = {"messenger": "7", "instagram": "6", "whatsapp": "1555"}
+USER_PREFIX_DIGITS = 7
 # WhatsApp's entry[].id (the business account) and the number it shows; not used for routing.
 WHATSAPP_BUSINESS_ACCOUNT_ID = "102290129340398"
 WHATSAPP_DISPLAY_NUMBER = "15550783881"
@@ -69,6 +75,13 @@ class SimMessage:
     text: str
     time_ms: int
     """When the user "typed" it (event time, ms since the epoch)."""
+
+
+def run_user_prefix(platform: str, run_id: str) -> str:
+    """The user-id prefix of one run: the platform's stem and digits drawn from run_id."""
+    stem = USER_ID_STEMS[platform]
+    width = USER_PREFIX_DIGITS - len(stem)
+    return f"{stem}{zlib.crc32(run_id.encode()) % 10**width:0{width}d}"
 
 
 def user_id(prefix: str, index: int) -> str:

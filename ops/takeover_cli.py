@@ -2,7 +2,8 @@
 
 Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS, LULL_HUMAN_PAUSE_MS and
 LULL_HUMAN_PAUSE_MAX_MS (a pause without --for lasts like a human turn). Exit 0, 1 when
-Redis fails, 2 on bad input or configuration. `--json` prints one JSON object: the
+Redis fails (and, for `lull conversation`, when Redis holds nothing about the conversation:
+not found), 2 on bad input or configuration. `--json` prints one JSON object: the
 conversation's state (ops/takeover.py, common/conversation_state.py) after the command.
 """
 
@@ -71,7 +72,9 @@ async def _main(
     finally:
         await client.aclose()
     print(orjson.dumps(state.to_dict()).decode() if as_json else render(state))
-    return 0
+    # Showing a conversation Redis knows nothing of is "not found", like lull dead show: a
+    # script that checks the exit code must not take a typo in the id for an idle user.
+    return 0 if body is not None or state.known else 1
 
 
 def duration_ms(text: str) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-import sys
+import os
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -248,7 +248,7 @@ def load_function(spec: str) -> BotFunction:
     """Import python:module:function once, at start; ConfigError when it is not usable.
 
     Every failure is one line (the sender prints it and exits 2): a module not found names
-    sys.path, where Python looked (PYTHONPATH adds to it); an error raised while importing
+    PYTHONPATH, where Python looked besides lull's own environment; an error raised while importing
     the bot's own module names the exception and the file and line it came from.
     """
     module_name, _, function_name = spec.removeprefix("python:").partition(":")
@@ -258,12 +258,7 @@ def load_function(spec: str) -> BotFunction:
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
-            raise ConfigError(
-                HANDLER_ENV,
-                spec,
-                f"no module named {missing!r} on sys.path {sys.path} "
-                "(set PYTHONPATH to the folder that holds it)",
-            ) from None
+            raise ConfigError(HANDLER_ENV, spec, _not_found(missing)) from None
         problem = _import_problem(module_name, exc)
     except Exception as exc:  # the bot's own code: whatever it raises, the handler is unusable
         problem = _import_problem(module_name, exc)
@@ -276,6 +271,27 @@ def load_function(spec: str) -> BotFunction:
         raise ConfigError(HANDLER_ENV, spec, f"{function_name!r} must be an async function")
     checked: BotFunction = function
     return checked
+
+
+def _not_found(missing: str) -> str:
+    """One short line for a bot module Python cannot find: which, where it looked, the fix.
+    Only PYTHONPATH is named: the rest of sys.path is lull's own environment (and, in an
+    editable install, import hooks no reader needs to see)."""
+    package, _, leaf = missing.rpartition(".")
+    if package:
+        return f"no module named {missing!r}: package {package!r} has no module {leaf!r}"
+    entries = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if entries:
+        where = "PYTHONPATH=" + os.pathsep.join(entries)
+        if not all(os.path.isabs(entry) for entry in entries):
+            where += f" (relative to {os.getcwd()})"
+        looked = f"not in {where}, nor installed beside lull"
+    else:
+        looked = "PYTHONPATH is unset, and it is not installed beside lull"
+    return (
+        f"no module named {missing!r} ({looked}): set PYTHONPATH to the folder that holds "
+        f"{missing}.py or {missing}/"
+    )
 
 
 def _import_problem(module_name: str, exc: Exception) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
 
@@ -59,3 +60,10 @@ def test_schema_needs_no_validator_library(
     monkeypatch.setitem(sys.modules, "jsonschema", None)
     assert main(["schema", "reply"]) == 0
     assert json.loads(capsys.readouterr().out)["title"].startswith("lull bot answer")
+
+
+def test_version_is_the_installed_packages(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lull {importlib.metadata.version('lull')}"

@@ -3,6 +3,8 @@ that dies at once, Ctrl-C while the stack comes up. A real process tree, read li
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from lull.dev.embedded_redis import free_port
@@ -39,24 +41,52 @@ async def test_an_unreachable_redis_url_is_said_plainly() -> None:
     assert "hunter2" not in child.output and "Traceback" not in child.output
 
 
+async def test_bad_configuration_is_checked_once_each_problem_once() -> None:
+    # Issue 21: the services each refused these, the runner showed only the first to die,
+    # twice, and exited 1.
+    env = _dev_env(LULL_WINDOW_MS="abc", LULL_MAX_WAIT_MS="-5", LULL_WINDOW_SM="1",
+                   LULL_HANDLER="python:no_such_bot_module:handle")  # fmt: skip
+    child = await Child.start("-m", "lull.common.cli", "dev", env=env)
+    try:
+        code = await child.finish(START_S)
+    finally:
+        await child.kill()
+    assert code == 2, child.output
+    prefix = "lull dev: bad configuration: "
+    assert [text for _, text in child.lines] == [
+        prefix + "LULL_WINDOW_SM: no lull service reads this variable; did you mean "
+        "LULL_WINDOW_MS?",
+        prefix + "LULL_WINDOW_MS='abc': an integer >= 1 and <= 86400000",
+        prefix + "LULL_MAX_WAIT_MS='-5': an integer >= 1 and <= 86400000",
+        prefix + child.lines[3][1].removeprefix(prefix),
+    ], child.output  # nothing started: no service's line, no Redis looked for
+    assert child.lines[3][1].startswith(
+        prefix + "LULL_HANDLER='python:no_such_bot_module:handle': no module named "
+    )
+
+
 @pytest.mark.slow
 async def test_a_service_that_dies_at_once_stops_the_stack_within_a_second(
     base_env: dict[str, str],
 ) -> None:
-    # Only the sender refuses this (its bot module does not exist); the others start.
-    env = _dev_env(**base_env, LULL_HANDLER="python:no_such_bot_module:handle")
-    child = await Child.start("-m", "lull.common.cli", "dev", env=env)
-    try:
-        code = await child.finish(START_S + STOP_S)
-    finally:
-        await child.kill()
+    # Only the processor fails to start (its metrics port is taken); the others start.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        child = await Child.start(
+            "-m", "lull.common.cli", "dev",
+            env=_dev_env(**base_env, LULL_PROCESSOR_METRICS_PORT=port),
+        )  # fmt: skip
+        try:
+            code = await child.finish(START_S + STOP_S)
+        finally:
+            await child.kill()
     assert code == 1, child.output
-    died = child.first("[sender] lull sender: bad configuration: LULL_HANDLER=")
-    noticed = child.first("[lull dev] sender exited with code 2")
+    died = child.first("[processor] lull processor: cannot start: cannot serve /metrics")
+    noticed = child.first("[lull dev] processor exited with code 1")
     assert died is not None and noticed is not None, child.output
     assert noticed[0] - died[0] < NOTICE_S
     # The child's own line is shown again, last, where the newcomer looks.
-    assert child.first("[lull dev]   sender| lull sender: bad configuration: LULL_HANDLER=")
+    assert child.first("[lull dev]   processor| lull processor: cannot start: ")
     assert "webhook URL" not in child.output  # the banner waits for every service
     assert "Traceback" not in child.output
     assert child.lines[-1][1] == "[lull dev] stopped"

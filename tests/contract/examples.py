@@ -48,7 +48,7 @@ async def example_batches(redis: aioredis.Redis, base_env: dict[str, str]) -> di
         ProcessorSettings.from_env({"LULL_WINDOW_MS": "20", "LULL_MAX_WAIT_MS": "1000",
                                     **base_env}),
     )  # fmt: skip
-    graph = TestServer(create_fake_graph_app(TOKENS))
+    graph = TestServer(create_fake_graph_app(TOKENS, first_id=1))  # the docs show its ids
     await graph.start_server()
     try:
         async with FakeBot("example-secret") as bot:

@@ -20,7 +20,7 @@ from lull.dev.embedded_redis import free_port
 from lull.ingest.app import create_app
 from lull.ingest.settings import IngestSettings
 from lull.ops.simulate import SimulateConfig, SimulateError, Summary, is_loopback, simulate
-from lull.ops.simulate_payloads import BURSTS, SimMessage, build_body
+from lull.ops.simulate_payloads import BURSTS, PLATFORMS, SimMessage, build_body
 from lull.processor.platforms import parse
 from tests.conftest import FIXTURES
 
@@ -114,6 +114,26 @@ async def test_runs_never_reuse_mids(ingest_url: str) -> None:
     first_mids = {m for r in first.records for m in r.mids}
     assert len(first_mids) == 6
     assert first_mids.isdisjoint(m for r in second.records for m in r.mids)
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_runs_are_new_users_unless_named(platform: str, ingest_url: str) -> None:
+    # Issue 21: the same users every run kept their history and seq for days, so a make
+    # run's bot never saw a first turn again. Seeded runs too: the seed fixes texts, not who.
+    first = await simulate(config(ingest_url, platform=platform))
+    second = await simulate(config(ingest_url, platform=platform))
+    first_users = {r.user_id for r in first.records}
+    second_users = {r.user_id for r in second.records}
+    assert len(first_users) == len(second_users) == 3
+    assert first_users.isdisjoint(second_users)
+    for user in first_users | second_users:
+        assert user.isdigit() and len(user) == 13, user  # a PSID, IGSID or wa_id's shape
+    named = [
+        await simulate(config(ingest_url, platform=platform, user_prefix="5550")) for _ in range(2)
+    ]
+    assert {r.user_id for r in named[0].records} == {r.user_id for r in named[1].records} == {
+        "5550000001", "5550000002", "5550000003",
+    }  # fmt: skip
 
 
 async def test_a_wrong_secret_is_recorded_as_401(

@@ -165,9 +165,13 @@ async def test_a_conversation_never_seen_says_so(
     cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = await lull(capsys, "conversation", "instagram:ig1:nobody")
-    assert code == 0
+    # Not found exits 1, as the README says and as lull flush and lull dead show do.
+    assert code == 1
     assert "nothing recorded" in out
     assert "user wrote    unknown" in out
+    code, out, _ = await lull(capsys, "conversation", "instagram:ig1:nobody", "--json")
+    assert code == 1
+    assert json.loads(out)["seq"] == 0
 
 
 async def test_redis_down_exits_1(

@@ -39,7 +39,7 @@ async def make_client() -> AsyncIterator[MakeClient]:
 
     async def factory(tokens: dict[str, str] | None = None, *, any_token: bool = False) -> Client:
         chosen = None if any_token else (tokens or {"acct-1": TOKEN})
-        client: Client = TestClient(TestServer(create_fake_graph_app(chosen)))
+        client: Client = TestClient(TestServer(create_fake_graph_app(chosen, first_id=1)))
         await client.start_server()
         clients.append(client)
         return client
@@ -401,3 +401,17 @@ async def test_pass_thread_control_in_meta_documented_shape(make_client: MakeCli
     response = await client.post("/v23.0/acct-1/pass_thread_control", json=body)
     assert response.status == 401
     assert len(client.app[FAKE_GRAPH].thread_control) == 1
+
+
+async def test_message_ids_never_repeat_across_runs() -> None:
+    # Issue 21: every `lull fake-graph` counted from 1, so a second `make run` answered the
+    # ids the sender had remembered from the first (echo detection, WhatsApp statuses).
+    ids = []
+    for _ in range(2):
+        async with TestClient(TestServer(create_fake_graph_app(None))) as client:
+            answer = await client.post(
+                "/v23.0/acct-1/messages", json=MESSENGER, headers={"Authorization": "Bearer t"}
+            )
+            ids.append((await answer.json())["message_id"])
+    assert ids[0] != ids[1], ids
+    assert all(i.startswith("m_FAKE") and i.removeprefix("m_FAKE").isdigit() for i in ids)
