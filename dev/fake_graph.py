@@ -45,6 +45,7 @@ from aiohttp import web
 from lull.common.loop import new_event_loop
 from lull.dev.fake_graph_presence import is_presence, sender_action_problem, whatsapp_read_problem
 from lull.dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
+from lull.dev.fake_media import add_media_routes
 
 MESSENGER_TEXT_LIMIT: Final = 2000
 # Instagram Messaging, Send a Message: "Message text must be UTF-8 and be a 1000 bytes or
@@ -212,6 +213,8 @@ def create_fake_graph_app(
     app.router.add_post("/_script", set_script)
     app.router.add_get("/_presence", list_presence)
     app.router.add_delete("/_presence", clear_presence)
+    # WhatsApp's media endpoints (GET /{media-id}, the download URL): dev/fake_media.py.
+    add_media_routes(app, tokens)
     return app
 
 
