@@ -3,6 +3,7 @@ links return the very bytes Meta holds, and voice notes as text."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from collections.abc import AsyncIterator
@@ -244,3 +245,53 @@ async def test_a_webhook_url_off_the_allowlist_gets_no_link(
     [attachment] = _attachments(batch)
     assert attachment["media"] == {"error": "host not on LULL_MEDIA_HOSTS"}
     assert elsewhere.requests == []
+
+
+async def test_small_media_is_inline_and_larger_media_keeps_its_link(rig: Rig) -> None:
+    small, large = png(8, 8), png(64, 64, noise=True)
+    rig.store.put("small", small, "image/png", WA_ACCOUNT)
+    rig.store.put("large", large, "image/png", WA_ACCOUNT)
+    body = whatsapp_media([
+        ("wamid.s", "image", {"mime_type": "image/png", "id": "small"}),
+        ("wamid.l", "image", {"mime_type": "image/png", "id": "large"}),
+        ("wamid.g", "image", {"mime_type": "image/png", "id": "gone"}),
+    ])  # fmt: skip
+    limit = str(len(small) + 100)
+    await rig.through(body, LULL_MEDIA_INLINE_MAX_BYTES=limit)
+    [batch] = rig.bot.received
+    inline, linked, gone = (a["media"] for a in _attachments(batch))
+    assert base64.b64decode(inline["data"]) == small
+    assert inline["size"] == len(small)
+    assert "data" not in linked
+    assert linked["error"] == "larger than LULL_MEDIA_INLINE_MAX_BYTES"
+    assert linked["url"].startswith(rig.env["LULL_MEDIA_PUBLIC_URL"] + "/media/wa/")
+    assert gone["error"].startswith("not fetched") and "url" in gone
+    # Fetched at delivery only: no media bytes in Redis, raw or base64.
+    stored = await _every_value(rig.redis)
+    assert stored
+    assert not [v for v in stored if small in v or base64.b64encode(small) in v]
+    assert rig.store.downloads.count("large") == 0  # Meta's file_size said it would not fit
+
+
+async def _every_value(redis: aioredis.Redis) -> list[bytes]:
+    """Every value held in the test's Redis (its own server): strings, hashes, lists, sets,
+    sorted sets and streams."""
+    values: list[Any] = []
+    async for key in redis.scan_iter(match="*"):
+        kind = await redis.type(key)
+        found: Any = []
+        if kind == b"string":
+            found = [await redis.get(key)]
+        elif kind == b"hash":
+            found = await redis.hvals(key)
+        elif kind == b"list":
+            found = await redis.lrange(key, 0, -1)
+        elif kind == b"set":
+            found = await redis.smembers(key)
+        elif kind == b"zset":
+            found = await redis.zrange(key, 0, -1)
+        elif kind == b"stream":
+            entries: Any = await redis.xrange(key)
+            found = [v for _id, fields in entries for v in fields.values()]
+        values += found
+    return [bytes(v) for v in values if v is not None]
