@@ -3,25 +3,18 @@ and a sender with media links whose media server listens on loopback."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestServer
 
+from lull.dev.embedded_redis import free_port
 from lull.dev.fake_media import FAKE_CDN, FAKE_MEDIA, FakeCdn, FakeMedia, create_fake_cdn_app
 from lull.dev.fake_transcribe import FAKE_TRANSCRIBER, FakeTranscriber, create_fake_transcribe_app
 from lull.sender.app import Sender
 from tests.sender.conftest import MakeSender
 
 MEDIA_SECRET = "media-secret-for-tests-0123456789"
-
-
-def free_port() -> int:
-    """A loopback port free right now (the media server's public URL names it first)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
