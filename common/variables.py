@@ -129,6 +129,7 @@ TOOLING_VARIABLES = frozenset(
         # them; listing them (rather than reserving a prefix) keeps their typos caught too.
         "LULL_TEST_REDIS_URL",
         "LULL_TEST_REQUIRE_CLUSTER",
+        "LULL_TEST_REQUIRE_SPEECH",
         "LULL_BENCH_SECONDS",
         "LULL_BENCH_ROUNDS",
         "LULL_BENCH_CONNECTIONS",
