@@ -146,6 +146,10 @@ class SenderSettings:
             presence=PresenceSettings.from_env(env),
             media=MediaSettings.from_env(env),
         )
+        media = settings.media
+        if media.links and media.port == settings.metrics_port:
+            problem = "must differ from LULL_SENDER_METRICS_PORT (media links are for the bot)"
+            env.report(ConfigError("LULL_MEDIA_PORT", str(media.port), problem))
         horizon_ms = sender_retry_horizon_ms(
             send_max_attempts=settings.send_max_attempts,
             send_backoff_max_ms=settings.send_backoff_max_ms,
