@@ -27,6 +27,10 @@ from typing import Final
 import orjson
 from aiohttp import web
 
+from lull.dev.fake_transcribe import FakeTranscriber
+from lull.dev.media_files import ogg_opus, png
+from lull.ops.simulate_payloads import DEMO_MEDIA, PICTURE, VOICE
+
 # Meta's media URL "is only valid for 5 minutes".
 MEDIA_URL_TTL_S: Final = 300
 _HASH_KEY: Final = b"fake-media-url-key"
@@ -65,10 +69,12 @@ class FakeMedia:
         return base64.b64encode(hashlib.sha256(body).digest()).decode()
 
     def allowed(self, owner: str, token: str | None) -> bool:
-        """Whether token may act for owner."""
+        """Whether token may act for owner (any known token for demo media, owner "")."""
         if not token:
             return False
-        return self.tokens is None or self.tokens.get(owner) == token
+        if self.tokens is None:
+            return True
+        return token in self.tokens.values() if not owner else self.tokens.get(owner) == token
 
 
 FAKE_MEDIA: Final = web.AppKey("fake_media", FakeMedia)
@@ -95,7 +101,8 @@ async def retrieve_media_url(request: web.Request) -> web.Response:
     stored = media.files.get(media_id)
     token = _token(request)
     phone = request.query.get("phone_number_id")
-    if stored is None or (phone is not None and phone != stored.owner):
+    # Demo media (owner "") belongs to every account: `make run` takes any phone number id.
+    if stored is None or (phone is not None and stored.owner and phone != stored.owner):
         return _graph_error(404, 100, "Unsupported get request.")
     if not media.allowed(stored.owner, token):
         return _graph_error(401, 190, "Invalid OAuth access token.")
@@ -160,9 +167,31 @@ FAKE_CDN: Final = web.AppKey("fake_cdn", FakeCdn)
 def create_fake_cdn_app() -> web.Application:
     """A fake CDN; its state is app[FAKE_CDN]."""
     app = web.Application()
+    add_cdn_routes(app)
+    return app
+
+
+def add_cdn_routes(app: web.Application) -> FakeCdn:
+    """Serve a fake CDN's `GET /cdn/{name}` from app."""
     app[FAKE_CDN] = FakeCdn()
     app.router.add_get("/cdn/{name}", cdn_file)
-    return app
+    return app[FAKE_CDN]
+
+
+# What the demo voice note (`lull simulate --media`) says, as the fake transcriber hears it.
+DEMO_WORDS: Final = "this is a voice note from lull simulate"
+
+
+def add_demo_media(media: FakeMedia, cdn: FakeCdn, transcriber: FakeTranscriber) -> None:
+    """`lull simulate --media`'s picture and voice note: WhatsApp media ids on the fake Graph
+    API, CDN paths for Messenger and Instagram, and the voice note's words."""
+    picture, voice = DEMO_MEDIA[PICTURE], DEMO_MEDIA[VOICE]
+    image, note = png(96, 64), ogg_opus(100)
+    media.put(picture["id"], image, picture["mime_type"], "")
+    media.put(voice["id"], note, voice["mime_type"], "")
+    cdn.put(picture["path"].rsplit("/", 1)[1], image, picture["mime_type"])
+    cdn.put(voice["path"].rsplit("/", 1)[1], note, voice["mime_type"])
+    transcriber.speak(note, DEMO_WORDS)
 
 
 async def cdn_file(request: web.Request) -> web.StreamResponse:

@@ -54,9 +54,15 @@ FAKE_TRANSCRIBER: Final = web.AppKey("fake_transcriber", FakeTranscriber)
 def create_fake_transcribe_app() -> web.Application:
     """The fake's app; its state is app[FAKE_TRANSCRIBER]."""
     app = web.Application(client_max_size=26 * 1024 * 1024)
+    add_transcribe_routes(app)
+    return app
+
+
+def add_transcribe_routes(app: web.Application) -> FakeTranscriber:
+    """Serve the fake's `POST /v1/audio/transcriptions` from app."""
     app[FAKE_TRANSCRIBER] = FakeTranscriber()
     app.router.add_post(PATH, transcribe)
-    return app
+    return app[FAKE_TRANSCRIBER]
 
 
 async def transcribe(request: web.Request) -> web.Response:

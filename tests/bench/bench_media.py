@@ -31,10 +31,10 @@ from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from lull.dev.fake_graph import create_fake_graph_app
 from lull.dev.fake_media import FAKE_MEDIA
 from lull.dev.fake_transcribe import FAKE_TRANSCRIBER, create_fake_transcribe_app
+from lull.dev.media_files import ogg_opus, png
 from lull.sender.app import Sender
 from lull.sender.media import Signer, Target
 from lull.sender.settings import SenderSettings
-from tests.sender.media.files import ogg_opus, png
 
 ROUNDS = 30
 ACCOUNT = "wa1"

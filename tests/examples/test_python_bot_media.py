@@ -16,11 +16,11 @@ from examples.python_bot.bot import Config, create_app
 from lull.dev.embedded_redis import free_port
 from lull.dev.fake_media import FAKE_CDN, create_fake_cdn_app
 from lull.dev.fake_transcribe import FAKE_TRANSCRIBER, create_fake_transcribe_app
+from lull.dev.media_files import ogg_opus, png
 from lull.sender.app import Sender
 from lull.sender.settings import SenderSettings
 from tests.examples.conftest import PAGE, SECRET, Stack
 from tests.examples.test_python_bot import FakeModel, serve
-from tests.sender.media.files import ogg_opus, png
 
 SPOKEN = "what is in this picture"
 

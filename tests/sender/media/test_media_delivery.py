@@ -19,12 +19,12 @@ from prometheus_client import generate_latest
 
 from lull.dev.fake_media import FakeCdn, FakeMedia
 from lull.dev.fake_transcribe import FakeTranscriber
+from lull.dev.media_files import ogg_opus, png
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from lull.sender.app import Sender
 from tests.sender.conftest import MakeSender
 from tests.sender.fake_bot import FakeBot
-from tests.sender.media.files import ogg_opus, png
 from tests.sender.media.webhooks import (
     WA_ACCOUNT,
     ingest,

@@ -15,11 +15,11 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import generate_latest
 
 from lull.dev.fake_media import FakeCdn, FakeMedia
+from lull.dev.media_files import png
 from lull.sender.app import Sender
 from lull.sender.media import Signer, Target
 from tests.sender.conftest import MakeSender
 from tests.sender.media.conftest import MEDIA_SECRET
-from tests.sender.media.files import png
 
 ACCOUNT = "wa1"  # its token is the fake Graph API's "wa-token" (tests/sender/conftest.py)
 
