@@ -62,6 +62,8 @@ class FakeMedia:
     """Added to the clock the download URL's expiry is checked against (tests: 'later')."""
     size_claim: dict[str, int] = field(default_factory=dict)
     """file_size to answer instead of the real one."""
+    moved: dict[str, str] = field(default_factory=dict)
+    """media id → URL its download answers 302 with (after the token check)."""
 
     def put(self, media_id: str, body: bytes, mime_type: str, owner: str) -> str:
         """Hold a file; its sha256 as Meta gives it in webhooks (base64)."""
@@ -139,6 +141,8 @@ async def download_media(request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, text="URL signature expired")
     if not media.allowed(stored.owner, _token(request)):
         return web.Response(status=401, text="unauthorized")
+    if media_id in media.moved:
+        raise web.HTTPFound(media.moved[media_id])
     return web.Response(body=stored.body, content_type=stored.mime_type)
 
 
@@ -148,6 +152,8 @@ class FakeCdn:
 
     files: dict[str, StoredMedia] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+    """The Authorization header of each request (a CDN needs none)."""
     latency_ms: int = 0
     redirects: dict[str, str] = field(default_factory=dict)
     """name → absolute URL to answer 302 with."""
@@ -199,6 +205,7 @@ async def cdn_file(request: web.Request) -> web.StreamResponse:
     cdn = request.app[FAKE_CDN]
     name = request.match_info["name"]
     cdn.requests.append(name)
+    cdn.authorizations.append(request.headers.get("Authorization"))
     cdn.requested.set()
     if cdn.latency_ms:
         await asyncio.sleep(cdn.latency_ms / 1000)

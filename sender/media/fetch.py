@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import orjson
@@ -37,6 +37,7 @@ class Refused(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.status = status
         self.reason = reason
+        self.detail = detail
 
 
 @dataclass
@@ -125,7 +126,7 @@ class MediaFetcher:
             except aiohttp.ClientError as exc:
                 raise self.refuse(target.platform, 502, "upstream", type(exc).__name__) from None
             except Refused as exc:
-                raise self.refuse(target.platform, exc.status, exc.reason, str(exc)) from None
+                raise self.refuse(target.platform, exc.status, exc.reason, exc.detail) from None
             finally:
                 upstream.response.release()
 
@@ -205,6 +206,9 @@ class MediaFetcher:
             if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                 location = urljoin(str(response.url), response.headers["Location"])
                 response.release()
+                if urlsplit(location).netloc != urlsplit(url).netloc:
+                    # The token is for the host Meta named; another host gets none.
+                    headers = {}
                 url = location
                 continue
             if response.status != 200:

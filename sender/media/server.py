@@ -28,7 +28,8 @@ def create_media_app(fetcher: MediaFetcher, signer: Signer) -> web.Application:
     app = web.Application()
     app[MEDIA_FETCHER] = fetcher
     app[MEDIA_SIGNER] = signer
-    app.router.add_get(PREFIX + "/{kind}/{rest:.+}", serve_media)
+    # GET only: a HEAD would fetch from Meta for nothing.
+    app.router.add_get(PREFIX + "/{kind}/{rest:.+}", serve_media, allow_head=False)
     return app
 
 

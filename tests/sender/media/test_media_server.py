@@ -129,6 +129,23 @@ async def test_a_redirect_is_followed_only_inside_the_allowlist(
     assert elsewhere.requests == []
 
 
+async def test_the_token_never_follows_a_redirect_to_another_host(
+    media_sender: Sender,
+    whatsapp_media_store: FakeMedia,
+    cdn: FakeCdn,
+    media_env: dict[str, str],
+) -> None:
+    port = int(media_env["LULL_MEDIA_HOSTS"].rsplit(":", 1)[1])
+    image = png(4, 4)
+    whatsapp_media_store.put("m1", image, "image/png", ACCOUNT)
+    cdn.put("m1.png", image, "image/png")
+    whatsapp_media_store.moved["m1"] = _cdn_url(port, "m1.png")
+    status, body = await _get(_link(media_sender, Target("whatsapp", ACCOUNT, media_id="m1")))
+    assert (status, body) == (200, image)
+    assert whatsapp_media_store.downloads == ["m1"]  # with the token: it answered the redirect
+    assert cdn.authorizations == [None]
+
+
 async def test_media_larger_than_the_cap_is_refused_before_its_download(
     make_sender: MakeSender,
     media_env: dict[str, str],
