@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 from lull.dev.fake_media import FakeCdn, FakeMedia
 from lull.dev.fake_transcribe import FakeTranscriber
 from lull.dev.media_files import ogg_opus, png
+from lull.ops.dead import DeadLetters
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from lull.sender.app import Sender
@@ -190,6 +191,20 @@ async def test_a_retried_batch_is_not_transcribed_again(rig: Rig) -> None:
     rig.bot.script(statuses=(503, 503))
     await rig.through(_voice_note())
     assert [b["text"] for b in rig.bot.received] == [SPOKEN] * 3
+    assert len(rig.transcriber.calls) == 1
+
+
+async def test_a_replayed_dead_letter_keeps_its_transcript(rig: Rig) -> None:
+    voice = ogg_opus(10)
+    rig.store.put("voice-1", voice, "audio/ogg; codecs=opus", WA_ACCOUNT)
+    rig.transcriber.speak(voice, SPOKEN)
+    rig.bot.script(statuses=(400,))  # the bot refuses it: dead letter
+    sender = await rig.through(_voice_note())
+    letters = DeadLetters(rig.redis, sender.keys)
+    [letter] = await letters.first(10)
+    assert len((await letters.replay([letter])).done) == 1
+    await sender.drain()
+    assert [b["text"] for b in rig.bot.received] == [SPOKEN, SPOKEN]
     assert len(rig.transcriber.calls) == 1
 
 
