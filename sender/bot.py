@@ -92,6 +92,19 @@ class Bot(Protocol):
         ...
 
 
+def handler_target(spec: str) -> str:
+    """Where a LULL_HANDLER spec sends batches, fit for a log line: an http(s) URL without
+    its user info, query and fragment (they may carry a secret); python:, echo, none as is."""
+    if not spec.startswith(("http://", "https://")):
+        return spec
+    url = urlsplit(spec)
+    host = url.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{host}{port}{url.path}"
+
+
 def parse_handler_spec(value: str) -> str:
     """Validate a LULL_HANDLER value; raises ValueError naming the accepted forms."""
     spec = value.strip()
@@ -178,6 +191,7 @@ class HttpBot:
         self, url: str, *, secret: str, timeout_ms: int, session: aiohttp.ClientSession | None
     ) -> None:
         self._url = url
+        self._target = handler_target(url)
         self._secret = secret
         self._timeout_ms = timeout_ms
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
@@ -204,8 +218,14 @@ class HttpBot:
                 answer = await response.read()
         except TimeoutError:
             raise BotRetry(f"bot did not answer within {self._timeout_ms} ms") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise BotRetry(f"bot unreachable: {type(exc).__name__}: {exc}") from None
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            # A warning, not the retry's info line: an unreachable bot is usually a wrong
+            # LULL_HANDLER (a port, a host), and the operator needs to see where lull looked.
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("bot unreachable", url=self._target, setting=HANDLER_ENV, error=reason)
+            raise BotRetry(f"bot unreachable at {self._target}: {reason}") from None
+        except aiohttp.ClientError as exc:
+            raise BotRetry(f"bot call failed: {type(exc).__name__}: {exc}") from None
         return _read_answer(status, answer, retry_after)
 
     async def close(self) -> None:
