@@ -25,6 +25,7 @@ import inspect
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -50,6 +51,9 @@ AnswerJson = list[ReplyJson] | dict[str, Any]
 """What a handler returns: its replies, or (when it asks for a human) the answer object
 `{"replies": [...], "handoff": {...}}`; sender/replies.py's parse_answer checks either."""
 BotFunction = Callable[[dict[str, Any]], Awaitable[AnswerJson]]
+Reached = Callable[[], None]
+"""Called once the batch is on its way to the bot (an HTTP request sent, a function
+called): the sender shows typing only while a bot call is in flight (sender/presence.py)."""
 HANDOFF = "handoff"
 ANSWER_KEYS = frozenset({"replies", HANDOFF})
 """The keys of the answer object lull reads; others are ignored, with a warning (a typo
@@ -83,8 +87,9 @@ class Bot(Protocol):
     forward_only: bool
     """True when the handler never replies, so the sender can skip sending altogether."""
 
-    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
-        """The bot's answer to batch (unvalidated); raises BotRetry/BotPermanent."""
+    async def __call__(self, batch: dict[str, Any], reached: Reached | None = None) -> AnswerJson:
+        """The bot's answer to batch (unvalidated); raises BotRetry/BotPermanent. Calls
+        reached (when given) once the batch is on its way, never when it could not be sent."""
         ...
 
     async def close(self) -> None:
@@ -155,8 +160,12 @@ class EchoBot:
     name = "echo"
     forward_only = False
 
-    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[ReplyJson]:
         """One reply carrying batch["text"], none when there is no text."""
+        if reached is not None:
+            reached()
         text = batch.get("text")
         # Only attachments (or blanks): there is nothing to echo, and an empty text is not sendable.
         if not isinstance(text, str) or not text.strip():
@@ -173,7 +182,9 @@ class ForwardOnlyBot:
     name = "none"
     forward_only = True
 
-    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[ReplyJson]:
         """No replies."""
         return []
 
@@ -197,11 +208,12 @@ class HttpBot:
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         self._owns_session = session is None
         if session is None:
-            session = aiohttp.ClientSession(timeout=self._timeout)
+            session = aiohttp.ClientSession(timeout=self._timeout, trace_configs=[_sent_trace()])
         self._session = session
 
-    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
-        """The bot's answer; raises BotRetry or BotPermanent per the answer."""
+    async def __call__(self, batch: dict[str, Any], reached: Reached | None = None) -> AnswerJson:
+        """The bot's answer; raises BotRetry or BotPermanent per the answer. reached: once the
+        request's headers are sent (a given session without the trace: just before)."""
         try:
             body = orjson.dumps(batch)
         except orjson.JSONEncodeError as exc:
@@ -209,10 +221,17 @@ class HttpBot:
         headers = {"Content-Type": "application/json", "User-Agent": "lull"}
         if self._secret:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
+        trace = None
+        if reached is not None:
+            if self._owns_session:
+                trace = SimpleNamespace(reached=reached)
+            else:
+                reached()
         try:
             async with self._session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
+                self._url, data=body, headers=headers, timeout=self._timeout,
+                allow_redirects=False, trace_request_ctx=trace,
+            ) as response:  # fmt: skip
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
                 answer = await response.read()
@@ -244,8 +263,10 @@ class PythonBot:
         self._function = function
         self._timeout_ms = timeout_ms
 
-    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
+    async def __call__(self, batch: dict[str, Any], reached: Reached | None = None) -> AnswerJson:
         """The function's answer; its unexpected exceptions become BotRetry."""
+        if reached is not None:
+            reached()
         try:
             async with asyncio.timeout(self._timeout_ms / 1000):
                 replies: object = await self._function(batch)
@@ -262,6 +283,24 @@ class PythonBot:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _sent_trace() -> aiohttp.TraceConfig:
+    """Calls a request's `reached` once its headers are sent: the bot was reached (a refused
+    or unresolvable host never gets that far)."""
+
+    async def headers_sent(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestHeadersSentParams,
+    ) -> None:
+        reached = getattr(context.trace_request_ctx, "reached", None)
+        if reached is not None:
+            reached()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(headers_sent)
+    return trace
 
 
 def load_function(spec: str) -> BotFunction:
