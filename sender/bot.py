@@ -237,9 +237,10 @@ class HttpBot:
                 answer = await response.read()
         except TimeoutError:
             raise BotRetry(f"bot did not answer within {self._timeout_ms} ms") from None
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            # A warning, not the retry's info line: an unreachable bot is usually a wrong
-            # LULL_HANDLER (a port, a host), and the operator needs to see where lull looked.
+        except (aiohttp.ClientConnectorError, OSError) as exc:
+            # No connection (refused, no such host, TLS refused). A warning, not the retry's
+            # info line: it is usually a wrong LULL_HANDLER (a port, a host), and the
+            # operator needs to see where lull looked.
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("bot unreachable", url=self._target, setting=HANDLER_ENV, error=reason)
             raise BotRetry(f"bot unreachable at {self._target}: {reason}") from None
