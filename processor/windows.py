@@ -158,6 +158,9 @@ class WindowStore:
 
     async def flush(self, conversation: str) -> bool:
         """Make one conversation's open window due now; False when none is open."""
-        due = self._keys.due(self._keys.shard_of(conversation))
-        found = await self._flush.call(self._client, (due,), (conversation,))
+        keys = self._keys
+        due = keys.due(keys.shard_of(conversation))
+        found = await self._flush.call(
+            self._client, (due, keys.conversation(conversation)), (conversation,)
+        )
         return bool(found)

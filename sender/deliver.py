@@ -24,7 +24,7 @@ from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
 from lull.sender.metrics import SenderMetrics
-from lull.sender.presence import Presence
+from lull.sender.presence import Presence, Showing
 from lull.sender.progress import LocalProgress
 from lull.sender.rate_gate import RateGate
 from lull.sender.ratelimit import Grant, Rate, RateLimiter
@@ -140,26 +140,26 @@ class Deliverer:
             if not grant.taken:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
-        # The bot will be called: the user sees the batch read and the bot typing meanwhile
+        # The bot will be called: read once per batch, typing while the call is in flight
         # (sender/presence.py); a replay is only being finished, a `none` handler never answers.
-        showing = self.presence.start(batch, show=not (job.replay or self.bot.forward_only))
-        # Stays a RetryLater if the bot step raised (Redis): the batch comes back, no typing_off.
-        outcome: Decided = RetryLater(0, "interrupted")
+        showing = self.presence.start(
+            batch, show=not (job.replay or self.bot.forward_only),
+            read=not state.read_shown, on_read=state.shown_read,
+        )  # fmt: skip
         try:
-            outcome = await self._ask_bot(job, history)
-            return outcome
+            return await self._ask_bot(job, history, showing)
         finally:
-            finished = state.requests is None and not isinstance(outcome, RetryLater)
-            showing.stop(typing_off=finished)
+            # No reply follows now (none, or a retry later): typing must not outlast the call.
+            showing.stop(typing_off=state.requests is None)
 
-    async def _ask_bot(self, job: _Job, history: list[Any]) -> Decided:
+    async def _ask_bot(self, job: _Job, history: list[Any], showing: Showing) -> Decided:
         """The bot's answer to an admitted batch, as in _call_bot."""
         batch, state = job.batch, job.state
         started = time.perf_counter()
         failure: BotRetry | str | None = None
         answer = NO_ANSWER
         try:
-            raw_answer = await self.bot({**batch.to_dict(), "history": history})
+            raw_answer = await self.bot({**batch.to_dict(), "history": history}, showing.reached)
             answer = NO_ANSWER if self.bot.forward_only else parse_answer(raw_answer)
         except BotRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
@@ -169,6 +169,8 @@ class Deliverer:
             failure = exc.reason if isinstance(exc, BotPermanent) else str(exc)
         else:
             self.metrics.handler_seconds.labels("ok").observe(time.perf_counter() - started)
+        # Before any save below: a read shown meanwhile is in the state it saves.
+        showing.ended()
         # The bot may have taken longer than claim_idle_ms (or this replica stalled): if
         # another replica took the entry over meanwhile, its answer is the one that counts.
         stop = await self._check(job)

@@ -7,7 +7,8 @@
 -- KEYS[5]  0.1 dead-seq hash   {ns}:{s}:deadseq
 -- ARGV[1]  conversation key prefix {ns}:{s}:c: (the keys it names share KEYS' hash tag)
 -- ARGV[2]  grace ms          ARGV[3]  at most this many windows per call
--- ARGV[4]  dedupe ttl s      ARGV[5]  1 to close every open window now (lull flush --all)
+-- ARGV[4]  dedupe ttl s      ARGV[5]  1 to close every open window now (lull flush --all;
+--                            one not due yet closes with reason flush)
 -- ARGV[6]  conversation state prefix {ns}:{s}:cs:   ARGV[7]  history prefix {ns}:{s}:h:
 -- ARGV[8]  conversation ttl s
 -- ARGV[9]  pause key prefix  {ns}:{s}:pause:   ('' or absent: pauses are not looked at)
@@ -35,6 +36,7 @@
 local HDR = '<ddddI4I4I4I4B'
 local HDR_LEN = 8 * 4 + 4 * 4 + 1
 local REASONS = {'gap', 'max_wait', 'max_messages', 'max_bytes', 'flush'}
+local FLUSH = 5
 
 local due, out = KEYS[1], KEYS[2]
 local legacy_seq, legacy_delivered, legacy_dead_seq = KEYS[3], KEYS[4], KEYS[5]
@@ -78,6 +80,10 @@ for _, conv in ipairs(ready) do
   if value then
     local first_t, last_t, opened_at, deadline, count, bytes, arrivals, seen_len, reason =
       struct.unpack(HDR, value)
+    if all and deadline + grace_ms > now then
+      -- Closed by `lull flush --all` before it was due: the batch says so.
+      reason = FLUSH
+    end
     local records_at = HDR_LEN + seen_len + 1
     -- Seen mids older than the dedupe TTL are dropped; this window's mids join the rest.
     local seen = {}
