@@ -28,6 +28,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from lull.common.env import ConfigError, Env
+from lull.common.http_log import app_runner
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.ops.takeover import MAX_PAUSE_MS, Takeover, check_conversation
 
@@ -129,7 +130,7 @@ async def serve_admin(
     if not settings.enabled:
         yield
         return
-    runner = web.AppRunner(create_admin_app(settings, takeover, metrics), access_log=None)
+    runner = app_runner(create_admin_app(settings, takeover, metrics), "admin")
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -20,6 +20,7 @@ from lull.common import signing as signature
 from lull.common.http_admin import admin_app, serve
 from lull.common.keys import Keys
 from lull.common.metrics import metrics_handler
+from lull.common.outside_text import cut, printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
 from lull.ingest.admin_api import AdminMetrics, serve_admin
 from lull.ingest.metrics import IngestMetrics
@@ -37,6 +38,7 @@ WRITER = web.AppKey("writer", StreamWriter)
 WARNED = web.AppKey("warned_flush", list[int])
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+MAX_CHALLENGE_CHARS = 256
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -136,8 +138,13 @@ async def verify_handshake(request: web.Request) -> web.Response:
     )
     challenge = query.get("hub.challenge")
     if not ok or challenge is None:
-        log.info("handshake refused", mode=query.get("hub.mode"), has_challenge=bool(challenge))
+        mode = printable(cut(query.get("hub.mode") or "", 50))
+        log.info("handshake refused", mode=mode, has_challenge=bool(challenge))
         return web.Response(status=403, text="forbidden")
+    if len(challenge) > MAX_CHALLENGE_CHARS:
+        # Meta's challenge is a number of a few digits; a long one is no handshake of Meta's.
+        log.info("handshake refused", reason="challenge_too_long", chars=len(challenge))
+        return web.Response(status=400, text="challenge too long")
     return web.Response(text=challenge, content_type="text/plain")
 
 
