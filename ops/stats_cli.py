@@ -42,6 +42,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lull.common.keys import Keys
+from lull.common.outside_text import printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect, describe
 from lull.common.service import run_main
 from lull.common.settings import CommonSettings
@@ -311,10 +312,12 @@ def _failures(stats: Stats) -> Table:
     for f in stats.delivery_failures:
         table.add_row(
             duration(max(0, stats.redis_time_ms - f.at_ms)),
-            f.conversation or "(unmatched)",
+            # Text, not str: a cell's str is read as rich markup, and Meta's title may hold
+            # brackets or control characters.
+            Text(printable(f.conversation or "(unmatched)")),
             "-" if f.seq is None else str(f.seq),
             "-" if f.code is None else str(f.code),
-            f.title,
+            Text(printable(f.title)),
         )
     if not stats.delivery_failures:
         table.add_row("-", "(none)", "-", "-", "-")
