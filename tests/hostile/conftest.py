@@ -14,6 +14,10 @@ from lull.ingest.settings import IngestSettings
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 
+# The sender's fixtures (a fake Graph API, senders on the test Redis), for the sender's
+# hostile tests.
+from tests.sender.conftest import graph, graph_server, make_sender, sender_env  # noqa: F401
+
 SECRET = "hostile-app-secret"
 VERIFY_TOKEN = "hostile-verify-token"
 

@@ -72,7 +72,9 @@ async def test_a_2_mb_failed_status_is_stored_and_shown_bounded_and_escaped(
     assert len(stored) == 4
     assert all(len(item) < 4_000 for item in stored), [len(item) for item in stored]
     assert all(len(key) < 1_000 for key in await redis.keys(f"{keys.namespace}*"))
-    history_item = orjson.loads(await redis.lindex(keys.history(CONVERSATION), -1))
+    last = await redis.lindex(keys.history(CONVERSATION), -1)
+    assert last is not None
+    history_item = orjson.loads(last)
     assert history_item["details"].startswith(ESCAPES + "ddd")  # stored as Meta sent it, cut
     assert history_item["details"].endswith(f"({len(two_mb) - 1000} more characters)")
 
