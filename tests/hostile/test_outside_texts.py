@@ -16,9 +16,12 @@ import redis.asyncio as aioredis
 
 from lull.common.cli import main
 from lull.common.delivery import SentMessage
+from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES
+from tests.ops.lull_dead import RunDead
+from tests.sender.conftest import MakeSender, emit
 
 PHONE_ID, PHONE = "106540352242922", "16315551234"
 CONVERSATION = f"whatsapp:{PHONE_ID}:{PHONE}"
@@ -89,3 +92,21 @@ async def test_a_2_mb_failed_status_is_stored_and_shown_bounded_and_escaped(
     screen = capsys.readouterr().out
     assert "\x1b]0;" not in screen and "\x07" not in screen
     assert "\\x1b[" in screen  # escaped (the narrow table cuts the rest of the title)
+
+
+async def test_lull_dead_shows_a_reason_and_a_users_text_escaped(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, lull_dead: RunDead
+) -> None:
+    sender = await make_sender()
+    graph.script([ScriptedError(400, 100, ESCAPES + "e" * 100_000)], latency_ms=0)
+    await emit(redis, sender.keys, "u1", 1, "hi " + ESCAPES)
+    await sender.drain()
+    code, out, _ = await lull_dead("list")
+    assert code == 0
+    [letter_id] = [line.split()[0] for line in out.splitlines()[1:-1]]
+    code, shown, _ = await lull_dead("show", letter_id)
+    assert code == 0
+    for screen in (out, shown):
+        assert "\x1b" not in screen and "\x07" not in screen
+    assert "\\x1b]0;owned\\x07" in shown  # the reason, escaped
+    assert len(shown) < 10_000  # the reason was cut at 1000 characters when it was stored
