@@ -16,7 +16,7 @@ from lull.common.batch import PLATFORMS
 from lull.common.conversation_state import ConversationState, read_conversation
 from lull.common.env import Env
 from lull.common.keys import Keys
-from lull.common.outside_text import printable
+from lull.common.outside_text import cut, printable
 from lull.common.pause import Pause, PauseAction, PauseSettings, PauseStore
 from lull.common.redis_conn import RedisClient
 from lull.common.settings import CommonSettings
@@ -28,6 +28,8 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
 MAX_PAUSE_MS = 30 * 86_400_000
 CONVERSATION_FORMS = f"platform:account_id:user_id, platform one of {', '.join(PLATFORMS)}"
 OPERATOR = "operator"
+MAX_CONVERSATION_CHARS = 512
+_NOT_IN_IDS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 MAX_BY_CHARS = 200
 
 
@@ -47,8 +49,13 @@ def parse_duration_ms(text: str) -> int:
 def check_conversation(conversation: str) -> str:
     """The conversation key as the processor writes it; ValueError when it cannot be one."""
     platform, account, user = [*conversation.split(":", 2), "", ""][:3]
-    if platform not in PLATFORMS or not account or not user:
-        raise ValueError(f"{conversation!r} is not a conversation: expected {CONVERSATION_FORMS}")
+    # Meta's ids (page, account, phone number, PSID, BSUID) are short and hold no space or
+    # control character; a key with one is a typo or a probe, and would be echoed.
+    odd = len(conversation) > MAX_CONVERSATION_CHARS or _NOT_IN_IDS.search(conversation)
+    if platform not in PLATFORMS or not account or not user or odd:
+        raise ValueError(
+            f"{cut(conversation, 100)!r} is not a conversation: expected {CONVERSATION_FORMS}"
+        )
     return conversation
 
 

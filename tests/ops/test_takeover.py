@@ -69,9 +69,19 @@ def test_bad_durations_say_what_is_accepted(text: str, reason: str) -> None:
 
 def test_conversation_keys() -> None:
     assert check_conversation("whatsapp:wa1:16315551234") == "whatsapp:wa1:16315551234"
-    for bad in ("u1", "messenger:p1", "messenger::u1", "telegram:p1:u1"):
+    assert check_conversation("whatsapp:wa1:US.13491208655302741918")
+    hostile = (
+        "messenger:p1:u\x1b[2J",
+        "messenger:p1:u 1",
+        "messenger:p1:u1\n",
+        "messenger:p\x00:u",
+    )
+    for bad in ("u1", "messenger:p1", "messenger::u1", "telegram:p1:u1", *hostile):
         with pytest.raises(ValueError, match="platform:account_id:user_id"):
             check_conversation(bad)
+    with pytest.raises(ValueError) as refused:
+        check_conversation("messenger:p1:" + "u" * 100_000)
+    assert len(str(refused.value)) < 300
 
 
 async def test_pause_for_a_while_then_resume(
