@@ -21,6 +21,7 @@ from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES
 from tests.ops.lull_dead import RunDead
+from tests.ops.test_dead import messenger_body
 from tests.sender.conftest import MakeSender, emit
 
 PHONE_ID, PHONE = "106540352242922", "16315551234"
@@ -110,3 +111,23 @@ async def test_lull_dead_shows_a_reason_and_a_users_text_escaped(
         assert "\x1b" not in screen and "\x07" not in screen
     assert "\\x1b]0;owned\\x07" in shown  # the reason, escaped
     assert len(shown) < 10_000  # the reason was cut at 1000 characters when it was stored
+
+
+async def test_lull_stats_shows_a_hostile_user_id_escaped_and_as_text(
+    redis: aioredis.Redis, env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user id is whatever the webhook says; it is in the conversation key `lull stats`
+    shows as the oldest open window."""
+    settings = {**env, "LULL_WINDOW_MS": "3600000", "LULL_MAX_WAIT_MS": "3600000"}
+    processor = Processor(redis, ProcessorSettings.from_env(settings))
+    await processor.start()
+    body = messenger_body(ESCAPES, "m1", "hi")
+    await redis.xadd(
+        processor.keys.inbound(), {"body": body, "received_at": int(time.time() * 1000)}
+    )
+    await processor.consumer.run_until_idle()  # applied; the window stays open
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["stats"]) == 0  # "[/]" is no markup error
+    screen = capsys.readouterr().out
+    assert "\x1b" not in screen and "\x07" not in screen
+    assert "\\x1b[2J" in screen
