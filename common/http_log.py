@@ -56,7 +56,12 @@ class HttpServerLog(logging.Logger):
     def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
         """A malformed request: one rate-limited warning line; anything else as aiohttp
         logs it."""
-        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc_info, BaseException):
+            exc: BaseException | None = exc_info
+        elif isinstance(exc_info, tuple):
+            exc = exc_info[1]
+        else:
+            exc = sys.exc_info()[1]
         if isinstance(exc, HttpProcessingError):
             self.malformed(exc, remote=args[0] if args else None)
             return
