@@ -19,16 +19,18 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.keys import Keys
+from lull.common.outside_text import cut
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
-from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
+from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence, Showing
 from lull.sender.progress import LocalProgress
 from lull.sender.rate_gate import RateGate
 from lull.sender.ratelimit import Grant, Rate, RateLimiter
-from lull.sender.replies import NO_ANSWER, Reply, parse_answer
+from lull.sender.replies import NO_ANSWER, parse_answer
+from lull.sender.send_bounds import TooManySends, bounded_requests
 from lull.sender.send_limits import send_limits
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
@@ -191,16 +193,18 @@ class Deliverer:
                 # A newer, fuller batch of this conversation is closed: answer that one only.
                 await self._finish(job, [], "superseded")
                 return None
+        settings = self.settings
         try:
-            state.requests = self._requests(batch, replies)
-            self.handoffs.plan(batch, answer.handoff, state, self.settings.graph_version)
+            state.requests = bounded_requests(
+                batch, replies, settings.graph_version, routes=settings.graph_routes,
+                max_reply_parts=settings.max_reply_parts, max_sends=settings.max_sends_per_batch,
+            )  # fmt: skip
+            self.handoffs.plan(batch, answer.handoff, state, settings.graph_version)
+        except TooManySends as exc:
+            return self._dead(f"answer too long, nothing sent: {exc}")
         except ValueError as exc:
             return self._dead(f"cannot build Graph API requests: {exc}")
         return None
-
-    def _requests(self, batch: Batch, replies: list[Reply]) -> list[GraphRequest]:
-        version, routes = self.settings.graph_version, self.settings.graph_routes
-        return [r for reply in replies for r in build_requests(batch, reply, version, routes)]
 
     async def _send(self, job: _Job) -> Decided:
         """Send the replies not yet accepted, in order, each within the account's limit, and
@@ -390,7 +394,8 @@ class Deliverer:
 
     def _dead(self, reason: str) -> Permanent:
         self.metrics.deliveries.labels("dead").inc()
-        return Permanent(reason)
+        # A reason may quote the bot or Meta; it is stored in the dead letter: bounded.
+        return Permanent(cut(reason))
 
     async def _finish(self, job: _Job, requests: list[GraphRequest], outcome: str) -> None:
         await self.finisher.finish(
