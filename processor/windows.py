@@ -39,6 +39,12 @@ def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     )
 
 
+def _nested(message: dict[str, Any]) -> dict[str, Any]:
+    """message as deep as in the deepest thing the sender writes: the handoff notice's
+    "batch" (sender/handoff.py), the batch, its "messages" array (common/batch.py)."""
+    return {"batch": {"messages": [message]}}
+
+
 def message_size(fields: tuple[bytes, ...]) -> int:
     """The bytes LULL_MAX_BYTES counts of one message (window_emit.lua: its JSON fields)."""
     return sum(len(f) for f in fields)
@@ -101,6 +107,21 @@ class WindowStore:
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
             s.max_lateness_ms, s.max_skew_ms, s.dedupe_ttl_s,
         )  # fmt: skip
+
+    def unbatchable(self, event: Event) -> str | None:
+        """Why event cannot go in a batch (None: it can): the sender must be able to encode
+        every batch, and no batch holds more than LULL_MAX_BYTES."""
+        try:
+            fields = encoded_fields(event)
+            # orjson reads 1024 levels of nesting but writes only 254: an item must still be
+            # written where the sender puts it, four levels down.
+            orjson.dumps(_nested({"raw": event.raw, "attachments": event.attachments}))
+        except orjson.JSONEncodeError as exc:
+            return f"cannot be written in a batch: {exc}"
+        size = message_size(fields)
+        if size > self._settings.max_bytes:
+            return f"{size} bytes, more than LULL_MAX_BYTES ({self._settings.max_bytes})"
+        return None
 
     async def load_scripts(self) -> None:
         """Register every script with Redis (SCRIPT LOAD is idempotent)."""
