@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from lull.common.keys import Keys
 from lull.common.signing import sign
 from lull.processor.app import GROUP, Processor
-from tests.hostile.batches import check_seqs, read_batches
+from tests.hostile.batches import check_seqs, dead_letters, read_batches
 from tests.hostile.bodies import (
     ACCOUNTS,
     ENVELOPE_GARBAGE,
@@ -152,9 +152,9 @@ async def test_garbage_beside_valid_messages(  # noqa: PLR0917  (fixtures, then 
     await settle(processor, redis, run)
     # Every stored body is a JSON object, which the parsers never refuse outright: a garbage
     # body dies only for the items it holds that cannot be batched, and says so.
-    dead = await redis.xrange(processor.keys.dead())
+    dead = await dead_letters(redis, processor.keys)
     valid_bodies = {body for body, valid_message in bodies if valid_message is not None}
-    for _id, fields in dead[dead_before:]:
+    for fields in dead[dead_before:]:
         assert fields[b"_reason"].startswith(b"left out of every batch: ")
         assert fields[b"body"] not in valid_bodies
     check_valid_messages(run)
@@ -170,7 +170,7 @@ def deep(depth: int) -> Any:
 
 @pytest.mark.parametrize("depth", [251, 400])
 @pytest.mark.parametrize("platform", PLATFORMS)
-async def test_item_too_deep_for_a_batch_is_dead_lettered_alone(
+async def test_item_too_deep_for_a_batch_is_dead_lettered_alone(  # noqa: PLR0917  (fixtures, then parameters)
     ingest: IngestClient,
     processor: Processor,
     redis: aioredis.Redis,
@@ -196,7 +196,7 @@ async def test_item_too_deep_for_a_batch_is_dead_lettered_alone(
         ("same-user", "before"),
     ]
     # Dead-lettered alone, at the processor, with its reason; the sender never sees it.
-    [(_id, dead)] = await redis.xrange(processor.keys.dead())
+    [dead] = await dead_letters(redis, processor.keys)
     assert dead[b"body"] == deep_body
     assert b"'deep-mid'" in dead[b"_reason"]
     assert b"cannot be written in a batch" in dead[b"_reason"]
