@@ -18,10 +18,11 @@ from lull.processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
 DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)
-# A script blocks Redis while it runs (~30 µs an event, and a full window's emit when one
-# fills): cap one call at a few ms, by events and by the bytes it copies.
-MAX_EVENTS_PER_CALL = 200
-MAX_BYTES_PER_CALL = 256 * 1024
+# A script blocks Redis while it runs: ~30 µs an event that opens a window, up to ~100 µs
+# one that joins a window near its caps (the window is read and written whole), and a full
+# window's emit when one fills. Cap one call at a few ms, by events and by their bytes.
+MAX_EVENTS_PER_CALL = 64
+MAX_BYTES_PER_CALL = 64 * 1024
 STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
 # The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDE).
 EMIT_PRELUDE = ("processor", "window_emit")
