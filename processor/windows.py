@@ -18,11 +18,14 @@ from lull.processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
 DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)
-# A script blocks Redis while it runs: ~30 µs an event that opens a window, up to ~100 µs
-# one that joins a window near its caps (the window is read and written whole), and a full
-# window's emit when one fills. Cap one call at a few ms, by events and by their bytes.
+# A script blocks Redis while it runs: ~30 µs an event that opens a window, more for one
+# that joins a window near its caps (the window, up to LULL_MAX_BYTES, is read and written
+# whole), and a full window's emit when one fills. Cap one call at a few ms: at most
+# MAX_EVENTS_PER_CALL events and MAX_BYTES_PER_CALL of their bytes, fewer events when the
+# windows may be larger than the default 64 KiB (events x max bytes stays the same).
 MAX_EVENTS_PER_CALL = 64
 MAX_BYTES_PER_CALL = 64 * 1024
+WINDOW_BYTES_PER_CALL = MAX_EVENTS_PER_CALL * 64 * 1024
 STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
 # The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDE).
 EMIT_PRELUDE = ("processor", "window_emit")
@@ -99,6 +102,9 @@ class WindowStore:
         self._client = client
         self._keys = keys
         self._settings = settings
+        self._events_per_call = max(
+            1, min(MAX_EVENTS_PER_CALL, WINDOW_BYTES_PER_CALL // settings.max_bytes)
+        )
         preludes = (LIFE_PRELUDE, EMIT_PRELUDE)
         self._apply = LuaScript.read("processor", "window_apply", preludes=preludes)
         self._close = LuaScript.read("processor", "window_close", preludes=preludes)
@@ -159,7 +165,7 @@ class WindowStore:
             for index in indexes:
                 size = sizes[index]
                 if call and (
-                    len(call) >= MAX_EVENTS_PER_CALL or call_bytes + size > MAX_BYTES_PER_CALL
+                    len(call) >= self._events_per_call or call_bytes + size > MAX_BYTES_PER_CALL
                 ):
                     calls.append((shard, call))
                     call, call_bytes = [], 0

@@ -26,13 +26,12 @@
 -- no longer in an open window; closed as in window_close.lua, one per full window this call
 -- emitted.
 --
--- Dedupe: a message id is looked up in the conversation's seen set (O(log n), whatever the
--- history), then in the open window's records (bounded by the caps: this also finds the
--- records of a window opened before 0.3) and in the message ids 0.3 has not moved yet out of
--- the window key (see window_emit.lua). Each call moves up to MOVE_BUDGET of those into the
--- seen set, in the same atomic step as the lookup, so a message seen before the upgrade
--- stays a duplicate. The seen set is trimmed past the dedupe TTL a few members per add and
--- expires that long after its last write.
+-- Dedupe: a message id is looked up in the conversation's seen set (the ids of its closed
+-- windows: O(log n), whatever the history), then in the open window's records (bounded by
+-- the caps; an id joins the set when its window closes, so an open window costs no key more)
+-- and in the ids 0.3 has not moved yet out of the window key (see window_emit.lua). Each call
+-- moves up to MOVE_BUDGET of those into the seen set, in the same atomic step as the lookup,
+-- so a message seen before the upgrade stays a duplicate.
 --
 -- Caps: a window never holds more than max messages or max bytes. The message that would
 -- pass either closes the full window here, in this step (emitted by window_emit.lua, as the
@@ -52,8 +51,6 @@ local FIELDS, FIRST, KEYS_BEFORE = 11, 13, 5
 -- Old seen ids moved per call: about 1 µs each, so the move of a long history is spread over
 -- calls of a ms or two.
 local MOVE_BUDGET = 1000
--- Expired members removed per add: more than one, so the set shrinks while it is used.
-local TRIM = 8
 
 local now = clock_ms()
 local now_s = math.floor(now / 1000)
@@ -81,11 +78,10 @@ local function move_old_seen(body, seen_len, seen_key)
   return string.sub(body, pos), seen_len - (pos - 1)
 end
 
+-- An edit's or an unsend's own id: remembered at once (a message's id joins the set when
+-- its window closes, and is found in the open window until then).
 local function remember(seen_key, mid)
-  redis.call('ZADD', seen_key, now_s, mid)
-  redis.call('EXPIRE', seen_key, ttl_s)
-  local expired = redis.call('ZRANGE', seen_key, '-inf', '(' .. cutoff_s, 'BYSCORE', 'LIMIT', 0, TRIM)
-  if #expired > 0 then redis.call('ZREM', seen_key, unpack(expired)) end
+  zadd_seen(seen_key, {now_s, mid}, ttl_s)
 end
 
 local function apply(key, seen_key, a)
@@ -121,7 +117,9 @@ local function apply(key, seen_key, a)
     end
   end
 
-  if redis.call('ZSCORE', seen_key, mid) or
+  -- A member past the horizon not trimmed yet is forgotten already.
+  local seen_at_s = redis.call('ZSCORE', seen_key, mid)
+  if (seen_at_s and tonumber(seen_at_s) >= cutoff_s) or
       (body ~= '' and string.find(body, '\31M' .. mid .. '\31', 1, true)) then
     return 0, 0
   end
@@ -216,7 +214,6 @@ local function apply(key, seen_key, a)
   -- also drops a TTL: an open window must not expire.
   redis.call('SET', key, header() .. body .. record)
   redis.call('ZADD', due, deadline, conv)
-  remember(seen_key, mid)
   return status, deadline
 end
 

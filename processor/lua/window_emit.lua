@@ -25,8 +25,10 @@ local HDR_LEN = 8 * 4 + 4 * 4 + 1
 -- close reasons: 1 gap, 2 max_wait, 3 max_messages, 4 max_bytes, 5 flush
 local GAP, MAX_WAIT, MAX_MESSAGES, MAX_BYTES, FLUSH = 1, 2, 3, 4, 5
 local REASONS = {'gap', 'max_wait', 'max_messages', 'max_bytes', 'flush'}
--- ZADD arguments per call: unpack() of more overflows Lua's C stack.
+-- ZADD members per call: unpack() of more overflows Lua's C stack.
 local ZADD_CHUNK = 500
+-- Expired members removed at least per write of a seen set.
+local TRIM_MIN = 8
 
 local function split(record)
   -- fields: 1 t, 2 arrival, 3 "M"..mid, 4 kind, 5 received_at - t, 6 event_time - t, 7 text,
@@ -51,13 +53,20 @@ local function by_time_then_arrival(a, b)
   return a[2] < b[2]
 end
 
--- ZADD score/member pairs (a flat list) in chunks; refresh the set's expiry.
+-- ZADD score/member pairs (a flat list, scores in s) to a seen set, in chunks; refresh its
+-- expiry, and trim as many members past the dedupe TTL as were added (at least TRIM_MIN), so
+-- a set in constant use stays within its horizon a bounded piece at a time.
 local function zadd_seen(seen_key, pairs, ttl_s)
+  if #pairs == 0 then return end
   for start = 1, #pairs, 2 * ZADD_CHUNK do
     local stop = math.min(start + 2 * ZADD_CHUNK - 1, #pairs)
     redis.call('ZADD', seen_key, unpack(pairs, start, stop))
   end
-  if #pairs > 0 then redis.call('EXPIRE', seen_key, ttl_s) end
+  redis.call('EXPIRE', seen_key, ttl_s)
+  local cutoff_s = math.floor(clock_ms() / 1000) - ttl_s
+  local expired = redis.call('ZRANGE', seen_key, '-inf', '(' .. cutoff_s, 'BYSCORE', 'LIMIT', 0,
+    math.min(math.max(#pairs / 2, TRIM_MIN), ZADD_CHUNK))
+  if #expired > 0 then redis.call('ZREM', seen_key, unpack(expired)) end
 end
 
 -- Emit the records of a window as one batch on the outbound stream (nothing when unsends
