@@ -51,9 +51,10 @@ class Keys:
         return self.conversation_prefix(self.shard_of(conversation)) + conversation
 
     def seen(self, conversation: str) -> str:
-        """Sorted set of a conversation's seen message ids (as JSON) scored by when they were
-        last seen (Redis clock, s): the dedupe of processor/lua/window_apply.lua, trimmed past
-        LULL_DEDUPE_TTL_S and expiring that long after its last write."""
+        """Sorted set of the message ids of a conversation's closed windows (each as the first
+        24 hex digits of the SHA-1 of its JSON, processor/lua/window_emit.lua) scored by when
+        they were seen (Redis clock, s): the dedupe of processor/lua/window_apply.lua, trimmed
+        past LULL_DEDUPE_TTL_S and expiring that long after its last write."""
         return self.seen_prefix(self.shard_of(conversation)) + conversation
 
     def seen_prefix(self, shard: int) -> str:

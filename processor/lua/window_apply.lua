@@ -68,7 +68,7 @@ local function move_old_seen(body, seen_len, seen_key)
     local at_s, m = string.match(string.sub(body, pos, next_at - 1), '^\29(%d+)\31M(.*)\31$')
     if at_s and tonumber(at_s) >= cutoff_s then
       moved_pairs[#moved_pairs + 1] = at_s
-      moved_pairs[#moved_pairs + 1] = m
+      moved_pairs[#moved_pairs + 1] = seen_member(m)
     end
     moved = moved + 1
     pos = next_at
@@ -81,7 +81,7 @@ end
 -- An edit's or an unsend's own id: remembered at once (a message's id joins the set when
 -- its window closes, and is found in the open window until then).
 local function remember(seen_key, mid)
-  zadd_seen(seen_key, {now_s, mid}, ttl_s)
+  zadd_seen(seen_key, {now_s, seen_member(mid)}, ttl_s)
 end
 
 local function apply(key, seen_key, a)
@@ -118,7 +118,7 @@ local function apply(key, seen_key, a)
   end
 
   -- A member past the horizon not trimmed yet is forgotten already.
-  local seen_at_s = redis.call('ZSCORE', seen_key, mid)
+  local seen_at_s = redis.call('ZSCORE', seen_key, seen_member(mid))
   if (seen_at_s and tonumber(seen_at_s) >= cutoff_s) or
       (body ~= '' and string.find(body, '\31M' .. mid .. '\31', 1, true)) then
     return 0, 0
