@@ -49,6 +49,10 @@ def _nested(message: dict[str, Any]) -> dict[str, Any]:
     return {"batch": {"messages": [message]}}
 
 
+# The bytes _nested adds around a message's raw and attachments.
+_NESTED_OVERHEAD = len(orjson.dumps(_nested({"raw": None, "attachments": None}))) - 2 * len(b"null")
+
+
 def message_size(fields: tuple[bytes, ...]) -> int:
     """The bytes LULL_MAX_BYTES counts of one message (window_emit.lua: its JSON fields)."""
     return sum(len(f) for f in fields)
@@ -119,13 +123,17 @@ class WindowStore:
         """Why event cannot go in a batch (None: it can): the sender must be able to encode
         every batch, and no batch holds more than LULL_MAX_BYTES."""
         try:
-            fields = encoded_fields(event)
             # orjson reads 1024 levels of nesting but writes only 254: an item must still be
-            # written where the sender puts it, four levels down.
-            orjson.dumps(_nested({"raw": event.raw, "attachments": event.attachments}))
+            # written where the sender puts it, four levels down. The same bytes give the
+            # size of raw and attachments (orjson's output is compact and deterministic).
+            nested = orjson.dumps(_nested({"raw": event.raw, "attachments": event.attachments}))
         except orjson.JSONEncodeError as exc:
             return f"cannot be written in a batch: {exc}"
-        size = message_size(fields)
+        size = (
+            len(nested)
+            - _NESTED_OVERHEAD
+            + sum(len(orjson.dumps(value)) for value in (event.mid, event.kind, event.text))
+        )
         if size > self._settings.max_bytes:
             return f"{size} bytes, more than LULL_MAX_BYTES ({self._settings.max_bytes})"
         return None

@@ -3,16 +3,25 @@ within LULL_MAX_MESSAGES and LULL_MAX_BYTES, every message once, in order."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from lull.processor.windows import OPENED, encoded_fields, message_size
+from lull.common.keys import Keys
+from lull.common.redis_conn import RedisClient
+from lull.processor.windows import OPENED, WindowStore, encoded_fields, message_size
 from tests.hostile.batches import dead_letters
 from tests.processor.test_processor import MakeProcessor, ingest, make_processor, messenger_body
-from tests.processor.windowing import batches, life_seqs, message, redis_now_ms
+from tests.processor.windowing import (
+    batches,
+    life_seqs,
+    message,
+    redis_now_ms,
+    window_settings,
+)
 
 __all__ = ["make_processor"]
 
@@ -139,3 +148,20 @@ async def test_an_edit_that_would_pass_max_bytes_goes_into_the_next_window(
     full, rest = sorted(await batches(redis, processor.keys), key=lambda b: b["seq"])
     assert [m["text"] for m in full["messages"]] == ["short", "z" * 400]
     assert [m["text"] for m in rest["messages"]] == ["y" * 900]
+
+
+@pytest.mark.parametrize("max_bytes", [256, 300, 1024])
+def test_the_size_check_counts_what_the_scripts_count(max_bytes: int) -> None:
+    # The processor refuses a message larger than the cap alone by the same count that the
+    # apply script (window_emit.lua) keeps: the bytes of its JSON fields as they are stored.
+    store = WindowStore(
+        cast(RedisClient, None), Keys("sizes"), window_settings(max_bytes=max_bytes)
+    )
+    for n in range(60):
+        event = message(f"m{n}é", 0, text="ü" * (n * 3))
+        event = replace(event, raw={"n": [n] * n, "é": "x" * n}, attachments=[{"a": n}] * (n % 4))
+        size = message_size(encoded_fields(event))
+        why = store.unbatchable(event)
+        assert why == (
+            f"{size} bytes, more than LULL_MAX_BYTES ({max_bytes})" if size > max_bytes else None
+        )
