@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
+from lull.ops.dead import DeadLetters
 from lull.processor.windows import OPENED, WindowStore, encoded_fields, message_size
 from tests.hostile.batches import dead_letters
 from tests.processor.test_processor import MakeProcessor, ingest, make_processor, messenger_body
@@ -165,3 +166,26 @@ def test_the_size_check_counts_what_the_scripts_count(max_bytes: int) -> None:
         assert why == (
             f"{size} bytes, more than LULL_MAX_BYTES ({max_bytes})" if size > max_bytes else None
         )
+
+
+async def test_a_replay_after_the_cap_was_raised_batches_what_was_left_out_once(
+    make_processor: MakeProcessor, redis: aioredis.Redis
+) -> None:
+    common = {"LULL_WINDOW_MS": "60000", "LULL_MAX_WAIT_MS": "60000"}
+    before = make_processor(**common, LULL_MAX_BYTES="1024")
+    body = messenger_body("u1", ["a", "big"], await redis_now_ms(redis))
+    body = body.replace(b"text of big", b"x" * 2000)
+    await ingest(redis, before.keys, body)
+    await before.start()
+    await before.consumer.run_until_idle()
+    await before.closer.close_due(everything=True)
+    assert [[m["mid"] for m in b["messages"]] for b in await batches(redis, before.keys)] == [["a"]]
+    # The operator raises LULL_MAX_BYTES, then `lull dead replay --all`.
+    after = make_processor(**common)
+    assert len((await DeadLetters(redis, after.keys).replay_all()).done) == 1
+    await after.start()
+    await after.consumer.run_until_idle()
+    await after.closer.close_due(everything=True)
+    found = await batches(redis, after.keys)
+    assert [[m["mid"] for m in b["messages"]] for b in found] == [["a"], ["big"]]
+    assert await dead_letters(redis, after.keys) == []
