@@ -250,3 +250,25 @@ async def test_entries_ingest_would_never_write(
     # Each dead letter keeps what was written and says why.
     assert all(f[b"_reason"] for _id, f in dead)
     assert [f.get(b"body") for _id, f in dead] == [None, b"\xff\xfe", b"[1,2]", b'"page"']
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_an_item_with_a_bad_timestamp_is_dead_lettered_with_its_body_not_dropped(
+    ingest: IngestClient, processor: Processor, redis: aioredis.Redis, run: Run, platform: str
+) -> None:
+    # The README promises that what cannot be parsed goes to the dead letters: before 0.3 a
+    # bad timestamp was only counted.
+    now_ms = await redis_now_ms(redis)
+    good = text_item(platform, "ts-user", "good-mid", "fine", now_ms)
+    bad = text_item(platform, "ts-user", "bad-mid", "when?", now_ms)
+    bad["timestamp"] = "yesterday"
+    body = json.dumps(body_of(platform, good, bad)).encode()
+    assert await post(ingest, body) == 200
+    batches = await settle(processor, redis, run)
+    assert [b["text"] for b in batches] == ["fine"]
+    [dead] = await dead_letters(redis, processor.keys)
+    assert dead[b"body"] == body
+    assert (
+        dead[b"_reason"]
+        == f"left out of every batch: 1 {platform} item(s) could not be parsed".encode()
+    )
