@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter
 from lull.common.env import ConfigError, Env
 from lull.common.http_log import app_runner
 from lull.common.redis_conn import REDIS_FAILURES
-from lull.ingest.body import read_body
+from lull.ingest.body import client_max_size, read_body
 from lull.ops.takeover import MAX_BY_CHARS, MAX_PAUSE_MS, Takeover, check_conversation
 
 log = structlog.get_logger("lull.ingest")
@@ -114,7 +114,9 @@ def create_admin_app(
     """The admin API's app (settings.token must be set)."""
     if settings.token is None:
         raise ValueError("the admin API needs a token")
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_count, _authorize])
+    app = web.Application(
+        client_max_size=client_max_size(MAX_BODY_BYTES), middlewares=[_count, _authorize]
+    )
     app[ADMIN_SETTINGS] = settings
     app[TAKEOVER] = takeover
     app[ADMIN_METRICS] = metrics
@@ -235,7 +237,7 @@ async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any]
     """The JSON object body (empty: {}), or the 400 (408: it did not arrive in time) that
     says why not."""
     try:
-        raw = await read_body(request, request.app[ADMIN_SETTINGS].read_timeout_ms)
+        raw = await read_body(request, request.app[ADMIN_SETTINGS].read_timeout_ms, MAX_BODY_BYTES)
     except TimeoutError:
         # Nothing of a body that did not arrive is applied; aiohttp closes the connection.
         log.info("admin API: body too slow", remote=request.remote)

@@ -23,7 +23,7 @@ from lull.common.metrics import metrics_handler
 from lull.common.outside_text import cut, printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
 from lull.ingest.admin_api import AdminMetrics, serve_admin
-from lull.ingest.body import read_body
+from lull.ingest.body import client_max_size, read_body
 from lull.ingest.metrics import IngestMetrics
 from lull.ingest.settings import IngestSettings
 from lull.ingest.writer import Fields, StoreFailed, StreamWriter
@@ -45,7 +45,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_app(settings: IngestSettings, metrics: IngestMetrics | None = None) -> web.Application:
     """Build the app; Redis and the stream writer start and stop with it."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_count_requests])
+    app = web.Application(
+        client_max_size=client_max_size(settings.max_body_bytes), middlewares=[_count_requests]
+    )
     app[SETTINGS] = settings
     app[METRICS] = metrics or IngestMetrics()
     app[WARNED] = [-1]
@@ -164,7 +166,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     if length is not None and length > settings.max_body_bytes:
         return _reject(request, 413, "body_too_large")
     try:
-        body = await read_body(request, settings.read_timeout_ms)
+        body = await read_body(request, settings.read_timeout_ms, settings.max_body_bytes)
     except web.HTTPRequestEntityTooLarge:
         return _reject(request, 413, "body_too_large")
     except TimeoutError:
