@@ -10,9 +10,15 @@ the failed id up (processor/failures.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
+
+from lull.common.outside_text import MAX_DETAIL_CHARS, cut
+
+MAX_ID_CHARS: Final = 256
+"""A wamid is about 60 characters; a longer id is no id Meta gave lull (it matches none)."""
+MAX_TITLE_CHARS: Final = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +41,21 @@ class DeliveryFailure:
     details: str = ""
     """errors[0].error_data.details."""
     raw: dict[str, Any] = field(default_factory=dict)
-    """The platform's own statuses[] item, untouched."""
+    """The platform's own statuses[] item, untouched (stored nowhere)."""
+
+    def __post_init__(self) -> None:
+        # Every text above comes from the webhook body and is stored (the recent failures of
+        # `lull stats`, the history the bot receives) and logged: bounded here, for them all.
+        # An id is cut short without a mark (it is a key); a text says how much was left out.
+        for name in ("account_id", "message_id"):
+            value = getattr(self, name)
+            if len(value) > MAX_ID_CHARS:
+                object.__setattr__(self, name, value[:MAX_ID_CHARS])
+        if self.recipient is not None and len(self.recipient) > MAX_ID_CHARS:
+            object.__setattr__(self, "recipient", self.recipient[:MAX_ID_CHARS])
+        object.__setattr__(self, "title", cut(self.title, MAX_TITLE_CHARS))
+        object.__setattr__(self, "message", cut(self.message, MAX_DETAIL_CHARS))
+        object.__setattr__(self, "details", cut(self.details, MAX_DETAIL_CHARS))
 
 
 @dataclass(frozen=True, slots=True)

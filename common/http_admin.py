@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from lull.common.http_log import app_runner
 from lull.common.metrics import metrics_handler
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient
 
@@ -43,7 +44,7 @@ async def serve(app: web.Application, host: str, port: int) -> Callable[[], Awai
             return None
 
         return nothing
-    runner = web.AppRunner(app, access_log=None)
+    runner = app_runner(app, "metrics")
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner.cleanup

@@ -46,8 +46,20 @@ class Keys:
         return f"{self.tag(shard)}:c:"
 
     def conversation(self, conversation: str) -> str:
-        """A conversation's window and seen message ids, one string key."""
+        """A conversation's open window, one string key (processor/lua/window_apply.lua);
+        before 0.3 it also held the seen message ids, moved to seen() on first touch."""
         return self.conversation_prefix(self.shard_of(conversation)) + conversation
+
+    def seen(self, conversation: str) -> str:
+        """Sorted set of the message ids of a conversation's closed windows (each as the first
+        24 hex digits of the SHA-1 of its JSON, processor/lua/window_emit.lua) scored by when
+        they were seen (Redis clock, s): the dedupe of processor/lua/window_apply.lua, trimmed
+        past LULL_DEDUPE_TTL_S and expiring that long after its last write."""
+        return self.seen_prefix(self.shard_of(conversation)) + conversation
+
+    def seen_prefix(self, shard: int) -> str:
+        """Prefix of the seen-id sets of a shard (the close script appends names)."""
+        return f"{self.tag(shard)}:seen:"
 
     def due(self, shard: int) -> str:
         """Sorted set of a shard's open windows, scored by deadline (ms, Redis clock)."""

@@ -49,12 +49,19 @@ class LuaScript:
     sha: str
 
     @classmethod
-    def read(cls, package: str, name: str, *, prelude: tuple[str, str] | None = None) -> LuaScript:
+    def read(
+        cls,
+        package: str,
+        name: str,
+        *,
+        prelude: tuple[str, str] | None = None,
+        preludes: Sequence[tuple[str, str]] = (),
+    ) -> LuaScript:
         """`<package>/lua/<name>.lua`, read now; prelude (package, name) names a file of
-        functions that several scripts share, put before the script's own text."""
-        source = read_lua(package, name)
-        if prelude is not None:
-            source = read_lua(*prelude) + "\n" + source
+        functions that several scripts share, put before the script's own text (preludes:
+        several, in order)."""
+        files = [*([] if prelude is None else [prelude]), *preludes]
+        source = "\n".join([*(read_lua(*f) for f in files), read_lua(package, name)])
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id, not security)
         return cls(name, source, sha)
 

@@ -28,8 +28,10 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
 from lull.common.env import ConfigError, Env
+from lull.common.http_log import app_runner
 from lull.common.redis_conn import REDIS_FAILURES
-from lull.ops.takeover import MAX_PAUSE_MS, Takeover, check_conversation
+from lull.ingest.body import client_max_size, read_body
+from lull.ops.takeover import MAX_BY_CHARS, MAX_PAUSE_MS, Takeover, check_conversation
 
 log = structlog.get_logger("lull.ingest")
 
@@ -39,7 +41,6 @@ DEFAULT_PORT: Final = 8081
 # `openssl rand -hex 16` prints.
 MIN_TOKEN_CHARS: Final = 16
 MAX_BODY_BYTES: Final = 4096
-MAX_BY_CHARS: Final = 200
 MAX_PAUSE_S: Final = MAX_PAUSE_MS // 1000
 _PAUSE_KEYS: Final = frozenset({"for_s", "by"})
 _RESUME_KEYS: Final = frozenset({"by"})
@@ -54,6 +55,8 @@ class AdminSettings:
     """LULL_ADMIN_TOKEN; None: the API is off."""
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    read_timeout_ms: int = 10_000
+    """Bound of a request body's arrival: ingest's LULL_INGEST_READ_TIMEOUT_MS."""
 
     @property
     def enabled(self) -> bool:
@@ -61,7 +64,7 @@ class AdminSettings:
         return self.token is not None
 
     @classmethod
-    def from_env(cls, env: Env, *, public_port: int) -> AdminSettings:
+    def from_env(cls, env: Env, *, public_port: int, read_timeout_ms: int) -> AdminSettings:
         """Read and validate; the port may not be the public webhook port."""
         token = env.raw("LULL_ADMIN_TOKEN")
         if token is not None and (len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token)):
@@ -84,7 +87,8 @@ class AdminSettings:
                     "never served on the public webhook port",
                 )
             )
-        return cls(token=token, host=env.string("LULL_ADMIN_HOST", DEFAULT_HOST), port=port)
+        host = env.string("LULL_ADMIN_HOST", DEFAULT_HOST)
+        return cls(token=token, host=host, port=port, read_timeout_ms=read_timeout_ms)
 
 
 class AdminMetrics:
@@ -110,7 +114,9 @@ def create_admin_app(
     """The admin API's app (settings.token must be set)."""
     if settings.token is None:
         raise ValueError("the admin API needs a token")
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_count, _authorize])
+    app = web.Application(
+        client_max_size=client_max_size(MAX_BODY_BYTES), middlewares=[_count, _authorize]
+    )
     app[ADMIN_SETTINGS] = settings
     app[TAKEOVER] = takeover
     app[ADMIN_METRICS] = metrics
@@ -129,7 +135,7 @@ async def serve_admin(
     if not settings.enabled:
         yield
         return
-    runner = web.AppRunner(create_admin_app(settings, takeover, metrics), access_log=None)
+    runner = app_runner(create_admin_app(settings, takeover, metrics), "admin")
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
@@ -228,8 +234,14 @@ async def _step(request: web.Request, step: Step | None) -> web.Response:
 
 
 async def _body(request: web.Request, allowed: frozenset[str]) -> dict[str, Any] | web.Response:
-    """The JSON object body (empty: {}), or the 400 that says why not."""
-    raw = await request.read()
+    """The JSON object body (empty: {}), or the 400 (408: it did not arrive in time) that
+    says why not."""
+    try:
+        raw = await read_body(request, request.app[ADMIN_SETTINGS].read_timeout_ms, MAX_BODY_BYTES)
+    except TimeoutError:
+        # Nothing of a body that did not arrive is applied; aiohttp closes the connection.
+        log.info("admin API: body too slow", remote=request.remote)
+        return _error(408, "the body did not arrive in time")
     if not raw.strip():
         return {}
     try:

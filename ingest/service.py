@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import structlog
 from aiohttp import web
 
+from lull.common.http_log import app_runner
 from lull.common.redis_conn import describe
 from lull.common.service import run_main, until_signalled
 from lull.common.startup import until_redis_answers
@@ -46,7 +47,7 @@ async def _serve(settings: IngestSettings) -> int:
     serve_metrics_port(app)
     serve_admin_port(app)
     # aiohttp waits up to shutdown_timeout for in-flight requests once the site stops.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = app_runner(app, "webhook", shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     try:  # as web.run_app does: clean up whatever the setup started, also when it failed
         try:
             await runner.setup()

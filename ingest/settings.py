@@ -78,6 +78,9 @@ class IngestSettings:
                     "LULL_INGEST_PUBLIC_METRICS=1 serves /metrics on the webhook port",
                 )
             )
+        read_timeout_ms = env.integer(
+            "LULL_INGEST_READ_TIMEOUT_MS", 10_000, minimum=10, maximum=600_000
+        )
         return cls(
             common=common_from_env(env),
             host=env.string("LULL_INGEST_HOST", "127.0.0.1"),
@@ -93,12 +96,10 @@ class IngestSettings:
             redis_timeout_ms=env.integer(
                 "LULL_INGEST_REDIS_TIMEOUT_MS", 2000, minimum=10, maximum=60_000
             ),
-            read_timeout_ms=env.integer(
-                "LULL_INGEST_READ_TIMEOUT_MS", 10_000, minimum=10, maximum=600_000
-            ),
+            read_timeout_ms=read_timeout_ms,
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=metrics_port,
             public_metrics=env.flag("LULL_INGEST_PUBLIC_METRICS", False),
-            admin=AdminSettings.from_env(env, public_port=port),
+            admin=AdminSettings.from_env(env, public_port=port, read_timeout_ms=read_timeout_ms),
             pause=PauseSettings.from_env(env),
         )

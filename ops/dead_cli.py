@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import orjson
 
 from lull.common.keys import Keys
+from lull.common.outside_text import printable
 from lull.common.redis_conn import REDIS_FAILURES, connect, describe
 from lull.common.service import run_main
 from lull.common.settings import CommonSettings
@@ -102,7 +103,8 @@ async def _list(letters: DeadLetters, args: argparse.Namespace) -> int:
     total = await letters.count()
     rows = [["ID", "DEAD AT", "SOURCE", "GROUP", "DELIVERIES", "REASON", "PREVIEW"]]
     for letter in found:
-        reason = letter.reason
+        # Reasons quote the bot and Meta, previews the users: escaped for the terminal.
+        reason = printable(letter.reason)
         if len(reason) > REASON_CHARS:
             reason = reason[: REASON_CHARS - 1] + "…"
         deliveries = "?" if letter.deliveries is None else str(letter.deliveries)
@@ -114,7 +116,7 @@ async def _list(letters: DeadLetters, args: argparse.Namespace) -> int:
                 letter.meta(b"_group"),
                 deliveries,
                 reason,
-                letter.preview(),
+                printable(letter.preview()),
             ]
         )
     if found:
@@ -132,7 +134,7 @@ async def _show(letters: DeadLetters, args: argparse.Namespace) -> int:
     print(f"id:          {letter.id}")
     print(f"source:      {letter.source} (entry {letter.meta(b'_id')})")
     print(f"group:       {letter.meta(b'_group')} (consumer {letter.meta(b'_consumer')})")
-    print(f"reason:      {letter.reason}")
+    print(f"reason:      {printable(letter.reason)}")
     print(f"deliveries:  {deliveries}")
     print(f"dead at:     {iso_time(letter.dead_at_ms)}")
     marked = await letters.marked(letter)
@@ -140,8 +142,8 @@ async def _show(letters: DeadLetters, args: argparse.Namespace) -> int:
         answer = "delivered" if marked else "skipped: the batch is not marked dead"
         print(f"replay:      {answer}")
     for name, value in letter.payload.items():
-        print(f"{name.decode(errors='replace')}:")
-        print(_indented(_pretty(name, value)))
+        print(f"{printable(name.decode(errors='replace'))}:")
+        print(_indented(printable(_pretty(name, value), one_line=False)))
     return 0
 
 
@@ -181,7 +183,7 @@ async def _drop(letters: DeadLetters, args: argparse.Namespace) -> int:
     for letter in found:
         if await letters.drop(letter):
             dropped += 1
-            print(f"dropped {letter.id} ({letter.source}: {letter.reason})")
+            print(f"dropped {letter.id} ({letter.source}: {printable(letter.reason)})")
         else:
             status = _not_found([letter.id])  # deleted by someone else meanwhile
     print(f"dropped {dropped} dead letter(s)")

@@ -42,6 +42,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lull.common.keys import Keys
+from lull.common.outside_text import printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect, describe
 from lull.common.service import run_main
 from lull.common.settings import CommonSettings
@@ -277,19 +278,21 @@ def render(stats: Stats) -> RenderableType:
         windows.add_row("per shard", per_shard + more)
     approx = " (approximate)" if w.approximate else ""
     oldest = duration(w.oldest_age_ms) + approx
-    windows.add_row(
-        "oldest", oldest + (f"  {w.oldest_conversation}" if w.oldest_conversation else "")
-    )
+    # A conversation key holds the user's id from the webhook: text, escaped, never markup.
+    oldest_key = f"  {printable(w.oldest_conversation)}" if w.oldest_conversation else ""
+    windows.add_row("oldest", Text(oldest + oldest_key))
     overdue = Text(duration(w.most_overdue_ms), "bold red" if w.most_overdue_ms else "")
     if w.most_overdue_conversation:
-        overdue.append(f"  {w.most_overdue_conversation}")
+        overdue.append(f"  {printable(w.most_overdue_conversation)}")
     windows.add_row("most overdue", overdue)
 
     consumers = Table(title="consumers", title_justify="left")
     for name in ("stream", "group", "consumer", "pending", "idle"):
         consumers.add_column(name, justify="right" if name in ("pending", "idle") else "left")
     for c in stats.consumers:
-        consumers.add_row(c.stream, c.group, c.name, str(c.pending), duration(c.idle_ms))
+        consumers.add_row(
+            c.stream, c.group, Text(printable(c.name)), str(c.pending), duration(c.idle_ms)
+        )
     if not stats.consumers:
         consumers.add_row("-", "-", "(none)", "-", "-")
     title = Text(f"lull stats  namespace {stats.namespace}  shards {stats.shards}", style="bold")
@@ -311,10 +314,12 @@ def _failures(stats: Stats) -> Table:
     for f in stats.delivery_failures:
         table.add_row(
             duration(max(0, stats.redis_time_ms - f.at_ms)),
-            f.conversation or "(unmatched)",
+            # Text, not str: a cell's str is read as rich markup, and Meta's title may hold
+            # brackets or control characters.
+            Text(printable(f.conversation or "(unmatched)")),
             "-" if f.seq is None else str(f.seq),
             "-" if f.code is None else str(f.code),
-            f.title,
+            Text(printable(f.title)),
         )
     if not stats.delivery_failures:
         table.add_row("-", "(none)", "-", "-", "-")

@@ -12,7 +12,9 @@ from typing import Any
 
 import orjson
 
+from lull.common.delivery import MAX_TITLE_CHARS
 from lull.common.keys import Keys
+from lull.common.outside_text import MAX_DETAIL_CHARS, cut
 from lull.common.redis_conn import RedisClient
 
 SHOWN = 10
@@ -63,8 +65,9 @@ def _decode(raw: bytes) -> RecentFailure | None:
             account_id=str(value["account_id"]),
             message_id=str(value["message_id"]),
             code=value["code"] if isinstance(value["code"], int) else None,
-            title=str(value["title"]),
-            details=str(value["details"]),
+            # Cut again on the way out: a version before the bound stored them whole.
+            title=cut(str(value["title"]), MAX_TITLE_CHARS),
+            details=cut(str(value["details"]), MAX_DETAIL_CHARS),
             conversation=value["conversation"] if isinstance(value["conversation"], str) else None,
             seq=value["seq"] if isinstance(value["seq"], int) else None,
         )

@@ -16,6 +16,7 @@ from lull.common.batch import PLATFORMS
 from lull.common.conversation_state import ConversationState, read_conversation
 from lull.common.env import Env
 from lull.common.keys import Keys
+from lull.common.outside_text import cut, printable
 from lull.common.pause import Pause, PauseAction, PauseSettings, PauseStore
 from lull.common.redis_conn import RedisClient
 from lull.common.settings import CommonSettings
@@ -27,6 +28,9 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
 MAX_PAUSE_MS = 30 * 86_400_000
 CONVERSATION_FORMS = f"platform:account_id:user_id, platform one of {', '.join(PLATFORMS)}"
 OPERATOR = "operator"
+MAX_CONVERSATION_CHARS = 512
+_NOT_IN_IDS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+MAX_BY_CHARS = 200
 
 
 def parse_duration_ms(text: str) -> int:
@@ -45,8 +49,13 @@ def parse_duration_ms(text: str) -> int:
 def check_conversation(conversation: str) -> str:
     """The conversation key as the processor writes it; ValueError when it cannot be one."""
     platform, account, user = [*conversation.split(":", 2), "", ""][:3]
-    if platform not in PLATFORMS or not account or not user:
-        raise ValueError(f"{conversation!r} is not a conversation: expected {CONVERSATION_FORMS}")
+    # Meta's ids (page, account, phone number, PSID, BSUID) are short and hold no space or
+    # control character; a key with one is a typo or a probe, and would be echoed.
+    odd = len(conversation) > MAX_CONVERSATION_CHARS or _NOT_IN_IDS.search(conversation)
+    if platform not in PLATFORMS or not account or not user or odd:
+        raise ValueError(
+            f"{cut(conversation, 100)!r} is not a conversation: expected {CONVERSATION_FORMS}"
+        )
     return conversation
 
 
@@ -79,16 +88,22 @@ class Takeover:
     ) -> Pause:
         """Pause now: for for_ms, or (0) like a human turn (LULL_HUMAN_PAUSE_MS, capped)."""
         return await self._pauses.apply(
-            conversation, PauseAction.OPERATOR, reason=reason, by=by, for_ms=for_ms
+            conversation, PauseAction.OPERATOR, reason=reason, by=clean_by(by), for_ms=for_ms
         )
 
     async def resume(self, conversation: str, *, by: str = "") -> None:
         """End the pause now; the bot answers the conversation's next batch."""
-        await self._pauses.apply(conversation, PauseAction.RESUME, reason="resume", by=by)
+        await self._pauses.apply(conversation, PauseAction.RESUME, reason="resume", by=clean_by(by))
 
     async def state(self, conversation: str) -> ConversationState:
         """Everything lull holds about the conversation."""
         return await read_conversation(self._client, self._keys, conversation)
+
+
+def clean_by(by: str) -> str:
+    """Who paused or resumed, as stored: printable (escaped control characters) and at
+    most MAX_BY_CHARS; it comes from a CRM or a command line and is shown on terminals."""
+    return printable(by.strip())[:MAX_BY_CHARS]
 
 
 def operator_name() -> str:
@@ -116,10 +131,11 @@ def render(state: ConversationState) -> str:
     if pause is None:
         lines.append("paused        no")
     else:
-        who = f" by {pause.by}" if pause.by else ""
+        who = f" by {printable(pause.by)}" if pause.by else ""
         hold = ", until the thread is passed back" if pause.hold else ""
+        reason = printable(pause.reason)
         lines.append(
-            f"paused        yes: {pause.reason}{who}, since {_when(pause.since_ms, now_ms)}, "
+            f"paused        yes: {reason}{who}, since {_when(pause.since_ms, now_ms)}, "
             f"until {_when(pause.until_ms, now_ms)}{hold}"
         )
         if pause.human_last_ms:
@@ -129,7 +145,7 @@ def render(state: ConversationState) -> str:
     else:
         lines.append(
             f"user wrote    {_when(state.last_user_message_ms, now_ms)} "
-            f"(from the {state.last_user_message_from})"
+            f"(from the {printable(state.last_user_message_from)})"
         )
     if not state.outcomes:
         lines.append("last batches  none recorded")
@@ -138,7 +154,7 @@ def render(state: ConversationState) -> str:
         width = max(len("seq"), *(len(str(r.seq)) for r in state.outcomes))
         lines.append(f"last batches  {'seq':<{width}} outcome      replies  finished")
         lines.extend(
-            f"              {r.seq:<{width}} {r.outcome:<12} {r.replies:<8} "
+            f"              {r.seq:<{width}} {printable(r.outcome):<12} {r.replies:<8} "
             f"{_when(r.finished_at_ms, now_ms)}"
             for r in state.outcomes
         )

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import structlog
 
 from lull.common.backoff import backoff_ms
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.processor.metrics import ProcessorMetrics
-from lull.processor.windows import CloseResult, WindowStore
+from lull.processor.windows import Closed, CloseResult, WindowStore
 
 log = structlog.get_logger("lull.processor.closer")
 
@@ -80,8 +81,13 @@ class Closer:
         return emitted, next_deadline, now_ms
 
     def _record(self, result: CloseResult) -> int:
+        return self.report(result.now_ms, result.closed)
+
+    def report(self, now_ms: int, windows: Sequence[Closed]) -> int:
+        """Count and log closed windows (by this closer, or by an apply that found one full);
+        the number of batches emitted."""
         metrics, emitted = self._metrics, 0
-        for closed in result.closed:
+        for closed in windows:
             if closed.messages == 0:
                 metrics.emptied.inc()
                 continue
@@ -90,7 +96,7 @@ class Closer:
             if closed.paused:
                 metrics.batches_paused.inc()
             metrics.batch_messages.observe(closed.messages)
-            lateness_ms = max(0, result.now_ms - closed.deadline_ms)
+            lateness_ms = max(0, now_ms - closed.deadline_ms)
             metrics.close_lateness_ms.observe(lateness_ms)
             # One line per unit of work: an operator follows a turn from here to the sender.
             log.info(

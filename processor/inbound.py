@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-import orjson
 import structlog
 
 from lull.common.consumer import Entry, Outcome, Permanent
@@ -21,6 +20,11 @@ from lull.processor.takeover import Takeover
 from lull.processor.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 
 log = structlog.get_logger("lull.processor")
+
+# The ignored kind of a message that cannot go in a batch (too deep, larger than the cap).
+UNBATCHABLE = "unbatchable"
+# A dead letter's reason names this many items left out, then counts the rest.
+MAX_REASONS_SHOWN = 5
 
 
 class InboundApplier:
@@ -44,11 +48,13 @@ class InboundApplier:
         self._arrivals = arrivals
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
-        """Outcomes in entry order: None (applied, ack) or Permanent (dead letter)."""
+        """Outcomes in entry order: None (applied, ack) or Permanent (dead letter): a body
+        that is not one, or one with items left out (the rest of it is applied)."""
         outcomes: list[Outcome] = [None] * len(entries)
         pending: list[tuple[Event, int]] = []
         failures: list[DeliveryFailure] = []
         turns: list[tuple[int, list[Turn]]] = []
+        left_out: dict[int, list[str]] = {}
         for index, entry in enumerate(entries):
             body = entry.fields.get(b"body")
             if body is None:
@@ -59,7 +65,9 @@ class InboundApplier:
             except MalformedBody as exc:
                 outcomes[index] = Permanent(f"malformed body: {exc}")
                 continue
-            self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
+            reasons = self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
+            if reasons:
+                left_out[index] = reasons
             failures += parsed.failures
             if parsed.turns:
                 turns.append((index, parsed.turns))
@@ -67,14 +75,9 @@ class InboundApplier:
         # Turns first: a human's turn and a user's message in the same read pause the
         # conversation before the window can close (a flush kind closes it at once).
         await self._apply_turns(turns, outcomes)
-        try:
-            results = await self._store.apply(pending)
-        except orjson.JSONEncodeError:
-            # orjson reads 1024 levels of nesting but writes only 254, so a forged item can
-            # parse and then fail to encode (before anything is sent). Raising would retry the
-            # entry forever: skip what cannot be encoded and count it, apply the rest.
-            pending = self._encodable(pending)
-            results = await self._store.apply(pending)
+        applied = await self._store.apply_closing(pending)
+        self._closer.report(applied.now_ms, applied.closed)
+        results = applied.applied
         earliest = self._count(results)
         if earliest is not None:
             self._closer.notify(earliest)
@@ -87,6 +90,11 @@ class InboundApplier:
         for recorded in await self._failures.record(failures):
             if recorded.new:
                 self._report(recorded)
+        for index, reasons in left_out.items():
+            # The entry is kept whole as a dead letter, once the rest of it is applied: a
+            # replay applies what was left out (after a fix), the rest is deduplicated.
+            if outcomes[index] is None:
+                outcomes[index] = Permanent(_left_out(reasons))
         return outcomes
 
     def _count(self, results: Sequence[Applied]) -> int | None:
@@ -137,41 +145,46 @@ class InboundApplier:
 
     def _collect(
         self, parsed: Parsed, received_at_ms: int, pending: list[tuple[Event, int]]
-    ) -> None:
-        """Count what parse ignored; append the events worth applying to pending."""
+    ) -> list[str]:
+        """Count what parse ignored; append the events worth applying to pending; say why
+        each item that cannot be batched (unparseable, too deep, too large) was left out."""
         metrics = self._metrics
+        left_out: list[str] = []
         # Counted per distinct label, not per item: a 3 MiB body can hold a million items.
         if parsed.ignored:
             for (platform, kind), count in Counter(parsed.ignored).items():
                 metrics.ignored_counter(platform, kind).inc(count)
+                if kind == MALFORMED:
+                    left_out.append(f"{count} {platform} item(s) could not be parsed")
         for event in parsed.events:
             if ":" in event.account_id:
                 # The batch splits platform:account:user at the first two colons; Meta's
                 # ids are digits, so a colon here is a forged or broken body.
                 metrics.ignored_counter(event.platform, MALFORMED).inc()
+                left_out.append(f"{event.platform} item {event.mid[:64]!r}: ':' in account id")
+                continue
+            why = self._store.unbatchable(event)
+            if why is not None:
+                metrics.ignored_counter(event.platform, UNBATCHABLE).inc()
+                # Ids cut short: they come from the body.
+                log.warning(
+                    "message left out: it cannot go in a batch",
+                    platform=event.platform,
+                    mid=event.mid[:64],
+                    reason=why[:200],
+                )
+                left_out.append(f"{event.platform} message {event.mid[:64]!r}: {why[:200]}")
                 continue
             metrics.event_counter(event.platform, event.kind).inc()
             pending.append((event, received_at_ms))
+        return left_out
 
-    def _encodable(self, pending: list[tuple[Event, int]]) -> list[tuple[Event, int]]:
-        """The events whose raw item and attachments orjson can write; the others counted."""
-        kept: list[tuple[Event, int]] = []
-        for event, received_at_ms in pending:
-            try:
-                orjson.dumps(event.raw)
-                orjson.dumps(event.attachments)
-            except orjson.JSONEncodeError as exc:
-                self._metrics.ignored_counter(event.platform, MALFORMED).inc()
-                # Ids cut short: they come from the same forged body.
-                log.warning(
-                    "event skipped: its item cannot be re-encoded",
-                    platform=event.platform,
-                    mid=event.mid[:64],
-                    error=str(exc),
-                )
-                continue
-            kept.append((event, received_at_ms))
-        return kept
+
+def _left_out(reasons: list[str]) -> str:
+    """The dead letter's reason: the first few items left out, and how many more."""
+    shown = "; ".join(reasons[:MAX_REASONS_SHOWN])
+    more = len(reasons) - MAX_REASONS_SHOWN
+    return f"left out of every batch: {shown}" + (f"; and {more} more" if more > 0 else "")
 
 
 def _int(value: bytes | None) -> int:

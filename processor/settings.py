@@ -17,6 +17,10 @@ DAY_S = 86_400
 # Meta retries an unacknowledged WhatsApp webhook "for up to 7 days" (WhatsApp Cloud API,
 # Webhooks overview): a day beyond that, so a last redelivery is still known.
 DEDUPE_TTL_S = 8 * DAY_S
+# The largest caps of a window: it is read and written whole by each apply, and emitted in
+# one script call.
+MAX_MESSAGES_CAP = 1_000
+MAX_BYTES_CAP = 1024**2
 
 
 # Kinds 0.1 gave WhatsApp taps, still accepted in LULL_FLUSH_ON: each stands for the kinds
@@ -141,8 +145,9 @@ def window_from_env(env: Env) -> WindowSettings:
         mode=env.choice("LULL_WINDOW_MODE", "sliding", WINDOW_MODES),
         window_ms=window_ms,
         max_wait_ms=max_wait_ms,
-        max_messages=env.integer("LULL_MAX_MESSAGES", 50, minimum=1, maximum=10_000),
-        max_bytes=env.integer("LULL_MAX_BYTES", 65_536, minimum=256, maximum=64 * 1024**2),
+        # Bounded so that a window's script calls stay a few ms (processor/windows.py).
+        max_messages=env.integer("LULL_MAX_MESSAGES", 50, minimum=1, maximum=MAX_MESSAGES_CAP),
+        max_bytes=env.integer("LULL_MAX_BYTES", 65_536, minimum=256, maximum=MAX_BYTES_CAP),
         grace_ms=env.integer("LULL_GRACE_MS", 0, minimum=0, maximum=DAY_S * 1000),
         max_lateness_ms=env.integer(
             "LULL_MAX_LATENESS_MS", window_ms // 2, minimum=0, maximum=DAY_S * 1000

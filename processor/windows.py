@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis.exceptions import NoScriptError, ResponseError
@@ -17,9 +18,44 @@ from lull.processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
 DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)
-# A script blocks Redis while it runs (~30 µs an event): cap one call at a few ms.
-MAX_EVENTS_PER_CALL = 200
+# A script blocks Redis while it runs: ~30 µs an event that opens a window, more for one
+# that joins a window near its caps (the window, up to LULL_MAX_BYTES, is read and written
+# whole), and a full window's emit when one fills. Cap one call at a few ms: at most
+# MAX_EVENTS_PER_CALL events and MAX_BYTES_PER_CALL of their bytes, fewer events when the
+# windows may be larger than the default 64 KiB (events x max bytes stays the same).
+MAX_EVENTS_PER_CALL = 64
+MAX_BYTES_PER_CALL = 64 * 1024
+WINDOW_BYTES_PER_CALL = MAX_EVENTS_PER_CALL * 64 * 1024
 STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
+# The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDE).
+EMIT_PRELUDE = ("processor", "window_emit")
+
+
+def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """The JSON of an event's mid, kind, text, attachments and raw, as the scripts store them;
+    raises orjson.JSONEncodeError when one cannot be written."""
+    return (
+        orjson.dumps(event.mid),
+        orjson.dumps(event.kind),
+        orjson.dumps(event.text),
+        orjson.dumps(event.attachments),
+        orjson.dumps(event.raw),
+    )
+
+
+def _nested(message: dict[str, Any]) -> dict[str, Any]:
+    """message as deep as in the deepest thing the sender writes: the handoff notice's
+    "batch" (sender/handoff.py), the batch, its "messages" array (common/batch.py)."""
+    return {"batch": {"messages": [message]}}
+
+
+# The bytes _nested adds around a message's raw and attachments.
+_NESTED_OVERHEAD = len(orjson.dumps(_nested({"raw": None, "attachments": None}))) - 2 * len(b"null")
+
+
+def message_size(fields: tuple[bytes, ...]) -> int:
+    """The bytes LULL_MAX_BYTES counts of one message (window_emit.lua: its JSON fields)."""
+    return sum(len(f) for f in fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +80,16 @@ class Closed:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What applying a read did: one Applied per event, in order, and the full windows the
+    applies closed (a message that would pass a cap opens the next window)."""
+
+    now_ms: int
+    applied: list[Applied]
+    closed: list[Closed]
+
+
+@dataclass(frozen=True, slots=True)
 class CloseResult:
     """One close call on one shard."""
 
@@ -60,14 +106,37 @@ class WindowStore:
         self._client = client
         self._keys = keys
         self._settings = settings
-        self._apply = LuaScript.read("processor", "window_apply")
-        self._close = LuaScript.read("processor", "window_close", prelude=LIFE_PRELUDE)
+        self._events_per_call = max(
+            1, min(MAX_EVENTS_PER_CALL, WINDOW_BYTES_PER_CALL // settings.max_bytes)
+        )
+        preludes = (LIFE_PRELUDE, EMIT_PRELUDE)
+        self._apply = LuaScript.read("processor", "window_apply", preludes=preludes)
+        self._close = LuaScript.read("processor", "window_close", preludes=preludes)
         self._flush = LuaScript.read("processor", "window_flush")
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
             s.max_lateness_ms, s.max_skew_ms, s.dedupe_ttl_s,
         )  # fmt: skip
+
+    def unbatchable(self, event: Event) -> str | None:
+        """Why event cannot go in a batch (None: it can): the sender must be able to encode
+        every batch, and no batch holds more than LULL_MAX_BYTES."""
+        try:
+            # orjson reads 1024 levels of nesting but writes only 254: an item must still be
+            # written where the sender puts it, four levels down. The same bytes give the
+            # size of raw and attachments (orjson's output is compact and deterministic).
+            nested = orjson.dumps(_nested({"raw": event.raw, "attachments": event.attachments}))
+        except orjson.JSONEncodeError as exc:
+            return f"cannot be written in a batch: {exc}"
+        size = (
+            len(nested)
+            - _NESTED_OVERHEAD
+            + sum(len(orjson.dumps(value)) for value in (event.mid, event.kind, event.text))
+        )
+        if size > self._settings.max_bytes:
+            return f"{size} bytes, more than LULL_MAX_BYTES ({self._settings.max_bytes})"
+        return None
 
     async def load_scripts(self) -> None:
         """Register every script with Redis (SCRIPT LOAD is idempotent)."""
@@ -76,8 +145,12 @@ class WindowStore:
 
     async def apply(self, events: Sequence[tuple[Event, int]]) -> list[Applied]:
         """Apply (event, received_at_ms) pairs in one pipeline; results in the same order."""
+        return (await self.apply_closing(events)).applied
+
+    async def apply_closing(self, events: Sequence[tuple[Event, int]]) -> ApplyResult:
+        """Apply (event, received_at_ms) pairs; also the full windows the applies closed."""
         if not events:
-            return []
+            return ApplyResult(0, [], [])
         try:
             return await self._apply_pipelined(events)
         except NoScriptError:
@@ -85,38 +158,64 @@ class WindowStore:
             await self.load_scripts()
             return await self._apply_pipelined(events)
 
-    async def _apply_pipelined(self, events: Sequence[tuple[Event, int]]) -> list[Applied]:
-        # One script call per shard for the whole read: per-command client overhead, not
-        # Redis, bounded the apply rate when every event was a command of its own.
-        keys, flush_on = self._keys, self._settings.flush_on
+    def _calls(
+        self, events: Sequence[tuple[Event, int]], sizes: Sequence[int]
+    ) -> list[tuple[int, list[int]]]:
+        """Event indexes grouped per shard, in order, cut into calls of bounded events and bytes."""
+        keys = self._keys
         by_shard: dict[int, list[int]] = {}
         for index, (event, _) in enumerate(events):
             by_shard.setdefault(keys.shard_of(event.conversation), []).append(index)
-        calls = [
-            (shard, indexes[start : start + MAX_EVENTS_PER_CALL])
-            for shard, indexes in by_shard.items()
-            for start in range(0, len(indexes), MAX_EVENTS_PER_CALL)
-        ]
+        calls: list[tuple[int, list[int]]] = []
+        for shard, indexes in by_shard.items():
+            call: list[int] = []
+            call_bytes = 0
+            for index in indexes:
+                size = sizes[index]
+                if call and (
+                    len(call) >= self._events_per_call or call_bytes + size > MAX_BYTES_PER_CALL
+                ):
+                    calls.append((shard, call))
+                    call, call_bytes = [], 0
+                call.append(index)
+                call_bytes += size
+            calls.append((shard, call))
+        return calls
+
+    async def _apply_pipelined(self, events: Sequence[tuple[Event, int]]) -> ApplyResult:
+        # One script call per shard for the whole read: per-command client overhead, not
+        # Redis, bounded the apply rate when every event was a command of its own. A large
+        # read is cut into calls of a few ms each: a script blocks every other client.
+        keys, settings, flush_on = self._keys, self._settings, self._settings.flush_on
+        encoded = [encoded_fields(event) for event, _ in events]
         pipe = self._client.pipeline(transaction=False)
         order: list[list[int]] = []
-        for shard, indexes in calls:
-            call_keys: list[str] = [keys.due(shard)]
-            args: list[EncodableT] = [*self._apply_head]
+        for shard, indexes in self._calls(events, [message_size(f) for f in encoded]):
+            call_keys: list[str] = [
+                keys.due(shard), keys.outbound(shard),
+                keys.seq(shard), keys.delivered(shard), keys.dead_seqs(shard),
+            ]  # fmt: skip
+            args: list[EncodableT] = [
+                *self._apply_head,
+                keys.conversation_state_prefix(shard), keys.history_prefix(shard),
+                settings.conversation_ttl_s, keys.pause_prefix(shard),
+            ]  # fmt: skip
             for index in indexes:
                 event, received_at_ms = events[index]
                 conversation = event.conversation
-                call_keys.append(keys.conversation(conversation))
+                call_keys += (keys.conversation(conversation), keys.seen(conversation))
+                mid, kind, text, attachments, raw = encoded[index]
                 args += (
                     conversation,
-                    orjson.dumps(event.mid),
+                    mid,
                     b"" if event.target_mid is None else orjson.dumps(event.target_mid),
                     event.kind,
-                    orjson.dumps(event.kind),
+                    kind,
                     event.event_time_ms,
                     received_at_ms,
-                    orjson.dumps(event.text),
-                    orjson.dumps(event.attachments),
-                    orjson.dumps(event.raw),
+                    text,
+                    attachments,
+                    raw,
                     1 if event.kind in flush_on else 0,
                 )
             # execute_command, not pipe.evalsha: a cluster pipeline refuses the latter.
@@ -124,12 +223,17 @@ class WindowStore:
             order.append(indexes)
         results = await pipe.execute(raise_on_error=False)
         applied: list[Applied | None] = [None] * len(events)
+        closed: list[Closed] = []
+        now_ms = 0
         for indexes, result in zip(order, results, strict=True):
             if isinstance(result, ResponseError):
                 raise NoScriptError(str(result)) if is_noscript(result) else result
+            call_now_ms, statuses, call_closed = result
+            now_ms = max(now_ms, int(call_now_ms))
             for n, index in enumerate(indexes):
-                applied[index] = Applied(int(result[2 * n]), int(result[2 * n + 1]))
-        return [a for a in applied if a is not None]
+                applied[index] = Applied(int(statuses[2 * n]), int(statuses[2 * n + 1]))
+            closed += (_closed(c) for c in call_closed)
+        return ApplyResult(now_ms, [a for a in applied if a is not None], closed)
 
     async def close_due(self, shard: int, limit: int, *, everything: bool = False) -> CloseResult:
         """Close up to limit due windows of a shard (every open one when everything)."""
@@ -139,7 +243,7 @@ class WindowStore:
             keys.conversation_prefix(shard), settings.grace_ms, limit,
             settings.dedupe_ttl_s, 1 if everything else 0,
             keys.conversation_state_prefix(shard), keys.history_prefix(shard),
-            settings.conversation_ttl_s, keys.pause_prefix(shard),
+            settings.conversation_ttl_s, keys.pause_prefix(shard), keys.seen_prefix(shard),
         )  # fmt: skip
         legacy = (keys.seq(shard), keys.delivered(shard), keys.dead_seqs(shard))
         raw = await self._close.call(
@@ -150,14 +254,19 @@ class WindowStore:
             now_ms=int(now_ms),
             next_deadline_ms=None if int(next_deadline) < 0 else int(next_deadline),
             open_windows=int(open_windows),
-            closed=[
-                Closed(c[0].decode(), int(c[1]), int(c[2]), c[3].decode(), int(c[4]), c[5] == 1)
-                for c in closed
-            ],
+            closed=[_closed(c) for c in closed],
         )
 
     async def flush(self, conversation: str) -> bool:
         """Make one conversation's open window due now; False when none is open."""
-        due = self._keys.due(self._keys.shard_of(conversation))
-        found = await self._flush.call(self._client, (due,), (conversation,))
+        keys = self._keys
+        due = keys.due(keys.shard_of(conversation))
+        found = await self._flush.call(
+            self._client, (due, keys.conversation(conversation)), (conversation,)
+        )
         return bool(found)
+
+
+def _closed(c: list[Any]) -> Closed:
+    """One closed window as the apply and close scripts return it."""
+    return Closed(c[0].decode(), int(c[1]), int(c[2]), c[3].decode(), int(c[4]), c[5] == 1)

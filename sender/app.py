@@ -124,11 +124,12 @@ class Sender:
         Nothing is left open when this fails or is cancelled."""
         session = aiohttp.ClientSession()
         try:
+            # An HTTP bot opens a session of its own: it traces when a request is sent
+            # (presence shows typing only then), a cost the Graph API calls need not carry.
             bot = await build_bot(
                 settings.handler,
                 secret=settings.handler_secret,
                 timeout_ms=settings.handler_timeout_ms,
-                session=session,
             )
         except BaseException:
             await session.close()

@@ -25,6 +25,7 @@ import inspect
 import os
 import traceback
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -50,6 +51,9 @@ AnswerJson = list[ReplyJson] | dict[str, Any]
 """What a handler returns: its replies, or (when it asks for a human) the answer object
 `{"replies": [...], "handoff": {...}}`; sender/replies.py's parse_answer checks either."""
 BotFunction = Callable[[dict[str, Any]], Awaitable[AnswerJson]]
+Reached = Callable[[], None]
+"""Called once the batch is on its way to the bot (an HTTP request sent, a function
+called): the sender shows typing only while a bot call is in flight (sender/presence.py)."""
 HANDOFF = "handoff"
 ANSWER_KEYS = frozenset({"replies", HANDOFF})
 """The keys of the answer object lull reads; others are ignored, with a warning (a typo
@@ -83,13 +87,27 @@ class Bot(Protocol):
     forward_only: bool
     """True when the handler never replies, so the sender can skip sending altogether."""
 
-    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
-        """The bot's answer to batch (unvalidated); raises BotRetry/BotPermanent."""
+    async def __call__(self, batch: dict[str, Any], reached: Reached | None = None) -> AnswerJson:
+        """The bot's answer to batch (unvalidated); raises BotRetry/BotPermanent. Calls
+        reached (when given) once the batch is on its way, never when it could not be sent."""
         ...
 
     async def close(self) -> None:
         """Release connections; the handler is not called afterwards."""
         ...
+
+
+def handler_target(spec: str) -> str:
+    """Where a LULL_HANDLER spec sends batches, fit for a log line: an http(s) URL without
+    its user info, query and fragment (they may carry a secret); python:, echo, none as is."""
+    if not spec.startswith(("http://", "https://")):
+        return spec
+    url = urlsplit(spec)
+    host = url.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{host}{port}{url.path}"
 
 
 def parse_handler_spec(value: str) -> str:
@@ -142,8 +160,12 @@ class EchoBot:
     name = "echo"
     forward_only = False
 
-    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[ReplyJson]:
         """One reply carrying batch["text"], none when there is no text."""
+        if reached is not None:
+            reached()
         text = batch.get("text")
         # Only attachments (or blanks): there is nothing to echo, and an empty text is not sendable.
         if not isinstance(text, str) or not text.strip():
@@ -160,7 +182,9 @@ class ForwardOnlyBot:
     name = "none"
     forward_only = True
 
-    async def __call__(self, batch: dict[str, Any]) -> list[ReplyJson]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[ReplyJson]:
         """No replies."""
         return []
 
@@ -178,16 +202,18 @@ class HttpBot:
         self, url: str, *, secret: str, timeout_ms: int, session: aiohttp.ClientSession | None
     ) -> None:
         self._url = url
+        self._target = handler_target(url)
         self._secret = secret
         self._timeout_ms = timeout_ms
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         self._owns_session = session is None
         if session is None:
-            session = aiohttp.ClientSession(timeout=self._timeout)
+            session = aiohttp.ClientSession(timeout=self._timeout, trace_configs=[_sent_trace()])
         self._session = session
 
-    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
-        """The bot's answer; raises BotRetry or BotPermanent per the answer."""
+    async def __call__(self, batch: dict[str, Any], reached: Reached | None = None) -> AnswerJson:
+        """The bot's answer; raises BotRetry or BotPermanent per the answer. reached: once the
+        request's headers are sent (a given session without the trace: just before)."""
         try:
             body = orjson.dumps(batch)
         except orjson.JSONEncodeError as exc:
@@ -195,17 +221,31 @@ class HttpBot:
         headers = {"Content-Type": "application/json", "User-Agent": "lull"}
         if self._secret:
             headers[SIGNATURE_HEADER] = sign(self._secret, body)
+        trace = None
+        if reached is not None:
+            if self._owns_session:
+                trace = SimpleNamespace(reached=reached)
+            else:
+                reached()
         try:
             async with self._session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
+                self._url, data=body, headers=headers, timeout=self._timeout,
+                allow_redirects=False, trace_request_ctx=trace,
+            ) as response:  # fmt: skip
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
                 answer = await response.read()
         except TimeoutError:
             raise BotRetry(f"bot did not answer within {self._timeout_ms} ms") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise BotRetry(f"bot unreachable: {type(exc).__name__}: {exc}") from None
+        except (aiohttp.ClientConnectorError, OSError) as exc:
+            # No connection (refused, no such host, TLS refused). A warning, not the retry's
+            # info line: it is usually a wrong LULL_HANDLER (a port, a host), and the
+            # operator needs to see where lull looked.
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("bot unreachable", url=self._target, setting=HANDLER_ENV, error=reason)
+            raise BotRetry(f"bot unreachable at {self._target}: {reason}") from None
+        except aiohttp.ClientError as exc:
+            raise BotRetry(f"bot call failed: {type(exc).__name__}: {exc}") from None
         return _read_answer(status, answer, retry_after)
 
     async def close(self) -> None:
@@ -224,8 +264,10 @@ class PythonBot:
         self._function = function
         self._timeout_ms = timeout_ms
 
-    async def __call__(self, batch: dict[str, Any]) -> AnswerJson:
+    async def __call__(self, batch: dict[str, Any], reached: Reached | None = None) -> AnswerJson:
         """The function's answer; its unexpected exceptions become BotRetry."""
+        if reached is not None:
+            reached()
         try:
             async with asyncio.timeout(self._timeout_ms / 1000):
                 replies: object = await self._function(batch)
@@ -242,6 +284,24 @@ class PythonBot:
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+def _sent_trace() -> aiohttp.TraceConfig:
+    """Calls a request's `reached` once its headers are sent: the bot was reached (a refused
+    or unresolvable host never gets that far)."""
+
+    async def headers_sent(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestHeadersSentParams,
+    ) -> None:
+        reached = getattr(context.trace_request_ctx, "reached", None)
+        if reached is not None:
+            reached()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(headers_sent)
+    return trace
 
 
 def load_function(spec: str) -> BotFunction:

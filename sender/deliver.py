@@ -19,17 +19,19 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.keys import Keys
+from lull.common.outside_text import cut
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
-from lull.sender.graph import GraphClient, GraphError, GraphRequest, build_requests
+from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
 from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
-from lull.sender.presence import Presence
+from lull.sender.presence import Presence, Showing
 from lull.sender.progress import LocalProgress
 from lull.sender.rate_gate import RateGate
 from lull.sender.ratelimit import Grant, Rate, RateLimiter
-from lull.sender.replies import NO_ANSWER, Reply, parse_answer
+from lull.sender.replies import NO_ANSWER, parse_answer
+from lull.sender.send_bounds import TooManySends, bounded_requests
 from lull.sender.send_limits import send_limits
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
@@ -146,19 +148,19 @@ class Deliverer:
             if not grant.taken:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
-        # The bot will be called: the user sees the batch read and the bot typing meanwhile
+        # The bot will be called: read once per batch, typing while the call is in flight
         # (sender/presence.py); a replay is only being finished, a `none` handler never answers.
-        showing = self.presence.start(batch, show=not (job.replay or self.bot.forward_only))
-        # Stays a RetryLater if the bot step raised (Redis): the batch comes back, no typing_off.
-        outcome: Decided = RetryLater(0, "interrupted")
+        showing = self.presence.start(
+            batch, show=not (job.replay or self.bot.forward_only),
+            read=not state.read_shown, on_read=state.shown_read,
+        )  # fmt: skip
         try:
-            outcome = await self._ask_bot(job, history)
-            return outcome
+            return await self._ask_bot(job, history, showing)
         finally:
-            finished = state.requests is None and not isinstance(outcome, RetryLater)
-            showing.stop(typing_off=finished)
+            # No reply follows now (none, or a retry later): typing must not outlast the call.
+            showing.stop(typing_off=state.requests is None)
 
-    async def _ask_bot(self, job: _Job, history: list[Any]) -> Decided:
+    async def _ask_bot(self, job: _Job, history: list[Any], showing: Showing) -> Decided:
         """The bot's answer to an admitted batch, as in _call_bot."""
         batch, state = job.batch, job.state
         started = time.perf_counter()
@@ -168,7 +170,7 @@ class Deliverer:
             document = {**batch.to_dict(), "history": history}
             if self.media is not None:
                 document = await self.media.for_bot(batch, document)
-            raw_answer = await self.bot(document)
+            raw_answer = await self.bot(document, showing.reached)
             answer = NO_ANSWER if self.bot.forward_only else parse_answer(raw_answer)
         except BotRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
@@ -178,6 +180,8 @@ class Deliverer:
             failure = exc.reason if isinstance(exc, BotPermanent) else str(exc)
         else:
             self.metrics.handler_seconds.labels("ok").observe(time.perf_counter() - started)
+        # Before any save below: a read shown meanwhile is in the state it saves.
+        showing.ended()
         # The bot may have taken longer than claim_idle_ms (or this replica stalled): if
         # another replica took the entry over meanwhile, its answer is the one that counts.
         stop = await self._check(job)
@@ -198,16 +202,18 @@ class Deliverer:
                 # A newer, fuller batch of this conversation is closed: answer that one only.
                 await self._finish(job, [], "superseded")
                 return None
+        settings = self.settings
         try:
-            state.requests = self._requests(batch, replies)
-            self.handoffs.plan(batch, answer.handoff, state, self.settings.graph_version)
+            state.requests = bounded_requests(
+                batch, replies, settings.graph_version, routes=settings.graph_routes,
+                max_reply_parts=settings.max_reply_parts, max_sends=settings.max_sends_per_batch,
+            )  # fmt: skip
+            self.handoffs.plan(batch, answer.handoff, state, settings.graph_version)
+        except TooManySends as exc:
+            return self._dead(f"answer too long, nothing sent: {exc}")
         except ValueError as exc:
             return self._dead(f"cannot build Graph API requests: {exc}")
         return None
-
-    def _requests(self, batch: Batch, replies: list[Reply]) -> list[GraphRequest]:
-        version, routes = self.settings.graph_version, self.settings.graph_routes
-        return [r for reply in replies for r in build_requests(batch, reply, version, routes)]
 
     async def _send(self, job: _Job) -> Decided:
         """Send the replies not yet accepted, in order, each within the account's limit, and
@@ -397,7 +403,8 @@ class Deliverer:
 
     def _dead(self, reason: str) -> Permanent:
         self.metrics.deliveries.labels("dead").inc()
-        return Permanent(reason)
+        # A reason may quote the bot or Meta; it is stored in the dead letter: bounded.
+        return Permanent(cut(reason))
 
     async def _finish(self, job: _Job, requests: list[GraphRequest], outcome: str) -> None:
         await self.finisher.finish(

@@ -12,6 +12,7 @@ from typing import Final, Literal
 
 import orjson
 
+from lull.common.outside_text import cut
 from lull.sender.retry_after import retry_after_ms
 
 ErrorKind = Literal["throttle", "temporary", "permanent"]
@@ -153,7 +154,9 @@ def _message(status: int | None, error: Mapping[str, object]) -> str:
     details = data.get("details") if isinstance(data, dict) else None
     if isinstance(details, str) and details and details not in text:
         text = f"{text}: {details}"
-    return text
+    # Logged on every retry and kept in a dead letter: an answer (or a proxy's page) of
+    # megabytes must not be either.
+    return cut(text)
 
 
 def retry_after_ms_from(headers: Mapping[str, str], *, now_s: float | None = None) -> int | None:

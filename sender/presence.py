@@ -16,9 +16,18 @@ replies under the account's rate limit (sender/ratelimit.py): it takes a slot on
 is free at once or at most PRESENCE_HORIZON_MS ahead, and is dropped otherwise.
 
 Who calls what (sender/deliver.py): `start` once the sender has decided to call the bot for
-a batch (after the per-user admission, never for a replay or a `none` handler), `stop` when
-the bot is done (`typing_off=True` when the batch is finished without a reply), and `pace`
-before each send; `arrived` for LULL_READ_RECEIPTS=arrival (sender/presence_arrivals.py).
+a batch (after the per-user admission, never for a replay or a `none` handler); the bot
+calls `Showing.reached` once the batch is on its way, and nothing is shown before (an
+unreachable bot shows the user nothing); `ended` when the bot call is over, `stop` when the
+attempt is (`typing_off=True` when no reply follows: the batch is finished without one, or
+retried later); and `pace` before each send; `arrived` for LULL_READ_RECEIPTS=arrival
+(sender/presence_arrivals.py).
+
+Once per batch: the read is shown on the first attempt that reaches the bot; `start` is told
+whether it was (`read=False`), and `on_read` records it in the batch's send state, which the
+retry saves to Redis anyway, so a retry on any replica knows (no Redis command of its own).
+Typing is shown per attempt, while its bot call is in flight.
+
 A pause (human takeover) turns presence off with `start(show=False)` or, for a pause that
 begins while the bot works, with the `should_show` check, asked before each refresh (False
 ends that batch's presence).
@@ -108,16 +117,21 @@ def presence_request(target: Target, action: str, settings: SenderSettings) -> G
     return GraphRequest(target.account_id, path, payload, target.platform)
 
 
-def first_actions(platform: str, presence: PresenceSettings) -> list[str]:
-    """What the user is shown when the sender picks a batch up for the bot, in order (with
-    `arrival`, the messages were marked read already; WhatsApp's typing marks them again)."""
-    at_pick_up = presence.read_receipts == "batch"
+def first_actions(platform: str, presence: PresenceSettings, *, read: bool = True) -> list[str]:
+    """What the user is shown once a batch is on its way to the bot, in order (with
+    `arrival`, the messages were marked read already; WhatsApp's typing marks them again).
+    read=False: an earlier attempt showed the batch read."""
+    at_pick_up = read and presence.read_receipts == "batch"
     if platform == "whatsapp":
         if presence.typing and presence.reads:
             return [READ_TYPING]
         return [READ] if at_pick_up else []
     actions = [MARK_SEEN] if at_pick_up else []
     return actions + ([TYPING_ON] if presence.typing else [])
+
+
+READS: Final = frozenset({READ, READ_TYPING, MARK_SEEN})
+"""The actions that mark the user's messages read."""
 
 
 def arrival_action(platform: str) -> str:
@@ -144,15 +158,37 @@ class Showing:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     typed: bool = False
     """A typing call went out (or was on its way) for this batch."""
+    on_read: Callable[[], None] | None = None
+    """Told when a call that marks the batch read goes out."""
+    _moved: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by reached() and ended(): what the task waits for before its first call."""
+    _reached: bool = False
+
+    def reached(self) -> None:
+        """The batch is on its way to the bot: presence may begin (bot.Reached)."""
+        self._reached = True
+        self._moved.set()
+
+    def ended(self) -> None:
+        """The bot call is over: no presence call starts after this (one in flight ends on
+        its own). Called before the attempt saves its state, so `on_read` is in it."""
+        self.stopped.set()
+        self._moved.set()
+
+    async def until_reached(self) -> bool:
+        """Whether the bot was reached before the call ended."""
+        await self._moved.wait()
+        return self._reached and not self.stopped.is_set()
 
     def stop(self, *, typing_off: bool) -> None:
-        """Stop showing typing. typing_off: the batch is finished without a reply, so
-        Messenger and Instagram are told typing is off (after any call still in flight, so
-        it cannot land after the off); else the reply (or a retry's wait) ends it."""
+        """Stop showing typing. typing_off: no reply follows now (the batch is finished
+        without one, or retried later), so Messenger and Instagram are told typing is off
+        (after any call still in flight, so it cannot land after the off); else the reply
+        ends it."""
         # Not cancelled: a call in flight ends on its own (cancelling it would not take it
         # back from Meta, and would close a pooled connection the replies then reopen); the
         # task sees `stopped` before any further call.
-        self.stopped.set()
+        self.ended()
         if self.task is None or self.presence is None:
             return
         presence = self.presence
@@ -175,13 +211,21 @@ class Presence:
     """Asked before every presence call; None: always (the pause hook)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def start(self, batch: Batch, *, show: bool = True) -> Showing:
-        """Show the batch read and typing beside the bot call that follows at once."""
+    def start(
+        self,
+        batch: Batch,
+        *,
+        show: bool = True,
+        read: bool = True,
+        on_read: Callable[[], None] | None = None,
+    ) -> Showing:
+        """Show the batch read (unless read=False: shown already) and typing beside the bot
+        call that follows at once, from when it reaches the bot (Showing.reached)."""
         presence = self.settings.presence_for(batch.account_id)
-        actions = first_actions(batch.platform, presence) if show else []
+        actions = first_actions(batch.platform, presence, read=read) if show else []
         if not actions:
             return Showing(None, Target.of(batch), None)
-        showing = Showing(self, Target.of(batch), None)
+        showing = Showing(self, Target.of(batch), None, on_read=on_read)
         showing.task = self.spawn(self._show(showing, presence, actions))
         return showing
 
@@ -259,10 +303,16 @@ class Presence:
         if presence.after_ms > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(showing.stopped.wait(), presence.after_ms / 1000)
+        # Nothing before the batch is on its way: a bot that cannot be reached is retried,
+        # and each retry would show the user a read and a typing that no answer follows.
+        if not await showing.until_reached():
+            return
         for action in actions:
             if showing.stopped.is_set():
                 return
             showing.typed = showing.typed or action in (TYPING_ON, READ_TYPING)
+            if action in READS and showing.on_read is not None:
+                showing.on_read()
             # After LULL_PRESENCE_AFTER_MS a pause may have begun since the sender read it.
             if not await self._once(target, action, ask=presence.after_ms > 0):
                 return

@@ -32,6 +32,9 @@ class LocalProgress:
         save that should follow fails."""
         ours = self._states.pop(batch_id, None)
         state = stored
+        if ours is not None:
+            # A read shown before a save that failed still counts (sender/presence.py).
+            stored.read_shown = stored.read_shown or ours.read_shown
         if ours is not None and ours.requests is not None:
             behind = stored.requests is None or stored.sent < ours.sent
             if behind:

@@ -49,6 +49,13 @@ class SendState:
     held: list[str] = field(default_factory=list)
     """Rate-limit scopes whose unit the next send already took (sender/send_limits.py): a
     later limit sent the batch back, and its come-back must not take them again."""
+    read_shown: bool = False
+    """The user was shown this batch read (sender/presence.py): a retry, on this replica or
+    one that claimed the entry, does not mark it read again. Rides the retry's save."""
+
+    def shown_read(self) -> None:
+        """Presence marked the batch read (or has the call on its way)."""
+        self.read_shown = True
 
     @classmethod
     def decode(cls, raw: dict[bytes, bytes]) -> SendState:
@@ -71,6 +78,7 @@ class SendState:
             handoff_failures=int(raw.get(b"handoff_failures", 0)),
             handoff_notified=raw.get(b"handoff_notified") == b"1",
             held=_strings(raw.get(b"held")),
+            read_shown=raw.get(b"read_shown") == b"1",
         )
 
     def encode(self) -> dict[FieldT, EncodableT]:
@@ -96,6 +104,8 @@ class SendState:
             fields["handoff_notified"] = 1 if self.handoff_notified else 0
         # Always written: a save after the units were spent must clear an older list.
         fields["held"] = orjson.dumps(self.held)
+        if self.read_shown:
+            fields["read_shown"] = 1
         return fields
 
 

@@ -11,6 +11,7 @@ from lull.common.http_admin import serve
 from lull.common.redis_conn import connect, describe
 from lull.common.service import StartFailed, run_main, run_replica
 from lull.sender.app import Sender
+from lull.sender.bot import handler_target
 from lull.sender.settings import SenderSettings
 
 # Above the consumer's short XREADGROUP block, so a blocked read never times out by itself.
@@ -40,6 +41,7 @@ async def _run(settings: SenderSettings) -> int:
         namespace=settings.common.namespace,
         shards=settings.common.shards,
         handler=sender.bot.name,
+        handler_target=handler_target(settings.handler),
         graph=dict(settings.graph_routes.bases),
         instagram_login=settings.graph_routes.instagram_login,
         accounts=len(settings.access_tokens),

@@ -31,6 +31,7 @@ from lull.sender.handoff import HandoffSettings
 from lull.sender.media.settings import MediaSettings
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
+from lull.sender.send_bounds import DEFAULT_MAX_REPLY_PARTS, DEFAULT_MAX_SENDS_PER_BATCH
 
 
 def _base_url(value: str) -> str:
@@ -58,6 +59,10 @@ class SenderSettings:
     send_rate_per_user: Rate | None
     """Sends (messages) per conversation: WhatsApp's pair rate limit (131056) counts
     messages, not batches, so a bot answering with several replies needs this too."""
+    max_reply_parts: int
+    """Send API messages one reply may become (sender/send_bounds.py)."""
+    max_sends_per_batch: int
+    """Send API messages all replies of one batch may become together."""
     send_max_attempts: int
     send_backoff_base_ms: int
     send_backoff_max_ms: int
@@ -123,6 +128,12 @@ class SenderSettings:
             # bursts borrowed from later (Throughput, "pair rate limit"; error 131056).
             send_rate_per_user=env.parsed(
                 "LULL_SEND_RATE_PER_USER", parse_rate("10/1m:10"), parse_rate, RATE_FORMAT
+            ),
+            max_reply_parts=env.integer(
+                "LULL_MAX_REPLY_PARTS", DEFAULT_MAX_REPLY_PARTS, minimum=1, maximum=100
+            ),
+            max_sends_per_batch=env.integer(
+                "LULL_MAX_SENDS_PER_BATCH", DEFAULT_MAX_SENDS_PER_BATCH, minimum=1, maximum=1000
             ),
             send_max_attempts=env.integer("LULL_SEND_MAX_ATTEMPTS", 8, minimum=1, maximum=100),
             send_backoff_base_ms=env.integer(

@@ -2,7 +2,7 @@
 // signature and echoes each batch's text.
 //
 //   LULL_HANDLER_SECRET=change-me node examples/node_bot/bot.mjs
-//   LULL_HANDLER=http://127.0.0.1:8001/lull LULL_HANDLER_SECRET=change-me make run
+//   LULL_HANDLER=http://127.0.0.1:8000/lull LULL_HANDLER_SECRET=change-me make run
 //
 // BOT_PORT=0 picks a free port; the first line printed names the one in use.
 import { createHmac, timingSafeEqual } from "node:crypto";
@@ -14,7 +14,7 @@ if (!secret) {
   process.exit(2);
 }
 const host = process.env.BOT_HOST ?? "127.0.0.1";
-const port = Number(process.env.BOT_PORT ?? "8001");
+const port = Number(process.env.BOT_PORT ?? "8000");
 // lull sends at most its batch (a few KiB, LULL_MAX_BYTES of messages plus history).
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 

@@ -1,15 +1,33 @@
 -- window_flush: make one conversation's open window due now (lull flush --conversation).
 --
--- KEYS[1]  due zset   {ns}:{s}:due
+-- KEYS[1]  due zset          {ns}:{s}:due
+-- KEYS[2]  conversation key  {ns}:{s}:c:<conv>   (window + seen mids, see window_apply.lua)
 -- ARGV[1]  conversation
 --
--- Returns 1 when the conversation had an open window, 0 otherwise. The closer then emits it
--- with its own close reason (the flush is an operator's act, not the user's).
+-- Returns 1 when the conversation had an open window, 0 otherwise.
+--
+-- The window's header takes deadline now and close reason flush (5), as a flush kind does in
+-- window_apply.lua: the batch says it was flushed by hand (close_reason "flush"), and a
+-- message that joins before the closer runs keeps the window due instead of moving its
+-- deadline back to the quiet gap.
+
+local HDR = '<ddddI4I4I4I4B'
+local FLUSH = 5
 
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
-  return 1
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
 end
-return 0
+local value = redis.call('GET', KEYS[2])
+if value then
+  local first_t, last_t, opened_at, deadline, count, bytes, arrivals, seen_len =
+    struct.unpack(HDR, value)
+  if deadline > 0 then
+    -- SETRANGE rewrites the header alone: the records are not copied, the key keeps no TTL.
+    redis.call('SETRANGE', KEYS[2], 0,
+      struct.pack(HDR, first_t, last_t, opened_at, now, count, bytes, arrivals, seen_len, FLUSH))
+  end
+end
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+return 1

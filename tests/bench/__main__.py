@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from lull.common.env import ConfigError
 from tests.bench import (
+    bench_heavy,
     bench_lifetime,
     bench_limits,
     bench_presence,
@@ -45,7 +46,7 @@ def _terminate(signum: int, _frame: FrameType | None) -> None:
 
 def parts() -> dict[str, Bench]:
     """Phases of a bench above that may also run alone (not part of `all`)."""
-    return {"limits": bench_limits.run}
+    return {"limits": bench_limits.run, "heavy": bench_heavy.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Redis memory per remembered message id: what the dedupe horizon (LULL_DEDUPE_TTL_S) costs.
 
-A closed window leaves its conversation key behind for the dedupe TTL, holding the mids of
-its messages (so a redelivered webhook is a no-op). CONVERSATIONS conversations of MIDS
+A closed window leaves the mids of its messages in its conversation's seen set for the
+dedupe TTL (so a redelivered webhook is a no-op). CONVERSATIONS conversations of MIDS
 WhatsApp-sized message ids each are applied and closed through WindowStore, the outbound
 stream is deleted, and INFO used_memory is read against the empty start: the growth per
 mid is what one remembered message costs (its share of the key included).

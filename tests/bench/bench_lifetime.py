@@ -177,11 +177,13 @@ def _old_layout(client: Redis, live: list[bytes]) -> tuple[int, int]:
         pipe.rpush(old.history(conversation), *items)
         pipe.hset(old.seq(0), conversation, 1)
         pipe.hset(old.delivered(0), conversation, 1)
+    seen = keys.seen_prefix(0).encode()
     for name in live:
         dumped = client.dump(name)
-        if name.startswith(keys.conversation_prefix(0).encode()) and dumped is not None:
-            # The window's seen ids: the same value under 0.1's name.
-            pipe.restore(OLD_NAMESPACE.encode() + name[len(NAMESPACE) :], 0, dumped)
+        if name.startswith(seen) and dumped is not None:
+            # The seen ids (0.1 kept them in the window key): the same value under that name.
+            conversation = name[len(seen) :].decode()
+            pipe.restore(old.conversation(conversation), 0, dumped)
     pipe.execute()
     old_live = _usage_bytes(client, _conversation_keys(client, OLD_NAMESPACE))
     kept = _usage_bytes(client, [old.seq(0).encode(), old.delivered(0).encode()])
@@ -199,7 +201,7 @@ def measure_lifetime(url: str, client: Redis, graph_port: int) -> Lifetime:
     kinds = {
         "state hash": keys.conversation_state_prefix(0),
         "history": keys.history_prefix(0),
-        "seen ids": keys.conversation_prefix(0),
+        "seen ids": keys.seen_prefix(0),
         "last batches (lull conversation)": f"{keys.tag(0)}:o:",
         "sent mids (echoes, failures)": f"{keys.tag(0)}:sent:",
     }

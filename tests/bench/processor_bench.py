@@ -12,6 +12,8 @@ load writer and this script otherwise run on config.loadgen_cpu.
    then at low traffic (bench_quiet_lateness): lone button taps and sub-second gaps.
 3. Memory per open window (bench_memory): WindowStore.apply straight into Redis.
 4. Memory per remembered message id (bench_dedupe): what the dedupe horizon costs.
+5. Heavy input (bench_heavy): an event's Redis time after a 20,000-message history, the
+   slowest script call, and a 10,000-message body beside other users' close lateness.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from lull.common.redis_conn import connect
 from lull.processor.app import GROUP, Processor
 from lull.processor.settings import ProcessorSettings
 from tests.bench.bench_dedupe import Dedupe, measure_dedupe
+from tests.bench.bench_heavy import Body, History, measure_heavy
 from tests.bench.bench_lateness import Lateness, measure_lateness
 from tests.bench.bench_memory import Memory, measure_memory
 from tests.bench.bench_quiet_lateness import QuietLateness, measure_quiet_lateness
@@ -103,6 +106,8 @@ def run(config: BenchConfig) -> Report:
             memory = measure_memory(config, store.url, client)
             flush_all(client)
             dedupe = measure_dedupe(store.url, client)
+            flush_all(client)
+            heavy = measure_heavy(config, store.url, client)
     return _report(
         single=single,
         multi=multi,
@@ -111,6 +116,7 @@ def run(config: BenchConfig) -> Report:
         quiet=quiet,
         memory=memory,
         dedupe=dedupe,
+        heavy=heavy,
     )
 
 
@@ -237,6 +243,7 @@ def _report(
     quiet: QuietLateness,
     memory: Memory,
     dedupe: Dedupe,
+    heavy: tuple[History, Body],
 ) -> Report:
     rate_ok = single.per_s >= TARGET_EVENTS_PER_S
     multi_ok = multi.per_s >= TARGET_EVENTS_PER_S
@@ -264,6 +271,8 @@ def _report(
             memory_ok,
         ),
         dedupe.line(),
+        heavy[0].line(),
+        heavy[1].line(),
     ]
     row = Row(
         "processor (events applied; close lateness)",
@@ -271,5 +280,8 @@ def _report(
         lateness.result,
     )
     return Report(
-        "processor", [row], verdicts, rate_ok and multi_ok and late_ok and quiet_ok and memory_ok
+        "processor",
+        [row],
+        verdicts,
+        rate_ok and multi_ok and late_ok and quiet_ok and memory_ok and heavy[0].passed,
     )

@@ -20,6 +20,7 @@ from lull.common.consumer import Decided, Entry, RetryLater
 from lull.common.streams import ensure_group, text
 from lull.dev.fake_graph import FakeGraph
 from lull.sender.app import Sender
+from lull.sender.bot import Reached
 from tests.sender import conftest as sender_fixtures
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
@@ -44,8 +45,12 @@ class GatedEcho:
         self.gate = asyncio.Event()
         self.calls = 0
 
-    async def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[dict[str, Any]]:
         """Echo the batch's text once the gate is open."""
+        if reached is not None:
+            reached()  # on its way at once, as a python: handler
         self.calls += 1
         self.entered.set()
         await self.gate.wait()

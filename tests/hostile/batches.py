@@ -100,3 +100,9 @@ def check_seqs(batches: list[dict[str, Any]]) -> None:
         expected = seen.get(conversation, batch["seq"] - 1) + 1
         assert batch["seq"] == expected, f"{conversation}: seq {batch['seq']}, not {expected}"
         seen[conversation] = expected
+
+
+async def dead_letters(client: aioredis.Redis, keys: Keys) -> list[dict[bytes, bytes]]:
+    """The fields of every dead letter, oldest first."""
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(keys.dead()))
+    return [fields for _id, fields in entries]

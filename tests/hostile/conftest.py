@@ -14,6 +14,11 @@ from lull.ingest.settings import IngestSettings
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 
+# The sender's fixtures (a fake Graph API, senders on the test Redis) and `lull dead`, for
+# the hostile tests of the sender and of what operators are shown.
+from tests.ops.lull_dead import lull_dead  # noqa: F401
+from tests.sender.conftest import graph, graph_server, make_sender, sender_env  # noqa: F401
+
 SECRET = "hostile-app-secret"
 VERIFY_TOKEN = "hostile-verify-token"
 

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from lull.common.keys import Keys
 from lull.common.signing import sign
 from lull.processor.app import GROUP, Processor
-from tests.hostile.batches import check_seqs, read_batches
+from tests.hostile.batches import check_seqs, dead_letters, read_batches
 from tests.hostile.bodies import (
     ACCOUNTS,
     ENVELOPE_GARBAGE,
@@ -150,8 +150,13 @@ async def test_garbage_beside_valid_messages(  # noqa: PLR0917  (fixtures, then 
             run.valid[mid] = (conversation, text)
     dead_before = await redis.xlen(processor.keys.dead())
     await settle(processor, redis, run)
-    # Every stored body is a JSON object, which the parsers never refuse outright.
-    assert await redis.xlen(processor.keys.dead()) == dead_before
+    # Every stored body is a JSON object, which the parsers never refuse outright: a garbage
+    # body dies only for the items it holds that cannot be batched, and says so.
+    dead = await dead_letters(redis, processor.keys)
+    valid_bodies = {body for body, valid_message in bodies if valid_message is not None}
+    for fields in dead[dead_before:]:
+        assert fields[b"_reason"].startswith(b"left out of every batch: ")
+        assert fields[b"body"] not in valid_bodies
     check_valid_messages(run)
 
 
@@ -163,23 +168,40 @@ def deep(depth: int) -> Any:
     return value
 
 
+@pytest.mark.parametrize("depth", [251, 400])
 @pytest.mark.parametrize("platform", PLATFORMS)
-async def test_item_too_deep_to_reencode_is_skipped_not_retried(
-    ingest: IngestClient, processor: Processor, redis: aioredis.Redis, run: Run, platform: str
+async def test_item_too_deep_for_a_batch_is_dead_lettered_alone(  # noqa: PLR0917  (fixtures, then parameters)
+    ingest: IngestClient,
+    processor: Processor,
+    redis: aioredis.Redis,
+    run: Run,
+    platform: str,
+    depth: int,
 ) -> None:
-    # orjson reads 1024 levels but writes only 254: the raw item parses, then cannot be stored.
+    # orjson reads 1024 levels but writes only 254. At 251 the item itself is written, but
+    # not inside a batch (3 levels more) or a handoff notice (4): the sender could not send
+    # the batch, and every message beside it would die with it. At 400 the item parses, then
+    # cannot be written at all.
     now_ms = await redis_now_ms(redis)
-    item = text_item(platform, "deep-user", "deep-mid", "too deep", now_ms)
-    item["extra"] = deep(400)
+    item = text_item(platform, "same-user", "deep-mid", "too deep", now_ms)
+    item["extra"] = deep(depth)
     deep_body = json.dumps(body_of(platform, item)).encode()
+    before = text_body(platform, "same-user", "before-mid", "before", now_ms)
     valid = text_body(platform, "ok-user", "ok-mid", "still here", now_ms)
-    assert await post(ingest, deep_body) == 200
-    assert await post(ingest, valid) == 200
+    for body in (before, deep_body, valid):
+        assert await post(ingest, body) == 200
     batches = await settle(processor, redis, run)
-    assert [(b["user_id"], b["text"]) for b in batches] == [("ok-user", "still here")]
-    assert await redis.xlen(processor.keys.dead()) == 0
+    assert sorted((b["user_id"], b["text"]) for b in batches) == [
+        ("ok-user", "still here"),
+        ("same-user", "before"),
+    ]
+    # Dead-lettered alone, at the processor, with its reason; the sender never sees it.
+    [dead] = await dead_letters(redis, processor.keys)
+    assert dead[b"body"] == deep_body
+    assert b"'deep-mid'" in dead[b"_reason"]
+    assert b"cannot be written in a batch" in dead[b"_reason"]
     ignored = sample(
-        processor.registry, "lull_processor_ignored_total", platform=platform, kind="malformed"
+        processor.registry, "lull_processor_ignored_total", platform=platform, kind="unbatchable"
     )
     assert ignored == 1
 
@@ -228,3 +250,25 @@ async def test_entries_ingest_would_never_write(
     # Each dead letter keeps what was written and says why.
     assert all(f[b"_reason"] for _id, f in dead)
     assert [f.get(b"body") for _id, f in dead] == [None, b"\xff\xfe", b"[1,2]", b'"page"']
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_an_item_with_a_bad_timestamp_is_dead_lettered_with_its_body_not_dropped(
+    ingest: IngestClient, processor: Processor, redis: aioredis.Redis, run: Run, platform: str
+) -> None:
+    # The README promises that what cannot be parsed goes to the dead letters: before 0.3 a
+    # bad timestamp was only counted.
+    now_ms = await redis_now_ms(redis)
+    good = text_item(platform, "ts-user", "good-mid", "fine", now_ms)
+    bad = text_item(platform, "ts-user", "bad-mid", "when?", now_ms)
+    bad["timestamp"] = "yesterday"
+    body = json.dumps(body_of(platform, good, bad)).encode()
+    assert await post(ingest, body) == 200
+    batches = await settle(processor, redis, run)
+    assert [b["text"] for b in batches] == ["fine"]
+    [dead] = await dead_letters(redis, processor.keys)
+    assert dead[b"body"] == body
+    assert (
+        dead[b"_reason"]
+        == f"left out of every batch: 1 {platform} item(s) could not be parsed".encode()
+    )

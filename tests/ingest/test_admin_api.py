@@ -150,7 +150,7 @@ def test_settings_refuse_a_short_token_and_the_public_port(ingest_env: dict[str,
         IngestSettings.from_env({**ingest_env, "LULL_ADMIN_TOKEN": TOKEN,
                                  "LULL_ADMIN_PORT": "8080"})  # fmt: skip
     assert not IngestSettings.from_env(ingest_env).admin.enabled
-    settings = AdminSettings.from_env(Env({}), public_port=8080)
+    settings = AdminSettings.from_env(Env({}), public_port=8080, read_timeout_ms=10_000)
     assert (settings.host, settings.port, settings.enabled) == ("127.0.0.1", 8081, False)
 
 

@@ -45,6 +45,17 @@ async def test_handshake_echoes_challenge(make_client: ClientFactory) -> None:
     assert await response.text() == "12345"
 
 
+async def test_a_challenge_longer_than_meta_sends_is_refused_not_echoed(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client()
+    base = {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN}
+    response = await client.get("/webhook", params={**base, "hub.challenge": "7" * 256})
+    assert (response.status, await response.text()) == (200, "7" * 256)
+    response = await client.get("/webhook", params={**base, "hub.challenge": "7" * 257})
+    assert (response.status, await response.text()) == (400, "challenge too long")
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -69,9 +69,19 @@ def test_bad_durations_say_what_is_accepted(text: str, reason: str) -> None:
 
 def test_conversation_keys() -> None:
     assert check_conversation("whatsapp:wa1:16315551234") == "whatsapp:wa1:16315551234"
-    for bad in ("u1", "messenger:p1", "messenger::u1", "telegram:p1:u1"):
+    assert check_conversation("whatsapp:wa1:US.13491208655302741918")
+    hostile = (
+        "messenger:p1:u\x1b[2J",
+        "messenger:p1:u 1",
+        "messenger:p1:u1\n",
+        "messenger:p\x00:u",
+    )
+    for bad in ("u1", "messenger:p1", "messenger::u1", "telegram:p1:u1", *hostile):
         with pytest.raises(ValueError, match="platform:account_id:user_id"):
             check_conversation(bad)
+    with pytest.raises(ValueError) as refused:
+        check_conversation("messenger:p1:" + "u" * 100_000)
+    assert len(str(refused.value)) < 300
 
 
 async def test_pause_for_a_while_then_resume(
@@ -181,3 +191,33 @@ async def test_redis_down_exits_1(
     code, _, err = await lull(capsys, "pause", CONVERSATION)
     assert code == 1
     assert err.startswith("lull pause: Redis at ")
+
+
+HOSTILE_BY = "\x1b[2J\x1b]0;owned\x07Ann\r\n\u202eevil\x9b31m" + "x" * 1000
+
+
+async def test_by_is_stored_printable_and_bounded(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = await lull_json(capsys, "pause", CONVERSATION, "--by", HOSTILE_BY)
+    by = state["pause"]["by"]
+    assert by.startswith("\\x1b[2J\\x1b]0;owned\\x07Ann\\r\\n\\u202eevil\\x9b31m")
+    assert len(by) == 200
+    code, out, _ = await lull(capsys, "conversation", CONVERSATION)
+    assert code == 0
+    assert all(ch == "\n" or ch.isprintable() for ch in out)
+
+
+async def test_conversation_escapes_what_another_writer_stored(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], redis: aioredis.Redis
+) -> None:
+    """A `by` or reason written by something else than the takeover commands (another
+    version, a bot's handoff reason) reaches the terminal escaped all the same."""
+    from lull.common.pause import PauseAction, PauseSettings, PauseStore  # noqa: PLC0415
+
+    store = PauseStore(redis, Keys(cli_env["LULL_NAMESPACE"]), PauseSettings(60_000, 3_600_000))
+    await store.apply(CONVERSATION, PauseAction.OPERATOR, reason="bot\x1b[8m", by="\x1b]2;x\x07")
+    code, out, _ = await lull(capsys, "conversation", CONVERSATION)
+    assert code == 0
+    assert "paused        yes: bot\\x1b[8m by \\x1b]2;x\\x07, since " in out
+    assert "\x1b" not in out and "\x07" not in out

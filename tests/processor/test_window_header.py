@@ -1,7 +1,8 @@
 """The window header layout is written in three places; they must agree.
 
-window_apply.lua and window_close.lua pack and unpack it (struct HDR, HDR_LEN), and
-`lull stats` reads it from Python (ops.stats.HEADER) to age open windows.
+window_emit.lua (the prelude of window_apply.lua and window_close.lua) packs and unpacks it
+(struct HDR, HDR_LEN), `lull stats` reads it from Python (ops.stats.HEADER) to age open
+windows, and `lull conversation` (common.conversation_state.WINDOW_HEADER) to show one.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 import struct
 
+from lull.common.conversation_state import WINDOW_HEADER
 from lull.common.lua import read_lua
 from lull.ops.stats import HEADER
 
@@ -22,9 +24,9 @@ def _lua_header(name: str) -> tuple[str, int]:
 
 
 def test_the_three_window_header_layouts_agree() -> None:
-    apply_layout, apply_len = _lua_header("window_apply")
-    close_layout, close_len = _lua_header("window_close")
-    assert (apply_layout, apply_len) == (close_layout, close_len)
+    layout, length = _lua_header("window_emit")
+    for name in ("window_apply", "window_close"):
+        assert "local HDR =" not in read_lua("processor", name), f"{name}.lua: one layout only"
     # Lua's struct spells a 4-byte unsigned I4; Python's, with "<", plain I.
-    assert HEADER.format == apply_layout.replace("I4", "I")
-    assert HEADER.size == struct.calcsize(HEADER.format) == apply_len
+    assert HEADER.format == WINDOW_HEADER.format == layout.replace("I4", "I")
+    assert HEADER.size == struct.calcsize(HEADER.format) == length

@@ -117,7 +117,7 @@ async def test_a_closed_window_remembers_its_mids_past_whatsapps_redelivery_hori
     now = await redis_now_ms(redis)
     await store.apply([(message("m1", now, kind="postback"), now)])
     assert await closer.drain() == 1
-    remembered_s = await redis.ttl(keys.conversation("messenger:p1:u1"))
+    remembered_s = await redis.ttl(keys.seen("messenger:p1:u1"))
     assert remembered_s > 7 * 86_400
     [again] = await store.apply([(message("m1", now), now)])
     assert again.status == DUPLICATE
@@ -171,22 +171,16 @@ async def test_message_after_close_opens_a_new_window_with_next_seq(
     assert await life_seqs(redis, keys, found) == [1, 2]
 
 
-@pytest.mark.parametrize(
-    ("overrides", "reason", "kind"),
-    [
-        ({"max_messages": 3}, "max_messages", "text"),
-        ({"max_bytes": 150}, "max_bytes", "text"),
-        ({}, "flush", "postback"),
-    ],
-)
-async def test_caps_and_flush_kinds_make_a_window_due_at_once(
-    setup: Setup, redis: aioredis.Redis, overrides: dict[str, int], reason: str, kind: str
-) -> None:
-    store, closer, keys = setup(window_ms=60_000, max_wait_ms=120_000, **overrides)
+async def test_a_flush_kind_makes_a_window_due_at_once(setup: Setup, redis: aioredis.Redis) -> None:
+    store, closer, keys = setup(window_ms=60_000, max_wait_ms=120_000)
     await store.load_scripts()
     now = await redis_now_ms(redis)
     results = await store.apply(
-        [(message("m1", now), now), (message("m2", now), now), (message("m3", now, kind=kind), now)]
+        [
+            (message("m1", now), now),
+            (message("m2", now), now),
+            (message("m3", now, kind="postback"), now),
+        ]
     )
     assert results[-1].deadline_ms <= await redis_now_ms(redis)
     # A later message before the closer runs joins the due window; the deadline stays.
@@ -194,8 +188,35 @@ async def test_caps_and_flush_kinds_make_a_window_due_at_once(
     assert late.deadline_ms == results[-1].deadline_ms
     await closer.close_due()
     [batch] = await batches(redis, keys)
-    assert batch["close_reason"] == reason
+    assert batch["close_reason"] == "flush"
     assert len(batch["messages"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [({"max_messages": 3}, "max_messages"), ({"max_bytes": 198}, "max_bytes")],
+)
+async def test_a_cap_is_a_hard_limit_the_next_message_opens_the_next_window(
+    setup: Setup, redis: aioredis.Redis, overrides: dict[str, int], reason: str
+) -> None:
+    store, closer, keys = setup(window_ms=60_000, max_wait_ms=120_000, **overrides)
+    await store.load_scripts()
+    now = await redis_now_ms(redis)
+    # 66 bytes each (mid, kind, text, attachments and raw as JSON): three reach 198.
+    text = "x" * 40
+    results = await store.apply([(message(f"m{i}", now, text=text), now) for i in (1, 2, 3)])
+    assert results[-1].deadline_ms <= await redis_now_ms(redis)
+    # The message that would pass the cap emits the full window in the same step (before any
+    # closer runs) and opens the next one.
+    [late] = await store.apply([(message("m4", now, text=text), now)])
+    assert late.status == OPENED
+    [full] = await batches(redis, keys)
+    assert full["close_reason"] == reason
+    assert [m["mid"] for m in full["messages"]] == ["m1", "m2", "m3"]
+    await closer.close_due(everything=True)
+    full, rest = await batches(redis, keys)
+    assert [m["mid"] for m in rest["messages"]] == ["m4"]
+    assert rest["seq"] == full["seq"] + 1
 
 
 async def test_max_wait_close_reason(setup: Setup, redis: aioredis.Redis) -> None:

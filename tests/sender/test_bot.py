@@ -15,11 +15,13 @@ from structlog.testing import capture_logs
 from lull.common.batch import Batch, Message
 from lull.common.env import ConfigError
 from lull.common.signing import sign
+from lull.dev.embedded_redis import free_port
 from lull.sender.bot import (
     Bot,
     BotPermanent,
     BotRetry,
     build_bot,
+    handler_target,
     parse_handler_spec,
 )
 from tests.sender.fake_bot import FakeBot
@@ -238,6 +240,38 @@ async def test_http_connection_refused_retries(make_handler: MakeHandler) -> Non
 
     with pytest.raises(BotRetry, match="unreachable"):
         await handler(make_batch())
+
+
+async def test_an_unreachable_bot_is_a_warning_naming_its_url_without_secrets(
+    make_handler: MakeHandler,
+) -> None:
+    port = free_port()  # nothing listens there
+    handler = await make_handler(f"http://botuser:hunter2@127.0.0.1:{port}/lull?token=sesame#x")
+    with capture_logs() as logs, pytest.raises(BotRetry) as caught:
+        await handler(make_batch())
+    [warning] = [entry for entry in logs if entry["event"] == "bot unreachable"]
+    assert warning["log_level"] == "warning"
+    assert warning["url"] == f"http://127.0.0.1:{port}/lull"
+    assert warning["setting"] == "LULL_HANDLER"
+    # The dead letter's reason, after the last attempt, names it too.
+    assert f"unreachable at http://127.0.0.1:{port}/lull" in caught.value.reason
+    shown = repr(logs) + str(caught.value)
+    for secret in ("hunter2", "sesame", "botuser"):
+        assert secret not in shown
+
+
+@pytest.mark.parametrize(
+    "spec,target",
+    [
+        ("https://user:pw@bot.example:8443/lull?key=k", "https://bot.example:8443/lull"),
+        ("http://[::1]:8000/lull", "http://[::1]:8000/lull"),
+        ("http://bot.example", "http://bot.example"),
+        ("python:mybot.handler:reply", "python:mybot.handler:reply"),
+        ("echo", "echo"),
+    ],
+)
+def test_the_handler_target_is_shown_without_secrets(spec: str, target: str) -> None:
+    assert handler_target(spec) == target
 
 
 async def test_http_given_session_is_left_open(bot: FakeBot) -> None:

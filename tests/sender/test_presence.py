@@ -15,6 +15,7 @@ from lull.common.env import ConfigError
 from lull.common.pause import PauseAction
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
+from lull.sender.bot import Reached
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import parse_rate
 from lull.sender.settings import SenderSettings
@@ -42,8 +43,12 @@ class AfterPresence:
         self.replies = replies
         self.sender = sender
 
-    async def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[dict[str, Any]]:
         """The replies, after the presence calls the test waits for."""
+        if reached is not None:
+            reached()  # on its way at once, as a python: handler
         await self.graph.wait_presence(self.calls)
         if self.sender is not None:
             await self.sender.deliverer.presence.idle()
@@ -115,7 +120,8 @@ async def test_a_bot_that_answers_nothing_turns_typing_off(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
 ) -> None:
     sender = await make_sender()
-    sender.deliverer.bot = AfterPresence(graph, 2, [])
+    # Both bots answer once both users were shown read and typing (3 calls in all).
+    sender.deliverer.bot = AfterPresence(graph, 3, [])
     await emit(redis, sender.keys, "u1", 1, "ok thanks")
     await emit(redis, sender.keys, WA_USER, 1, "ok", platform="whatsapp", account="wa1")
     await settle(sender)
@@ -163,8 +169,12 @@ class PausedWhileThinking:
     def __init__(self, graph: FakeGraph, sender: Sender, asked: asyncio.Event) -> None:
         self.graph, self.sender, self.asked = graph, sender, asked
 
-    async def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[dict[str, Any]]:
         """Wait for mark_seen and typing_on, pause the conversation, wait for the hook."""
+        if reached is not None:
+            reached()  # on its way at once, as a python: handler
         await self.graph.wait_presence(2)
         await self.sender.pauses.apply(batch["conversation"], PauseAction.OPERATOR, by="ann")
         await self.asked.wait()

@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from lull.dev.fake_graph import FakeGraph
+from lull.sender.bot import Reached
 from tests.poll import until
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
@@ -26,8 +27,12 @@ class SlowFor:
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
-    async def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[dict[str, Any]]:
         """Echo the batch's text, after the gate opens when it is the slow user's."""
+        if reached is not None:
+            reached()  # on its way at once, as a python: handler
         if batch["user_id"] == self.user:
             self.entered.set()
             await self.gate.wait()

@@ -16,6 +16,7 @@ from lull.common.pause import PauseAction, PauseSettings, PauseStore
 from lull.dev.fake_graph import FakeGraph
 from lull.ops.dead import DeadLetters
 from lull.sender.app import Sender
+from lull.sender.bot import Reached
 from lull.sender.graph import GraphClient, GraphRequest
 from tests.ops.test_dead import idle_past
 from tests.sender.conftest import MakeSender, emit, sent_texts
@@ -39,8 +40,12 @@ class RecordingBot:
         if not gated:
             self.gate.set()
 
-    async def __call__(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+    async def __call__(
+        self, batch: dict[str, Any], reached: Reached | None = None
+    ) -> list[dict[str, Any]]:
         """The batch's text, `replies` times, once the gate is open."""
+        if reached is not None:
+            reached()  # on its way at once, as a python: handler
         self.received.append(batch)
         self.entered.set()
         await self.gate.wait()
