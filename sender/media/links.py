@@ -70,8 +70,14 @@ class MediaLinks:
 
     async def _inline(self, media: Media, obj: dict[str, Any]) -> None:
         """Fill obj with the bytes when they fit; else say why (the link stays)."""
+        timeout_s = self._settings.timeout_ms / 1000
         try:
-            data, mime = await self._fetcher.read(media.target, self._settings.inline_max_bytes)
+            # Bounded as a whole, the wait for a download slot included: the bot is waiting.
+            async with asyncio.timeout(timeout_s):
+                data, mime = await self._fetcher.read(media.target, self._settings.inline_max_bytes)
+        except TimeoutError:
+            obj["error"] = f"not fetched: took over {timeout_s:g} s"
+            return
         except Refused as exc:
             obj["error"] = (
                 "larger than LULL_MEDIA_INLINE_MAX_BYTES"

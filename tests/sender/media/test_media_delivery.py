@@ -310,3 +310,20 @@ async def _every_value(redis: aioredis.Redis) -> list[bytes]:
             found = [v for _id, fields in entries for v in fields.values()]
         values += found
     return [bytes(v) for v in values if v is not None]
+
+
+async def test_a_slow_inline_fetch_leaves_the_link_in_time(rig: Rig, cdn: FakeCdn) -> None:
+    cdn.put("slow.png", png(), "image/png")
+    cdn.latency_ms = 3000
+    url = f"http://127.0.0.1:{rig.env['LULL_MEDIA_HOSTS'].rsplit(':', 1)[1]}/cdn/slow.png"
+    started = time.monotonic()
+    await rig.through(
+        messenger_attachment("m_slow", "image", url),
+        LULL_MEDIA_INLINE_MAX_BYTES="100000",
+        LULL_MEDIA_TIMEOUT_MS="200",
+    )
+    assert time.monotonic() - started < 2
+    [batch] = rig.bot.received
+    [attachment] = _attachments(batch)
+    assert attachment["media"]["error"].startswith("not fetched")
+    assert "url" in attachment["media"] and "data" not in attachment["media"]
