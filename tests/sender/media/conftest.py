@@ -46,16 +46,19 @@ async def transcribe_server() -> AsyncIterator[TestServer]:
 
 @pytest.fixture
 def cdn(cdn_server: TestServer) -> FakeCdn:
+    """The fake CDN's files and requests."""
     return cdn_server.app[FAKE_CDN]
 
 
 @pytest.fixture
 def elsewhere(elsewhere_server: TestServer) -> FakeCdn:
+    """The off-allowlist host's files and requests."""
     return elsewhere_server.app[FAKE_CDN]
 
 
 @pytest.fixture
 def transcriber(transcribe_server: TestServer) -> FakeTranscriber:
+    """The fake transcriber's texts and calls."""
     return transcribe_server.app[FAKE_TRANSCRIBER]
 
 
@@ -67,6 +70,7 @@ def whatsapp_media_store(graph_server: TestServer) -> FakeMedia:
 
 @pytest.fixture
 def media_port() -> int:
+    """The media server's port (free when the test starts)."""
     return free_port()
 
 
@@ -98,10 +102,12 @@ async def media_sender(
 
 @pytest.fixture
 def elsewhere_server_port(elsewhere_server: TestServer) -> int:
+    """The off-allowlist host's port."""
     assert elsewhere_server.port is not None
     return elsewhere_server.port
 
 
 @pytest.fixture
 def graph_server_url(graph_server: TestServer) -> str:
+    """The fake Graph API's base URL."""
     return str(graph_server.make_url("")).rstrip("/")

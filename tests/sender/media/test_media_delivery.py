@@ -39,12 +39,14 @@ SPOKEN = "where is my order number 4 2"
 
 @pytest.fixture
 async def processor(redis: aioredis.Redis, base_env: dict[str, str]) -> Processor:
+    """A real processor with a short window."""
     env = {**base_env, "LULL_WINDOW_MS": "20", "LULL_MAX_WAIT_MS": "1000"}
     return Processor(redis, ProcessorSettings.from_env(env))
 
 
 @pytest.fixture
 async def bot() -> AsyncIterator[FakeBot]:
+    """The fake bot on loopback."""
     async with FakeBot(BOT_SECRET) as fake:
         yield fake
 
@@ -53,6 +55,7 @@ async def bot() -> AsyncIterator[FakeBot]:
 def delivery_env(
     media_env: dict[str, str], bot: FakeBot, transcribe_server: TestServer
 ) -> dict[str, str]:
+    """Media links and transcription on, the fake bot as the handler."""
     return {
         **media_env,
         "LULL_HANDLER": bot.url,
@@ -97,6 +100,7 @@ def rig(
     whatsapp_media_store: FakeMedia,
     transcriber: FakeTranscriber,
 ) -> Rig:
+    """Everything a media delivery test drives."""
     return Rig(redis, make_sender, processor, bot, delivery_env, whatsapp_media_store,
                transcriber)  # fmt: skip
 
