@@ -82,6 +82,24 @@ chaos: $(STAMP)
 	seconds=$${LULL_CHAOS_SECONDS:-600}; LULL_CHAOS_SECONDS=$$seconds \
 		$(BIN)/pytest -q -s -m chaos --timeout=$$((seconds + 300)) tests/chaos
 
+# A voice note against a real recognizer, no fake (tests/sender/media/test_real_voice_note.py):
+# espeak-ng speaks, opusenc encodes to OGG/Opus as WhatsApp sends them, pocketsphinx (the dev
+# extra) recognizes behind dev/speech_server.py. Debian's espeak-ng and opus-tools are
+# installed here when missing and run as root; `make test` skips the test without them.
+.PHONY: speech
+speech: $(STAMP)
+	@if ! command -v espeak-ng >/dev/null || ! command -v opusenc >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+				espeak-ng opus-tools >/dev/null; \
+		else \
+			echo "speech: needs espeak-ng and opus-tools (Debian: apt-get install espeak-ng opus-tools)"; \
+			exit 1; \
+		fi; \
+	fi
+	LULL_TEST_REQUIRE_SPEECH=1 $(BIN)/pytest -q tests/sender/media/test_real_voice_note.py
+
 # The containerised stack (deploy/docker-compose.yml): Redis, ingest, 2 processors,
 # 2 senders, a fake Graph API, Prometheus and Grafana. Needs Docker with Compose v2.
 COMPOSE := docker compose -f deploy/docker-compose.yml

@@ -136,6 +136,12 @@ class Keys:
         """Prefix of the history lists of a shard (the close script appends names)."""
         return f"{self.tag(shard)}:h:"
 
+    def transcripts(self, conversation: str) -> str:
+        """Hash of a conversation's voice note transcripts, message id to JSON (sender/media/
+        store.py): written once per message, so a retry or replay never transcribes again;
+        expires with conversation_state."""
+        return f"{self.tag(self.shard_of(conversation))}:tr:{conversation}"
+
     def outcomes(self, conversation: str) -> str:
         """Capped list of a conversation's last finished batches, newest first (lull
         conversation, the admin API); expires like the history."""

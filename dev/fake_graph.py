@@ -23,6 +23,11 @@ for tests and local runs:
   presence_errors` and `presence_latency_ms` (`"presence_errors"`, `"presence_latency_ms"`
   in the same script body).
 
+WhatsApp's media endpoints (`GET /{version}/{media-id}` and the download URL it answers),
+a CDN (`GET /cdn/{name}`) and an OpenAI-compatible `POST /v1/audio/transcriptions` are
+dev/fake_media.py's and dev/fake_transcribe.py's; they hold `lull simulate --media`'s demo
+picture and voice note, for `make run`.
+
 `me` in the path is the account whose token the request carries, as on the Graph API. An
 Instagram fake (`create_fake_graph_app(instagram=True)`, a stand-in for graph.instagram.com
 or for the host of a deployment's Instagram sends) also holds text to Instagram's limit.
@@ -45,6 +50,8 @@ from aiohttp import web
 from lull.common.loop import new_event_loop
 from lull.dev.fake_graph_presence import is_presence, sender_action_problem, whatsapp_read_problem
 from lull.dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
+from lull.dev.fake_media import add_cdn_routes, add_demo_media, add_media_routes
+from lull.dev.fake_transcribe import add_transcribe_routes
 
 MESSENGER_TEXT_LIMIT: Final = 2000
 # Instagram Messaging, Send a Message: "Message text must be UTF-8 and be a 1000 bytes or
@@ -212,6 +219,9 @@ def create_fake_graph_app(
     app.router.add_post("/_script", set_script)
     app.router.add_get("/_presence", list_presence)
     app.router.add_delete("/_presence", clear_presence)
+    # WhatsApp's media endpoints (GET /{media-id}, the download URL), and for `make run` a
+    # CDN and a transcription endpoint, holding `lull simulate --media`'s demo media.
+    add_demo_media(add_media_routes(app, tokens), add_cdn_routes(app), add_transcribe_routes(app))
     return app
 
 

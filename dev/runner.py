@@ -25,13 +25,14 @@ import redis as sync_redis
 
 from lull.common.redis_conn import describe
 from lull.common.settings import DEFAULT_REDIS_URL, DEV_APP_SECRET
-from lull.dev.embedded_redis import EmbeddedRedis, port_answers
+from lull.dev.embedded_redis import EmbeddedRedis, free_port, port_answers
 
 THINKING_ECHO = "python:lull.dev.thinking_echo:reply"
 DEV_VERIFY_TOKEN = "lull-dev-verify-token"  # noqa: S105  (a published dev default)
 SERVICES = ("ingest", "processor", "sender", "fake-graph")
 DEV_FAKE_GRAPH_PORT = "8090"
 DEV_GRAPH_TOKEN = "lull-dev-graph-token"  # noqa: S105  (accepted by the fake Graph API only)
+DEV_MEDIA_SECRET = "lull-dev-media-secret"  # noqa: S105  (a published dev default)
 STOP_TIMEOUT_S = 10.0
 # How often lull dev says which services are not ready yet, and why.
 READY_REPORT_S = 10.0
@@ -54,7 +55,15 @@ def _dev_environ(redis_url: str) -> dict[str, str]:
     # Echo after a second's thought: the log then shows the user read and the bot typing.
     env.setdefault("LULL_HANDLER", THINKING_ECHO)
     env.setdefault("LULL_FAKE_GRAPH_PORT", DEV_FAKE_GRAPH_PORT)
-    env.setdefault("LULL_GRAPH_API_BASE", f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}")
+    if "LULL_GRAPH_API_BASE" not in env:
+        fake = f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}"
+        env["LULL_GRAPH_API_BASE"] = fake
+        # Media links and voice notes against the fake (`lull simulate --media`): the fake
+        # Graph API holds the demo media and answers transcriptions; the media server takes
+        # a free port, so two stacks on one machine never fight over it.
+        env.setdefault("LULL_MEDIA_SECRET", DEV_MEDIA_SECRET)
+        env.setdefault("LULL_MEDIA_PORT", str(free_port()))
+        env.setdefault("LULL_TRANSCRIBE_URL", f"{fake}/v1/audio/transcriptions")
     env.setdefault("LULL_ACCESS_TOKENS", f'{{"*": "{DEV_GRAPH_TOKEN}"}}')
     if redis_url:
         env["LULL_REDIS_URL"] = redis_url
@@ -322,6 +331,9 @@ def _print_banner(env: dict[str, str]) -> None:
         "the bot's replies appear below as [fake-graph] 'reply sent' lines, and at "
         f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}/_sent"
     )
+    if env.get("LULL_MEDIA_SECRET") == DEV_MEDIA_SECRET:
+        _say("add --media (any --platform) for a picture and a voice note: the bot fetches the")
+        _say("picture through its media link and answers the voice note from its transcript")
 
 
 def _lull_command() -> str:

@@ -2,10 +2,11 @@
 
 `simulate(config)` runs `users` simulated people; each sends `messages_per_user` text
 messages, one POST each, `gap_ms` apart (with jitter), the users starting staggered over one
-gap. `rate_per_s` caps the POSTs per second of the whole run by spacing them evenly. A run
-ends when every message is sent, `duration_s` has passed, or `stop` is set (POSTs in flight
-then finish, each within `timeout_s`). Nothing is retried: a non-200 answer or a failed POST
-is recorded as it is, and the caller decides what it means (Meta would retry).
+gap; with `media`, then a picture and a voice note. `rate_per_s` caps the POSTs per second
+of the whole run by spacing them evenly. A run ends when every message is sent, `duration_s`
+has passed, or `stop` is set (POSTs in flight then finish, each within `timeout_s`). Nothing
+is retried: a non-200 answer or a failed POST is recorded as it is, and the caller decides
+what it means (Meta would retry).
 
 The configuration and the loopback-only rule are in ops/simulate_config.py; everything a
 caller needs is importable from here.
@@ -34,7 +35,9 @@ from lull.ops.simulate_config import (
     is_loopback,
 )
 from lull.ops.simulate_payloads import (
+    PICTURE,
     SIGNATURE_HEADER,
+    VOICE,
     SimMessage,
     build_body,
     burst_texts,
@@ -170,23 +173,27 @@ class _Run:
         """Send one user's messages, gap_ms apart with jitter; returns early when halted."""
         config, halt = self.config, self._halt
         rng = self._rng(index)
-        texts = burst_texts(rng, config.messages_per_user)
+        sends: list[tuple[str, str | None]] = [
+            (text, None) for text in burst_texts(rng, config.messages_per_user)
+        ]
+        if config.media:
+            sends += [("here is a picture", PICTURE), ("", VOICE)]
         gap_s = config.gap_ms / 1000
         loop = asyncio.get_running_loop()
         if await _pause(halt, index * gap_s / config.users):
             return
-        for n, text in enumerate(texts):
+        for n, (text, media) in enumerate(sends):
             if n and await _pause(halt, gap_s * rng.uniform(*JITTER)):
                 return
             if await _pause(halt, self._pacer.delay_s(loop.time())) or self._halted():
                 return
-            await self._post(index, n, text)
+            await self._post(index, n, text, media)
 
     def _halted(self) -> bool:
         # stop itself too, not only halt: the watcher that copies it runs a moment later.
         return self._halt.is_set() or self._stop.is_set()
 
-    async def _post(self, index: int, n: int, text: str) -> None:
+    async def _post(self, index: int, n: int, text: str, media: str | None = None) -> None:
         config = self.config
         async with self._slots:
             if self._halted():
@@ -199,6 +206,8 @@ class _Run:
                 mid=message_id(config.platform, self.run_id, index, n),
                 text=text,
                 time_ms=sent_at_ms,
+                media=media,
+                media_base=config.media_base,
             )
             body = build_body(message)
             headers = {**self._headers, SIGNATURE_HEADER: sign(config.app_secret, body)}

@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="user ids are this prefix and a 6-digit number (default: fresh users each run)",
     )
+    add("--media", action="store_true", help="each user also sends a picture and a voice note")
+    add(
+        "--media-base",
+        default="http://127.0.0.1:8090",
+        help="Messenger/Instagram: base URL of the demo media (default: make run's fake)",
+    )
     add("--record", default=None, metavar="PATH", help="write one JSON line per POST here")
     add("--json", action="store_true", help="print the summary as one JSON object")
 
@@ -89,6 +95,8 @@ def config_from_args(args: argparse.Namespace) -> SimulateConfig:
         account_id=args.account_id,
         user_prefix=args.user_prefix,
         allow_remote=args.allow_remote,
+        media=args.media,
+        media_base=args.media_base,
         # The CLI streams records to --record; keeping them all would only cost memory.
         keep_records=False,
     )

@@ -57,6 +57,10 @@ class SimulateConfig:
     None: random."""
     allow_remote: bool = False
     """Send to a host that is not loopback."""
+    media: bool = False
+    """Each user also sends a picture and a voice note after the texts (demo media)."""
+    media_base: str = "http://127.0.0.1:8090"
+    """Messenger and Instagram: where the demo media's CDN URLs point (`make run`'s fake)."""
     keep_records: bool = True
     """Keep every PostRecord in Summary.records (a long run may prefer on_post alone)."""
 
@@ -91,7 +95,7 @@ class SimulateConfig:
     @property
     def planned(self) -> int:
         """POSTs the run sends when nothing stops it early."""
-        return self.users * self.messages_per_user
+        return self.users * (self.messages_per_user + (2 if self.media else 0))
 
     @property
     def account(self) -> str:

@@ -20,9 +20,12 @@ from lull.common.events import PLATFORMS
 __all__ = [
     "BURSTS",
     "DEFAULT_ACCOUNT_IDS",
+    "DEMO_MEDIA",
+    "PICTURE",
     "PLATFORMS",
     "SIGNATURE_HEADER",
     "USER_ID_STEMS",
+    "VOICE",
     "SimMessage",
     "build_body",
     "burst_texts",
@@ -64,9 +67,21 @@ BURSTS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# `lull simulate --media`: each user also sends a picture and a voice note. On WhatsApp they
+# are media ids, on Messenger and Instagram CDN paths under --media-base; `make run`'s fake
+# Graph API holds both (dev/fake_media.py), and its fake transcriber knows the voice note.
+PICTURE = "image"
+VOICE = "voice"
+DEMO_MEDIA = {
+    PICTURE: {"id": "demo-image", "path": "/cdn/demo-image.png", "mime_type": "image/png"},
+    VOICE: {"id": "demo-voice", "path": "/cdn/demo-voice.ogg",
+            "mime_type": "audio/ogg; codecs=opus"},
+}  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class SimMessage:
-    """One text message a simulated user sends: one webhook POST."""
+    """One message a simulated user sends: one webhook POST."""
 
     platform: str
     account_id: str
@@ -75,6 +90,10 @@ class SimMessage:
     text: str
     time_ms: int
     """When the user "typed" it (event time, ms since the epoch)."""
+    media: str | None = None
+    """PICTURE (text is its caption) or VOICE; None: a text message."""
+    media_base: str = ""
+    """Messenger and Instagram: the base URL of the demo media's CDN paths."""
 
 
 def run_user_prefix(platform: str, run_id: str) -> str:
@@ -114,11 +133,18 @@ def build_body(message: SimMessage) -> bytes:
     if message.platform not in PLATFORMS:
         raise ValueError(f"unknown platform {message.platform!r}")
     # Instagram's messaging webhooks use Messenger's shape under object "instagram".
+    content: dict[str, object] = {"mid": message.mid, "text": message.text}
+    if message.media is not None:
+        # Messenger's "Message with attachment": attachments[] of {type, payload: {url}}.
+        demo = DEMO_MEDIA[message.media]
+        kind = "audio" if message.media == VOICE else "image"
+        url = message.media_base.rstrip("/") + demo["path"]
+        content = {"mid": message.mid, "attachments": [{"type": kind, "payload": {"url": url}}]}
     item = {
         "sender": {"id": message.user_id},
         "recipient": {"id": message.account_id},
         "timestamp": message.time_ms,
-        "message": {"mid": message.mid, "text": message.text},
+        "message": content,
     }
     envelope = {
         "object": "page" if message.platform == "messenger" else "instagram",
@@ -142,8 +168,7 @@ def _whatsapp(message: SimMessage) -> dict[str, object]:
                 "from": message.user_id,
                 "id": message.mid,
                 "timestamp": str(message.time_ms // 1000),
-                "type": "text",
-                "text": {"body": message.text},
+                **_whatsapp_content(message),
             }
         ],
     }
@@ -153,3 +178,18 @@ def _whatsapp(message: SimMessage) -> dict[str, object]:
             {"id": WHATSAPP_BUSINESS_ACCOUNT_ID, "changes": [{"value": value, "field": "messages"}]}
         ],
     }
+
+
+def _whatsapp_content(message: SimMessage) -> dict[str, object]:
+    """The message's type and content: text, or image/audio with a media id (WhatsApp's
+    image and audio messages webhook references; `voice: true` for a voice note)."""
+    if message.media is None:
+        return {"type": "text", "text": {"body": message.text}}
+    demo = DEMO_MEDIA[message.media]
+    media: dict[str, object] = {"id": demo["id"], "mime_type": demo["mime_type"]}
+    if message.media == VOICE:
+        media["voice"] = True
+        return {"type": "audio", "audio": media}
+    if message.text:
+        media["caption"] = message.text
+    return {"type": "image", "image": media}

@@ -18,6 +18,7 @@ from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
 from lull.sender.graph import GraphClient
 from lull.sender.handoff import Handoffs
+from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
 from lull.sender.presence_arrivals import GROUP as PRESENCE_GROUP
@@ -70,6 +71,11 @@ class Sender:
             settings.access_tokens,
             settings.graph_timeout_ms / 1000,
         )
+        self.media = MediaService.build(
+            settings.media, client=client, keys=self.keys, routes=settings.graph_routes,
+            graph_version=settings.graph_version, tokens=settings.access_tokens,
+            conversation_ttl_s=settings.conversation_ttl_s, registry=registry,
+        )  # fmt: skip
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s), handoffs=handoffs,
@@ -78,6 +84,7 @@ class Sender:
                 settings, self.keys, self.limiter, presence_graph, self.metrics.presence,
                 should_show=self.store.not_paused,
             ),
+            media=self.media,
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(
@@ -173,6 +180,8 @@ class Sender:
         await self.deliveries.close(self._close_wait_s)
         await self.deliverer.presence.close()
         await self._presence_session.close()
+        if self.media is not None:
+            await self.media.close()
         await self.bot.close()
         await self.store.close()
         await self._session.close()

@@ -24,6 +24,7 @@ from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
+from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence, Showing
 from lull.sender.progress import LocalProgress
@@ -86,6 +87,8 @@ class Deliverer:
     progress: LocalProgress = field(default_factory=LocalProgress)
     marks: SendMarks | None = None
     """Messenger/Instagram send marks for telling lull's echoes (sender/takeover.py)."""
+    media: MediaService | None = None
+    """Transcripts before the bot, media links for it (sender/media/); None: not configured."""
     finisher: Finisher = field(init=False)
     gate: RateGate = field(init=False)
 
@@ -122,6 +125,9 @@ class Deliverer:
         safe_until = self._safe_until(asked_at, loaded.claim.idle_ms)
         state = self.progress.adopt(batch.batch_id, loaded.state)
         job = _Job(shard, entry, batch, state, replay, safe_until)
+        if self.media is not None:
+            # Voice notes become text once, before the bot (and the history) sees the batch.
+            job.batch = await self.media.before_bot(batch, fresh=state.requests is None)
         if job.state.requests is None:
             # Before the bot (and anything it starts): a human has the conversation.
             if paused_before_bot(batch, loaded.claim.paused):
@@ -161,7 +167,10 @@ class Deliverer:
         failure: BotRetry | str | None = None
         answer = NO_ANSWER
         try:
-            raw_answer = await self.bot({**batch.to_dict(), "history": history}, showing.reached)
+            document = {**batch.to_dict(), "history": history}
+            if self.media is not None:
+                document = await self.media.for_bot(batch, document)
+            raw_answer = await self.bot(document, showing.reached)
             answer = NO_ANSWER if self.bot.forward_only else parse_answer(raw_answer)
         except BotRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)

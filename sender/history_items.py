@@ -9,14 +9,16 @@ import orjson
 
 from lull.common.batch import Batch
 from lull.sender.graph import GraphRequest
+from lull.sender.media import spoken_text
 
 
 def history_items(
     batch: Batch, requests: list[GraphRequest], message_ids: list[str]
 ) -> list[bytes]:
-    """The batch's items, oldest first: one `user` item a message, one `bot` item a reply."""
+    """The batch's items, oldest first: one `user` item a message (a voice note's text is
+    its transcript), one `bot` item a reply."""
     items = [
-        orjson.dumps({"role": "user", "mid": m.mid, "text": m.text, "time": m.event_time})
+        orjson.dumps({"role": "user", "mid": m.mid, "text": spoken_text(m), "time": m.event_time})
         for m in batch.messages
     ]
     # A bot item names the message it became (when known), so that a delivery failure

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 
 import structlog
 
+from lull.common.http_admin import serve
 from lull.common.redis_conn import connect, describe
-from lull.common.service import run_main, run_replica
+from lull.common.service import StartFailed, run_main, run_replica
 from lull.sender.app import Sender
 from lull.sender.bot import handler_target
 from lull.sender.settings import SenderSettings
@@ -46,7 +47,20 @@ async def _run(settings: SenderSettings) -> int:
         accounts=len(settings.access_tokens),
         metrics_port=settings.metrics_port,
     )
+    media_app = sender.media.app() if sender.media is not None else None
+    stop_media = None
     try:
+        if media_app is not None:
+            media = settings.media
+            try:
+                stop_media = await serve(media_app, media.host, media.port)
+            except OSError as exc:
+                raise StartFailed(
+                    f"cannot serve media links on {media.host}:{media.port} "
+                    f"(LULL_MEDIA_HOST, LULL_MEDIA_PORT): {exc}"
+                ) from None
+            log.info("media links served", host=media.host, port=media.port,
+                     public_url=media.public_url)  # fmt: skip
         await run_replica(
             run=sender.run,
             request_stop=sender.request_stop,
@@ -56,6 +70,8 @@ async def _run(settings: SenderSettings) -> int:
             metrics_port=settings.metrics_port,
         )
     finally:
+        if stop_media is not None:
+            await stop_media()
         await sender.close()
         await client.aclose()
     log.info("sender stopped")

@@ -28,6 +28,7 @@ from lull.sender.graph_routes import (
     host_problem,
 )
 from lull.sender.handoff import HandoffSettings
+from lull.sender.media.settings import MediaSettings
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 from lull.sender.send_bounds import DEFAULT_MAX_REPLY_PARTS, DEFAULT_MAX_SENDS_PER_BATCH
@@ -78,6 +79,8 @@ class SenderSettings:
     outcomes_kept: int
     """LULL_OUTCOMES_KEPT: finished batches remembered per conversation (lull conversation)."""
     presence: PresenceSettings
+    media: MediaSettings
+    """Media links, the media server, inline media, transcription (sender/media/)."""
 
     def presence_for(self, account_id: str) -> PresenceSettings:
         """The presence settings of one account: the environment's today; the place where
@@ -152,7 +155,12 @@ class SenderSettings:
             handoff=HandoffSettings.from_env(env),
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
             presence=PresenceSettings.from_env(env),
+            media=MediaSettings.from_env(env),
         )
+        media = settings.media
+        if media.links and media.port == settings.metrics_port:
+            problem = "must differ from LULL_SENDER_METRICS_PORT (media links are for the bot)"
+            env.report(ConfigError("LULL_MEDIA_PORT", str(media.port), problem))
         horizon_ms = sender_retry_horizon_ms(
             send_max_attempts=settings.send_max_attempts,
             send_backoff_max_ms=settings.send_backoff_max_ms,

@@ -63,6 +63,10 @@ DESCRIBED_DEFAULTS = frozenset(
         "LULL_HANDOFF_WEBHOOK",
         "LULL_ADMIN_TOKEN",
         "LULL_OPERATOR",  # $USER
+        "LULL_MEDIA_SECRET",  # unset: no media links
+        "LULL_MEDIA_PUBLIC_URL",  # from LULL_MEDIA_PORT
+        "LULL_TRANSCRIBE_URL",  # unset: no transcription
+        "LULL_TRANSCRIBE_API_KEY",
     }
 )
 

@@ -11,11 +11,17 @@ then start lull pointing at it, with the same secret:
 With OPENAI_BASE_URL set (any OpenAI-compatible server: OpenAI, a local llama.cpp or
 vLLM, ...), the answer comes from its chat completions endpoint, with the conversation's
 history as context; without it, the bot echoes. Standard library and aiohttp only.
+
+Pictures and voice notes (lull's docs/media.md): a picture reaches the model as an
+`image_url` part, from lull's inline `data` or fetched from lull's signed link (no token
+needed); a voice note needs nothing here: with LULL_TRANSCRIBE_URL, lull puts its transcript
+into the batch's `text`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -34,6 +40,8 @@ SIGNATURE_HEADER = "X-Lull-Signature-256"
 # Answers remembered by batch_id, so a batch lull delivers again (after a timeout or a
 # crash on its side) gets the same answer without a second model call.
 REMEMBERED_ANSWERS = 1000
+# WhatsApp's largest image is 5 MB: a picture is fetched into memory up to this.
+MAX_PICTURE_BYTES = 5 * 1024 * 1024
 log = logging.getLogger("lull-example-bot")
 
 
@@ -76,9 +84,12 @@ def signature_ok(secret: str, header: str | None, body: bytes) -> bool:
     return header is not None and hmac.compare_digest(expected.encode(), header.encode())
 
 
-def chat_messages(batch: dict[str, Any]) -> list[dict[str, str]]:
-    """The conversation as chat messages: lull's history (oldest first), then this turn."""
-    messages = [{"role": "system", "content": "You are a helpful, brief assistant."}]
+def chat_messages(batch: dict[str, Any], pictures: list[str] | None = None) -> list[dict[str, Any]]:
+    """The conversation as chat messages: lull's history (oldest first), then this turn,
+    with its pictures (data: URLs) as image parts for a vision model."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You are a helpful, brief assistant."}
+    ]
     for item in batch.get("history", []):
         # Only user and bot items are conversation; a "status" item says a reply of the
         # bot was not delivered, which a real bot might mention.
@@ -86,8 +97,53 @@ def chat_messages(batch: dict[str, Any]) -> list[dict[str, str]]:
             messages.append({"role": "user", "content": item["text"]})
         elif item.get("role") == "bot" and item.get("text"):
             messages.append({"role": "assistant", "content": item["text"]})
-    messages.append({"role": "user", "content": batch["text"]})
+    if not pictures:
+        messages.append({"role": "user", "content": batch["text"]})
+        return messages
+    parts: list[dict[str, Any]] = [{"type": "text", "text": batch["text"] or "(a picture)"}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in pictures]
+    messages.append({"role": "user", "content": parts})
     return messages
+
+
+def picture_media(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `media` objects of the batch's images that lull linked or inlined."""
+    found = []
+    for message in batch.get("messages", []):
+        for attachment in message.get("attachments", []):
+            media = attachment.get("media") or {}
+            is_image = attachment.get("type") in ("image", "sticker") or str(
+                media.get("mime_type", "")
+            ).startswith("image/")
+            if is_image and ("data" in media or "url" in media):
+                found.append(media)
+    return found
+
+
+async def fetch_pictures(session: aiohttp.ClientSession, batch: dict[str, Any]) -> list[str]:
+    """Each picture as a data: URL (what vision models take): lull's inline `data`, else the
+    bytes of lull's signed link. A picture that cannot be fetched is left out."""
+    urls = []
+    for media in picture_media(batch):
+        mime = str(media.get("mime_type") or "image/jpeg").split(";")[0]
+        data = media.get("data")
+        if data is None:
+            try:
+                async with session.get(
+                    media["url"], timeout=aiohttp.ClientTimeout(total=10)
+                ) as response:
+                    if response.status != 200:
+                        raise ValueError(f"link answered {response.status}")
+                    body = await response.content.read(MAX_PICTURE_BYTES + 1)
+                    if len(body) > MAX_PICTURE_BYTES:
+                        raise ValueError("picture too large")
+                    mime = response.content_type or mime
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                log.warning("batch %s: picture not fetched: %s", batch["batch_id"], exc)
+                continue
+            data = base64.b64encode(body).decode()
+        urls.append(f"data:{mime};base64,{data}")
+    return urls
 
 
 class AnswerFailed(Exception):
@@ -95,7 +151,7 @@ class AnswerFailed(Exception):
 
 
 async def ask_model(
-    session: aiohttp.ClientSession, config: Config, messages: list[dict[str, str]]
+    session: aiohttp.ClientSession, config: Config, messages: list[dict[str, Any]]
 ) -> str:
     """The model's answer, from POST {OPENAI_BASE_URL}/chat/completions."""
     headers = {"Authorization": f"Bearer {config.openai_api_key}"} if config.openai_api_key else {}
@@ -134,18 +190,22 @@ async def handle_batch(request: web.Request) -> web.Response:
     answers = request.app[ANSWERS]
     if batch["batch_id"] in answers:
         return web.json_response(answers[batch["batch_id"]])
-    if not batch["text"].strip():
-        # Only attachments (or a reaction): nothing to answer. 204 is "no replies".
+    pictures = await fetch_pictures(request.app[SESSION], batch)
+    if not batch["text"].strip() and not pictures:
+        # Nothing to read (a reaction, a file): nothing to answer. 204 is "no replies".
         return web.Response(status=204)
     if config.openai_base_url:
         try:
-            text = await ask_model(request.app[SESSION], config, chat_messages(batch))
+            messages = chat_messages(batch, pictures)
+            text = await ask_model(request.app[SESSION], config, messages)
         except AnswerFailed as exc:
             log.warning("batch %s: %s", batch["batch_id"], exc)
             # 503: lull retries with backoff, then dead-letters after LULL_SEND_MAX_ATTEMPTS.
             return web.Response(status=503, text=str(exc))
     else:
-        text = batch["text"]
+        # Echo: the text (a voice note's transcript included), and what each picture is.
+        seen = [_describe(url) for url in pictures]
+        text = "\n".join(part for part in (batch["text"], *seen) if part)
     answer = {"replies": [{"text": text}]}
     log.info(
         "batch %s: %d message(s) in, 1 reply out", batch["batch_id"], len(batch.get("messages", []))
@@ -154,6 +214,12 @@ async def handle_batch(request: web.Request) -> web.Response:
     if len(answers) > REMEMBERED_ANSWERS:
         answers.popitem(last=False)
     return web.json_response(answer)
+
+
+def _describe(data_url: str) -> str:
+    head, _, data = data_url.partition(",")
+    mime = head.removeprefix("data:").removesuffix(";base64")
+    return f"[a picture: {mime}, {len(base64.b64decode(data))} bytes]"
 
 
 def create_app(config: Config) -> web.Application:
