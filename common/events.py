@@ -66,7 +66,7 @@ class Turn:
     """Something the business side did in a conversation: a message that lull may or may not
     have sent (echo, smb_echo), a change of thread owner (pass/take thread control), or a
     sign that another app owns the thread (standby). The processor decides what it means
-    (processor/takeover.py): a human turn, a hold, a release, or lull's own reply."""
+    (processor/human_turns.py): a human turn, a hold, a release, or lull's own reply."""
 
     platform: str
     account_id: str
@@ -101,7 +101,7 @@ class Parsed:
     Never windowed: matched to the conversation that sent the message."""
     turns: list[Turn] = field(default_factory=list)
     """What the business side did (echoes, handovers, standby), in body order. Never
-    windowed: they pause, hold or release the conversation (processor/takeover.py)."""
+    windowed: they pause, hold or release the conversation (processor/human_turns.py)."""
 
 
 class MalformedBody(ValueError):

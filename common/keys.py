@@ -1,4 +1,4 @@
-"""Every Redis key lull uses is built here, and nowhere else.
+"""Every Redis key lull uses is built here, and nowhere else; so are the consumer groups' names.
 
 Conversation state is split into shards; every key of shard s carries the hash
 tag {s}, so one Lua script touches one Redis Cluster slot only.
@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+
+PROCESSOR_GROUP = "processor"
+"""The processor's consumer group on the inbound stream."""
+SENDER_GROUP = "sender"
+"""The sender's consumer group on every outbound stream."""
+PRESENCE_GROUP = "presence"
+"""The sender's presence group on the arrivals stream (LULL_READ_RECEIPTS=arrival)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,7 @@ class Keys:
     def send_inflight(self, conversation: str) -> str:
         """Set by the sender just before a Messenger or Instagram send, until the message id
         Meta answered is remembered (sent_message): an echo of an unknown id that comes
-        meanwhile may be lull's own, and waits (processor/takeover.py)."""
+        meanwhile may be lull's own, and waits (processor/human_turns.py)."""
         return f"{self.tag(self.shard_of(conversation))}:inflight:{conversation}"
 
     def human_seen(self, conversation: str, message_id: str) -> str:

@@ -29,8 +29,9 @@ Command = tuple[EncodableT, ...]
 
 def read_lua(package: str, name: str) -> str:
     """The text of `<package>/lua/<name>.lua` (package: common, processor or sender)."""
-    folder = resources.files(f"lull.{package}").joinpath("lua")
-    return folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    # From lull's root, not by importing lull.<package>: common depends on no service.
+    path = resources.files("lull").joinpath(package, "lua", f"{name}.lua")
+    return path.read_text(encoding="utf-8")
 
 
 def is_noscript(result: object) -> bool:

@@ -27,11 +27,12 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
+from lull.common.conversation import check_conversation
+from lull.common.conversation_control import MAX_BY_CHARS, MAX_PAUSE_MS, ConversationControl
 from lull.common.env import ConfigError, Env
 from lull.common.http_log import app_runner
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.ingest.body import read_body
-from lull.ops.takeover import MAX_BY_CHARS, MAX_PAUSE_MS, Takeover, check_conversation
 
 log = structlog.get_logger("lull.ingest")
 
@@ -104,12 +105,12 @@ class AdminMetrics:
 
 
 ADMIN_SETTINGS = web.AppKey("admin_settings", AdminSettings)
-TAKEOVER = web.AppKey("takeover", Takeover)
+TAKEOVER = web.AppKey("takeover", ConversationControl)
 ADMIN_METRICS = web.AppKey("admin_metrics", AdminMetrics)
 
 
 def create_admin_app(
-    settings: AdminSettings, takeover: Takeover, metrics: AdminMetrics
+    settings: AdminSettings, takeover: ConversationControl, metrics: AdminMetrics
 ) -> web.Application:
     """The admin API's app (settings.token must be set)."""
     if settings.token is None:
@@ -126,7 +127,7 @@ def create_admin_app(
 
 @contextlib.asynccontextmanager
 async def serve_admin(
-    settings: AdminSettings, takeover: Takeover, metrics: AdminMetrics
+    settings: AdminSettings, takeover: ConversationControl, metrics: AdminMetrics
 ) -> AsyncIterator[None]:
     """Serve the admin API on its own site while the caller's context runs; nothing at all
     when there is no token."""
@@ -184,7 +185,7 @@ async def pause(request: web.Request) -> web.Response:
     if by is None:
         return _error(400, f"by must be a string of at most {MAX_BY_CHARS} characters")
 
-    async def step(takeover: Takeover, conversation: str) -> None:
+    async def step(takeover: ConversationControl, conversation: str) -> None:
         await takeover.pause(conversation, for_ms=int(for_s) * 1000, by=by)
 
     return await _step(request, step)
@@ -199,13 +200,13 @@ async def resume(request: web.Request) -> web.Response:
     if by is None:
         return _error(400, f"by must be a string of at most {MAX_BY_CHARS} characters")
 
-    async def step(takeover: Takeover, conversation: str) -> None:
+    async def step(takeover: ConversationControl, conversation: str) -> None:
         await takeover.resume(conversation, by=by)
 
     return await _step(request, step)
 
 
-Step = Callable[[Takeover, str], Awaitable[None]]
+Step = Callable[[ConversationControl, str], Awaitable[None]]
 
 
 async def _step(request: web.Request, step: Step | None) -> web.Response:

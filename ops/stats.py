@@ -20,12 +20,10 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from lull.common.keys import Keys
+from lull.common.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
 from lull.common.redis_conn import RedisClient
 from lull.common.streams import GroupInfo, group_infos, text
 from lull.ops.stats_failures import RecentFailure, recent_failures
-from lull.processor.app import GROUP as PROCESSOR_GROUP
-from lull.sender.app import GROUP as SENDER_GROUP
 
 T = TypeVar("T")
 U = TypeVar("U")

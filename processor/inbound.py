@@ -13,10 +13,10 @@ from lull.common.events import Event, MalformedBody, Parsed, Turn
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.failures import FailureStore, Recorded
+from lull.processor.human_turns import HumanTurns
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse
 from lull.processor.platforms._shared import MALFORMED
-from lull.processor.takeover import Takeover
 from lull.processor.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 
 log = structlog.get_logger("lull.processor")
@@ -36,7 +36,7 @@ class InboundApplier:
         closer: Closer,
         metrics: ProcessorMetrics,
         failures: FailureStore,
-        takeover: Takeover,
+        human_turns: HumanTurns,
         *,
         arrivals: ArrivalLog | None = None,
     ) -> None:
@@ -44,7 +44,7 @@ class InboundApplier:
         self._closer = closer
         self._metrics = metrics
         self._failures = failures
-        self._takeover = takeover
+        self._human_turns = human_turns
         self._arrivals = arrivals
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
@@ -116,7 +116,7 @@ class InboundApplier:
         """Apply each entry's business-side turns; an entry whose echo must wait is retried
         (its events are applied all the same, and dropped as duplicates the next time)."""
         for index, entry_turns in turns:
-            retry = await self._takeover.apply(entry_turns)
+            retry = await self._human_turns.apply(entry_turns)
             if retry is not None:
                 outcomes[index] = retry
 

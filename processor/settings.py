@@ -45,7 +45,7 @@ READ_RECEIPTS = ("batch", "arrival", "off")
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """How windows open, grow and close (DESIGN.md, "Windows")."""
+    """How windows open, grow and close (docs/windows.md)."""
 
     mode: str
     window_ms: int

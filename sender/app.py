@@ -9,7 +9,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from lull.common.consumer import Consumer, ConsumerConfig, ConsumerMetrics, default_consumer_name
-from lull.common.keys import Keys
+from lull.common.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
 from lull.common.pause import PauseStore
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
@@ -20,15 +20,14 @@ from lull.sender.graph import GraphClient
 from lull.sender.handoff import Handoffs
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
-from lull.sender.presence_arrivals import GROUP as PRESENCE_GROUP
 from lull.sender.presence_arrivals import ArrivalReads
 from lull.sender.ratelimit import RateLimiter
+from lull.sender.send_marks import SendMarks
 from lull.sender.send_store import SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
-from lull.sender.takeover import SendMarks
 
-GROUP = "sender"
+GROUP = SENDER_GROUP
 
 
 class Sender:

@@ -32,10 +32,10 @@ from lull.sender.ratelimit import Grant, Rate, RateLimiter
 from lull.sender.replies import NO_ANSWER, parse_answer
 from lull.sender.send_bounds import TooManySends, bounded_requests
 from lull.sender.send_limits import send_limits
+from lull.sender.send_marks import PAUSED, SendMarks, paused_before_bot
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
-from lull.sender.takeover import PAUSED, SendMarks, paused_before_bot
 
 log = structlog.get_logger("lull.sender")
 
@@ -85,7 +85,7 @@ class Deliverer:
     presence: Presence
     progress: LocalProgress = field(default_factory=LocalProgress)
     marks: SendMarks | None = None
-    """Messenger/Instagram send marks for telling lull's echoes (sender/takeover.py)."""
+    """Messenger/Instagram send marks for telling lull's echoes (sender/send_marks.py)."""
     finisher: Finisher = field(init=False)
     gate: RateGate = field(init=False)
 
@@ -225,7 +225,7 @@ class Deliverer:
             if isinstance(slept, _Stop):
                 return slept.outcome
             # Messenger/Instagram: the echo of this send must find the in-flight mark
-            # (sender/takeover.py); a later send of this attempt finds it kept up already.
+            # (sender/send_marks.py); a later send of this attempt finds it kept up already.
             before = self.marks.before(job.batch) if first_of_attempt and self.marks else []
             stop = await self._cleared(job, slept=slept, also=before)
             if stop is not None:
@@ -251,7 +251,7 @@ class Deliverer:
 
     async def _cleared(self, job: _Job, *, slept: bool, also: list[Command]) -> _Stop | None:
         """The last checks before a send; `also` (the in-flight mark) is run before it
-        returns. The same-moment rule (sender/takeover.py): right before the first send the
+        returns. The same-moment rule (sender/send_marks.py): right before the first send the
         pause is asked, always (`also` rides that round trip). After a sleep for a slot the
         entry may have been claimed meanwhile (the slot is then left unused, which errs on
         the side of the limit)."""

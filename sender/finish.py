@@ -18,10 +18,10 @@ from lull.sender.graph import GraphRequest
 from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.progress import LocalProgress
+from lull.sender.send_marks import SendMarks
 from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
-from lull.sender.takeover import SendMarks
 
 log = structlog.get_logger("lull.sender")
 

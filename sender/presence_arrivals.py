@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from lull.common.consumer import Entry, Outcome
 from lull.sender.presence import Presence, Target
 
-GROUP = "presence"
 STALE_MS = 60_000
 
 

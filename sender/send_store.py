@@ -181,7 +181,7 @@ class SendStore:
 
     def _seq_reads(self, shard: int, conversation: str, field: str) -> list[Command]:
         """Reads of a seq field in the conversation's state and, for a conversation not moved
-        yet (the upgrade), in 0.1's shard-wide hashes; see _seq_field."""
+        yet (the upgrade), in 0.1's shard-wide hashes."""
         keys = self._keys
         return [
             ("HGET", keys.conversation_state(conversation), field),
@@ -338,18 +338,6 @@ def _strings(raw: bytes | None) -> list[str]:
     """A stored JSON list of strings; a state saved before the field existed has none."""
     value = orjson.loads(raw) if raw else []
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
-
-
-def _seq_field(replies: Sequence[Any]) -> int | None:
-    """The field from the state hash, else (a conversation 0.1 knew and 0.2 has not written
-    yet) 0.1's delivered (0 when only its seq is there: nothing finished yet); None when the
-    conversation has no state at all."""
-    state, legacy_delivered, legacy_seq = replies
-    if state is not None:
-        return int(state)
-    if legacy_delivered is not None or legacy_seq is not None:
-        return int(legacy_delivered or 0)
-    return None
 
 
 def _claim(reply: Any) -> Claim:

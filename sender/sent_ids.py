@@ -1,6 +1,6 @@
 """The sender's memory of the messages it sent, so that a failure reported later (a WhatsApp
 `failed` status webhook) can be matched to its conversation and batch, and a Messenger or
-Instagram echo told apart from a human's (processor/takeover.py).
+Instagram echo told apart from a human's (processor/human_turns.py).
 
 One key per message id (`Keys.sent_message`), with an expiry: a status names only the
 message id, so the key must be found from that id alone, and a key of its own is the only
@@ -8,7 +8,7 @@ layout that expires per message and works on Redis Cluster (each SET is a one-ke
 in the message id's own slot). The SETs ride in the same pipeline as the batch's finish
 step (SendStore.finish): remembering costs no round trip of its own and does not widen the
 gap between the last send and the mark. Messenger and Instagram mids are remembered right
-after each send too (sender/takeover.py: SendMarks, for echoes that come within a second);
+after each send too (sender/send_marks.py: SendMarks, for echoes that come within a second);
 the finish step remembers them once more, in case that first write failed.
 """
 

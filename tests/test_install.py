@@ -30,7 +30,7 @@ def test_installed_lull_lives_beside_a_package_named_common(tmp_path: Path) -> N
     (user / "common").mkdir(parents=True)
     (user / "common" / "__init__.py").write_text("WHO = 'the user'\n")
     check = (
-        "import common, lull.common.keys, lull.common.lua, lull.common.cli;"
+        "import common, lull.common.keys, lull.common.lua, lull.cli;"
         "lua = lull.common.lua.read_lua('processor', 'window_apply');"
         "import lull.common.contract as contract;"
         "schema = contract.schema_text('batch');"

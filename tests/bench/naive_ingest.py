@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from lull.common.event_loop import new_event_loop
 from lull.common.keys import Keys
-from lull.common.loop import new_event_loop
 from lull.common.redis_conn import connect
 from lull.ingest.settings import IngestSettings
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.cli import main
+from lull.cli import main
 from lull.common.delivery import SentMessage
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.processor.app import Processor

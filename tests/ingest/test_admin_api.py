@@ -16,13 +16,13 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from lull.common.conversation_control import ConversationControl
 from lull.common.env import ConfigError, Env
 from lull.common.keys import Keys
 from lull.common.pause import PauseSettings
 from lull.dev.embedded_redis import free_port, port_answers
 from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
 from lull.ingest.settings import IngestSettings
-from lull.ops.takeover import Takeover
 from tests.ingest.conftest import ClientFactory
 from tests.poll import until
 
@@ -42,7 +42,7 @@ async def admin(
 ) -> AsyncIterator[tuple[TestClient, CollectorRegistry]]:  # type: ignore[type-arg]
     """The admin app with a token, on a loopback TestServer."""
     registry = CollectorRegistry()
-    takeover = Takeover(redis, Keys(namespace), PAUSE)
+    takeover = ConversationControl(redis, Keys(namespace), PAUSE)
     app = create_admin_app(AdminSettings(token=TOKEN), takeover, AdminMetrics(registry))
     async with TestClient(TestServer(app)) as client:
         yield client, registry

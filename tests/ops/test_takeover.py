@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from lull.cli import main
 from lull.common.batch import Batch
-from lull.common.cli import main
+from lull.common.conversation import check_conversation
 from lull.common.keys import Keys
 from lull.common.outcomes import outcome_record
-from lull.ops.takeover import check_conversation, parse_duration_ms
+from lull.ops.takeover import parse_duration_ms
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from tests.ops.test_stats import ACCOUNT, body_for, ingest

@@ -50,7 +50,7 @@ from lull.common.redis_conn import RedisClient
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import TakeoverSettings
 
-log = structlog.get_logger("lull.processor.takeover")
+log = structlog.get_logger("lull.processor.human_turns")
 
 PAGE_INBOX_APP_ID = "263902037430900"
 """The Page Inbox's app id in handover and echo payloads (Meta's Handover Protocol docs)."""
@@ -75,7 +75,7 @@ _WAIT = _Step(Turn("", "", "", "", 0), PauseAction.HUMAN, "", "", "echo_early", 
 """_decide's marker for an echo that must be looked at again."""
 
 
-class Takeover:
+class HumanTurns:
     """Applies the business side's turns of one read: pauses, holds, releases, history."""
 
     def __init__(

@@ -18,7 +18,7 @@ to the bot; its user messages still go into the history. A batch is paused when:
 For the processor to tell its own Messenger and Instagram echoes without LULL_META_APP_ID,
 the sender marks the conversation before each such send (Keys.send_inflight, expiring
 after the Graph timeout plus INFLIGHT_MARGIN_MS) and, once the Graph API answered, remembers
-the mid (Keys.sent_message) and removes the mark in one pipeline (processor/takeover.py
+the mid (Keys.sent_message) and removes the mark in one pipeline (processor/human_turns.py
 explains the race this closes).
 """
 
