@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lull.common.conversation import Conversation
 from lull.common.delivery import DeliveryFailure
-
-PLATFORMS = ("messenger", "instagram", "whatsapp")
 
 # Kinds that change an earlier message instead of adding one.
 EDIT = "edit"
@@ -47,7 +46,7 @@ class Event:
     @property
     def conversation(self) -> str:
         """platform:account_id:user_id, the window key."""
-        return f"{self.platform}:{self.account_id}:{self.user_id}"
+        return Conversation(self.platform, self.account_id, self.user_id).key
 
 
 # Turn kinds: what a party other than the user did in a conversation (see Turn).
@@ -84,7 +83,7 @@ class Turn:
     @property
     def conversation(self) -> str:
         """platform:account_id:user_id, as Event.conversation."""
-        return f"{self.platform}:{self.account_id}:{self.user_id}"
+        return Conversation(self.platform, self.account_id, self.user_id).key
 
 
 @dataclass(slots=True)

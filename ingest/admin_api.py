@@ -27,7 +27,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
-from lull.common.conversation import check_conversation
+from lull.common.conversation import Conversation
 from lull.common.conversation_control import MAX_BY_CHARS, MAX_PAUSE_MS, ConversationControl
 from lull.common.env import ConfigError, Env
 from lull.common.http_log import app_runner
@@ -211,7 +211,7 @@ Step = Callable[[ConversationControl, str], Awaitable[None]]
 
 async def _step(request: web.Request, step: Step | None) -> web.Response:
     try:
-        conversation = check_conversation(request.match_info["conversation"])
+        conversation = Conversation.parse(request.match_info["conversation"]).key
     except ValueError as exc:
         return _error(400, str(exc))
     takeover = request.app[TAKEOVER]

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from lull.common.conversation import check_conversation
+from lull.common.conversation import Conversation
 from lull.common.conversation_control import ConversationControl
 from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES, connect, describe
@@ -35,7 +35,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def run_takeover(command: str, args: argparse.Namespace, body: Body | None) -> int:
     """Check the conversation, run body (None: only show), then print the state."""
     try:
-        conversation = check_conversation(args.conversation)
+        conversation = Conversation.parse(args.conversation).key
     except ValueError as exc:
         print(f"lull {command}: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import structlog
 
 from lull.common.consumer import Entry, Outcome, Permanent
+from lull.common.conversation import BadConversation, Conversation
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed, Turn
 from lull.processor.arrivals import ArrivalLog
@@ -157,9 +158,11 @@ class InboundApplier:
                 if kind == MALFORMED:
                     left_out.append(f"{count} {platform} item(s) could not be parsed")
         for event in parsed.events:
-            if ":" in event.account_id:
-                # The batch splits platform:account:user at the first two colons; Meta's
-                # ids are digits, so a colon here is a forged or broken body.
+            try:
+                Conversation.of(event.platform, event.account_id, event.user_id)
+            except BadConversation:
+                # Meta's ids are digits: a key that would not split back is a forged or
+                # broken body.
                 metrics.ignored_counter(event.platform, MALFORMED).inc()
                 left_out.append(f"{event.platform} item {event.mid[:64]!r}: ':' in account id")
                 continue

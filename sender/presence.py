@@ -45,6 +45,7 @@ import structlog
 from prometheus_client import Counter
 
 from lull.common.batch import Batch
+from lull.common.conversation import Conversation
 from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
@@ -88,7 +89,7 @@ class Target:
     @property
     def conversation(self) -> str:
         """`platform:account_id:user_id`."""
-        return f"{self.platform}:{self.account_id}:{self.user_id}"
+        return Conversation(self.platform, self.account_id, self.user_id).key
 
     @classmethod
     def of(cls, batch: Batch) -> Target:

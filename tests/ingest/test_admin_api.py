@@ -106,6 +106,9 @@ async def test_pause_show_and_resume_with_the_token(
     [
         ("/conversations/nonsense", None, 400),
         ("/conversations/telegram:1:2", None, 400),
+        ("/conversations/messenger:1:2%0A", None, 400),
+        ("/conversations/messenger:1:2%20OR%201", None, 400),
+        ("/conversations/messenger:1*:2/pause", {}, 400),
         (f"/conversations/{CONVERSATION}/pause", {"for_s": 0}, 400),
         (f"/conversations/{CONVERSATION}/pause", {"for_s": "1h"}, 400),
         (f"/conversations/{CONVERSATION}/pause", {"for_s": 10**9}, 400),
