@@ -1,7 +1,7 @@
 """The conversation: one user of one account on one platform, and its key
 `platform:account_id:user_id`, formatted and parsed here only.
 
-The key names the conversation everywhere: in its Redis keys (common/keys.py), in the
+The key names the conversation everywhere: in its Redis keys (common/store/keys.py), in the
 batch (`conversation`, `batch_id`), in logs, `lull pause` and the admin API. It splits back
 at its first two colons (window_close.lua does it in Lua, for the batch's fields), so a
 platform or an account id holding ':' would make a key that names another conversation:

@@ -2,16 +2,16 @@
 
 Shared by `lull pause`, `lull resume`, `lull conversation` (ops/takeover_cli.py) and the
 admin HTTP API (ingest/admin_api.py), so both do the same thing. The pause itself is
-common/pause.py's one script; what is read, common/conversation_state.py.
+common/store/pauses.py's one script; what is read, common/store/conversations.py.
 """
 
 from __future__ import annotations
 
-from lull.common.conversation_state import ConversationState, read_conversation
-from lull.common.keys import Keys
 from lull.common.outside_text import printable
-from lull.common.pause import Pause, PauseAction, PauseSettings, PauseStore
 from lull.common.redis_conn import RedisClient
+from lull.common.store.conversations import ConversationState, read_conversation
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import Pause, PauseAction, PauseSettings, PauseStore
 
 OPERATOR = "operator"
 """The pause's reason (and `by` when nobody is named) of an operator's pause."""

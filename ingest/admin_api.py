@@ -1,7 +1,7 @@
 """The admin HTTP API: what `lull pause`, `lull resume` and `lull conversation` do, for a
 CRM (Chatwoot, Zendesk and the like) that assigns conversations to human agents.
 
-    GET  /conversations/{conversation}          the state (common/conversation_state.py)
+    GET  /conversations/{conversation}          the state (common/store/conversations.py)
     POST /conversations/{conversation}/pause    body optional: {"for_s": 3600, "by": "Ann"}
     POST /conversations/{conversation}/resume   body optional: {"by": "Ann"}
 

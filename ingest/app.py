@@ -19,10 +19,10 @@ from aiohttp import web
 from lull.common import signing as signature
 from lull.common.conversation_control import ConversationControl
 from lull.common.http_admin import admin_app, serve
-from lull.common.keys import Keys
 from lull.common.metrics import metrics_handler
 from lull.common.outside_text import cut, printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
+from lull.common.store.keys import Keys
 from lull.ingest.admin_api import AdminMetrics, serve_admin
 from lull.ingest.body import read_body
 from lull.ingest.metrics import IngestMetrics

@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 from redis.typing import EncodableT, FieldT
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
-from lull.common.streams import next_id, text
+from lull.common.store.keys import Keys
+from lull.common.store.streams import next_id, text
 
 META_FIELDS = (
     b"_source",

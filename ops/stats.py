@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from lull.common.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
 from lull.common.redis_conn import RedisClient
-from lull.common.streams import GroupInfo, group_infos, text
+from lull.common.store.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
+from lull.common.store.streams import GroupInfo, group_infos, text
 from lull.ops.stats_failures import RecentFailure, recent_failures
 
 T = TypeVar("T")

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from lull.common.delivery import MAX_TITLE_CHARS
-from lull.common.keys import Keys
 from lull.common.outside_text import MAX_DETAIL_CHARS, cut
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
 
 SHOWN = 10
 """Failures `lull stats` shows, newest first."""

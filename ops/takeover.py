@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lull.common.conversation_control import MAX_PAUSE_MS, OPERATOR
-from lull.common.conversation_state import ConversationState
 from lull.common.env import Env
 from lull.common.outside_text import printable
-from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings
+from lull.common.store.conversations import ConversationState
+from lull.common.store.pauses import PauseSettings
 
 DURATION_FORMS = "a number and a unit: 90s, 30m, 2h, 1d"
 _UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

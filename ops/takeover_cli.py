@@ -4,7 +4,7 @@ Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS, LULL_HUMAN_PAUSE_MS and
 LULL_HUMAN_PAUSE_MAX_MS (a pause without --for lasts like a human turn). Exit 0, 1 when
 Redis fails (and, for `lull conversation`, when Redis holds nothing about the conversation:
 not found), 2 on bad input or configuration. `--json` prints one JSON object: the
-conversation's state (common/conversation_state.py) after the command.
+conversation's state (common/store/conversations.py) after the command.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import orjson
 
 from lull.common.conversation import Conversation
 from lull.common.conversation_control import ConversationControl
-from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES, connect, describe
 from lull.common.service import run_main
+from lull.common.store.keys import Keys
 from lull.ops.takeover import OperatorSettings, operator_name, parse_duration_ms, render
 
 REDIS_TIMEOUT_S = 5.0

@@ -8,9 +8,9 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
-from lull.common.keys import PROCESSOR_GROUP, Keys
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
+from lull.common.store.keys import PROCESSOR_GROUP, Keys
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.failures import FailureStore

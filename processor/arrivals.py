@@ -15,8 +15,8 @@ import structlog
 
 from lull.common.conversation import Conversation
 from lull.common.events import Event
-from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient
+from lull.common.store.keys import Keys
 
 log = structlog.get_logger("lull.processor")
 

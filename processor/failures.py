@@ -20,9 +20,9 @@ import orjson
 from redis.exceptions import NoScriptError, ResponseError
 
 from lull.common.delivery import DeliveryFailure, SentMessage
-from lull.common.keys import Keys
-from lull.common.lua import LuaScript, is_noscript
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.scripts import LuaScript, is_noscript
 
 RECENT_FAILURES = 100
 """Failures each shard keeps for `lull stats`, newest first."""
@@ -47,7 +47,7 @@ class FailureStore:
         self._client = client
         self._keys = keys
         self._seen_ttl_s = seen_ttl_s
-        self._script = LuaScript.read("processor", "delivery_failed")
+        self._script = LuaScript.read("delivery_failed")
 
     async def load_scripts(self) -> None:
         """Register the script with Redis (SCRIPT LOAD is idempotent)."""

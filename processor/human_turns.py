@@ -1,7 +1,7 @@
 """Who is a human: the business side's turns (echoes, handovers, standby) to pauses.
 
 The platform parsers report what the business side did as Turns; this module decides what
-each means and applies it with the pause script (common/lua/pause.lua):
+each means and applies it with the pause script (common/store/lua/pause.lua):
 
 - A Messenger or Instagram echo is lull's own reply when its `app_id` is LULL_META_APP_ID
   (decided at once), or when its mid is one the sender remembered (Keys.sent_message): the
@@ -29,7 +29,7 @@ each means and applies it with the pause script (common/lua/pause.lua):
   app the thread is passed to) releases it. A standby item holds it (`standby`).
 
 A turn applied twice (Meta's redelivery, a retried entry) lengthens a pause from now, no
-more; the history item is recorded once (processor/lua/human_turn.lua).
+more; the history item is recorded once (common/store/lua/human_turn.lua).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ import structlog
 from lull.common.consumer import RetryLater
 from lull.common.delivery import SentMessage
 from lull.common.events import ECHO, SMB_ECHO, STANDBY, THREAD_PASSED, THREAD_TAKEN, Turn
-from lull.common.keys import Keys
-from lull.common.lua import LuaScript
-from lull.common.pause import Pause, PauseAction, PauseStore
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import Pause, PauseAction, PauseStore
+from lull.common.store.scripts import LuaScript
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import TakeoverSettings
 
@@ -90,7 +90,7 @@ class HumanTurns:
         self._settings = settings
         self._metrics = metrics
         self.pauses = PauseStore(client, keys, settings.pause)
-        self._history = LuaScript.read("processor", "human_turn")
+        self._history = LuaScript.read("human_turn")
         self._warned = False
 
     async def load_scripts(self) -> None:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from lull.common.env import ConfigError, Env
 from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
 from lull.common.lifetime import DEDUPE_HORIZON, conversation_ttl_from_env, require_outlasts
-from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
+from lull.common.store.pauses import PauseSettings
 
 WINDOW_MODES = ("sliding", "fixed")
 DAY_S = 86_400

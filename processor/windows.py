@@ -11,9 +11,9 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
 from lull.common.events import Event
-from lull.common.keys import Keys
-from lull.common.lua import LIFE_PRELUDE, LuaScript, is_noscript
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.scripts import LIFE_PRELUDE, LuaScript, is_noscript
 from lull.processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
@@ -110,9 +110,9 @@ class WindowStore:
             1, min(MAX_EVENTS_PER_CALL, WINDOW_BYTES_PER_CALL // settings.max_bytes)
         )
         preludes = (LIFE_PRELUDE, EMIT_PRELUDE)
-        self._apply = LuaScript.read("processor", "window_apply", preludes=preludes)
-        self._close = LuaScript.read("processor", "window_close", preludes=preludes)
-        self._flush = LuaScript.read("processor", "window_flush")
+        self._apply = LuaScript.read("window_apply", preludes=preludes, folder="processor")
+        self._close = LuaScript.read("window_close", preludes=preludes, folder="processor")
+        self._flush = LuaScript.read("window_flush", folder="processor")
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,

@@ -9,10 +9,10 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from lull.common.consumer import Consumer, ConsumerConfig, ConsumerMetrics, default_consumer_name
-from lull.common.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
-from lull.common.pause import PauseStore
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
+from lull.common.store.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
+from lull.common.store.pauses import PauseStore
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer

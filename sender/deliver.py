@@ -18,8 +18,8 @@ from lull.common.backoff import backoff_ms
 from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
-from lull.common.keys import Keys
 from lull.common.outside_text import cut
+from lull.common.store.keys import Keys
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest

@@ -1,4 +1,4 @@
-"""A batch's last step: one atomic finish (sender/lua/deliver_mark.lua) with its history, its
+"""A batch's last step: one atomic finish (common/store/lua/deliver_mark.lua) with its history, its
 outcome record and the message ids its echoes or failed statuses are told by; then counted
 and logged. Also the finish of a batch the consumer loop dead-lettered."""
 
@@ -12,8 +12,8 @@ import structlog
 from lull.common.batch import Batch
 from lull.common.consumer import Entry
 from lull.common.delivery import SentMessage
-from lull.common.keys import Keys
-from lull.common.outcomes import outcome_record
+from lull.common.store.keys import Keys
+from lull.common.store.outcomes import outcome_record
 from lull.sender.graph import GraphRequest
 from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics

@@ -40,8 +40,8 @@ import structlog
 
 from lull.common.batch import Batch
 from lull.common.env import Env
-from lull.common.pause import PauseAction, PauseStore
 from lull.common.signing import sign
+from lull.common.store.pauses import PauseAction, PauseStore
 from lull.sender.bot import SIGNATURE_HEADER
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_routes import GraphRoutes

@@ -46,8 +46,8 @@ from prometheus_client import Counter
 
 from lull.common.batch import Batch
 from lull.common.conversation import Conversation
-from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES
+from lull.common.store.keys import Keys
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_payload import messages_path
 from lull.sender.presence_settings import PresenceSettings

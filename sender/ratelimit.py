@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from lull.common.lua import LuaScript
 from lull.common.redis_conn import RedisClient
+from lull.common.store.scripts import LuaScript
 
 MAX_COUNT = 1_000_000
 MAX_PERIOD_MS = 24 * 3_600_000
@@ -111,7 +111,7 @@ class RateLimiter:
 
     def __init__(self, client: RedisClient) -> None:
         self._client = client
-        self._script = LuaScript.read("sender", "rate_limit")
+        self._script = LuaScript.read("rate_limit")
 
     async def load_scripts(self) -> None:
         """Register the script with Redis (SCRIPT LOAD is idempotent)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lull.common.batch import Batch
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.sender.graph import GraphRequest
 from lull.sender.ratelimit import Rate
 from lull.sender.settings import SenderSettings

@@ -27,7 +27,7 @@ from __future__ import annotations
 from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.delivery import SentMessage
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.sender.handoff import THREAD_PASSED
 
 PAUSED = "paused"

@@ -12,9 +12,9 @@ from redis.typing import EncodableT, FieldT
 
 from lull.common.batch import Batch
 from lull.common.coalesce import Coalescer, Command
-from lull.common.keys import Keys
-from lull.common.lua import LIFE_PRELUDE, LuaScript, is_noscript
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.scripts import LIFE_PRELUDE, LuaScript, is_noscript
 from lull.sender.graph import GraphRequest
 
 # A retried batch's state outlives any sane retry schedule, then cleans itself up.
@@ -149,8 +149,8 @@ class SendStore:
         self._group = group
         self._consumer = consumer
         self._batched = Coalescer(client)
-        self._mark = LuaScript.read("sender", "deliver_mark", prelude=LIFE_PRELUDE)
-        self._check = LuaScript.read("sender", "deliver_check")
+        self._mark = LuaScript.read("deliver_mark", preludes=(LIFE_PRELUDE,))
+        self._check = LuaScript.read("deliver_check")
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the check and finish scripts."""

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from lull.common.coalesce import Command
 from lull.common.delivery import SentMessage
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.sender.handoff import THREAD_PASSED
 
 # WhatsApp: `failed` statuses (Meta's status messages webhook reference); Messenger and

@@ -1,7 +1,7 @@
 """The package structure holds: dependencies point one way, dynamic imports included.
 
 Read from the source with ast (nothing is imported), module by module, by the names they
-are installed under (lull.common.keys for common/keys.py; lull/cli.py is lull.cli, the
+are installed under (lull.common.store.keys for common/store/keys.py; lull/cli.py is lull.cli, the
 package "cli"). A runtime module is one a service image carries: every package but the dev
 tooling's; those must never import dev tooling, which tests, benches and `lull dev` /
 `lull fake-graph` use instead. A service never imports the operator tools (ops), and common
@@ -81,7 +81,7 @@ def _strings(tree: ast.AST) -> list[str]:
 
 
 def _package(module: str) -> str:
-    """lull.common.keys -> common"""
+    """lull.common.store.keys -> common"""
     return module.split(".")[1]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis, free_port, port_answers
 from tests.processor.test_processor import ingest, messenger_body
 from tests.processor.windowing import batches, redis_now_ms

@@ -15,7 +15,7 @@ from lull.common.consumer.config import ConsumerConfig
 from lull.common.consumer.handler import Entry
 from lull.common.consumer.retries import LocalRetries
 from lull.common.redis_conn import RedisClient
-from lull.common.streams import text
+from lull.common.store.streams import text
 
 FIRST_CURSOR = "0-0"
 

@@ -33,7 +33,7 @@ from lull.common.consumer.retries import Held, LocalRetries, claim_held, reread
 from lull.common.consumer.settle import DeadHook, Decider, Settlement, failure_backoff_ms
 from lull.common.consumer.upkeep import upkeep
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient
-from lull.common.streams import ensure_group, text
+from lull.common.store.streams import ensure_group, text
 
 log = structlog.get_logger("lull.consumer")
 

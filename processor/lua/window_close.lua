@@ -18,7 +18,7 @@
 -- {conversation, deadline_ms, messages, reason, seq, paused}; messages 0 means emptied by unsends
 -- (nothing emitted, no seq used); paused 1 when the batch was stamped paused.
 --
--- A batch closed while its conversation's pause key exists (common/lua/pause.lua: the key
+-- A batch closed while its conversation's pause key exists (common/store/lua/pause.lua: the key
 -- exists exactly while a human has the conversation) carries "paused": true. The stamp is in
 -- the batch itself, so the bot never answers it: not after the pause ends, a crash, a retry
 -- or a `lull dead replay`.

@@ -36,8 +36,8 @@ from redis import Redis
 
 from lull.common.env import Env
 from lull.common.events import Event
-from lull.common.keys import Keys
 from lull.common.redis_conn import connect
+from lull.common.store.keys import Keys
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings, window_from_env
 from lull.processor.windows import WindowStore

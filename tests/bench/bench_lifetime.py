@@ -25,8 +25,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis import Redis
 
-from lull.common.keys import Keys
 from lull.common.log import configure
+from lull.common.store.keys import Keys
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from lull.sender.app import Sender

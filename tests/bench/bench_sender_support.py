@@ -14,7 +14,7 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import free_port
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError, pinned, python_module, serving

@@ -24,11 +24,11 @@ from lull.common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Perma
 from lull.common.consumer.config import check_client
 from lull.common.consumer.read import read_sets
 from lull.common.env import ConfigError
-from lull.common.keys import Keys
 from lull.common.redis_conn import connect
 from lull.common.settings import CommonSettings
 from lull.common.signing import sign
-from lull.common.streams import text
+from lull.common.store.keys import Keys
+from lull.common.store.streams import text
 from lull.dev.embedded_redis import free_port
 from lull.dev.fake_graph import FAKE_GRAPH
 from lull.ingest.app import create_app

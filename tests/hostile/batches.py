@@ -8,7 +8,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from lull.common.conversation import PLATFORMS
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 
 BATCH_FIELDS: dict[str, type] = {
     "batch_id": str,

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from lull.common.conversation_control import ConversationControl
-from lull.common.keys import Keys
-from lull.common.pause import PauseSettings
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseSettings
 from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
 from tests.hostile.raw_http import exchange, status_of
 

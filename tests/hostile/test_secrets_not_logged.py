@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from lull.common.keys import Keys
 from lull.common.signing import sign
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from lull.dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
 from lull.ingest.service import main as ingest_main

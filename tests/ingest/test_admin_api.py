@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 
 from lull.common.conversation_control import ConversationControl
 from lull.common.env import ConfigError, Env
-from lull.common.keys import Keys
-from lull.common.pause import PauseSettings
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseSettings
 from lull.dev.embedded_redis import free_port, port_answers
 from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
 from lull.ingest.settings import IngestSettings

@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 from lull.cli import main
 from lull.common.batch import Batch
 from lull.common.conversation import Conversation
-from lull.common.keys import Keys
-from lull.common.outcomes import outcome_record
+from lull.common.store.keys import Keys
+from lull.common.store.outcomes import outcome_record
 from lull.ops.takeover import parse_duration_ms
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
@@ -153,7 +153,7 @@ async def test_conversation_shows_window_seq_and_last_batches(
     assert [c.seq for c in closed.closed] == [batch.seq]
     # The sender finished it (what deliver.py writes), and the user wrote twice more since.
     await redis.hset(keys.conversation_state(CONVERSATION), "delivered", batch.seq)
-    # The outcome record the sender's finish script pushes (sender/lua/deliver_mark.lua).
+    # The outcome record the sender's finish script pushes (common/store/lua/deliver_mark.lua).
     await redis.lpush(keys.outcomes(CONVERSATION), outcome_record(batch, "sent", 2))
     for mid in ("m-2", "m-3"):
         await ingest(redis, keys, await body_for(redis, USER, mid))
@@ -221,7 +221,7 @@ async def test_conversation_escapes_what_another_writer_stored(
 ) -> None:
     """A `by` or reason written by something else than the takeover commands (another
     version, a bot's handoff reason) reaches the terminal escaped all the same."""
-    from lull.common.pause import PauseAction, PauseSettings, PauseStore  # noqa: PLC0415
+    from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore  # noqa: PLC0415
 
     store = PauseStore(redis, Keys(cli_env["LULL_NAMESPACE"]), PauseSettings(60_000, 3_600_000))
     await store.apply(CONVERSATION, PauseAction.OPERATOR, reason="bot\x1b[8m", by="\x1b]2;x\x07")

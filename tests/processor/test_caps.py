@@ -10,8 +10,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
 from lull.ops.dead import DeadLetters
 from lull.processor.windows import OPENED, WindowStore, encoded_fields, message_size
 from tests.hostile.batches import dead_letters

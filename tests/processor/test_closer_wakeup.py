@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.processor.closer import Closer
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.windows import CloseResult, WindowStore

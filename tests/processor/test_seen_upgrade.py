@@ -10,8 +10,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.conversation_state import WINDOW_HEADER
-from lull.common.keys import Keys
+from lull.common.store.conversations import WINDOW_HEADER
+from lull.common.store.keys import Keys
 from lull.processor.windows import ADDED, DUPLICATE, OPENED, WindowStore
 from tests.processor.test_windows import Setup, setup
 from tests.processor.windowing import batches, message, redis_now_ms

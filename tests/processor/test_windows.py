@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from lull.common.env import Env
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.processor.closer import Closer
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import WindowSettings, window_from_env

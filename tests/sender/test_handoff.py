@@ -15,8 +15,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from lull.common import signing
-from lull.common.conversation_state import read_conversation
-from lull.common.pause import PauseStore
+from lull.common.store.conversations import read_conversation
+from lull.common.store.pauses import PauseStore
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
 from lull.sender.bot import SIGNATURE_HEADER

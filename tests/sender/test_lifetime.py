@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.consumer import Entry
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.fake_graph import FakeGraph
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings

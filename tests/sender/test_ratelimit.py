@@ -15,8 +15,8 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.lua import LuaScript
 from lull.common.redis_conn import connect
+from lull.common.store.scripts import LuaScript
 from lull.sender.ratelimit import Grant, Rate, RateLimiter, parse_rate
 from tests.sender.ratelimit_support import ask, most_in_any_span
 

@@ -8,7 +8,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.fake_graph import FakeGraph
 from tests.sender.conftest import MakeSender, emit, sent_texts
 

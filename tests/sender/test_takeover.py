@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 
 from lull.common.delivery import SentMessage
 from lull.common.env import Env
-from lull.common.keys import Keys
-from lull.common.pause import PauseAction, PauseSettings, PauseStore
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore
 from lull.dev.fake_graph import FakeGraph
 from lull.ops.dead import DeadLetters
 from lull.sender.app import Sender

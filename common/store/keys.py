@@ -76,8 +76,8 @@ class Keys:
         """Hash of what lull keeps about a conversation between its batches; every write
         refreshes its expiry, so it goes LULL_CONVERSATION_TTL_S after the last batch.
 
-        Fields (written by processor/lua/window_close.lua and sender/lua/deliver_mark.lua,
-        created by common/lua/conversation_life.lua):
+        Fields (written by processor/lua/window_close.lua and common/store/lua/deliver_mark.lua,
+        created by common/store/lua/conversation_life.lua):
         - `seq`: seq of the conversation's newest emitted batch. A new life (no hash) starts
           at a base from the Redis clock in ms, not at 0 (conversation_life.lua says why).
         - `delivered`: seq of its newest finished batch; starts at the same base.
@@ -149,7 +149,7 @@ class Keys:
         return f"{self.tag(self.shard_of(conversation))}:o:{conversation}"
 
     def pause(self, conversation: str) -> str:
-        """A conversation's pause (common/lua/pause.lua): exists exactly while a human has the
+        """A conversation's pause (common/store/lua/pause.lua): exists exactly while a human has the
         conversation, expiring at the pause's end on the Redis clock."""
         return self.pause_prefix(self.shard_of(conversation)) + conversation
 

@@ -1,4 +1,4 @@
-"""Lua scripts: .lua files beside the package that runs them, called by SHA.
+"""Lua scripts: the .lua files in common/store/lua/, called by SHA.
 
 Every atomic transition is one script. A LuaScript is read once at start; callers SCRIPT
 LOAD it before their first call and call it by EVALSHA. After a Redis restart the server
@@ -20,17 +20,20 @@ from redis.typing import EncodableT
 
 from lull.common.redis_conn import RedisClient
 
-LIFE_PRELUDE = ("common", "conversation_life")
-"""Functions of the scripts that write a conversation's state (common/lua/conversation_life.lua)."""
+STORE = "common/store"
+"""The folder (under lull's root) whose lua/ holds the scripts."""
+
+LIFE_PRELUDE = (STORE, "conversation_life")
+"""Functions of the scripts that write a conversation's state (lua/conversation_life.lua)."""
 
 Command = tuple[EncodableT, ...]
 """One Redis command as its words: ("EVALSHA", sha, numkeys, *keys, *args)."""
 
 
-def read_lua(package: str, name: str) -> str:
-    """The text of `<package>/lua/<name>.lua` (package: common, processor or sender)."""
-    # From lull's root, not by importing lull.<package>: common depends on no service.
-    path = resources.files("lull").joinpath(package, "lua", f"{name}.lua")
+def read_lua(name: str, folder: str = STORE) -> str:
+    """The text of `<folder>/lua/<name>.lua`."""
+    # From lull's root, not by importing a package of the folder's: the store imports none.
+    path = resources.files("lull").joinpath(*folder.split("/"), "lua", f"{name}.lua")
     return path.read_text(encoding="utf-8")
 
 
@@ -51,18 +54,12 @@ class LuaScript:
 
     @classmethod
     def read(
-        cls,
-        package: str,
-        name: str,
-        *,
-        prelude: tuple[str, str] | None = None,
-        preludes: Sequence[tuple[str, str]] = (),
+        cls, name: str, *, preludes: Sequence[tuple[str, str]] = (), folder: str = STORE
     ) -> LuaScript:
-        """`<package>/lua/<name>.lua`, read now; prelude (package, name) names a file of
-        functions that several scripts share, put before the script's own text (preludes:
-        several, in order)."""
-        files = [*([] if prelude is None else [prelude]), *preludes]
-        source = "\n".join([*(read_lua(*f) for f in files), read_lua(package, name)])
+        """`<folder>/lua/<name>.lua`, read now; preludes (folder, name) name files of
+        functions that several scripts share, put before the script's own text, in order."""
+        files = [*preludes, (folder, name)]
+        source = "\n".join(read_lua(file_name, file_folder) for file_folder, file_name in files)
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id, not security)
         return cls(name, source, sha)
 

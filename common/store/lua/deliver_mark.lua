@@ -1,6 +1,6 @@
 -- deliver_mark: finish a batch in one atomic step: delivered seq, ack, history, cleanup.
 --
--- KEYS[1]  conversation state {ns}:{s}:cs:<conversation>   (fields: common/keys.py)
+-- KEYS[1]  conversation state {ns}:{s}:cs:<conversation>   (fields: common/store/keys.py)
 -- KEYS[2]  outbound stream    {ns}:{s}:out
 -- KEYS[3]  send state         {ns}:{s}:send:<batch_id>
 -- KEYS[4]  history list       {ns}:{s}:h:<conversation>

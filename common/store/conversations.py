@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from lull.common.keys import Keys
-from lull.common.outcomes import OutcomeRecord
-from lull.common.pause import Pause
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.outcomes import OutcomeRecord
+from lull.common.store.pauses import Pause
 
 # The window header window_apply.lua packs ('<ddddI4I4I4I4B'): first_t, last_t, opened_at,
 # deadline (0: no window open, the key only remembers seen mids), count, bytes, arrivals,

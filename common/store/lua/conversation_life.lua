@@ -1,5 +1,5 @@
 -- conversation_life: functions shared by the scripts that write a conversation's state hash
--- ({ns}:{s}:cs:<conversation>, fields in common/keys.py). Not a script of its own: it is put
+-- ({ns}:{s}:cs:<conversation>, fields in common/store/keys.py). Not a script of its own: it is put
 -- before window_close.lua and deliver_mark.lua (LuaScript.read(..., prelude=...)).
 --
 -- A conversation's state lives while it is used: every write refreshes its expiry (and the
