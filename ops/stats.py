@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from redis.exceptions import ResponseError
 
 from lull.common.redis_conn import RedisClient
+from lull.common.store.failures import RecentFailure, recent_failures
 from lull.common.store.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
 from lull.common.store.streams import GroupInfo, group_infos, text
-from lull.ops.stats_failures import RecentFailure, recent_failures
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -116,7 +116,7 @@ class Stats:
     windows: WindowStats
     dead_letters: int
     delivery_failures: tuple[RecentFailure, ...] = ()
-    """The newest replies reported undelivered after the send (ops/stats_failures.py)."""
+    """The newest replies reported undelivered after the send (common/store/failures.py)."""
 
 
 async def _each(items: Sequence[T], call: Callable[[T], Awaitable[U]]) -> list[U]:

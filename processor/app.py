@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry
 from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
+from lull.common.store.failures import FailureStore
 from lull.common.store.keys import PROCESSOR_GROUP, Keys
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
-from lull.processor.failures import FailureStore
 from lull.processor.human_turns import HumanTurns
 from lull.processor.inbound import InboundApplier
 from lull.processor.metrics import ProcessorMetrics

@@ -37,16 +37,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
 import structlog
 
 from lull.common.consumer import RetryLater
-from lull.common.delivery import SentMessage
 from lull.common.events import ECHO, SMB_ECHO, STANDBY, THREAD_PASSED, THREAD_TAKEN, Turn
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
 from lull.common.store.pauses import Pause, PauseAction, PauseStore
-from lull.common.store.scripts import LuaScript
+from lull.common.store.turns import EchoFacts, EchoLook, TurnStore
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import TakeoverSettings
 
@@ -90,13 +88,13 @@ class HumanTurns:
         self._settings = settings
         self._metrics = metrics
         self.pauses = PauseStore(client, keys, settings.pause)
-        self._history = LuaScript.read("human_turn")
+        self._store = TurnStore(client, keys)
         self._warned = False
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the pause and history scripts."""
         await self.pauses.load_scripts()
-        await self._history.load(self._client)
+        await self._store.load_scripts()
 
     async def apply(self, turns: Sequence[Turn]) -> RetryLater | None:
         """Apply every turn that can be decided now; RetryLater when an echo must be looked
@@ -118,45 +116,36 @@ class HumanTurns:
 
     async def _decide(self, turns: Sequence[Turn]) -> tuple[list[_Step], bool]:
         """The steps to apply, and whether an echo had to wait."""
-        keys = self._keys
-        looked: dict[int, tuple[int, int]] = {}
-        pipe = self._client.pipeline(transaction=False)
-        calls = 0
-        for index, turn in enumerate(turns):
-            if turn.kind in (ECHO, SMB_ECHO):
-                pipe.exists(keys.human_seen(turn.conversation, turn.mid))
-                seen_at = calls
-                calls += 1
-                if turn.kind == ECHO and not self._ours_by_app_id(turn):
-                    pipe.get(keys.sent_message(turn.mid))
-                    pipe.exists(keys.send_inflight(turn.conversation))
-                    looked[index] = (seen_at, calls)
-                    calls += 2
-                else:
-                    looked[index] = (seen_at, -1)
-        replies = await pipe.execute() if calls else []
+        echoes = [turn for turn in turns if turn.kind in (ECHO, SMB_ECHO)]
+        looks = [
+            EchoLook(
+                turn.conversation,
+                turn.mid,
+                by_mid=turn.kind == ECHO and not self._ours_by_app_id(turn),
+            )
+            for turn in echoes
+        ]
+        facts = iter(await self._store.look(looks))
         steps: list[_Step] = []
         early = False
-        for index, turn in enumerate(turns):
+        for turn in turns:
             if turn.kind not in (ECHO, SMB_ECHO):
                 step = self._handover(turn)
             else:
-                seen_at, sent_at = looked[index]
-                sent = None if sent_at < 0 else (replies[sent_at], replies[sent_at + 1])
-                step = self._echo(turn, int(replies[seen_at]) == 1, sent)
+                step = self._echo(turn, next(facts))
                 early = early or step is _WAIT
             if step is not None and step is not _WAIT:
                 steps.append(step)
         return steps, early
 
-    def _echo(self, turn: Turn, seen: bool, sent: tuple[bytes | None, int] | None) -> _Step | None:
+    def _echo(self, turn: Turn, facts: EchoFacts) -> _Step | None:
         """A human's step, None (lull's own, or recorded before), or _WAIT."""
         if turn.kind == SMB_ECHO:
             own: bool | None = False
-        elif sent is None:
+        elif facts.remembered is None:
             own = True  # its app id is LULL_META_APP_ID
         else:
-            own = _own_by_mid(turn, *sent)
+            own = _own_by_mid(turn, facts)
             if own and turn.app_id and self._settings.meta_app_id and not self._warned:
                 # A wrong LULL_META_APP_ID must not silence the bot after each of its own
                 # replies: the remembered mid wins, and the operator is told once.
@@ -172,7 +161,7 @@ class HumanTurns:
         if own:
             self._metrics.turns.labels(turn.platform, "own_echo").inc()
             return None
-        if seen:
+        if facts.seen:
             # Recorded before: Meta redelivered it, and its pause was applied then.
             return None
         reason = "smb_echo" if turn.kind == SMB_ECHO else "human_echo"
@@ -219,24 +208,23 @@ class HumanTurns:
         )
 
     async def _record(self, turn: Turn) -> None:
-        settings, keys = self._settings, self._keys
-        item = orjson.dumps(
-            {"role": "human", "mid": turn.mid, "text": turn.text, "time": turn.time_ms}
-            | ({"app_id": turn.app_id} if turn.app_id else {})
-        )
-        await self._history.call(
-            self._client,
-            (keys.history(turn.conversation), keys.human_seen(turn.conversation, turn.mid)),
-            (settings.history_messages, settings.conversation_ttl_s, item),
+        settings = self._settings
+        await self._store.record_human(
+            turn.conversation,
+            mid=turn.mid,
+            text=turn.text,
+            time_ms=turn.time_ms,
+            app_id=turn.app_id,
+            keep=settings.history_messages,
+            ttl_s=settings.conversation_ttl_s,
         )
 
 
-def _own_by_mid(turn: Turn, sent: bytes | None, inflight: int) -> bool | None:
+def _own_by_mid(turn: Turn, facts: EchoFacts) -> bool | None:
     """Whether the sender remembered sending this mid to this conversation; None while it may
     still be about to remember it (a send to the conversation is in flight)."""
-    if sent is not None:
-        remembered = SentMessage.decode(sent)
-        return remembered is not None and remembered.conversation == turn.conversation
-    if int(inflight) == 1:
+    if facts.remembered:
+        return facts.sent is not None and facts.sent.conversation == turn.conversation
+    if facts.in_flight:
         return None
     return False

@@ -11,9 +11,9 @@ from lull.common.consumer import Entry, Outcome, Permanent
 from lull.common.conversation import BadConversation, Conversation
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed, Turn
+from lull.common.store.failures import FailureStore, Recorded
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
-from lull.processor.failures import FailureStore, Recorded
 from lull.processor.human_turns import HumanTurns
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse

@@ -19,6 +19,7 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.outside_text import cut
+from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
@@ -33,7 +34,6 @@ from lull.sender.replies import NO_ANSWER, parse_answer
 from lull.sender.send_bounds import TooManySends, bounded_requests
 from lull.sender.send_limits import send_limits
 from lull.sender.send_marks import PAUSED, SendMarks, paused_before_bot
-from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
 
@@ -75,7 +75,7 @@ class Deliverer:
 
     settings: SenderSettings
     keys: Keys
-    store: SendStore
+    store: DeliveryStore
     limiter: RateLimiter
     bot: Bot
     graph: GraphClient

@@ -11,15 +11,15 @@ import structlog
 
 from lull.common.batch import Batch
 from lull.common.consumer import Entry
-from lull.common.delivery import SentMessage
+from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.outcomes import outcome_record
+from lull.common.store.sent import SentMessage
 from lull.sender.graph import GraphRequest
 from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.progress import LocalProgress
 from lull.sender.send_marks import SendMarks
-from lull.sender.send_store import SendState, SendStore
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
 
@@ -32,7 +32,7 @@ class Finisher:
 
     settings: SenderSettings
     keys: Keys
-    store: SendStore
+    store: DeliveryStore
     metrics: SenderMetrics
     sent_ids: SentIds
     progress: LocalProgress

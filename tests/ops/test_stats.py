@@ -14,8 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.cli import main
-from lull.common.delivery import DeliveryFailure, SentMessage
+from lull.common.delivery import DeliveryFailure
 from lull.common.store.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
+from lull.common.store.sent import SentMessage
 from lull.common.store.streams import ensure_group
 from lull.dev.embedded_redis import free_port
 from lull.ops.simulate_payloads import SimMessage, build_body

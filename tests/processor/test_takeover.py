@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.consumer import RetryLater
-from lull.common.delivery import SentMessage
 from lull.common.events import ECHO, Turn
 from lull.common.store.keys import Keys
+from lull.common.store.sent import SentMessage
 from lull.processor.app import Processor
 from tests.conftest import FIXTURES
 from tests.poll import until

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from lull.common.delivery import SentMessage
 from lull.common.env import Env
 from lull.common.store.keys import Keys
 from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore
+from lull.common.store.sent import SentMessage
 from lull.dev.fake_graph import FakeGraph
 from lull.ops.dead import DeadLetters
 from lull.sender.app import Sender

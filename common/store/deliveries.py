@@ -1,5 +1,6 @@
-"""What the sender keeps in Redis about one batch between attempts, the ownership check,
-and the finish step."""
+"""A batch's delivery, as Redis holds it: what the sender keeps about one batch between
+attempts (its send state), the ownership check before each step (lua/deliver_check.lua), and
+the finish that marks it delivered or dead (lua/deliver_mark.lua), one atomic step."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from redis.typing import EncodableT, FieldT
 
 from lull.common.batch import Batch
 from lull.common.coalesce import Coalescer, Command
+from lull.common.graph_request import GraphRequest
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
 from lull.common.store.scripts import LIFE_PRELUDE, LuaScript, is_noscript
-from lull.sender.graph import GraphRequest
 
 # A retried batch's state outlives any sane retry schedule, then cleans itself up.
 STATE_TTL_S = 86_400
@@ -140,7 +141,7 @@ class Loaded:
     history: list[Any] = field(default_factory=list)
 
 
-class SendStore:
+class DeliveryStore:
     """Reads and writes per-batch sender state; checks ownership; finishes with one Lua call."""
 
     def __init__(self, client: RedisClient, keys: Keys, group: str, consumer: str) -> None:
