@@ -21,6 +21,7 @@ from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.outside_text import cut
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
+from lull.common.store.rate_limits import Limiters
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
@@ -88,8 +89,10 @@ class Deliverer:
     """Messenger/Instagram send marks for telling lull's echoes (sender/send_marks.py)."""
     finisher: Finisher = field(init=False)
     gate: RateGate = field(init=False)
+    limiters: Limiters = field(init=False)
 
     def __post_init__(self) -> None:
+        self.limiters = Limiters(self.keys)
         self.gate = RateGate(self.limiter, self.metrics)
         self.finisher = Finisher(
             self.settings, self.keys, self.store, self.metrics, self.sent_ids, self.progress,
@@ -137,7 +140,7 @@ class Deliverer:
         batch, state = job.batch, job.state
         rate = self.settings.rate_per_user
         if rate is not None and not state.admitted:
-            key = self.keys.user_rate(batch.conversation)
+            key = self.limiters.user(batch.conversation)
             grant = await self.gate.take("user", key, rate)
             if not grant.taken:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
@@ -283,7 +286,7 @@ class Deliverer:
         """A unit of each limit the send counts against (sender/send_limits.py); whether it
         slept for one, or _Stop when one is too far away (the batch comes back then)."""
         state, slept = job.state, False
-        for scope, key, rate in send_limits(self.settings, self.keys, job.batch, request):
+        for scope, key, rate in send_limits(self.settings, self.limiters, job.batch, request):
             if scope in state.held:
                 continue  # taken for this send before a later limit sent the batch back
             grant = await self.gate.take(scope, key, rate)
