@@ -8,9 +8,8 @@ has applied; the sender delivers a dead batch's replay once, then skips copies a
 duplicates), and never loses one. The two streams are in different hash slots on Redis
 Cluster, so they are two commands, not one MULTI.
 
-The sender remembers the batches it finished as dead (a field of the conversation's state,
-Keys.dead_batch_field; 0.1's marks in Keys.dead_batches until used) so that their replay is
-delivered; dropping a sender letter removes that mark too. The mark expires with the
+The sender remembers the batches it finished as dead (common/store/deliveries.py,
+dead_marks) so that their replay is delivered; dropping a sender letter removes that mark too. The mark expires with the
 conversation's state (LULL_CONVERSATION_TTL_S): a letter replayed later is skipped as a
 duplicate, since nothing tells any more whether it was answered.
 """
@@ -27,6 +26,7 @@ import orjson
 from redis.typing import EncodableT, FieldT
 
 from lull.common.redis_conn import RedisClient
+from lull.common.store.deliveries import dead_marks
 from lull.common.store.keys import Keys
 from lull.common.store.streams import next_id, text
 
@@ -228,13 +228,14 @@ class DeadLetters:
         outbound = self._keys.all_outbound()
         if batch is None or letter.source not in outbound:
             return None
-        shard = outbound.index(letter.source)
-        keys = self._keys
-        marks = [(keys.dead_batches(shard), str(batch["batch_id"]))]
         conversation, seq = batch.get("conversation"), batch.get("seq")
-        if isinstance(conversation, str) and isinstance(seq, int):
-            marks.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
-        return marks
+        return dead_marks(
+            self._keys,
+            outbound.index(letter.source),
+            str(batch["batch_id"]),
+            conversation if isinstance(conversation, str) else None,
+            seq if isinstance(seq, int) else None,
+        )
 
     def _ready(
         self, letters: Sequence[DeadLetter], result: Replayed

@@ -335,6 +335,18 @@ class DeliveryStore:
         await self._batched.close()
 
 
+def dead_marks(
+    keys: Keys, shard: int, batch_id: str, conversation: str | None, seq: int | None
+) -> list[tuple[str, str]]:
+    """(hash, field) where a batch that finished as dead is marked, so that its replay is
+    delivered (lua/deliver_mark.lua): its conversation's state, when the batch names its
+    conversation and seq, and 0.1's shard-wide hash by batch id."""
+    marks = [(keys.dead_batches(shard), batch_id)]
+    if conversation is not None and seq is not None:
+        marks.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
+    return marks
+
+
 def _strings(raw: bytes | None) -> list[str]:
     """A stored JSON list of strings; a state saved before the field existed has none."""
     value = orjson.loads(raw) if raw else []
