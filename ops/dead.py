@@ -10,8 +10,9 @@ Cluster, so they are two commands, not one MULTI.
 
 The sender remembers the batches it finished as dead (common/store/deliveries.py,
 dead_marks) so that their replay is delivered; dropping a sender letter removes that mark
-too. The mark expires with the conversation's state (LULL_CONVERSATION_TTL_S): a letter replayed later is skipped as a
-duplicate, since nothing tells any more whether it was answered.
+too. The mark expires with the conversation's state (LULL_CONVERSATION_TTL_S): a letter
+replayed later is skipped as a duplicate, since nothing tells any more whether it was
+answered.
 """
 
 from __future__ import annotations
