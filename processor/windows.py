@@ -13,7 +13,8 @@ from redis.typing import EncodableT
 from lull.common.events import Event
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
-from lull.common.store.scripts import LIFE_PRELUDE, LuaScript, is_noscript
+from lull.common.store.legacy import LegacyKeys
+from lull.common.store.scripts import LIFE_PRELUDES, LuaScript, is_noscript
 from lull.processor.settings import WindowSettings
 
 # Statuses returned by window_apply.lua.
@@ -27,8 +28,8 @@ MAX_EVENTS_PER_CALL = 64
 MAX_BYTES_PER_CALL = 64 * 1024
 WINDOW_BYTES_PER_CALL = MAX_EVENTS_PER_CALL * 64 * 1024
 STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
-# The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDE).
-EMIT_PRELUDE = ("processor", "window_emit")
+# The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDES).
+EMIT_PRELUDE = "window_emit"
 
 
 def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
@@ -109,10 +110,10 @@ class WindowStore:
         self._events_per_call = max(
             1, min(MAX_EVENTS_PER_CALL, WINDOW_BYTES_PER_CALL // settings.max_bytes)
         )
-        preludes = (LIFE_PRELUDE, EMIT_PRELUDE)
-        self._apply = LuaScript.read("window_apply", preludes=preludes, folder="processor")
-        self._close = LuaScript.read("window_close", preludes=preludes, folder="processor")
-        self._flush = LuaScript.read("window_flush", folder="processor")
+        preludes = (*LIFE_PRELUDES, EMIT_PRELUDE)
+        self._apply = LuaScript.read("window_apply", preludes=preludes)
+        self._close = LuaScript.read("window_close", preludes=preludes)
+        self._flush = LuaScript.read("window_flush")
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
@@ -193,7 +194,7 @@ class WindowStore:
         for shard, indexes in self._calls(events, [message_size(f) for f in encoded]):
             call_keys: list[str] = [
                 keys.due(shard), keys.outbound(shard),
-                keys.seq(shard), keys.delivered(shard), keys.dead_seqs(shard),
+                *LegacyKeys.of(keys, shard).moved(),
             ]  # fmt: skip
             args: list[EncodableT] = [
                 *self._apply_head,
@@ -245,7 +246,7 @@ class WindowStore:
             keys.conversation_state_prefix(shard), keys.history_prefix(shard),
             settings.conversation_ttl_s, keys.pause_prefix(shard), keys.seen_prefix(shard),
         )  # fmt: skip
-        legacy = (keys.seq(shard), keys.delivered(shard), keys.dead_seqs(shard))
+        legacy = LegacyKeys.of(keys, shard).moved()
         raw = await self._close.call(
             self._client, (keys.due(shard), keys.outbound(shard), *legacy), args
         )

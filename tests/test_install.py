@@ -31,7 +31,7 @@ def test_installed_lull_lives_beside_a_package_named_common(tmp_path: Path) -> N
     (user / "common" / "__init__.py").write_text("WHO = 'the user'\n")
     check = (
         "import common, lull.common.store.keys, lull.common.store.scripts, lull.cli;"
-        "lua = lull.common.store.scripts.read_lua('window_apply', 'processor');"
+        "lua = lull.common.store.scripts.read_lua('window_apply');"
         "import lull.common.contract as contract;"
         "schema = contract.schema_text('batch');"
         "print(common.WHO, lull.common.store.keys.__name__, lua.startswith('-- window_apply'),"

@@ -17,6 +17,7 @@ import orjson
 
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
 from lull.common.store.outcomes import OutcomeRecord
 from lull.common.store.pauses import Pause
 
@@ -108,8 +109,8 @@ async def read_conversation(
     pipe.getrange(keys.conversation(conversation), 0, WINDOW_HEADER.size - 1)
     pipe.hmget(keys.conversation_state(conversation), "seq", "delivered", "user_last_ms")
     # A conversation 0.1 knew and 0.2 has not touched yet keeps its seqs in 0.1's hashes.
-    pipe.hget(keys.seq(shard), conversation)
-    pipe.hget(keys.delivered(shard), conversation)
+    for command in LegacyKeys.of(keys, shard).reads(conversation):
+        pipe.execute_command(*command)
     pipe.hgetall(pause_key)
     pipe.pttl(pause_key)
     pipe.lrange(keys.outcomes(conversation), 0, -1)

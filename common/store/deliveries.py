@@ -16,7 +16,9 @@ from lull.common.coalesce import Coalescer, Command
 from lull.common.graph_request import GraphRequest
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
-from lull.common.store.scripts import LIFE_PRELUDE, LuaScript, is_noscript
+from lull.common.store.legacy import LegacyKeys
+from lull.common.store.legacy import seqs as legacy_seqs
+from lull.common.store.scripts import LEGACY_PRELUDE, LIFE_PRELUDES, LuaScript, is_noscript
 
 # A retried batch's state outlives any sane retry schedule, then cleans itself up.
 STATE_TTL_S = 86_400
@@ -150,8 +152,8 @@ class DeliveryStore:
         self._group = group
         self._consumer = consumer
         self._batched = Coalescer(client)
-        self._mark = LuaScript.read("deliver_mark", preludes=(LIFE_PRELUDE,))
-        self._check = LuaScript.read("deliver_check")
+        self._mark = LuaScript.read("deliver_mark", preludes=LIFE_PRELUDES)
+        self._check = LuaScript.read("deliver_check", preludes=LEGACY_PRELUDE)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the check and finish scripts."""
@@ -179,16 +181,6 @@ class DeliveryStore:
             claim=claim,
             history=[orjson.loads(item) for item in results[2]] if history else [],
         )
-
-    def _seq_reads(self, shard: int, conversation: str, field: str) -> list[Command]:
-        """Reads of a seq field in the conversation's state and, for a conversation not moved
-        yet (the upgrade), in 0.1's shard-wide hashes."""
-        keys = self._keys
-        return [
-            ("HGET", keys.conversation_state(conversation), field),
-            ("HGET", keys.delivered(shard), conversation),
-            ("HGET", keys.seq(shard), conversation),
-        ]
 
     async def check(
         self,
@@ -232,13 +224,14 @@ class DeliveryStore:
         keys = self._keys
         state = keys.conversation_state(batch.conversation)
         pause = () if conversation is None else (keys.pause(conversation),)
+        legacy = LegacyKeys.of(keys, shard)
         return self._check.command(
             (
                 keys.outbound(shard),
                 state,
-                keys.dead_batches(shard),
-                keys.delivered(shard),
-                keys.seq(shard),
+                legacy.dead_batches,
+                legacy.delivered,
+                legacy.seq,
                 *pause,
             ),
             (self._group, entry_id, self._consumer, batch.batch_id, batch.seq, batch.conversation),
@@ -257,12 +250,18 @@ class DeliveryStore:
 
     async def latest_seq(self, shard: int, conversation: str) -> int:
         """The seq of the conversation's newest closed batch (0 when it has no state)."""
-        results = await self._batched.execute(self._seq_reads(shard, conversation, "seq"))
+        # A conversation 0.1 knew and 0.2 has not moved yet keeps its seq in 0.1's hash.
+        state_read = ("HGET", self._keys.conversation_state(conversation), "seq")
+        legacy = LegacyKeys.of(self._keys, shard)
+        results = await self._batched.execute([state_read, *legacy.reads(conversation)])
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        state, _, legacy_seq = results
-        return int(state or legacy_seq or 0)
+        state, *old = results
+        if state is not None:
+            return int(state)
+        moved = legacy_seqs(*old)
+        return 0 if moved is None else moved[0]
 
     async def save(self, shard: int, batch_id: str, state: SendState) -> None:
         """Keep a batch's progress for its next attempt."""
@@ -295,16 +294,15 @@ class DeliveryStore:
         replies are returned, a failed one as its exception: the caller decides what it
         costs."""
         keys, conversation = self._keys, batch.conversation
+        legacy = LegacyKeys.of(keys, shard)
         command = self._mark.command(
             (
                 keys.conversation_state(conversation),
                 keys.outbound(shard),
                 keys.send_state(shard, batch.batch_id),
                 keys.history(conversation),
-                keys.seq(shard),
-                keys.delivered(shard),
-                keys.dead_seqs(shard),
-                keys.dead_batches(shard),
+                *legacy.moved(),
+                legacy.dead_batches,
                 keys.outcomes(conversation),
                 keys.send_inflight(conversation),
             ),
@@ -341,7 +339,7 @@ def dead_marks(
     """(hash, field) where a batch that finished as dead is marked, so that its replay is
     delivered (lua/deliver_mark.lua): its conversation's state, when the batch names its
     conversation and seq, and 0.1's shard-wide hash by batch id."""
-    marks = [(keys.dead_batches(shard), batch_id)]
+    marks = [(LegacyKeys.of(keys, shard).dead_batches, batch_id)]
     if conversation is not None and seq is not None:
         marks.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
     return marks

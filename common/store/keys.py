@@ -104,31 +104,9 @@ class Keys:
         """Field of conversation_state marking batch seq finished as dead (replayable)."""
         return f"deadbatch:{seq}"
 
-    def seq(self, shard: int) -> str:
-        """0.1's hash of a shard's conversations to the seq of their last emitted batch.
-
-        0.1's four shard-wide hashes (seq, delivered, dead_seqs, dead_batches) never
-        shrank; 0.2 only reads them to move a conversation's fields into its
-        conversation_state (the upgrade) and clears what it moved."""
-        return f"{self.tag(shard)}:seq"
-
     def shard_of_outbound(self, stream: str) -> int:
         """The shard whose outbound stream this is."""
         return self.all_outbound().index(stream)
-
-    def delivered(self, shard: int) -> str:
-        """0.1's hash of a shard's conversations to the seq of their last finished batch."""
-        return f"{self.tag(shard)}:delivered"
-
-    def dead_seqs(self, shard: int) -> str:
-        """0.1's hash of "<conversation>|<seq>" for batches dead-lettered before their turn."""
-        return f"{self.tag(shard)}:deadseq"
-
-    def dead_batches(self, shard: int) -> str:
-        """0.1's hash of batch_id -> id of the entry that died, for batches finished as dead and
-        not delivered since: a replay of one of them is delivered, not skipped as a duplicate.
-        Still read and cleared by batch id (never written) until its marks are used up."""
-        return f"{self.tag(shard)}:deadbatch"
 
     def send_state(self, shard: int, batch_id: str) -> str:
         """A batch's handler replies and send progress, kept only while it is retried."""

@@ -13,7 +13,7 @@ from enum import StrEnum
 from lull.common.env import Env
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
-from lull.common.store.scripts import LuaScript
+from lull.common.store.scripts import CLOCK_PRELUDE, LuaScript
 
 DEFAULT_QUIET_MS = 30 * 60 * 1000
 DEFAULT_CAP_MS = 24 * 3600 * 1000
@@ -106,7 +106,7 @@ class PauseStore:
         self._client = client
         self._keys = keys
         self._settings = settings
-        self._script = LuaScript.read("pause")
+        self._script = LuaScript.read("pause", preludes=CLOCK_PRELUDE)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the pause script."""

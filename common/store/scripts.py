@@ -20,11 +20,14 @@ from redis.typing import EncodableT
 
 from lull.common.redis_conn import RedisClient
 
+CLOCK_PRELUDE = ("clock",)
+"""clock_ms, the Redis clock in ms (lua/clock.lua)."""
+LEGACY_PRELUDE = ("legacy",)
+"""What reads or moves 0.1's state (lua/legacy.lua; the upgrade, with legacy.py)."""
+LIFE_PRELUDES = ("clock", "legacy", "conversation_life")
+"""What the scripts that write a conversation's state need (lua/conversation_life.lua)."""
 STORE = "common/store"
 """The folder (under lull's root) whose lua/ holds the scripts."""
-
-LIFE_PRELUDE = (STORE, "conversation_life")
-"""Functions of the scripts that write a conversation's state (lua/conversation_life.lua)."""
 
 Command = tuple[EncodableT, ...]
 """One Redis command as its words: ("EVALSHA", sha, numkeys, *keys, *args)."""
@@ -53,13 +56,10 @@ class LuaScript:
     sha: str
 
     @classmethod
-    def read(
-        cls, name: str, *, preludes: Sequence[tuple[str, str]] = (), folder: str = STORE
-    ) -> LuaScript:
-        """`<folder>/lua/<name>.lua`, read now; preludes (folder, name) name files of
+    def read(cls, name: str, *, preludes: Sequence[str] = (), folder: str = STORE) -> LuaScript:
+        """`<folder>/lua/<name>.lua`, read now; preludes name files of the store's lua/ with
         functions that several scripts share, put before the script's own text, in order."""
-        files = [*preludes, (folder, name)]
-        source = "\n".join(read_lua(file_name, file_folder) for file_folder, file_name in files)
+        source = "\n".join([*(read_lua(prelude) for prelude in preludes), read_lua(name, folder)])
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id, not security)
         return cls(name, source, sha)
 

@@ -16,7 +16,7 @@ from lull.ops.stats import HEADER
 
 
 def _lua_header(name: str) -> tuple[str, int]:
-    source = read_lua(name, "processor")
+    source = read_lua(name)
     layout = re.search(r"^local HDR = '([^']+)'$", source, re.MULTILINE)
     length = re.search(r"^local HDR_LEN = ([0-9 *+]+)$", source, re.MULTILINE)
     assert layout is not None and length is not None, f"{name}.lua has no HDR / HDR_LEN"
@@ -26,7 +26,7 @@ def _lua_header(name: str) -> tuple[str, int]:
 def test_the_three_window_header_layouts_agree() -> None:
     layout, length = _lua_header("window_emit")
     for name in ("window_apply", "window_close"):
-        assert "local HDR =" not in read_lua(name, "processor"), f"{name}.lua: one layout only"
+        assert "local HDR =" not in read_lua(name), f"{name}.lua: one layout only"
     # Lua's struct spells a 4-byte unsigned I4; Python's, with "<", plain I.
     assert HEADER.format == WINDOW_HEADER.format == layout.replace("I4", "I")
     assert HEADER.size == struct.calcsize(HEADER.format) == length
