@@ -12,13 +12,13 @@ from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
 from lull.common.store.failures import FailureStore
 from lull.common.store.keys import PROCESSOR_GROUP, Keys
+from lull.common.store.windows import WindowStore
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
 from lull.processor.inbound import InboundApplier
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import ProcessorSettings
-from lull.processor.windows import WindowStore
 
 log = structlog.get_logger("lull.processor")
 

@@ -12,13 +12,13 @@ from lull.common.conversation import BadConversation, Conversation
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed, Turn
 from lull.common.store.failures import FailureStore, Recorded
+from lull.common.store.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse
 from lull.processor.platforms._shared import MALFORMED
-from lull.processor.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 
 log = structlog.get_logger("lull.processor")
 

@@ -145,7 +145,7 @@ def window_from_env(env: Env) -> WindowSettings:
         mode=env.choice("LULL_WINDOW_MODE", "sliding", WINDOW_MODES),
         window_ms=window_ms,
         max_wait_ms=max_wait_ms,
-        # Bounded so that a window's script calls stay a few ms (processor/windows.py).
+        # Bounded so that a window's script calls stay a few ms (common/store/windows.py).
         max_messages=env.integer("LULL_MAX_MESSAGES", 50, minimum=1, maximum=MAX_MESSAGES_CAP),
         max_bytes=env.integer("LULL_MAX_BYTES", 65_536, minimum=256, maximum=MAX_BYTES_CAP),
         grace_ms=env.integer("LULL_GRACE_MS", 0, minimum=0, maximum=DAY_S * 1000),

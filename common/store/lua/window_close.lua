@@ -24,9 +24,9 @@
 -- or a `lull dead replay`.
 --
 -- The window is read, emitted and reset in this one script: a window is emitted exactly
--- once however many closers run. window_emit.lua (prepended) holds the value layout and the
--- emit, which window_apply.lua shares: an apply closes a full window itself when the next
--- message would pass a cap. The window key is deleted once emitted (an open window has no
+-- once however many closers run. window_layout.lua and window_emit.lua (prepended) hold the
+-- value layout and the emit, which window_apply.lua shares: an apply closes a full window
+-- itself when the next message would pass a cap. The window key is deleted once emitted (an open window has no
 -- TTL); only message ids seen before 0.3 and not yet moved to the seen set keep it, with the
 -- dedupe TTL.
 --

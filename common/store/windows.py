@@ -1,10 +1,14 @@
-"""The window store: the apply, close and flush scripts, called in pipelines."""
+"""A conversation's open window, as Redis holds it: the apply, close and flush scripts
+(lua/window_apply.lua, window_close.lua, window_flush.lua, with the layout and the emit in
+lua/window_layout.lua and window_emit.lua), called in pipelines. The processor decides
+what to apply and when to close (processor/inbound.py, closer.py); the rules a window
+follows are its settings (WindowRules)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.exceptions import NoScriptError, ResponseError
@@ -14,8 +18,7 @@ from lull.common.events import Event
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
 from lull.common.store.legacy import LegacyKeys
-from lull.common.store.scripts import LIFE_PRELUDES, LuaScript, is_noscript
-from lull.processor.settings import WindowSettings
+from lull.common.store.scripts import CLOCK_PRELUDE, LIFE_PRELUDES, LuaScript, is_noscript
 
 # Statuses returned by window_apply.lua.
 DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)
@@ -29,7 +32,34 @@ MAX_BYTES_PER_CALL = 64 * 1024
 WINDOW_BYTES_PER_CALL = MAX_EVENTS_PER_CALL * 64 * 1024
 STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
 # The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDES).
-EMIT_PRELUDE = "window_emit"
+WINDOW_PRELUDES = ("window_layout", "window_emit")
+
+
+class WindowRules(Protocol):
+    """How windows open, grow and close: the processor's settings (processor/settings.py)."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def window_ms(self) -> int: ...
+    @property
+    def max_wait_ms(self) -> int: ...
+    @property
+    def max_messages(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def grace_ms(self) -> int: ...
+    @property
+    def max_lateness_ms(self) -> int: ...
+    @property
+    def max_skew_ms(self) -> int: ...
+    @property
+    def flush_on(self) -> frozenset[str]: ...
+    @property
+    def dedupe_ttl_s(self) -> int: ...
+    @property
+    def conversation_ttl_s(self) -> int: ...
 
 
 def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
@@ -103,17 +133,17 @@ class CloseResult:
 class WindowStore:
     """Applies events to windows and closes due windows; all state lives in Redis."""
 
-    def __init__(self, client: RedisClient, keys: Keys, settings: WindowSettings) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, settings: WindowRules) -> None:
         self._client = client
         self._keys = keys
         self._settings = settings
         self._events_per_call = max(
             1, min(MAX_EVENTS_PER_CALL, WINDOW_BYTES_PER_CALL // settings.max_bytes)
         )
-        preludes = (*LIFE_PRELUDES, EMIT_PRELUDE)
+        preludes = (*LIFE_PRELUDES, *WINDOW_PRELUDES)
         self._apply = LuaScript.read("window_apply", preludes=preludes)
         self._close = LuaScript.read("window_close", preludes=preludes)
-        self._flush = LuaScript.read("window_flush")
+        self._flush = LuaScript.read("window_flush", preludes=(*CLOCK_PRELUDE, "window_layout"))
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
