@@ -9,6 +9,10 @@ imports no other package: the `lull` command (lull/cli.py) is the one place that
 all. An import by name at run time (importlib.import_module, __import__, importlib.resources
 .files) counts as an import: of the module its string names, or, when it is given a
 variable (a dispatch table), of every project module the file names in a string.
+
+The Redis schema has one home, the store (common/store/): no module outside it calls a
+script or builds a key other than a stream's name, every Lua script is in its lua/, and the
+scripts read the Redis clock through one clock_ms.
 """
 
 from __future__ import annotations
@@ -169,3 +173,56 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
 def test_the_cycle_finder_finds_one() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+# The store (common/store/) owns every key, script and byte layout. Outside it a Keys is
+# asked only for the names of streams (the consumer loop's transport) and shards.
+STORE = "lull.common.store"
+STREAM_NAMES = frozenset(
+    {"inbound", "dead", "outbound", "all_outbound", "arrivals", "shard_of", "shard_of_outbound"}
+)
+SCRIPTS = "lull.common.store.scripts"
+
+
+def _key_builds(path: Path) -> list[str]:
+    """Calls like keys.history(...) / self._keys.pause(...) of a key that is no stream's."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner = node.func.value
+        name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+        if name.lstrip("_") == "keys" and node.func.attr not in STREAM_NAMES:
+            found.append(f"{path.name}: keys.{node.func.attr}")
+    return found
+
+
+def test_no_module_outside_the_store_builds_a_key_or_calls_a_script() -> None:
+    modules = dict(m for package in (*RUNTIME, *COMMAND, *DEV) for m in _modules(package))
+    outside = {name: path for name, path in modules.items() if not name.startswith(STORE)}
+    graph = _graph()
+    assert sorted(name for name in outside if SCRIPTS in graph[name]) == []
+    assert [build for path in outside.values() for build in _key_builds(path)] == []
+    scripts = sorted(
+        path.relative_to(ROOT).as_posix()
+        for package in (*RUNTIME, *DEV)
+        for path in (ROOT / package).rglob("*.lua")
+    )
+    assert scripts, "no Lua script found"
+    assert [s for s in scripts if not s.startswith("common/store/lua/")] == []
+
+
+def test_one_clock_for_the_scripts() -> None:
+    """Redis TIME to ms is clock.lua's clock_ms; rate_limit.lua reads µs, not ms."""
+    readers = sorted(
+        path.name
+        for path in (ROOT / "common" / "store" / "lua").glob("*.lua")
+        if "redis.call('TIME')" in path.read_text(encoding="utf-8")
+    )
+    assert readers == ["clock.lua", "rate_limit.lua"]
+
+
+def test_the_key_check_finds_a_key_built_outside(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f(keys, c):\n    return keys.history(c), keys.outbound(0)\n")
+    assert _key_builds(module) == ["m.py: keys.history"]
