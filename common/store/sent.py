@@ -1,5 +1,5 @@
 """The messages the sender sent, remembered by their id for a while: a WhatsApp `failed`
-status (processor/failures.py) and a Messenger or Instagram echo (processor/human_turns.py)
+status (failures.py) and a Messenger or Instagram echo (processor/human_turns.py)
 name only the message id, and are matched to the conversation and batch that sent it.
 
 One key per message id (Keys.sent_message), with an expiry: a status names only the message
