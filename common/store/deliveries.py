@@ -333,16 +333,37 @@ class DeliveryStore:
         await self._batched.close()
 
 
-def dead_marks(
-    keys: Keys, shard: int, batch_id: str, conversation: str | None, seq: int | None
-) -> list[tuple[str, str]]:
-    """(hash, field) where a batch that finished as dead is marked, so that its replay is
-    delivered (lua/deliver_mark.lua): its conversation's state, when the batch names its
-    conversation and seq, and 0.1's shard-wide hash by batch id."""
-    marks = [(LegacyKeys.of(keys, shard).dead_batches, batch_id)]
-    if conversation is not None and seq is not None:
-        marks.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
-    return marks
+@dataclass(frozen=True, slots=True)
+class DeadMark:
+    """Where a batch that finished as dead is marked, so that its replay is delivered
+    (lua/deliver_mark.lua): its conversation's state, when the batch names its conversation
+    and seq, and 0.1's shard-wide hash by batch id."""
+
+    places: tuple[tuple[str, str], ...]
+    """(hash, field) pairs."""
+
+    @classmethod
+    def of(
+        cls, keys: Keys, shard: int, batch_id: str, conversation: str | None, seq: int | None
+    ) -> DeadMark:
+        """The mark of one batch of shard."""
+        places = [(LegacyKeys.of(keys, shard).dead_batches, batch_id)]
+        if conversation is not None and seq is not None:
+            places.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
+        return cls(tuple(places))
+
+    def reads(self) -> list[Command]:
+        """The commands that ask whether the mark is there (their replies go to `found`)."""
+        return [("HEXISTS", key, name) for key, name in self.places]
+
+    @staticmethod
+    def found(replies: Sequence[Any]) -> bool:
+        """Whether the replies of `reads` say the batch is marked."""
+        return any(reply is True or reply == 1 for reply in replies)
+
+    def forgets(self) -> list[Command]:
+        """The commands that remove the mark (a dropped letter is not replayed)."""
+        return [("HDEL", key, name) for key, name in self.places]
 
 
 def _strings(raw: bytes | None) -> list[str]:
