@@ -18,8 +18,6 @@ import orjson
 
 from lull.common.contract import VERSION
 
-PLATFORMS = ("messenger", "instagram", "whatsapp")
-
 
 @dataclass(frozen=True, slots=True)
 class Message:

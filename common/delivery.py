@@ -3,16 +3,14 @@
 WhatsApp may accept a message and report minutes later, in a webhook `statuses` item with
 `status: "failed"`, that it could not be delivered (Meta's "Status messages webhook
 reference"). To tie that report to a conversation, the sender remembers each WhatsApp
-message id it sent (SentMessage, written by sender/sent_ids.py) and the processor looks
-the failed id up (processor/failures.py).
+message id it sent (common/store/sent.py) and the processor looks
+the failed id up (common/store/failures.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-import orjson
 
 from lull.common.outside_text import MAX_DETAIL_CHARS, cut
 
@@ -56,30 +54,3 @@ class DeliveryFailure:
         object.__setattr__(self, "title", cut(self.title, MAX_TITLE_CHARS))
         object.__setattr__(self, "message", cut(self.message, MAX_DETAIL_CHARS))
         object.__setattr__(self, "details", cut(self.details, MAX_DETAIL_CHARS))
-
-
-@dataclass(frozen=True, slots=True)
-class SentMessage:
-    """The batch that sent a message (its conversation and seq), stored under the message's
-    id for a while. Kept this small on purpose: one is stored per WhatsApp message sent."""
-
-    conversation: str
-    seq: int
-
-    def encode(self) -> bytes:
-        """The stored value."""
-        return orjson.dumps({"c": self.conversation, "s": self.seq})
-
-    @classmethod
-    def decode(cls, raw: bytes) -> SentMessage | None:
-        """The stored value read back; None when it is not one (never raises)."""
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        if not isinstance(value, dict):
-            return None
-        conversation, seq = value.get("c"), value.get("s")
-        if not isinstance(conversation, str) or type(seq) is not int:
-            return None
-        return cls(conversation, seq)

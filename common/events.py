@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from lull.common.conversation import Conversation
 from lull.common.delivery import DeliveryFailure
-
-PLATFORMS = ("messenger", "instagram", "whatsapp")
 
 # Kinds that change an earlier message instead of adding one.
 EDIT = "edit"
@@ -47,7 +46,7 @@ class Event:
     @property
     def conversation(self) -> str:
         """platform:account_id:user_id, the window key."""
-        return f"{self.platform}:{self.account_id}:{self.user_id}"
+        return Conversation(self.platform, self.account_id, self.user_id).key
 
 
 # Turn kinds: what a party other than the user did in a conversation (see Turn).
@@ -66,7 +65,7 @@ class Turn:
     """Something the business side did in a conversation: a message that lull may or may not
     have sent (echo, smb_echo), a change of thread owner (pass/take thread control), or a
     sign that another app owns the thread (standby). The processor decides what it means
-    (processor/takeover.py): a human turn, a hold, a release, or lull's own reply."""
+    (processor/human_turns.py): a human turn, a hold, a release, or lull's own reply."""
 
     platform: str
     account_id: str
@@ -84,7 +83,7 @@ class Turn:
     @property
     def conversation(self) -> str:
         """platform:account_id:user_id, as Event.conversation."""
-        return f"{self.platform}:{self.account_id}:{self.user_id}"
+        return Conversation(self.platform, self.account_id, self.user_id).key
 
 
 @dataclass(slots=True)
@@ -101,7 +100,7 @@ class Parsed:
     Never windowed: matched to the conversation that sent the message."""
     turns: list[Turn] = field(default_factory=list)
     """What the business side did (echoes, handovers, standby), in body order. Never
-    windowed: they pause, hold or release the conversation (processor/takeover.py)."""
+    windowed: they pause, hold or release the conversation (processor/human_turns.py)."""
 
 
 class MalformedBody(ValueError):

@@ -1,7 +1,7 @@
 """How long lull keeps what it knows about a conversation (LULL_CONVERSATION_TTL_S), and the
 check that this outlasts everything that still needs it.
 
-A conversation's state hash and history (common/keys.py: conversation_state, history)
+A conversation's state hash and history (common/store/keys.py: conversation_state, history)
 expire together this long after the conversation's last emitted or finished batch. Each
 service checks the horizons it knows: the processor the message-id dedupe horizon, the
 sender how long a batch can be retried. A shorter TTL would let a live batch outlive its

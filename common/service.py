@@ -12,9 +12,9 @@ from typing import TypeVar
 from prometheus_client import CollectorRegistry
 
 from lull.common.env import ConfigError, problems_of
+from lull.common.event_loop import new_event_loop
 from lull.common.http_admin import admin_app, serve
 from lull.common.log import configure
-from lull.common.loop import new_event_loop
 from lull.common.redis_conn import RedisClient
 from lull.common.settings import LOG_LEVELS, CommonSettings
 

@@ -47,7 +47,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from lull.common.loop import new_event_loop
+from lull.common.event_loop import new_event_loop
 from lull.dev.fake_graph_presence import is_presence, sender_action_problem, whatsapp_read_problem
 from lull.dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
 from lull.dev.fake_media import add_cdn_routes, add_demo_media, add_media_routes

@@ -309,7 +309,7 @@ async def _not_ready(session: aiohttp.ClientSession, url: str) -> str:
 
 def _command(name: str, env: dict[str, str]) -> list[str]:
     if name == "fake-graph":
-        return ["-m", "lull.common.cli", "fake-graph", "--port", env["LULL_FAKE_GRAPH_PORT"]]
+        return ["-m", "lull.cli", "fake-graph", "--port", env["LULL_FAKE_GRAPH_PORT"]]
     return ["-m", f"lull.{name}"]
 
 
@@ -339,4 +339,4 @@ def _print_banner(env: dict[str, str]) -> None:
 def _lull_command() -> str:
     """How to run `lull` from any terminal: the venv's script, even when the venv is not active."""
     script = Path(sys.executable).parent / "lull"
-    return str(script) if script.exists() else f"{sys.executable} -m common.cli"
+    return str(script) if script.exists() else f"{sys.executable} -m lull.cli"

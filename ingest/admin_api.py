@@ -1,7 +1,7 @@
 """The admin HTTP API: what `lull pause`, `lull resume` and `lull conversation` do, for a
 CRM (Chatwoot, Zendesk and the like) that assigns conversations to human agents.
 
-    GET  /conversations/{conversation}          the state (common/conversation_state.py)
+    GET  /conversations/{conversation}          the state (common/store/conversations.py)
     POST /conversations/{conversation}/pause    body optional: {"for_s": 3600, "by": "Ann"}
     POST /conversations/{conversation}/resume   body optional: {"by": "Ann"}
 
@@ -27,11 +27,12 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter
 
+from lull.common.conversation import Conversation
+from lull.common.conversation_control import MAX_BY_CHARS, MAX_PAUSE_MS, ConversationControl
 from lull.common.env import ConfigError, Env
 from lull.common.http_log import app_runner
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.ingest.body import client_max_size, read_body
-from lull.ops.takeover import MAX_BY_CHARS, MAX_PAUSE_MS, Takeover, check_conversation
 
 log = structlog.get_logger("lull.ingest")
 
@@ -104,12 +105,12 @@ class AdminMetrics:
 
 
 ADMIN_SETTINGS = web.AppKey("admin_settings", AdminSettings)
-TAKEOVER = web.AppKey("takeover", Takeover)
+TAKEOVER = web.AppKey("takeover", ConversationControl)
 ADMIN_METRICS = web.AppKey("admin_metrics", AdminMetrics)
 
 
 def create_admin_app(
-    settings: AdminSettings, takeover: Takeover, metrics: AdminMetrics
+    settings: AdminSettings, takeover: ConversationControl, metrics: AdminMetrics
 ) -> web.Application:
     """The admin API's app (settings.token must be set)."""
     if settings.token is None:
@@ -128,7 +129,7 @@ def create_admin_app(
 
 @contextlib.asynccontextmanager
 async def serve_admin(
-    settings: AdminSettings, takeover: Takeover, metrics: AdminMetrics
+    settings: AdminSettings, takeover: ConversationControl, metrics: AdminMetrics
 ) -> AsyncIterator[None]:
     """Serve the admin API on its own site while the caller's context runs; nothing at all
     when there is no token."""
@@ -186,7 +187,7 @@ async def pause(request: web.Request) -> web.Response:
     if by is None:
         return _error(400, f"by must be a string of at most {MAX_BY_CHARS} characters")
 
-    async def step(takeover: Takeover, conversation: str) -> None:
+    async def step(takeover: ConversationControl, conversation: str) -> None:
         await takeover.pause(conversation, for_ms=int(for_s) * 1000, by=by)
 
     return await _step(request, step)
@@ -201,18 +202,18 @@ async def resume(request: web.Request) -> web.Response:
     if by is None:
         return _error(400, f"by must be a string of at most {MAX_BY_CHARS} characters")
 
-    async def step(takeover: Takeover, conversation: str) -> None:
+    async def step(takeover: ConversationControl, conversation: str) -> None:
         await takeover.resume(conversation, by=by)
 
     return await _step(request, step)
 
 
-Step = Callable[[Takeover, str], Awaitable[None]]
+Step = Callable[[ConversationControl, str], Awaitable[None]]
 
 
 async def _step(request: web.Request, step: Step | None) -> web.Response:
     try:
-        conversation = check_conversation(request.match_info["conversation"])
+        conversation = Conversation.parse(request.match_info["conversation"]).key
     except ValueError as exc:
         return _error(400, str(exc))
     takeover = request.app[TAKEOVER]

@@ -17,17 +17,17 @@ import structlog
 from aiohttp import web
 
 from lull.common import signing as signature
+from lull.common.conversation_control import ConversationControl
 from lull.common.http_admin import admin_app, serve
-from lull.common.keys import Keys
 from lull.common.metrics import metrics_handler
 from lull.common.outside_text import cut, printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
+from lull.common.store.keys import Keys
 from lull.ingest.admin_api import AdminMetrics, serve_admin
 from lull.ingest.body import client_max_size, read_body
 from lull.ingest.metrics import IngestMetrics
 from lull.ingest.settings import IngestSettings
 from lull.ingest.writer import Fields, StoreFailed, StreamWriter
-from lull.ops.takeover import Takeover
 
 log = structlog.get_logger("lull.ingest")
 
@@ -93,7 +93,7 @@ async def _admin_port_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     common = settings.common
     keys = Keys(common.namespace, common.shards)
-    takeover = Takeover(app[REDIS], keys, settings.pause)
+    takeover = ConversationControl(app[REDIS], keys, settings.pause)
     async with serve_admin(settings.admin, takeover, AdminMetrics(app[METRICS].registry)):
         yield
 

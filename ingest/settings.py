@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lull.common.env import ConfigError, Env
-from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, common_from_env
+from lull.common.store.pauses import PauseSettings
 from lull.ingest.admin_api import AdminSettings
 
 # WhatsApp documents webhook bodies of up to 3 MB; Messenger's are far smaller.

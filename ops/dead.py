@@ -8,11 +8,11 @@ has applied; the sender delivers a dead batch's replay once, then skips copies a
 duplicates), and never loses one. The two streams are in different hash slots on Redis
 Cluster, so they are two commands, not one MULTI.
 
-The sender remembers the batches it finished as dead (a field of the conversation's state,
-Keys.dead_batch_field; 0.1's marks in Keys.dead_batches until used) so that their replay is
-delivered; dropping a sender letter removes that mark too. The mark expires with the
-conversation's state (LULL_CONVERSATION_TTL_S): a letter replayed later is skipped as a
-duplicate, since nothing tells any more whether it was answered.
+The sender remembers the batches it finished as dead (common/store/deliveries.py,
+DeadMark) so that their replay is delivered; dropping a sender letter removes that mark
+too. The mark expires with the conversation's state (LULL_CONVERSATION_TTL_S): a letter
+replayed later is skipped as a duplicate, since nothing tells any more whether it was
+answered.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from typing import Any
 import orjson
 from redis.typing import EncodableT, FieldT
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
-from lull.common.streams import next_id, text
+from lull.common.store.deliveries import DeadMark
+from lull.common.store.keys import Keys
+from lull.common.store.streams import next_id, text
 
 META_FIELDS = (
     b"_source",
@@ -175,13 +176,13 @@ class DeadLetters:
     async def marked(self, letter: DeadLetter) -> bool | None:
         """For a sender letter: is its batch marked dead (a replay will be delivered)?
         None for other letters."""
-        marks = self._marks(letter)
-        if marks is None:
+        mark = self._mark(letter)
+        if mark is None:
             return None
         pipe = self._client.pipeline(transaction=False)
-        for key, name in marks:
-            pipe.hexists(key, name)
-        return any(await pipe.execute())
+        for command in mark.reads():
+            pipe.execute_command(*command)
+        return DeadMark.found(await pipe.execute())
 
     async def replay(self, letters: Sequence[DeadLetter]) -> Replayed:
         """XADD each letter's original fields to its source stream, then XDEL the letter."""
@@ -212,8 +213,9 @@ class DeadLetters:
         """XDEL the letter, then forget the sender's dead mark of its batch; False if gone."""
         if not await self._client.xdel(self._stream, letter.id):
             return False
-        for key, name in self._marks(letter) or []:
-            await self._client.hdel(key, name)
+        mark = self._mark(letter)
+        for command in [] if mark is None else mark.forgets():
+            await self._client.execute_command(*command)
         return True
 
     def target(self, letter: DeadLetter) -> str | None:
@@ -221,20 +223,20 @@ class DeadLetters:
         known = {self._keys.inbound(), *self._keys.all_outbound()}
         return letter.source if letter.source in known else None
 
-    def _marks(self, letter: DeadLetter) -> list[tuple[str, str]] | None:
-        """(hash, field) where a sender letter's batch may be marked dead: its conversation's
-        state, and 0.1's shard-wide hash; None for other letters."""
+    def _mark(self, letter: DeadLetter) -> DeadMark | None:
+        """Where a sender letter's batch may be marked dead; None for other letters."""
         batch = letter.batch()
         outbound = self._keys.all_outbound()
         if batch is None or letter.source not in outbound:
             return None
-        shard = outbound.index(letter.source)
-        keys = self._keys
-        marks = [(keys.dead_batches(shard), str(batch["batch_id"]))]
         conversation, seq = batch.get("conversation"), batch.get("seq")
-        if isinstance(conversation, str) and isinstance(seq, int):
-            marks.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
-        return marks
+        return DeadMark.of(
+            self._keys,
+            outbound.index(letter.source),
+            str(batch["batch_id"]),
+            conversation if isinstance(conversation, str) else None,
+            seq if isinstance(seq, int) else None,
+        )
 
     def _ready(
         self, letters: Sequence[DeadLetter], result: Replayed
@@ -257,19 +259,19 @@ class DeadLetters:
         ready = self._ready(letters, result)
         if not ready:
             return
-        marks = [(letter, where) for letter, _ in ready if (where := self._marks(letter))]
+        marks = [(letter, mark) for letter, _ in ready if (mark := self._mark(letter))]
         pipe = self._client.pipeline(transaction=False)
-        for _, where in marks:
-            for key, name in where:
-                pipe.hexists(key, name)
+        for _, mark in marks:
+            for command in mark.reads():
+                pipe.execute_command(*command)
         for letter, target in ready:
             pipe.xadd(target, _widened(letter.payload))
         answers: list[Any] = await pipe.execute(raise_on_error=False)
         at = 0
-        for letter, where in marks:
-            if not any(answer is True for answer in answers[at : at + len(where)]):
+        for letter, mark in marks:
+            if not DeadMark.found(answers[at : at + len(mark.places)]):
                 result.skipped.append(letter)
-            at += len(where)
+            at += len(mark.places)
         added: list[tuple[DeadLetter, str]] = []
         for (letter, _), answer in zip(ready, answers[at:], strict=True):
             if isinstance(answer, Exception):

@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
-from lull.common.keys import Keys
 from lull.common.outside_text import printable
 from lull.common.redis_conn import REDIS_FAILURES, connect, describe
 from lull.common.service import run_main
 from lull.common.settings import CommonSettings
+from lull.common.store.keys import Keys
 from lull.ops.dead import DeadLetter, DeadLetters, Replayed, is_entry_id, iso_time
 
 REDIS_TIMEOUT_S = 5.0

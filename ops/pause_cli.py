@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from lull.ops.takeover import Takeover
+from lull.common.conversation_control import ConversationControl
 from lull.ops.takeover_cli import add_common_arguments, by_argument, duration_ms, run_takeover, who
 
 
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """`lull pause`: 0 paused, 1 Redis failed, 2 bad input or configuration."""
     for_ms, by = int(args.for_ms), who(args)
 
-    async def pause(takeover: Takeover, conversation: str) -> None:
+    async def pause(takeover: ConversationControl, conversation: str) -> None:
         await takeover.pause(conversation, for_ms=for_ms, by=by)
 
     return run_takeover("pause", args, pause)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from lull.ops.takeover import Takeover
+from lull.common.conversation_control import ConversationControl
 from lull.ops.takeover_cli import add_common_arguments, by_argument, run_takeover, who
 
 
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     """`lull resume`: 0 resumed (or was not paused), 1 Redis failed, 2 bad input."""
     by = who(args)
 
-    async def resume(takeover: Takeover, conversation: str) -> None:
+    async def resume(takeover: ConversationControl, conversation: str) -> None:
         await takeover.resume(conversation, by=by)
 
     return run_takeover("resume", args, resume)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from lull.common.conversation import Conversation
 from lull.common.signing import sign
 from lull.ops.simulate_config import (
     DEFAULT_CONCURRENCY,
@@ -227,7 +228,7 @@ class _Run:
         record = PostRecord(
             user_id=message.user_id,
             account_id=message.account_id,
-            conversation=f"{config.platform}:{message.account_id}:{message.user_id}",
+            conversation=Conversation(config.platform, message.account_id, message.user_id).key,
             mids=(message.mid,),
             texts=(text,),
             status=status,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from lull.common.events import PLATFORMS
+from lull.common.conversation import PLATFORMS
 
 __all__ = [
     "BURSTS",

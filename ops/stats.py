@@ -4,39 +4,29 @@ recent delivery failures.
 Read from Redis alone, so it works with no service running. Every command touches one key
 (one stream, one due set, one conversation), so it runs on Redis Cluster too.
 
-The age of an open window comes from its header (processor/lua/window_apply.lua, struct
-HDR): `opened_at` is the Redis clock when its first message was applied. Headers are read
-with GETRANGE in pipelined batches; with more than MAX_SAMPLED_WINDOWS open windows only the
-earliest-deadline ones are read, and the age is marked approximate.
+The age of an open window comes from its header (common/store/window_reads.py): `opened_at`
+is the Redis clock when its first message was applied; with more than MAX_SAMPLED_WINDOWS
+open windows only the earliest-deadline ones are read, and the age is marked approximate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
-from lull.common.streams import GroupInfo, group_infos, text
-from lull.ops.stats_failures import RecentFailure, recent_failures
-from lull.processor.app import GROUP as PROCESSOR_GROUP
-from lull.sender.app import GROUP as SENDER_GROUP
+from lull.common.store.failures import RecentFailure, recent_failures
+from lull.common.store.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
+from lull.common.store.streams import GroupInfo, group_infos, text
+from lull.common.store.window_reads import MAX_SAMPLED_WINDOWS, WindowScan, scan_windows
 
 T = TypeVar("T")
 U = TypeVar("U")
 
-# struct HDR of processor/lua/window_apply.lua ('<ddddI4I4I4I4B'): first_t, last_t, opened_at,
-# deadline (doubles, ms), count, bytes, arrivals, seen_len (uint32), close reason (byte).
-HEADER = struct.Struct("<ddddIIIIB")
-MAX_SAMPLED_WINDOWS = 10_000
-"""Above this many open windows, only the earliest-deadline ones are read for the age."""
-GETRANGE_BATCH = 1_000
-"""Headers read per pipeline."""
 CONCURRENT_STREAMS = 16
 """Streams asked about at once (stays well inside the client's connection pool)."""
 
@@ -118,7 +108,7 @@ class Stats:
     windows: WindowStats
     dead_letters: int
     delivery_failures: tuple[RecentFailure, ...] = ()
-    """The newest replies reported undelivered after the send (ops/stats_failures.py)."""
+    """The newest replies reported undelivered after the send (common/store/failures.py)."""
 
 
 async def _each(items: Sequence[T], call: Callable[[T], Awaitable[U]]) -> list[U]:
@@ -180,7 +170,7 @@ async def collect(
         (stream, info.name) for stream, found in zip(streams, infos, strict=True) for info in found
     ]
     consumers = await _each(pairs, lambda pair: _consumers(client, *pair))
-    scan = await _scan_windows(client, keys, max_sampled_windows)
+    scan = await scan_windows(client, keys, max_sampled_windows)
     dead_letters = int(await client.xlen(keys.dead()))
     failures = await recent_failures(client, keys)
     # Read after everything else, so no window read above opened after "now".
@@ -202,86 +192,23 @@ async def collect(
             for i in found
         ),
         consumers=tuple(c for found in consumers for c in found),
-        windows=scan.stats(now),
+        windows=_window_stats(scan, now),
         dead_letters=dead_letters,
         delivery_failures=tuple(failures),
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _WindowScan:
-    """Raw findings of the window scan; turned into WindowStats once "now" is known."""
-
-    open_per_shard: tuple[int, ...]
-    earliest_deadline: tuple[float, str] | None
-    earliest_open: tuple[float, str] | None
-    sampled: int
-    approximate: bool
-
-    def stats(self, now_ms: int) -> WindowStats:
-        oldest, overdue = self.earliest_open, self.earliest_deadline
-        is_overdue = overdue is not None and overdue[0] < now_ms
-        return WindowStats(
-            open_per_shard=self.open_per_shard,
-            # Clamped: on Redis Cluster "now" may come from a node whose clock is behind.
-            oldest_age_ms=None if oldest is None else max(0, now_ms - int(oldest[0])),
-            oldest_conversation=None if oldest is None else oldest[1],
-            sampled=self.sampled,
-            approximate=self.approximate,
-            most_overdue_ms=now_ms - int(overdue[0]) if overdue and is_overdue else None,
-            most_overdue_conversation=overdue[1] if overdue and is_overdue else None,
-        )
-
-
-async def _scan_windows(client: RedisClient, keys: Keys, max_sampled: int) -> _WindowScan:
-    shards = range(keys.shards)
-    pipe = client.pipeline(transaction=False)
-    for shard in shards:
-        pipe.zcard(keys.due(shard))
-    counts = tuple(int(n) for n in await pipe.execute())
-    total = sum(counts)
-    per_shard = max(1, max_sampled // keys.shards) if total > max_sampled else None
-    # The earliest deadlines of each shard: the most overdue one, and the windows to sample.
-    pipe = client.pipeline(transaction=False)
-    for shard, count in zip(shards, counts, strict=True):
-        take = count if per_shard is None else min(count, per_shard)
-        pipe.zrange(keys.due(shard), 0, max(take, 1) - 1, withscores=True)
-    ranges: list[list[tuple[bytes, float]]] = await pipe.execute()
-    earliest_deadline: tuple[float, str] | None = None
-    members: list[tuple[str, str]] = []  # (conversation key, conversation)
-    for shard, found in zip(shards, ranges, strict=True):
-        prefix = keys.conversation_prefix(shard)
-        for member, deadline in found:
-            conversation = text(member)
-            members.append((prefix + conversation, conversation))
-            if earliest_deadline is None or deadline < earliest_deadline[0]:
-                earliest_deadline = (deadline, conversation)
-    earliest_open = await _earliest_open(client, members)
-    return _WindowScan(
-        open_per_shard=counts,
-        earliest_deadline=earliest_deadline,
-        earliest_open=earliest_open,
-        sampled=len(members),
-        approximate=per_shard is not None,
+def _window_stats(scan: WindowScan, now_ms: int) -> WindowStats:
+    """The scan's findings as of now_ms."""
+    oldest, overdue = scan.earliest_open, scan.earliest_deadline
+    is_overdue = overdue is not None and overdue[0] < now_ms
+    return WindowStats(
+        open_per_shard=scan.open_per_shard,
+        # Clamped: on Redis Cluster "now" may come from a node whose clock is behind.
+        oldest_age_ms=None if oldest is None else max(0, now_ms - int(oldest[0])),
+        oldest_conversation=None if oldest is None else oldest[1],
+        sampled=scan.sampled,
+        approximate=scan.approximate,
+        most_overdue_ms=now_ms - int(overdue[0]) if overdue and is_overdue else None,
+        most_overdue_conversation=overdue[1] if overdue and is_overdue else None,
     )
-
-
-async def _earliest_open(
-    client: RedisClient, members: list[tuple[str, str]]
-) -> tuple[float, str] | None:
-    """(opened_at, conversation) of the earliest-opened window among members."""
-    earliest: tuple[float, str] | None = None
-    for start in range(0, len(members), GETRANGE_BATCH):
-        batch = members[start : start + GETRANGE_BATCH]
-        pipe = client.pipeline(transaction=False)
-        for key, _ in batch:
-            pipe.getrange(key, 0, HEADER.size - 1)
-        headers: list[bytes] = await pipe.execute()
-        for (_, conversation), header in zip(batch, headers, strict=True):
-            if len(header) < HEADER.size:
-                continue  # closed and expired since the ZRANGE
-            _first, _last, opened_at, deadline, *_ = HEADER.unpack(header)
-            # deadline 0: closed since the ZRANGE (the key only remembers seen mids now).
-            if deadline > 0 and (earliest is None or opened_at < earliest[0]):
-                earliest = (opened_at, conversation)
-    return earliest

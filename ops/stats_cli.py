@@ -41,11 +41,11 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from lull.common.keys import Keys
 from lull.common.outside_text import printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect, describe
 from lull.common.service import run_main
 from lull.common.settings import CommonSettings
+from lull.common.store.keys import Keys
 from lull.ops.stats import Stats, StreamStats, collect
 
 REDIS_TIMEOUT_S = 5.0

@@ -1,7 +1,7 @@
-"""Human takeover for operators: pause, resume and show one conversation.
+"""Human takeover for operators: the words of `lull pause`, `lull resume`, `lull conversation`.
 
-Shared by `lull pause`, `lull resume`, `lull conversation` and the admin HTTP API, so both
-say the same thing in the same words. The pause itself is common/pause.py's one script.
+What the commands do is common/conversation_control.py's (the admin HTTP API does the same);
+here are their settings, the duration they take and the screen they print.
 """
 
 from __future__ import annotations
@@ -12,25 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from lull.common.batch import PLATFORMS
-from lull.common.conversation_state import ConversationState, read_conversation
+from lull.common.conversation_control import MAX_PAUSE_MS, OPERATOR
 from lull.common.env import Env
-from lull.common.keys import Keys
-from lull.common.outside_text import cut, printable
-from lull.common.pause import Pause, PauseAction, PauseSettings, PauseStore
-from lull.common.redis_conn import RedisClient
+from lull.common.outside_text import printable
 from lull.common.settings import CommonSettings
+from lull.common.store.conversations import ConversationState
+from lull.common.store.pauses import PauseSettings
 
 DURATION_FORMS = "a number and a unit: 90s, 30m, 2h, 1d"
 _UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
-# A pause longer than this is a typo (a month): an operator means "until I resume".
-MAX_PAUSE_MS = 30 * 86_400_000
-CONVERSATION_FORMS = f"platform:account_id:user_id, platform one of {', '.join(PLATFORMS)}"
-OPERATOR = "operator"
-MAX_CONVERSATION_CHARS = 512
-_NOT_IN_IDS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-MAX_BY_CHARS = 200
 
 
 def parse_duration_ms(text: str) -> int:
@@ -46,64 +37,20 @@ def parse_duration_ms(text: str) -> int:
     return duration_ms
 
 
-def check_conversation(conversation: str) -> str:
-    """The conversation key as the processor writes it; ValueError when it cannot be one."""
-    platform, account, user = [*conversation.split(":", 2), "", ""][:3]
-    # Meta's ids (page, account, phone number, PSID, BSUID) are short and hold no space or
-    # control character; a key with one is a typo or a probe, and would be echoed.
-    odd = len(conversation) > MAX_CONVERSATION_CHARS or _NOT_IN_IDS.search(conversation)
-    if platform not in PLATFORMS or not account or not user or odd:
-        raise ValueError(
-            f"{cut(conversation, 100)!r} is not a conversation: expected {CONVERSATION_FORMS}"
-        )
-    return conversation
-
-
 @dataclass(frozen=True)
-class TakeoverSettings:
+class OperatorSettings:
     """What operator commands need: Redis, keys, and the pause's clock."""
 
     common: CommonSettings
     pause: PauseSettings
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TakeoverSettings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
         """Read and validate; raises ConfigError naming the first bad variable."""
         source = os.environ if environ is None else environ
         return cls(
             common=CommonSettings.from_env(source), pause=PauseSettings.from_env(Env(source))
         )
-
-
-class Takeover:
-    """Pause, resume and read conversations for an operator or a CRM."""
-
-    def __init__(self, client: RedisClient, keys: Keys, pause: PauseSettings) -> None:
-        self._client = client
-        self._keys = keys
-        self._pauses = PauseStore(client, keys, pause)
-
-    async def pause(
-        self, conversation: str, *, for_ms: int = 0, by: str = "", reason: str = OPERATOR
-    ) -> Pause:
-        """Pause now: for for_ms, or (0) like a human turn (LULL_HUMAN_PAUSE_MS, capped)."""
-        return await self._pauses.apply(
-            conversation, PauseAction.OPERATOR, reason=reason, by=clean_by(by), for_ms=for_ms
-        )
-
-    async def resume(self, conversation: str, *, by: str = "") -> None:
-        """End the pause now; the bot answers the conversation's next batch."""
-        await self._pauses.apply(conversation, PauseAction.RESUME, reason="resume", by=clean_by(by))
-
-    async def state(self, conversation: str) -> ConversationState:
-        """Everything lull holds about the conversation."""
-        return await read_conversation(self._client, self._keys, conversation)
-
-
-def clean_by(by: str) -> str:
-    """Who paused or resumed, as stored: printable (escaped control characters) and at
-    most MAX_BY_CHARS; it comes from a CRM or a command line and is shown on terminals."""
-    return printable(by.strip())[:MAX_BY_CHARS]
 
 
 def operator_name() -> str:

@@ -4,7 +4,7 @@ Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS, LULL_HUMAN_PAUSE_MS and
 LULL_HUMAN_PAUSE_MAX_MS (a pause without --for lasts like a human turn). Exit 0, 1 when
 Redis fails (and, for `lull conversation`, when Redis holds nothing about the conversation:
 not found), 2 on bad input or configuration. `--json` prints one JSON object: the
-conversation's state (ops/takeover.py, common/conversation_state.py) after the command.
+conversation's state (common/store/conversations.py) after the command.
 """
 
 from __future__ import annotations
@@ -15,20 +15,15 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from lull.common.keys import Keys
+from lull.common.conversation import Conversation
+from lull.common.conversation_control import ConversationControl
 from lull.common.redis_conn import REDIS_FAILURES, connect, describe
 from lull.common.service import run_main
-from lull.ops.takeover import (
-    Takeover,
-    TakeoverSettings,
-    check_conversation,
-    operator_name,
-    parse_duration_ms,
-    render,
-)
+from lull.common.store.keys import Keys
+from lull.ops.takeover import OperatorSettings, operator_name, parse_duration_ms, render
 
 REDIS_TIMEOUT_S = 5.0
-Body = Callable[[Takeover, str], Awaitable[None]]
+Body = Callable[[ConversationControl, str], Awaitable[None]]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +35,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def run_takeover(command: str, args: argparse.Namespace, body: Body | None) -> int:
     """Check the conversation, run body (None: only show), then print the state."""
     try:
-        conversation = check_conversation(args.conversation)
+        conversation = Conversation.parse(args.conversation).key
     except ValueError as exc:
         print(f"lull {command}: {exc}", file=sys.stderr)
         return 2
     return run_main(
         command,
-        TakeoverSettings.from_env,
+        OperatorSettings.from_env,
         lambda s: s.common,
         lambda s: _main(command, s, conversation, body, args.json),
         one_shot=True,
@@ -54,14 +49,14 @@ def run_takeover(command: str, args: argparse.Namespace, body: Body | None) -> i
 
 
 async def _main(
-    command: str, settings: TakeoverSettings, conversation: str, body: Body | None, as_json: bool
+    command: str, settings: OperatorSettings, conversation: str, body: Body | None, as_json: bool
 ) -> int:
     common = settings.common
     url = common.effective_redis_url
     client = connect(
         url, timeout_s=REDIS_TIMEOUT_S, max_connections=4, cluster=common.redis_cluster
     )
-    takeover = Takeover(client, Keys(common.namespace, common.shards), settings.pause)
+    takeover = ConversationControl(client, Keys(common.namespace, common.shards), settings.pause)
     try:
         if body is not None:
             await body(takeover, conversation)

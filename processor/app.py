@@ -8,21 +8,21 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
+from lull.common.store.failures import FailureStore
+from lull.common.store.keys import PROCESSOR_GROUP, Keys
+from lull.common.store.windows import WindowStore
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
-from lull.processor.failures import FailureStore
+from lull.processor.human_turns import HumanTurns
 from lull.processor.inbound import InboundApplier
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import ProcessorSettings
-from lull.processor.takeover import Takeover
-from lull.processor.windows import WindowStore
 
 log = structlog.get_logger("lull.processor")
 
-GROUP = "processor"
+GROUP = PROCESSOR_GROUP
 
 
 class Processor:
@@ -54,10 +54,15 @@ class Processor:
         )
         # Failed statuses are remembered as long as message ids are (Meta's webhook retries).
         self.failures = FailureStore(client, self.keys, settings.window.dedupe_ttl_s)
-        self.takeover = Takeover(client, self.keys, settings.takeover, self.metrics)
+        self.human_turns = HumanTurns(client, self.keys, settings.takeover, self.metrics)
         arrivals = ArrivalLog(client, self.keys) if settings.read_on_arrival else None
         handler = InboundApplier(
-            self.store, self.closer, self.metrics, self.failures, self.takeover, arrivals=arrivals
+            self.store,
+            self.closer,
+            self.metrics,
+            self.failures,
+            self.human_turns,
+            arrivals=arrivals,
         )
         self.consumer = Consumer(client, config, handler, self.registry)
         self._stop = asyncio.Event()
@@ -67,7 +72,7 @@ class Processor:
         """Load the scripts (and create the group) before the first read."""
         await self.store.load_scripts()
         await self.failures.load_scripts()
-        await self.takeover.load_scripts()
+        await self.human_turns.load_scripts()
 
     async def run(self) -> None:
         """Read and close until request_stop(); open windows stay in Redis."""

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 
 import structlog
 
+from lull.common.conversation import Conversation
 from lull.common.events import Event
-from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient
+from lull.common.store.keys import Keys
 
 log = structlog.get_logger("lull.processor")
 
@@ -36,12 +37,8 @@ class ArrivalLog:
             return
         pipe = self._client.pipeline(transaction=False)
         for event in events:
-            fields = {
-                "platform": event.platform,
-                "account_id": event.account_id,
-                "user_id": event.user_id,
-                "mid": event.mid,
-            }
+            conversation = Conversation(event.platform, event.account_id, event.user_id)
+            fields = {**conversation.fields(), "mid": event.mid}
             pipe.xadd(self._stream, fields, maxlen=MAX_ENTRIES, approximate=True)  # type: ignore[arg-type]
         try:
             await pipe.execute()

@@ -16,8 +16,8 @@ import structlog
 
 from lull.common.backoff import backoff_ms
 from lull.common.redis_conn import REDIS_FAILURES
+from lull.common.store.windows import Closed, CloseResult, WindowStore
 from lull.processor.metrics import ProcessorMetrics
-from lull.processor.windows import Closed, CloseResult, WindowStore
 
 log = structlog.get_logger("lull.processor.closer")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from lull.common.conversation import BadConversation, Conversation
 from lull.common.redis_conn import connect
 from lull.common.service import run_main
 from lull.processor.app import Processor
@@ -21,12 +23,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Flush one conversation (--conversation) or every open window (--all)."""
+    conversation: str | None = None
+    if args.conversation is not None:
+        try:
+            conversation = Conversation.parse(args.conversation).key
+        except BadConversation as exc:
+            print(f"lull flush: {exc}", file=sys.stderr)
+            return 2
     # Logs (one line per emitted batch) go to stderr; stdout keeps the command's answer.
     return run_main(
         "flush",
         ProcessorSettings.from_env,
         lambda s: s.common,
-        lambda s: _flush(s, args.conversation, args.all),
+        lambda s: _flush(s, conversation, args.all),
         one_shot=True,
     )
 

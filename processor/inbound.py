@@ -8,16 +8,17 @@ from collections.abc import Sequence
 import structlog
 
 from lull.common.consumer import Entry, Outcome, Permanent
+from lull.common.conversation import BadConversation, Conversation
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed, Turn
+from lull.common.store.failures import FailureStore, Recorded
+from lull.common.store.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
-from lull.processor.failures import FailureStore, Recorded
+from lull.processor.human_turns import HumanTurns
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse
 from lull.processor.platforms._shared import MALFORMED
-from lull.processor.takeover import Takeover
-from lull.processor.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 
 log = structlog.get_logger("lull.processor")
 
@@ -36,7 +37,7 @@ class InboundApplier:
         closer: Closer,
         metrics: ProcessorMetrics,
         failures: FailureStore,
-        takeover: Takeover,
+        human_turns: HumanTurns,
         *,
         arrivals: ArrivalLog | None = None,
     ) -> None:
@@ -44,7 +45,7 @@ class InboundApplier:
         self._closer = closer
         self._metrics = metrics
         self._failures = failures
-        self._takeover = takeover
+        self._human_turns = human_turns
         self._arrivals = arrivals
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
@@ -116,7 +117,7 @@ class InboundApplier:
         """Apply each entry's business-side turns; an entry whose echo must wait is retried
         (its events are applied all the same, and dropped as duplicates the next time)."""
         for index, entry_turns in turns:
-            retry = await self._takeover.apply(entry_turns)
+            retry = await self._human_turns.apply(entry_turns)
             if retry is not None:
                 outcomes[index] = retry
 
@@ -157,9 +158,11 @@ class InboundApplier:
                 if kind == MALFORMED:
                     left_out.append(f"{count} {platform} item(s) could not be parsed")
         for event in parsed.events:
-            if ":" in event.account_id:
-                # The batch splits platform:account:user at the first two colons; Meta's
-                # ids are digits, so a colon here is a forged or broken body.
+            try:
+                Conversation.of(event.platform, event.account_id, event.user_id)
+            except BadConversation:
+                # Meta's ids are digits: a key that would not split back is a forged or
+                # broken body.
                 metrics.ignored_counter(event.platform, MALFORMED).inc()
                 left_out.append(f"{event.platform} item {event.mid[:64]!r}: ':' in account id")
                 continue

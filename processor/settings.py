@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from lull.common.env import ConfigError, Env
 from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
 from lull.common.lifetime import DEDUPE_HORIZON, conversation_ttl_from_env, require_outlasts
-from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
+from lull.common.store.pauses import PauseSettings
 
 WINDOW_MODES = ("sliding", "fixed")
 DAY_S = 86_400
@@ -45,7 +45,7 @@ READ_RECEIPTS = ("batch", "arrival", "off")
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """How windows open, grow and close (DESIGN.md, "Windows")."""
+    """How windows open, grow and close (docs/windows.md)."""
 
     mode: str
     window_ms: int
@@ -145,7 +145,7 @@ def window_from_env(env: Env) -> WindowSettings:
         mode=env.choice("LULL_WINDOW_MODE", "sliding", WINDOW_MODES),
         window_ms=window_ms,
         max_wait_ms=max_wait_ms,
-        # Bounded so that a window's script calls stay a few ms (processor/windows.py).
+        # Bounded so that a window's script calls stay a few ms (common/store/windows.py).
         max_messages=env.integer("LULL_MAX_MESSAGES", 50, minimum=1, maximum=MAX_MESSAGES_CAP),
         max_bytes=env.integer("LULL_MAX_BYTES", 65_536, minimum=256, maximum=MAX_BYTES_CAP),
         grace_ms=env.integer("LULL_GRACE_MS", 0, minimum=0, maximum=DAY_S * 1000),

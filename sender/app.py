@@ -9,10 +9,12 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from lull.common.consumer import Consumer, ConsumerConfig, ConsumerMetrics, default_consumer_name
-from lull.common.keys import Keys
-from lull.common.pause import PauseStore
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
+from lull.common.store.deliveries import DeliveryStore
+from lull.common.store.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
+from lull.common.store.pauses import PauseStore
+from lull.common.store.sent import SentMessages
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
@@ -21,15 +23,13 @@ from lull.sender.handoff import Handoffs
 from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
-from lull.sender.presence_arrivals import GROUP as PRESENCE_GROUP
 from lull.sender.presence_arrivals import ArrivalReads
 from lull.sender.ratelimit import RateLimiter
-from lull.sender.send_store import SendStore
+from lull.sender.send_marks import SendMarks
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
-from lull.sender.takeover import SendMarks
 
-GROUP = "sender"
+GROUP = SENDER_GROUP
 
 
 class Sender:
@@ -52,7 +52,7 @@ class Sender:
         self._session = session
         consumer = consumer_name or default_consumer_name()
         # The store checks, before each send, that the entry is still this consumer's.
-        self.store = SendStore(client, self.keys, GROUP, consumer)
+        self.store = DeliveryStore(client, self.keys, GROUP, consumer)
         self.limiter = RateLimiter(client)
         graph = GraphClient(
             session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
@@ -76,10 +76,11 @@ class Sender:
             graph_version=settings.graph_version, tokens=settings.access_tokens,
             conversation_ttl_s=settings.conversation_ttl_s, registry=registry,
         )  # fmt: skip
+        sent = SentMessages(self.keys)
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
-            sent_ids=SentIds(self.keys, settings.sent_ids_ttl_s), handoffs=handoffs,
-            marks=SendMarks(self.keys, settings.graph_timeout_ms, settings.sent_ids_ttl_s),
+            sent_ids=SentIds(sent, settings.sent_ids_ttl_s), handoffs=handoffs,
+            marks=SendMarks(sent, settings.graph_timeout_ms, settings.sent_ids_ttl_s),
             presence=Presence(
                 settings, self.keys, self.limiter, presence_graph, self.metrics.presence,
                 should_show=self.store.not_paused,

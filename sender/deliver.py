@@ -18,8 +18,10 @@ from lull.common.backoff import backoff_ms
 from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
-from lull.common.keys import Keys
 from lull.common.outside_text import cut
+from lull.common.store.deliveries import DeliveryStore, SendState
+from lull.common.store.keys import Keys
+from lull.common.store.rate_limits import Limiters
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
@@ -33,10 +35,9 @@ from lull.sender.ratelimit import Grant, Rate, RateLimiter
 from lull.sender.replies import NO_ANSWER, parse_answer
 from lull.sender.send_bounds import TooManySends, bounded_requests
 from lull.sender.send_limits import send_limits
-from lull.sender.send_store import SendState, SendStore
+from lull.sender.send_marks import PAUSED, SendMarks, paused_before_bot
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
-from lull.sender.takeover import PAUSED, SendMarks, paused_before_bot
 
 log = structlog.get_logger("lull.sender")
 
@@ -76,7 +77,7 @@ class Deliverer:
 
     settings: SenderSettings
     keys: Keys
-    store: SendStore
+    store: DeliveryStore
     limiter: RateLimiter
     bot: Bot
     graph: GraphClient
@@ -86,13 +87,15 @@ class Deliverer:
     presence: Presence
     progress: LocalProgress = field(default_factory=LocalProgress)
     marks: SendMarks | None = None
-    """Messenger/Instagram send marks for telling lull's echoes (sender/takeover.py)."""
+    """Messenger/Instagram send marks for telling lull's echoes (sender/send_marks.py)."""
     media: MediaService | None = None
     """Transcripts before the bot, media links for it (sender/media/); None: not configured."""
     finisher: Finisher = field(init=False)
     gate: RateGate = field(init=False)
+    limiters: Limiters = field(init=False)
 
     def __post_init__(self) -> None:
+        self.limiters = Limiters(self.keys)
         self.gate = RateGate(self.limiter, self.metrics)
         self.finisher = Finisher(
             self.settings, self.keys, self.store, self.metrics, self.sent_ids, self.progress,
@@ -143,7 +146,7 @@ class Deliverer:
         batch, state = job.batch, job.state
         rate = self.settings.rate_per_user
         if rate is not None and not state.admitted:
-            key = self.keys.user_rate(batch.conversation)
+            key = self.limiters.user(batch.conversation)
             grant = await self.gate.take("user", key, rate)
             if not grant.taken:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
@@ -234,7 +237,7 @@ class Deliverer:
             if isinstance(slept, _Stop):
                 return slept.outcome
             # Messenger/Instagram: the echo of this send must find the in-flight mark
-            # (sender/takeover.py); a later send of this attempt finds it kept up already.
+            # (sender/send_marks.py); a later send of this attempt finds it kept up already.
             before = self.marks.before(job.batch) if first_of_attempt and self.marks else []
             stop = await self._cleared(job, slept=slept, also=before)
             if stop is not None:
@@ -260,7 +263,7 @@ class Deliverer:
 
     async def _cleared(self, job: _Job, *, slept: bool, also: list[Command]) -> _Stop | None:
         """The last checks before a send; `also` (the in-flight mark) is run before it
-        returns. The same-moment rule (sender/takeover.py): right before the first send the
+        returns. The same-moment rule (sender/send_marks.py): right before the first send the
         pause is asked, always (`also` rides that round trip). After a sleep for a slot the
         entry may have been claimed meanwhile (the slot is then left unused, which errs on
         the side of the limit)."""
@@ -292,7 +295,7 @@ class Deliverer:
         """A unit of each limit the send counts against (sender/send_limits.py); whether it
         slept for one, or _Stop when one is too far away (the batch comes back then)."""
         state, slept = job.state, False
-        for scope, key, rate in send_limits(self.settings, self.keys, job.batch, request):
+        for scope, key, rate in send_limits(self.settings, self.limiters, job.batch, request):
             if scope in state.held:
                 continue  # taken for this send before a later limit sent the batch back
             grant = await self.gate.take(scope, key, rate)

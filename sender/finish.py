@@ -1,4 +1,4 @@
-"""A batch's last step: one atomic finish (sender/lua/deliver_mark.lua) with its history, its
+"""A batch's last step: one atomic finish (common/store/lua/deliver_mark.lua) with its history, its
 outcome record and the message ids its echoes or failed statuses are told by; then counted
 and logged. Also the finish of a batch the consumer loop dead-lettered."""
 
@@ -11,17 +11,17 @@ import structlog
 
 from lull.common.batch import Batch
 from lull.common.consumer import Entry
-from lull.common.delivery import SentMessage
-from lull.common.keys import Keys
-from lull.common.outcomes import outcome_record
+from lull.common.store.deliveries import DeliveryStore, SendState
+from lull.common.store.keys import Keys
+from lull.common.store.outcomes import outcome_record
+from lull.common.store.sent import SentMessage
 from lull.sender.graph import GraphRequest
 from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.progress import LocalProgress
-from lull.sender.send_store import SendState, SendStore
+from lull.sender.send_marks import SendMarks
 from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
-from lull.sender.takeover import SendMarks
 
 log = structlog.get_logger("lull.sender")
 
@@ -32,7 +32,7 @@ class Finisher:
 
     settings: SenderSettings
     keys: Keys
-    store: SendStore
+    store: DeliveryStore
     metrics: SenderMetrics
     sent_ids: SentIds
     progress: LocalProgress

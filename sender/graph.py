@@ -16,8 +16,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from lull.common.graph_request import GraphRequest
 from lull.sender.graph_errors import ErrorKind, GraphError, MissingToken, classify
-from lull.sender.graph_payload import GraphRequest, build_requests
+from lull.sender.graph_payload import build_requests
 from lull.sender.graph_routes import GraphRoutes
 
 __all__ = [

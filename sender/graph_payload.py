@@ -18,11 +18,11 @@ WhatsApp choices:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from lull.common.batch import Batch
+from lull.common.graph_request import GraphRequest
 from lull.sender.graph_routes import GraphRoutes
 from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, split_text
 from lull.sender.whatsapp_ids import recipient_fields
@@ -35,18 +35,6 @@ WHATSAPP_BUTTON_BODY_LIMIT: Final = 1024
 # The handler's generic "file" and WhatsApp's "document" name the same thing.
 _MESSENGER_ATTACHMENT: Final = {"document": "file"}
 _WHATSAPP_ATTACHMENT: Final = {"file": "document"}
-
-
-@dataclass(frozen=True, slots=True)
-class GraphRequest:
-    """One Send API call: the account whose token signs it, the path, the JSON body, and the
-    platform, whose Graph host it goes to."""
-
-    account_id: str
-    path: str
-    payload: dict[str, Any]
-    platform: str = ""
-    """Empty in send states saved before lull knew a host per platform: the default host."""
 
 
 DEFAULT_ROUTES: Final = GraphRoutes({})

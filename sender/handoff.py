@@ -40,14 +40,14 @@ import structlog
 
 from lull.common.batch import Batch
 from lull.common.env import Env
-from lull.common.pause import PauseAction, PauseStore
 from lull.common.signing import sign
+from lull.common.store.deliveries import SendState
+from lull.common.store.pauses import PauseAction, PauseStore
 from lull.sender.bot import SIGNATURE_HEADER
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_routes import GraphRoutes
 from lull.sender.metrics import SenderMetrics
 from lull.sender.replies import Handoff
-from lull.sender.send_store import SendState
 
 log = structlog.get_logger("lull.sender")
 

@@ -45,8 +45,10 @@ import structlog
 from prometheus_client import Counter
 
 from lull.common.batch import Batch
-from lull.common.keys import Keys
+from lull.common.conversation import Conversation
 from lull.common.redis_conn import REDIS_FAILURES
+from lull.common.store.keys import Keys
+from lull.common.store.rate_limits import Limiters
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_payload import messages_path
 from lull.sender.presence_settings import PresenceSettings
@@ -88,7 +90,7 @@ class Target:
     @property
     def conversation(self) -> str:
         """`platform:account_id:user_id`."""
-        return f"{self.platform}:{self.account_id}:{self.user_id}"
+        return Conversation(self.platform, self.account_id, self.user_id).key
 
     @classmethod
     def of(cls, batch: Batch) -> Target:
@@ -341,7 +343,7 @@ class Presence:
                 return False
             rate = self.settings.rate_global
             if rate is not None:
-                key = self.keys.account_rate(request.account_id)
+                key = Limiters(self.keys).account(request.account_id)
                 grant = await self.limiter.acquire(key, rate, horizon_ms=PRESENCE_HORIZON_MS)
                 if not grant.taken:
                     self.counter.labels(action, "dropped_rate").inc()

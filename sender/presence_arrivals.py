@@ -15,9 +15,9 @@ import time
 from collections.abc import Sequence
 
 from lull.common.consumer import Entry, Outcome
+from lull.common.conversation import Conversation
 from lull.sender.presence import Presence, Target
 
-GROUP = "presence"
 STALE_MS = 60_000
 
 
@@ -41,13 +41,14 @@ class ArrivalReads:
 
 
 def _target(fields: dict[bytes, bytes]) -> Target | None:
+    conversation = Conversation.from_fields(fields)
     try:
-        platform, account_id, user_id, mid = (
-            fields[name].decode() for name in (b"platform", b"account_id", b"user_id", b"mid")
-        )
+        mid = fields[b"mid"].decode()
     except (KeyError, UnicodeDecodeError):
         return None
-    return Target(platform, account_id, user_id, mid)
+    if conversation is None:
+        return None
+    return Target(conversation.platform, conversation.account_id, conversation.user_id, mid)
 
 
 def _entry_ms(entry_id: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from lull.sender.send_store import SendState
+from lull.common.store.deliveries import SendState
 
 MAX_BATCHES = 4096
 """Batches remembered at once; the oldest are forgotten first (they fall back to Redis)."""

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from lull.common.lua import LuaScript
 from lull.common.redis_conn import RedisClient
+from lull.common.store.rate_limits import RateLimitStore
 
 MAX_COUNT = 1_000_000
 MAX_PERIOD_MS = 24 * 3_600_000
@@ -110,12 +110,11 @@ class RateLimiter:
     """GCRA limiters in Redis, one per key, all replicas on the one Redis clock."""
 
     def __init__(self, client: RedisClient) -> None:
-        self._client = client
-        self._script = LuaScript.read("sender", "rate_limit")
+        self._store = RateLimitStore(client)
 
     async def load_scripts(self) -> None:
         """Register the script with Redis (SCRIPT LOAD is idempotent)."""
-        await self._script.load(self._client)
+        await self._store.load_scripts()
 
     async def acquire(self, key: str, rate: Rate, cost: int = 1, *, horizon_ms: int = 0) -> Grant:
         """Take cost units now, or reserve them at a slot up to horizon_ms ahead (the caller
@@ -136,9 +135,15 @@ class RateLimiter:
             raise ValueError(f"cost {cost} is not from 1 to the burst of {rate}")
         if horizon_ms < 0:
             raise ValueError(f"horizon {horizon_ms} ms is negative")
-        args = (_interval_us(rate), rate.burst, cost, now_ms, horizon_ms * 1000)
-        taken, wait_ms = await self._script.call(self._client, (key,), args)
-        return Grant(taken=int(taken) == 1, wait_ms=int(wait_ms))
+        taken, wait_ms = await self._store.take(
+            key,
+            interval_us=_interval_us(rate),
+            burst=rate.burst,
+            cost=cost,
+            now_ms=now_ms,
+            horizon_us=horizon_ms * 1000,
+        )
+        return Grant(taken=taken, wait_ms=wait_ms)
 
 
 @dataclass

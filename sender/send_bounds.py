@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Final
 
 from lull.common.batch import Batch
-from lull.sender.graph_payload import DEFAULT_ROUTES, GraphRequest, build_requests
+from lull.common.graph_request import GraphRequest
+from lull.sender.graph_payload import DEFAULT_ROUTES, build_requests
 from lull.sender.graph_routes import GraphRoutes
 from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply
 

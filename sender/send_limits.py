@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from lull.common.batch import Batch
-from lull.common.keys import Keys
+from lull.common.store.rate_limits import Limiters
 from lull.sender.graph import GraphRequest
 from lull.sender.ratelimit import Rate
 from lull.sender.settings import SenderSettings
 
 
 def send_limits(
-    settings: SenderSettings, keys: Keys, batch: Batch, request: GraphRequest
+    settings: SenderSettings, limiters: Limiters, batch: Batch, request: GraphRequest
 ) -> list[tuple[str, str, Rate]]:
     """(scope, key, rate) of each limit a send takes a unit of: WhatsApp's per-user pair
     limit first (Meta's 131056 counts messages to one user, so LULL_SEND_RATE_PER_USER counts
@@ -18,7 +18,7 @@ def send_limits(
     limits: list[tuple[str, str, Rate]] = []
     per_user = settings.send_rate_per_user
     if per_user is not None and batch.platform == "whatsapp":
-        limits.append(("user_send", keys.user_send_rate(batch.conversation), per_user))
+        limits.append(("user_send", limiters.user_sends(batch.conversation), per_user))
     if settings.rate_global is not None:
-        limits.append(("account", keys.account_rate(request.account_id), settings.rate_global))
+        limits.append(("account", limiters.account(request.account_id), settings.rate_global))
     return limits

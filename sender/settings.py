@@ -15,8 +15,8 @@ from lull.common.lifetime import (
     require_outlasts,
     sender_retry_horizon_ms,
 )
-from lull.common.pause import PauseSettings
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
+from lull.common.store.pauses import PauseSettings
 from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
 from lull.sender.graph import load_tokens
 from lull.sender.graph_routes import (

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lull.common.cli import main
+from lull.cli import main
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
         env.pop(name, None)
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lull.common.cli", "dev", env=env,
+        sys.executable, "-m", "lull.cli", "dev", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip

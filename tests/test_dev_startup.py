@@ -29,7 +29,7 @@ def _dev_env(**variables: str) -> dict[str, str]:
 
 async def test_an_unreachable_redis_url_is_said_plainly() -> None:
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
-    child = await Child.start("-m", "lull.common.cli", "dev", env=_dev_env(LULL_REDIS_URL=url))
+    child = await Child.start("-m", "lull.cli", "dev", env=_dev_env(LULL_REDIS_URL=url))
     try:
         code = await child.finish(START_S)
     finally:
@@ -46,7 +46,7 @@ async def test_bad_configuration_is_checked_once_each_problem_once() -> None:
     # twice, and exited 1.
     env = _dev_env(LULL_WINDOW_MS="abc", LULL_MAX_WAIT_MS="-5", LULL_WINDOW_SM="1",
                    LULL_HANDLER="python:no_such_bot_module:handle")  # fmt: skip
-    child = await Child.start("-m", "lull.common.cli", "dev", env=env)
+    child = await Child.start("-m", "lull.cli", "dev", env=env)
     try:
         code = await child.finish(START_S)
     finally:
@@ -73,7 +73,7 @@ async def test_a_service_that_dies_at_once_stops_the_stack_within_a_second(
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = str(taken.getsockname()[1])
         child = await Child.start(
-            "-m", "lull.common.cli", "dev",
+            "-m", "lull.cli", "dev",
             env=_dev_env(**base_env, LULL_PROCESSOR_METRICS_PORT=port),
         )  # fmt: skip
         try:
@@ -97,7 +97,7 @@ async def test_ctrl_c_while_the_stack_starts_ends_without_a_traceback(
     base_env: dict[str, str],
 ) -> None:
     env = _dev_env(**{**base_env, "LULL_LOG_LEVEL": "info"})
-    child = await Child.start("-m", "lull.common.cli", "dev", env=env)
+    child = await Child.start("-m", "lull.cli", "dev", env=env)
     try:
         # Some child has printed: services are starting, none is ready.
         await child.line_with("[processor]", timeout_s=START_S)

@@ -30,11 +30,11 @@ def test_installed_lull_lives_beside_a_package_named_common(tmp_path: Path) -> N
     (user / "common").mkdir(parents=True)
     (user / "common" / "__init__.py").write_text("WHO = 'the user'\n")
     check = (
-        "import common, lull.common.keys, lull.common.lua, lull.common.cli;"
-        "lua = lull.common.lua.read_lua('processor', 'window_apply');"
+        "import common, lull.common.store.keys, lull.common.store.scripts, lull.cli;"
+        "lua = lull.common.store.scripts.read_lua('window_apply');"
         "import lull.common.contract as contract;"
         "schema = contract.schema_text('batch');"
-        "print(common.WHO, lull.common.keys.__name__, lua.startswith('-- window_apply'),"
+        "print(common.WHO, lull.common.store.keys.__name__, lua.startswith('-- window_apply'),"
         " schema.startswith('{'))"
     )
     done = subprocess.run(
@@ -44,4 +44,4 @@ def test_installed_lull_lives_beside_a_package_named_common(tmp_path: Path) -> N
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     # The Lua scripts and the contract's schemas are installed with the code.
-    assert done.stdout.split() == ["the", "user", "lull.common.keys", "True", "True"]
+    assert done.stdout.split() == ["the", "user", "lull.common.store.keys", "True", "True"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis, free_port, port_answers
 from tests.processor.test_processor import ingest, messenger_body
 from tests.processor.windowing import batches, redis_now_ms
@@ -86,11 +86,11 @@ async def test_lull_flush_all_emits_open_windows_now(
     # At the default log level too (an env file's info), the answer is all it prints: no
     # "batch emitted" log line beside it (issue 21). Output is stdout and stderr merged.
     proc = _start(
-        "common.cli flush --conversation messenger:106000000000001:a",
+        "cli flush --conversation messenger:106000000000001:a",
         {**env, "LULL_LOG_LEVEL": "info"},
     )
     assert proc.communicate(timeout=30)[0].decode().strip() == "emitted 1 batch(es)"
-    proc = _start("common.cli flush --all", env)
+    proc = _start("cli flush --all", env)
     assert proc.communicate(timeout=30)[0].decode().strip() == "emitted 1 batch(es)"
     assert sorted(b["user_id"] for b in await batches(redis, keys)) == ["a", "b"]
 

@@ -1,6 +1,6 @@
 """The consumer-group loop that processor and sender share; import it from here only.
 
-- outcomes.py: the handler contract (Entry in; None, RetryLater, Permanent or Running out)
+- handler.py: the handler contract (Entry in; None, RetryLater, Permanent or Running out)
 - config.py: ConsumerConfig, every field documented
 - loop.py: Consumer, one step at a time (claim, retries, read, handle, settle)
 - read.py: XREADGROUP, one per hash slot on a cluster
@@ -11,9 +11,7 @@
 """
 
 from lull.common.consumer.config import ConsumerConfig, default_consumer_name
-from lull.common.consumer.loop import Consumer
-from lull.common.consumer.metrics import ConsumerMetrics
-from lull.common.consumer.outcomes import (
+from lull.common.consumer.handler import (
     Decided,
     Entry,
     EntryHandler,
@@ -24,6 +22,8 @@ from lull.common.consumer.outcomes import (
     Running,
     blames_the_entry,
 )
+from lull.common.consumer.loop import Consumer
+from lull.common.consumer.metrics import ConsumerMetrics
 from lull.common.consumer.settle import dead_letter_fields
 
 __all__ = [

@@ -12,10 +12,10 @@ from typing import Any
 
 from lull.common.clock import monotonic_ms
 from lull.common.consumer.config import ConsumerConfig
-from lull.common.consumer.outcomes import Entry
+from lull.common.consumer.handler import Entry
 from lull.common.consumer.retries import LocalRetries
 from lull.common.redis_conn import RedisClient
-from lull.common.streams import text
+from lull.common.store.streams import text
 
 FIRST_CURSOR = "0-0"
 

@@ -26,14 +26,14 @@ from redis.exceptions import ResponseError
 from lull.common.clock import monotonic_ms
 from lull.common.consumer.claim import FIRST_CURSOR, claim_page
 from lull.common.consumer.config import ConsumerConfig, check_client
+from lull.common.consumer.handler import Entry, EntryHandler
 from lull.common.consumer.metrics import ConsumerMetrics
-from lull.common.consumer.outcomes import Entry, EntryHandler
 from lull.common.consumer.read import Reader
 from lull.common.consumer.retries import Held, LocalRetries, claim_held, reread
 from lull.common.consumer.settle import DeadHook, Decider, Settlement, failure_backoff_ms
 from lull.common.consumer.upkeep import upkeep
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient
-from lull.common.streams import ensure_group, text
+from lull.common.store.streams import ensure_group, text
 
 log = structlog.get_logger("lull.consumer")
 

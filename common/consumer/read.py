@@ -19,9 +19,9 @@ from redis.crc import key_slot
 
 from lull.common.clock import monotonic_ms
 from lull.common.consumer.config import ConsumerConfig
-from lull.common.consumer.outcomes import Entry
+from lull.common.consumer.handler import Entry
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient
-from lull.common.streams import text
+from lull.common.store.streams import text
 
 
 class HandleRead(Protocol):

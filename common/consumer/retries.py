@@ -15,7 +15,7 @@ from typing import Any
 
 from lull.common.clock import monotonic_ms
 from lull.common.consumer.config import ConsumerConfig
-from lull.common.consumer.outcomes import Entry
+from lull.common.consumer.handler import Entry
 from lull.common.redis_conn import RedisClient
 
 # Our clock and Redis's idle clock differ by the command's flight time; a local retry's

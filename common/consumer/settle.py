@@ -24,8 +24,7 @@ from structlog.typing import FilteringBoundLogger
 from lull.common.backoff import backoff_ms
 from lull.common.clock import monotonic_ms
 from lull.common.consumer.config import ConsumerConfig
-from lull.common.consumer.metrics import ConsumerMetrics
-from lull.common.consumer.outcomes import (
+from lull.common.consumer.handler import (
     Decided,
     Entry,
     EntryHandler,
@@ -34,6 +33,7 @@ from lull.common.consumer.outcomes import (
     blames_the_entry,
     check_outcomes,
 )
+from lull.common.consumer.metrics import ConsumerMetrics
 from lull.common.consumer.retries import Key, LocalRetries
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient
 

@@ -8,7 +8,7 @@ from structlog.typing import FilteringBoundLogger
 from lull.common.consumer.config import ConsumerConfig
 from lull.common.consumer.metrics import ConsumerMetrics
 from lull.common.redis_conn import RedisClient
-from lull.common.streams import group_info, remove_idle_consumers, trim_acknowledged
+from lull.common.store.streams import group_info, remove_idle_consumers, trim_acknowledged
 
 
 async def upkeep(

@@ -15,8 +15,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from lull.common.batch import Batch
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.transcripts import TranscriptStore
 from lull.sender.graph_routes import GraphRoutes
 from lull.sender.media.fetch import FetchLimits, MediaFetcher, Refused
 from lull.sender.media.hosts import Allowlist
@@ -25,7 +26,6 @@ from lull.sender.media.metrics import MediaMetrics
 from lull.sender.media.server import create_media_app
 from lull.sender.media.settings import MediaSettings, TranscribeSettings
 from lull.sender.media.signing import Signer, Target
-from lull.sender.media.store import TranscriptStore
 from lull.sender.media.transcribe import Transcriber
 from lull.sender.media.transcripts import Transcripts, spoken_text
 

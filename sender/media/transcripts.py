@@ -15,12 +15,12 @@ import time
 import structlog
 
 from lull.common.batch import Batch, Message
+from lull.common.store.transcripts import Transcript, TranscriptStore
 from lull.sender.media.attachments import is_audio, media_of
 from lull.sender.media.fetch import MediaFetcher, Refused
 from lull.sender.media.metrics import MediaMetrics
 from lull.sender.media.settings import TRANSCRIBE_MAX_BYTES
 from lull.sender.media.signing import Target
-from lull.sender.media.store import Transcript, TranscriptStore
 from lull.sender.media.transcribe import TranscribeFailed, Transcriber
 
 log = structlog.get_logger("lull.sender.media")

@@ -18,10 +18,10 @@ from redis import Redis
 
 from lull.common.env import Env
 from lull.common.events import Event
-from lull.common.keys import Keys
 from lull.common.redis_conn import connect
+from lull.common.store.keys import Keys
+from lull.common.store.windows import WindowStore
 from lull.processor.settings import window_from_env
-from lull.processor.windows import WindowStore
 from tests.bench.bench_support import run_async
 from tests.bench.procs import BenchError
 

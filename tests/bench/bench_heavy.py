@@ -36,11 +36,11 @@ from redis import Redis
 
 from lull.common.env import Env
 from lull.common.events import Event
-from lull.common.keys import Keys
 from lull.common.redis_conn import connect
+from lull.common.store.keys import Keys
+from lull.common.store.windows import WindowStore
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings, window_from_env
-from lull.processor.windows import WindowStore
 from tests.bench.bench_support import (
     PAGE_ID,
     dedicated_redis,

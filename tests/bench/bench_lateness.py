@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from redis.client import Pipeline
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import free_port
 from tests.bench.bench_support import latency_result, messenger_body, paced
 from tests.bench.config import BenchConfig

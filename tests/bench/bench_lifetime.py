@@ -25,8 +25,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis import Redis
 
-from lull.common.keys import Keys
 from lull.common.log import configure
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from lull.sender.app import Sender
@@ -175,8 +176,8 @@ def _old_layout(client: Redis, live: list[bytes]) -> tuple[int, int]:
         conversation = name[len(keys.history_prefix(0)) :].decode()
         items = client.lrange(name, 0, -1)
         pipe.rpush(old.history(conversation), *items)
-        pipe.hset(old.seq(0), conversation, 1)
-        pipe.hset(old.delivered(0), conversation, 1)
+        pipe.hset(LegacyKeys.of(old, 0).seq, conversation, 1)
+        pipe.hset(LegacyKeys.of(old, 0).delivered, conversation, 1)
     seen = keys.seen_prefix(0).encode()
     for name in live:
         dumped = client.dump(name)
@@ -186,7 +187,9 @@ def _old_layout(client: Redis, live: list[bytes]) -> tuple[int, int]:
             pipe.restore(old.conversation(conversation), 0, dumped)
     pipe.execute()
     old_live = _usage_bytes(client, _conversation_keys(client, OLD_NAMESPACE))
-    kept = _usage_bytes(client, [old.seq(0).encode(), old.delivered(0).encode()])
+    kept = _usage_bytes(
+        client, [LegacyKeys.of(old, 0).seq.encode(), LegacyKeys.of(old, 0).delivered.encode()]
+    )
     return old_live, kept
 
 

@@ -20,10 +20,10 @@ from redis import Redis
 
 from lull.common.env import Env
 from lull.common.events import Event
-from lull.common.keys import Keys
 from lull.common.redis_conn import connect
+from lull.common.store.keys import Keys
+from lull.common.store.windows import ADDED, OPENED, WindowStore
 from lull.processor.settings import WindowSettings, window_from_env
-from lull.processor.windows import ADDED, OPENED, WindowStore
 from tests.bench.bench_support import PAGE_ID, run_async
 from tests.bench.config import BenchConfig
 from tests.bench.procs import ROOT, BenchError, pinned, python_module, stop

@@ -24,7 +24,7 @@ from pathlib import Path
 from redis import Redis
 from redis.client import Pipeline
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from tests.bench.bench_sender_support import (
     batch,
     clear_presence,

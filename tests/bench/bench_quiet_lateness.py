@@ -22,7 +22,7 @@ from typing import Any, cast
 import orjson
 from redis import Redis
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import free_port
 from tests.bench.bench_support import PAGE_ID, latency_result, messenger_body, redis_now_ms
 from tests.bench.config import BenchConfig

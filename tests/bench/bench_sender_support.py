@@ -14,7 +14,7 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import free_port
 from tests.bench.config import BenchConfig
 from tests.bench.procs import BenchError, pinned, python_module, serving
@@ -114,7 +114,7 @@ def fake_graph(config: BenchConfig, tmp: Path) -> Iterator[tuple[int, int]]:
     """`lull fake-graph` on the load generator's core; yields (port, pid)."""
     port = free_port()
     argv = pinned(
-        config.loadgen_cpu, [*python_module("lull.common.cli"), "fake-graph", "--port", str(port)]
+        config.loadgen_cpu, [*python_module("lull.cli"), "fake-graph", "--port", str(port)]
     )
     env = {"LULL_LOG_FORMAT": "json", "LULL_LOG_LEVEL": "warning"}
     with serving(argv, env, port, tmp / "fake-graph.log") as process:

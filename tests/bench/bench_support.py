@@ -15,7 +15,7 @@ import orjson
 from redis import Redis
 from redis.client import Pipeline
 
-from lull.common.loop import new_event_loop
+from lull.common.event_loop import new_event_loop
 from lull.dev.embedded_redis import EmbeddedRedis
 from tests.bench.config import BenchConfig
 from tests.bench.machine import describe_load

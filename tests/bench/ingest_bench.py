@@ -21,7 +21,7 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.bench.config import BenchConfig
 from tests.bench.machine import BUSY_WARNING, describe_load, sample, shares

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import cast
 
-from lull.common.loop import new_event_loop
+from lull.common.event_loop import new_event_loop
 from tests.bench.payload import messenger_payload
 from tests.bench.results import LoadResult, percentile_ms
 

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from lull.common.keys import Keys
-from lull.common.loop import new_event_loop
+from lull.common.event_loop import new_event_loop
 from lull.common.redis_conn import connect
+from lull.common.store.keys import Keys
 from lull.ingest.settings import IngestSettings
 
 SETTINGS = web.AppKey("settings", IngestSettings)

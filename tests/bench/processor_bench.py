@@ -26,9 +26,9 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from redis import Redis
 
-from lull.common.keys import Keys
 from lull.common.log import configure
 from lull.common.redis_conn import connect
+from lull.common.store.keys import Keys
 from lull.processor.app import GROUP, Processor
 from lull.processor.settings import ProcessorSettings
 from tests.bench.bench_dedupe import Dedupe, measure_dedupe

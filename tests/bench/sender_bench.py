@@ -27,7 +27,7 @@ from pathlib import Path
 from redis import Redis
 from redis.client import Pipeline
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from tests.bench.bench_limits import all_limits
 from tests.bench.bench_sender_support import (
     batch,

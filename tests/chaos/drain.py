@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES
-from lull.common.streams import group_info, text
-from lull.processor.app import GROUP as PROCESSOR_GROUP
-from lull.sender.app import GROUP as SENDER_GROUP
+from lull.common.store.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
+from lull.common.store.streams import group_info, text
 
 POLL_S = 0.2
 # Idle must hold this long: a frozen replica just thawed may still hold work in memory.

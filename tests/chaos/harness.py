@@ -16,9 +16,8 @@ from typing import Any
 import orjson
 
 from lull.common.redis_conn import connect
-from lull.common.streams import text
-from lull.processor.app import GROUP as PROCESSOR_GROUP
-from lull.sender.app import GROUP as SENDER_GROUP
+from lull.common.store.keys import PROCESSOR_GROUP, SENDER_GROUP
+from lull.common.store.streams import text
 from tests.chaos.bot import RecordingBot, batch_of_reply
 from tests.chaos.drain import Backlog, wait_drained
 from tests.chaos.graph_control import sent_records

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
-from lull.common.events import PLATFORMS
+from lull.common.conversation import PLATFORMS
 from lull.common.signing import sign
 from lull.ops.simulate_payloads import (
     DEFAULT_ACCOUNT_IDS,

@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from lull.common.events import PLATFORMS
+from lull.common.conversation import PLATFORMS
 from lull.ops.simulate import PostRecord, SimulateConfig, simulate
 from tests.chaos.stack import APP_SECRET
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import REDIS_FAILURES, connect
-from lull.common.streams import ensure_group, text
+from lull.common.store.keys import Keys
+from lull.common.store.streams import ensure_group, text
 from tests.chaos.drain import left_in_group
 
 GROUP = "chaos-observer"

@@ -26,7 +26,7 @@ LOG_TAIL_CHARS = 3000
 
 def lull_argv(*words: str) -> list[str]:
     """argv that runs `lull <words>` with this interpreter (no dependency on PATH)."""
-    return [sys.executable, "-m", "lull.common.cli", *words]
+    return [sys.executable, "-m", "lull.cli", *words]
 
 
 @dataclass

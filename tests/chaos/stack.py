@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.chaos.service import Service, lull_argv
 

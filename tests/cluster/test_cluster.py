@@ -24,11 +24,12 @@ from lull.common.consumer import Consumer, ConsumerConfig, Entry, Outcome, Perma
 from lull.common.consumer.config import check_client
 from lull.common.consumer.read import read_sets
 from lull.common.env import ConfigError
-from lull.common.keys import Keys
 from lull.common.redis_conn import connect
 from lull.common.settings import CommonSettings
 from lull.common.signing import sign
-from lull.common.streams import text
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
+from lull.common.store.streams import text
 from lull.dev.embedded_redis import free_port
 from lull.dev.fake_graph import FAKE_GRAPH
 from lull.ingest.app import create_app
@@ -138,7 +139,7 @@ async def test_shards_are_spread_over_every_master(cluster: RedisCluster, namesp
     # The unsharded keys are single keys and may live anywhere.
     for shard in range(SHARDS):
         shard_keys = [
-            keys.outbound(shard), keys.due(shard), keys.seq(shard), keys.delivered(shard),
+            keys.outbound(shard), keys.due(shard), *LegacyKeys.of(keys, shard).moved()[:2],
             keys.conversation_state_prefix(shard) + "messenger:p:u",
             keys.history_prefix(shard) + "messenger:p:u",
         ]  # fmt: skip

@@ -11,7 +11,7 @@ import orjson
 from aiohttp.test_utils import TestServer
 from redis.asyncio.cluster import RedisCluster
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.fake_graph import FAKE_GRAPH
 from lull.ops.stats import collect
 from lull.processor.app import Processor

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio.cluster import RedisCluster
 
 from lull.common.env import Env
-from lull.common.keys import Keys
-from lull.common.pause import PauseAction, PauseSettings, PauseStore
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore
 from lull.dev.fake_graph import FAKE_GRAPH
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.batch import Batch
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from tests.conftest import FIXTURES

@@ -5,8 +5,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from lull.common.env import Env
-from lull.common.keys import Keys
-from lull.common.pause import PauseAction, PauseSettings, PauseStore
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore
 
 CONVERSATION = "messenger:p1:u1"
 QUIET_MS = 60_000

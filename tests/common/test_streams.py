@@ -6,7 +6,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from lull.common.streams import (
+from lull.common.store.streams import (
     ensure_group,
     group_info,
     next_id,

@@ -22,7 +22,7 @@ from tests.deploy.deploy_files import dev_only_paths
 # Top-level directories of the image that only the build stage has.
 BUILD_LEFTOVERS = ("src", "wheels", "opt/pip", "opt/uv", "opt/lull-dev")
 # A module of lull that must be there: proves the listing reached site-packages.
-EXPECTED = "lull/common/cli.py"
+EXPECTED = "lull/cli.py"
 PACKAGE = "lull"
 EXPORT_TIMEOUT_S = 300
 SITE_PACKAGES = "site-packages/"

@@ -7,7 +7,7 @@ from tests.containers.image_files import problems
 SITE = "opt/lull/lib/python3.11/site-packages"
 CLEAN = [
     "usr/bin/python3.11",
-    f"{SITE}/lull/common/cli.py",
+    f"{SITE}/lull/cli.py",
     f"{SITE}/lull/sender/graph.py",
     f"{SITE}/lull/sender/__pycache__/graph.cpython-311.pyc",
     f"{SITE}/lull/processor/lua/window_add.lua",

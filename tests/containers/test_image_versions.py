@@ -9,7 +9,7 @@ SITE = "opt/lull/lib/python3.11/site-packages"
 
 
 def image_of(versions: dict[str, str]) -> list[str]:
-    paths = [f"{SITE}/lull/common/cli.py"]
+    paths = [f"{SITE}/lull/cli.py"]
     for name, version in versions.items():
         paths += [f"{SITE}/{name}-{version}.dist-info", f"{SITE}/{name}-{version}.dist-info/RECORD"]
     return paths

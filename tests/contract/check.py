@@ -58,7 +58,7 @@ async def outbound_problems(client: aioredis.Redis, namespace: str) -> list[str]
 
 async def _histories(client: aioredis.Redis, namespace: str) -> dict[str, list[Any]]:
     """Each conversation's history list, by conversation (read from the key's name, which
-    common/keys.py builds as `<shard tag>:h:<conversation>`)."""
+    common/store/keys.py builds as `<shard tag>:h:<conversation>`)."""
     histories: dict[str, list[Any]] = {}
     async for key in client.scan_iter(match=f"{namespace}:*:h:*", count=1000, _type="LIST"):
         _, _, conversation = key.decode().partition("}:h:")

@@ -35,7 +35,7 @@ TOKENS = {"106000000000001": "page-token", "17841400000000001": "ig-token",
 # closed_at) differ on every run. In the docs they are moved, keeping the run's intervals, so
 # that the first message arrived this long after the user sent it.
 SHOWN_DELAY_MS = 150
-# A conversation's seqs start from the Redis clock when its state is new (common/lua/
+# A conversation's seqs start from the Redis clock when its state is new (common/store/lua/
 # conversation_life.lua), so they differ on every run too; the docs show them as if its life
 # had begun at this moment (2025-12-01 12:00Z).
 SHOWN_LIFE_MS = 1_764_590_400_000

@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.batch import Batch, Message
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.sender.bot import build_bot
 from tests.contract.check import outbound_problems, problems
 from tests.sender.fake_bot import FakeBot

@@ -8,11 +8,11 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from lull.common.consumer import Consumer, ConsumerConfig, Entry, Outcome
-from lull.common.keys import Keys
-from lull.common.streams import ensure_group, group_info
+from lull.common.store.keys import Keys
+from lull.common.store.streams import ensure_group, group_info
+from lull.common.store.windows import WindowStore
 from lull.processor.closer import Closer
 from lull.processor.metrics import ProcessorMetrics
-from lull.processor.windows import WindowStore
 from tests.processor.windowing import message, redis_now_ms, window_settings
 
 OVERDUE = "lull_processor_window_overdue_seconds"

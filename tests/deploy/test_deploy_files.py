@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lull.common.cli import _COMMANDS
+from lull.cli import _COMMANDS
 from lull.common.variables import SERVICE_VARIABLES
 from lull.ingest.settings import IngestSettings
 from lull.processor.settings import ProcessorSettings
@@ -141,14 +141,14 @@ def test_every_command_exists() -> None:
     for path, text in deploy_texts():
         used.extend((rel(path), command) for command in COMMAND_USE.findall(text))
     unknown = [(where, command) for where, command in used if command not in _COMMANDS]
-    assert not unknown, f"not commands of common/cli.py: {unknown}"
+    assert not unknown, f"not commands of lull/cli.py: {unknown}"
     assert {command for _, command in used} >= set(SERVICES)
 
 
 def test_dockerfile_runs_lull_as_a_non_root_user() -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
     pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    assert 'lull = "lull.common.cli:main"' in pyproject
+    assert 'lull = "lull.cli:main"' in pyproject
     assert re.search(r'^ENTRYPOINT \["lull"\]$', text, re.MULTILINE)
     # The base is a build argument whose default is the official slim Python image.
     assert re.search(r"^ARG BASE_IMAGE=python:3\.1[1-9]-slim$", text, re.MULTILINE)

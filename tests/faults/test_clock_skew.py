@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from tests.hostile.batches import check_seqs, read_batches

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 
-from lull.common.keys import Keys
 from lull.common.signing import sign
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis
 from lull.ingest.app import create_app
 from lull.ingest.settings import IngestSettings

@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.consumer import Decided, Entry, RetryLater
-from lull.common.streams import ensure_group, text
+from lull.common.store.streams import ensure_group, text
 from lull.dev.fake_graph import FakeGraph
 from lull.sender.app import Sender
 from lull.sender.bot import Reached

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.redis_conn import connect
-from lull.common.streams import text
+from lull.common.store.streams import text
 from lull.processor.app import GROUP
 from lull.processor.platforms import parse
 from tests.chaos.harness import Harness

@@ -7,8 +7,8 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 
-from lull.common.events import PLATFORMS
-from lull.common.keys import Keys
+from lull.common.conversation import PLATFORMS
+from lull.common.store.keys import Keys
 
 BATCH_FIELDS: dict[str, type] = {
     "batch_id": str,

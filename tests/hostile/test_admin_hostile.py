@@ -15,10 +15,10 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from lull.common.keys import Keys
-from lull.common.pause import PauseSettings
+from lull.common.conversation_control import ConversationControl
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseSettings
 from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
-from lull.ops.takeover import Takeover
 from tests.hostile.raw_http import exchange, status_of
 
 TOKEN: Final = "hostile-admin-token-0123456789"
@@ -62,7 +62,7 @@ REQUESTS: dict[str, tuple[str, str, dict[str, str], bytes | None, int]] = {
 
 @pytest.fixture
 async def admin(redis: aioredis.Redis, namespace: str) -> AsyncIterator[AdminClient]:
-    takeover = Takeover(redis, Keys(namespace), PauseSettings(60_000, 3_600_000))
+    takeover = ConversationControl(redis, Keys(namespace), PauseSettings(60_000, 3_600_000))
     settings = AdminSettings(token=TOKEN, read_timeout_ms=READ_TIMEOUT_MS)
     app = create_admin_app(settings, takeover, AdminMetrics(CollectorRegistry()))
     async with TestClient(TestServer(app)) as client:

@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lull.common.keys import Keys
 from lull.common.signing import sign
+from lull.common.store.keys import Keys
 from lull.ingest.settings import DEFAULT_MAX_BODY_BYTES
 from tests.hostile.bodies import (
     BAD_UTF8,

@@ -14,8 +14,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.cli import main
-from lull.common.delivery import SentMessage
+from lull.cli import main
+from lull.common.store.sent import SentMessage
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from lull.common.keys import Keys
 from lull.common.signing import sign
+from lull.common.store.keys import Keys
 from lull.processor.app import GROUP, Processor
 from tests.hostile.batches import check_seqs, dead_letters, read_batches
 from tests.hostile.bodies import (

@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from lull.common.keys import Keys
 from lull.common.signing import sign
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from lull.dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
 from lull.ingest.service import main as ingest_main
@@ -61,7 +61,7 @@ def start(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[byte
     """`lull <command>` with env, everything it prints going to log."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "lull.common.cli", command],
+            [sys.executable, "-m", "lull.cli", command],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -100,7 +100,7 @@ def assert_no_secret(text: str) -> None:
 def config_error(command: str, env: dict[str, str]) -> str:
     """What `lull <command>` prints when it refuses its configuration (exit 2)."""
     done = subprocess.run(
-        [sys.executable, "-m", "lull.common.cli", command],
+        [sys.executable, "-m", "lull.cli", command],
         env={**os.environ, **env},
         capture_output=True,
         timeout=30,

@@ -16,8 +16,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from lull.common import signing as signature
 from lull.common.env import ConfigError
-from lull.common.keys import Keys
 from lull.common.signing import sign
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import free_port
 from lull.ingest.app import create_app, metrics_app, serve_metrics_port
 from lull.ingest.settings import IngestSettings

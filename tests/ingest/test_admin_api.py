@@ -16,13 +16,13 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from lull.common.conversation_control import ConversationControl
 from lull.common.env import ConfigError, Env
-from lull.common.keys import Keys
-from lull.common.pause import PauseSettings
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseSettings
 from lull.dev.embedded_redis import free_port, port_answers
 from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
 from lull.ingest.settings import IngestSettings
-from lull.ops.takeover import Takeover
 from tests.ingest.conftest import ClientFactory
 from tests.poll import until
 
@@ -42,7 +42,7 @@ async def admin(
 ) -> AsyncIterator[tuple[TestClient, CollectorRegistry]]:  # type: ignore[type-arg]
     """The admin app with a token, on a loopback TestServer."""
     registry = CollectorRegistry()
-    takeover = Takeover(redis, Keys(namespace), PAUSE)
+    takeover = ConversationControl(redis, Keys(namespace), PAUSE)
     app = create_admin_app(AdminSettings(token=TOKEN), takeover, AdminMetrics(registry))
     async with TestClient(TestServer(app)) as client:
         yield client, registry
@@ -106,6 +106,9 @@ async def test_pause_show_and_resume_with_the_token(
     [
         ("/conversations/nonsense", None, 400),
         ("/conversations/telegram:1:2", None, 400),
+        ("/conversations/messenger:1:2%0A", None, 400),
+        ("/conversations/messenger:1:2%20OR%201", None, 400),
+        ("/conversations/messenger:1*:2/pause", {}, 400),
         (f"/conversations/{CONVERSATION}/pause", {"for_s": 0}, 400),
         (f"/conversations/{CONVERSATION}/pause", {"for_s": "1h"}, 400),
         (f"/conversations/{CONVERSATION}/pause", {"for_s": 10**9}, 400),

@@ -12,10 +12,10 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from lull.common.keys import Keys
-from lull.common.pause import PauseSettings
+from lull.common.conversation_control import ConversationControl
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseSettings
 from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
-from lull.ops.takeover import Takeover
 from tests.hostile.raw_http import status_of
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -52,7 +52,7 @@ async def trickle(port: int, head: bytes, body: bytes, every_s: float) -> tuple[
 async def test_a_trickling_body_is_408_within_the_bound_and_not_applied(
     redis: aioredis.Redis, namespace: str
 ) -> None:
-    takeover = Takeover(redis, Keys(namespace), PauseSettings(60_000, 3_600_000))
+    takeover = ConversationControl(redis, Keys(namespace), PauseSettings(60_000, 3_600_000))
     settings = AdminSettings(token=TOKEN, read_timeout_ms=300)
     app = create_admin_app(settings, takeover, AdminMetrics(CollectorRegistry()))
     async with TestClient(TestServer(app)) as client:
@@ -82,7 +82,7 @@ async def test_a_trickling_body_is_408_within_the_bound_and_not_applied(
 async def test_a_by_with_escape_codes_is_stored_escaped(
     redis: aioredis.Redis, namespace: str
 ) -> None:
-    takeover = Takeover(redis, Keys(namespace), PauseSettings(60_000, 3_600_000))
+    takeover = ConversationControl(redis, Keys(namespace), PauseSettings(60_000, 3_600_000))
     app = create_admin_app(AdminSettings(token=TOKEN), takeover, AdminMetrics(CollectorRegistry()))
     async with TestClient(TestServer(app)) as client:
         response = await client.post(

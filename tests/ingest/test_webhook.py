@@ -13,8 +13,8 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
 from lull.common.signing import sign
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import FIXTURES
 from tests.ingest.conftest import SECRET, VERIFY_TOKEN, ClientFactory, scrape

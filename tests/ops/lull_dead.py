@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from lull.common.cli import main
+from lull.cli import main
 
 RunDead = Callable[..., Awaitable[tuple[int, str, str]]]
 """(*argv, **extra_env) -> (exit code, stdout, stderr)"""

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
 from lull.common.consumer import Entry, dead_letter_fields
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.fake_graph import FakeGraph
 from lull.ops.dead import META_FIELDS
 from lull.processor.app import Processor

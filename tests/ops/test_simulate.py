@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from lull.common.cli import main
-from lull.common.keys import Keys
+from lull.cli import main
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import free_port
 from lull.ingest.app import create_app
 from lull.ingest.settings import IngestSettings

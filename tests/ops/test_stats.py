@@ -13,17 +13,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.cli import main
-from lull.common.delivery import DeliveryFailure, SentMessage
-from lull.common.keys import Keys
-from lull.common.streams import ensure_group
+from lull.cli import main
+from lull.common.delivery import DeliveryFailure
+from lull.common.store.keys import PROCESSOR_GROUP, SENDER_GROUP, Keys
+from lull.common.store.sent import SentMessage
+from lull.common.store.streams import ensure_group
 from lull.dev.embedded_redis import free_port
 from lull.ops.simulate_payloads import SimMessage, build_body
 from lull.ops.stats import collect, redis_now_ms
-from lull.processor.app import GROUP as PROCESSOR_GROUP
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
-from lull.sender.app import GROUP as SENDER_GROUP
 
 ACCOUNT = "106000000000001"
 SHARDS = 2
@@ -274,7 +273,7 @@ def test_unreachable_redis_exits_1(
 @pytest.mark.slow
 async def test_watch_refreshes_until_ctrl_c(stats_env: dict[str, str]) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lull.common.cli", "stats", "--watch", "0.05", "--json",
+        sys.executable, "-m", "lull.cli", "stats", "--watch", "0.05", "--json",
         env={**os.environ, **stats_env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

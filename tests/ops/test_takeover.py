@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from lull.cli import main
 from lull.common.batch import Batch
-from lull.common.cli import main
-from lull.common.keys import Keys
-from lull.common.outcomes import outcome_record
-from lull.ops.takeover import check_conversation, parse_duration_ms
+from lull.common.conversation import Conversation
+from lull.common.store.keys import Keys
+from lull.common.store.outcomes import outcome_record
+from lull.ops.takeover import parse_duration_ms
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from tests.ops.test_stats import ACCOUNT, body_for, ingest
@@ -68,8 +69,8 @@ def test_bad_durations_say_what_is_accepted(text: str, reason: str) -> None:
 
 
 def test_conversation_keys() -> None:
-    assert check_conversation("whatsapp:wa1:16315551234") == "whatsapp:wa1:16315551234"
-    assert check_conversation("whatsapp:wa1:US.13491208655302741918")
+    assert Conversation.parse("whatsapp:wa1:16315551234").key == "whatsapp:wa1:16315551234"
+    assert Conversation.parse("whatsapp:wa1:US.13491208655302741918").key
     hostile = (
         "messenger:p1:u\x1b[2J",
         "messenger:p1:u 1",
@@ -78,9 +79,9 @@ def test_conversation_keys() -> None:
     )
     for bad in ("u1", "messenger:p1", "messenger::u1", "telegram:p1:u1", *hostile):
         with pytest.raises(ValueError, match="platform:account_id:user_id"):
-            check_conversation(bad)
+            Conversation.parse(bad)
     with pytest.raises(ValueError) as refused:
-        check_conversation("messenger:p1:" + "u" * 100_000)
+        Conversation.parse("messenger:p1:" + "u" * 100_000)
     assert len(str(refused.value)) < 300
 
 
@@ -127,6 +128,13 @@ async def test_bad_input_exits_2_with_one_clear_line(
         "lull resume: 'u1' is not a conversation: expected platform:account_id:user_id, "
         "platform one of messenger, instagram, whatsapp"
     )
+    code, _, err = await lull(capsys, "pause", "messenger:p1:u1 OR 1")
+    assert code == 2
+    assert err.startswith("lull pause: 'messenger:p1:u1 OR 1' is not a conversation: expected")
+    assert err.strip().endswith("(user_id: 1 to 128 of A-Z a-z 0-9 . _ -)")
+    code, _, err = await lull(capsys, "flush", "--conversation", "messenger:p1:*")
+    assert code == 2
+    assert err.startswith("lull flush: 'messenger:p1:*' is not a conversation")
 
 
 async def test_conversation_shows_window_seq_and_last_batches(
@@ -145,7 +153,7 @@ async def test_conversation_shows_window_seq_and_last_batches(
     assert [c.seq for c in closed.closed] == [batch.seq]
     # The sender finished it (what deliver.py writes), and the user wrote twice more since.
     await redis.hset(keys.conversation_state(CONVERSATION), "delivered", batch.seq)
-    # The outcome record the sender's finish script pushes (sender/lua/deliver_mark.lua).
+    # The outcome record the sender's finish script pushes (common/store/lua/deliver_mark.lua).
     await redis.lpush(keys.outcomes(CONVERSATION), outcome_record(batch, "sent", 2))
     for mid in ("m-2", "m-3"):
         await ingest(redis, keys, await body_for(redis, USER, mid))
@@ -213,7 +221,7 @@ async def test_conversation_escapes_what_another_writer_stored(
 ) -> None:
     """A `by` or reason written by something else than the takeover commands (another
     version, a bot's handoff reason) reaches the terminal escaped all the same."""
-    from lull.common.pause import PauseAction, PauseSettings, PauseStore  # noqa: PLC0415
+    from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore  # noqa: PLC0415
 
     store = PauseStore(redis, Keys(cli_env["LULL_NAMESPACE"]), PauseSettings(60_000, 3_600_000))
     await store.apply(CONVERSATION, PauseAction.OPERATOR, reason="bot\x1b[8m", by="\x1b]2;x\x07")

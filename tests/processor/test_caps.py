@@ -10,10 +10,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.windows import OPENED, WindowStore, encoded_fields, message_size
 from lull.ops.dead import DeadLetters
-from lull.processor.windows import OPENED, WindowStore, encoded_fields, message_size
 from tests.hostile.batches import dead_letters
 from tests.processor.test_processor import MakeProcessor, ingest, make_processor, messenger_body
 from tests.processor.windowing import (
@@ -154,7 +154,7 @@ async def test_an_edit_that_would_pass_max_bytes_goes_into_the_next_window(
 @pytest.mark.parametrize("max_bytes", [256, 300, 1024])
 def test_the_size_check_counts_what_the_scripts_count(max_bytes: int) -> None:
     # The processor refuses a message larger than the cap alone by the same count that the
-    # apply script (window_emit.lua) keeps: the bytes of its JSON fields as they are stored.
+    # apply script (window_layout.lua) keeps: the bytes of its JSON fields as they are stored.
     store = WindowStore(
         cast(RedisClient, None), Keys("sizes"), window_settings(max_bytes=max_bytes)
     )

@@ -13,10 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
+from lull.common.store.windows import CloseResult, WindowStore
 from lull.processor.closer import Closer
 from lull.processor.metrics import ProcessorMetrics
-from lull.processor.windows import CloseResult, WindowStore
 from tests.processor.windowing import message, redis_now_ms, window_settings
 
 SAFETY_SLEEP_MS = 600_000

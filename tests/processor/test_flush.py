@@ -8,7 +8,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.cli import main
+from lull.cli import main
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
 from tests.processor.test_processor import ingest, messenger_body

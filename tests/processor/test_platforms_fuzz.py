@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lull.common.events import PLATFORMS, Event, MalformedBody, Parsed
+from lull.common.conversation import PLATFORMS
+from lull.common.events import Event, MalformedBody, Parsed
 from lull.processor.platforms import parse
 from tests.conftest import FIXTURES
 from tests.processor.test_platforms import PAGE, item, page_body, wa_body, wa_msg

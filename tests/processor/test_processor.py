@@ -13,8 +13,8 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import connect
+from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import EmbeddedRedis
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings

@@ -10,9 +10,9 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.conversation_state import WINDOW_HEADER
-from lull.common.keys import Keys
-from lull.processor.windows import ADDED, DUPLICATE, OPENED, WindowStore
+from lull.common.store.keys import Keys
+from lull.common.store.window_reads import WINDOW_HEADER
+from lull.common.store.windows import ADDED, DUPLICATE, OPENED, WindowStore
 from tests.processor.test_windows import Setup, setup
 from tests.processor.windowing import batches, message, redis_now_ms
 
@@ -23,7 +23,7 @@ DEDUPE_TTL_S = 8 * 86_400
 
 
 def member(mid: str) -> bytes:
-    """A message id's member in a seen set (window_emit.lua's seen_member)."""
+    """A message id's member in a seen set (window_layout.lua's seen_member)."""
     return hashlib.sha1(orjson.dumps(mid)).hexdigest()[:24].encode()  # noqa: S324  (not security)
 
 

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.consumer import RetryLater
-from lull.common.delivery import SentMessage
 from lull.common.events import ECHO, Turn
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
+from lull.common.store.sent import SentMessage
 from lull.processor.app import Processor
 from tests.conftest import FIXTURES
 from tests.poll import until
@@ -175,11 +175,11 @@ async def test_an_echo_first_of_a_human_pauses_once_the_send_is_over(
     await processor.start()
     turn = Turn("messenger", PAGE, PSID, ECHO, 1, mid="m_human_1", text="agent here")
     await redis.set(keys.send_inflight(MESSENGER), 1, px=60_000)
-    assert isinstance(await processor.takeover.apply([turn]), RetryLater)
+    assert isinstance(await processor.human_turns.apply([turn]), RetryLater)
     assert await redis.exists(keys.pause(MESSENGER)) == 0
     # lull's send ended with another mid: this one is nobody's but a human's.
     await redis.delete(keys.send_inflight(MESSENGER))
-    assert await processor.takeover.apply([turn]) is None
+    assert await processor.human_turns.apply([turn]) is None
     assert (await pause_of(redis, keys, MESSENGER))["reason"] == "human_echo"
 
 

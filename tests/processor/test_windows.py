@@ -10,11 +10,8 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from lull.common.env import Env
-from lull.common.keys import Keys
-from lull.processor.closer import Closer
-from lull.processor.metrics import ProcessorMetrics
-from lull.processor.settings import WindowSettings, window_from_env
-from lull.processor.windows import (
+from lull.common.store.keys import Keys
+from lull.common.store.windows import (
     ADDED,
     DUPLICATE,
     EDITED,
@@ -23,6 +20,9 @@ from lull.processor.windows import (
     REMOVED,
     WindowStore,
 )
+from lull.processor.closer import Closer
+from lull.processor.metrics import ProcessorMetrics
+from lull.processor.settings import WindowSettings, window_from_env
 from tests.processor.windowing import batches, life_seqs, message, redis_now_ms, window_settings
 
 Setup = Callable[..., tuple[WindowStore, Closer, Keys]]

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from lull.common.env import Env
 from lull.common.events import Event
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.processor.settings import WindowSettings, window_from_env
 
 

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
 from lull.ops.stats import collect
 from lull.processor.app import Processor

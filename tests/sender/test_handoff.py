@@ -15,13 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from lull.common import signing
-from lull.common.conversation_state import read_conversation
-from lull.common.pause import PauseStore
+from lull.common.store.conversations import read_conversation
+from lull.common.store.deliveries import SendState
+from lull.common.store.pauses import PauseStore
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
 from lull.sender.bot import SIGNATURE_HEADER
 from lull.sender.graph import GraphRequest
-from lull.sender.send_store import SendState
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
 SECRET = "handler-secret"

@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.consumer import Entry
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
 from lull.dev.fake_graph import FakeGraph
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
@@ -171,6 +172,7 @@ async def test_upgrade_from_0_1_moves_the_conversation_and_keeps_order_and_exact
     redis: aioredis.Redis, processor: Processor, make_sender: MakeSender, graph: FakeGraph
 ) -> None:
     keys = processor.keys
+    legacy = LegacyKeys.of(keys, 0)
     # 0.1's layout, left by a stopped 0.1 deployment: batch 1 delivered, batch 2 pending,
     # batch 3 dead-lettered before batch 2 (0.1's dead-seq mark), batch 4 pending; batch 3's
     # letter is replayable (0.1's dead-batch mark). Other conversations share the hashes.
@@ -178,10 +180,10 @@ async def test_upgrade_from_0_1_moves_the_conversation_and_keeps_order_and_exact
     await _batch_of_0_1(redis, keys, 2, "two")
     three = await _batch_of_0_1(redis, keys, 3, "three", dead=True)
     await _batch_of_0_1(redis, keys, 4, "four")
-    await redis.hset(keys.seq(0), mapping={CONVERSATION: 4, "messenger:p1:other": 9})
-    await redis.hset(keys.delivered(0), mapping={CONVERSATION: 1, "messenger:p1:other": 9})
-    await redis.hset(keys.dead_seqs(0), f"{CONVERSATION}|3", 1)
-    await redis.hset(keys.dead_batches(0), three["batch_id"], "0-1")
+    await redis.hset(legacy.seq, mapping={CONVERSATION: 4, "messenger:p1:other": 9})
+    await redis.hset(legacy.delivered, mapping={CONVERSATION: 1, "messenger:p1:other": 9})
+    await redis.hset(legacy.dead_seqs, f"{CONVERSATION}|3", 1)
+    await redis.hset(legacy.dead_batches, three["batch_id"], "0-1")
     sender = await make_sender()
     # This test's group is new, so batch 1, finished by 0.1, is read again: a duplicate.
     await say(redis, keys, "m5", "five")
@@ -189,10 +191,10 @@ async def test_upgrade_from_0_1_moves_the_conversation_and_keeps_order_and_exact
     state_key = keys.conversation_state(CONVERSATION)
     moved = await redis.hgetall(state_key)
     assert (moved[b"seq"], moved[b"delivered"], moved[b"deadseq:3"]) == (b"5", b"1", b"1")
-    assert await redis.hget(keys.seq(0), CONVERSATION) is None
-    assert await redis.hget(keys.delivered(0), CONVERSATION) is None
-    assert await redis.hlen(keys.dead_seqs(0)) == 0
-    assert await redis.hget(keys.seq(0), "messenger:p1:other") == b"9"  # not this one's
+    assert await redis.hget(legacy.seq, CONVERSATION) is None
+    assert await redis.hget(legacy.delivered, CONVERSATION) is None
+    assert await redis.hlen(legacy.dead_seqs) == 0
+    assert await redis.hget(legacy.seq, "messenger:p1:other") == b"9"  # not this one's
 
     await sender.drain()
     # In order, once: 1 was delivered by 0.1, 3 is dead (counted as finished), 5 is new.
@@ -203,7 +205,7 @@ async def test_upgrade_from_0_1_moves_the_conversation_and_keeps_order_and_exact
         await redis.xadd(keys.outbound(0), {"batch": orjson.dumps(three)})
         await sender.drain()
     assert [text for _, text in sent_texts(graph)] == ["two", "four", "five", "three"]
-    assert await redis.hlen(keys.dead_batches(0)) == 0
+    assert await redis.hlen(legacy.dead_batches) == 0
     assert ttl_of(await redis.ttl(state_key))
 
 
@@ -215,15 +217,16 @@ async def test_upgrade_when_the_sender_writes_first_moves_the_conversation_too(
     redis: aioredis.Redis, processor: Processor, make_sender: MakeSender, graph: FakeGraph
 ) -> None:
     keys = processor.keys
+    legacy = LegacyKeys.of(keys, 0)
     await _batch_of_0_1(redis, keys, 7, "seven")
-    await redis.hset(keys.seq(0), CONVERSATION, 7)
-    await redis.hset(keys.delivered(0), CONVERSATION, 6)
+    await redis.hset(legacy.seq, CONVERSATION, 7)
+    await redis.hset(legacy.delivered, CONVERSATION, 6)
     sender = await make_sender()
     await sender.drain()
     assert sent_texts(graph) == [("u1", "seven")]
     state = await redis.hgetall(keys.conversation_state(CONVERSATION))
     assert (state[b"seq"], state[b"delivered"]) == (b"7", b"7")
-    assert await redis.hget(keys.seq(0), CONVERSATION) is None
+    assert await redis.hget(legacy.seq, CONVERSATION) is None
     # The next batch continues 0.1's numbering.
     await turn(redis, processor, sender, "m8", "eight")
     assert (await outbound_batches(redis, keys))[-1]["seq"] == 8

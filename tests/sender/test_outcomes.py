@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from lull.common.conversation_state import read_conversation
-from lull.common.outcomes import OutcomeRecord
+from lull.common.store.conversations import read_conversation
+from lull.common.store.outcomes import OutcomeRecord
 from lull.dev.fake_graph import FakeGraph
 from tests.sender.conftest import MakeSender, emit
 

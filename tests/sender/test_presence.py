@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 
 from lull.common.env import ConfigError
-from lull.common.pause import PauseAction
+from lull.common.store.pauses import PauseAction
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
 from lull.sender.bot import Reached

@@ -15,8 +15,8 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from lull.common.lua import LuaScript
 from lull.common.redis_conn import connect
+from lull.common.store.scripts import LuaScript
 from lull.sender.ratelimit import Grant, Rate, RateLimiter, parse_rate
 from tests.sender.ratelimit_support import ask, most_in_any_span
 
@@ -217,9 +217,9 @@ async def test_script_is_loaded_again_after_redis_forgets_it(
 ) -> None:
     # A script text no Redis has seen stands in for a restart, without SCRIPT FLUSH on a Redis
     # other tests may share.
-    source = limiter._script.source + f"\n-- {namespace}\n"
+    source = limiter._store._script.source + f"\n-- {namespace}\n"
     sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id)
-    limiter._script = LuaScript("rate_limit", source, sha)
+    limiter._store._script = LuaScript("rate_limit", source, sha)
     assert await ask(limiter, f"{namespace}:rl:reload", Rate(1, 1000, 1), 1, T0) == 0
     assert await ask(limiter, f"{namespace}:rl:reload", Rate(1, 1000, 1), 1, T0) == 1010
 

@@ -8,7 +8,8 @@ import time
 
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
 from lull.dev.fake_graph import FakeGraph
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
@@ -22,10 +23,10 @@ async def test_finish_failing_after_the_send_does_not_send_again(
     # The conversation is in 0.1's layout (batch 2 closed too), so the finish step moves it
     # and its Lua call fails on 0.1's dead-seq hash (WRONGTYPE), which loading the batch
     # never reads. So: load, bot, send all succeed, then the mark fails, as if Redis went away.
-    await redis.set(keys.dead_seqs(shard), "not a hash")
+    await redis.set(LegacyKeys.of(keys, shard).dead_seqs, "not a hash")
     await emit(redis, keys, "u1", 1, "hello")
     await redis.delete(keys.conversation_state(conversation))
-    await redis.hset(keys.seq(shard), conversation, 2)
+    await redis.hset(LegacyKeys.of(keys, shard).seq, conversation, 2)
     sender = await make_sender()
     drain = asyncio.create_task(sender.drain())
 
@@ -34,7 +35,7 @@ async def test_finish_failing_after_the_send_does_not_send_again(
         assert time.monotonic() < deadline, "the send and the failed finish did not happen"
         assert not drain.done()
         await asyncio.sleep(0.01)
-    await redis.delete(keys.dead_seqs(shard))  # Redis is back
+    await redis.delete(LegacyKeys.of(keys, shard).dead_seqs)  # Redis is back
     await asyncio.wait_for(drain, 20)
 
     assert sent_texts(graph) == [("u1", "hello")]  # once, not twice

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.batch import Batch
-from lull.common.conversation_state import read_conversation
 from lull.common.env import ConfigError
+from lull.common.store.conversations import read_conversation
 from lull.dev.fake_graph import FakeGraph
 from lull.sender.replies import Reply
 from lull.sender.send_bounds import TooManySends, bounded_requests

@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from lull.common.delivery import SentMessage
 from lull.common.env import Env
-from lull.common.keys import Keys
-from lull.common.pause import PauseAction, PauseSettings, PauseStore
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
+from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore
+from lull.common.store.sent import SentMessage
 from lull.dev.fake_graph import FakeGraph
 from lull.ops.dead import DeadLetters
 from lull.sender.app import Sender
@@ -159,7 +160,7 @@ async def test_a_stamped_batch_stays_unanswered_after_a_dead_replay(
     await sender.drain()
     assert bot.received == [] and graph.sent == []
     assert outcome(sender, "paused") == 1
-    assert await redis.hlen(keys.dead_batches(0)) == 0
+    assert await redis.hlen(LegacyKeys.of(keys, 0).dead_batches) == 0
 
 
 async def test_a_pause_recorded_while_the_bot_thinks_wins(

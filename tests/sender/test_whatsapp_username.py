@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings

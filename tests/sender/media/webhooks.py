@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from lull.common.keys import Keys
+from lull.common.store.keys import Keys
 
 WA_ACCOUNT = "wa1"
 WA_USER = "16315551234"

@@ -1,7 +1,7 @@
 -- window_flush: make one conversation's open window due now (lull flush --conversation).
 --
 -- KEYS[1]  due zset          {ns}:{s}:due
--- KEYS[2]  conversation key  {ns}:{s}:c:<conv>   (window + seen mids, see window_apply.lua)
+-- KEYS[2]  conversation key  {ns}:{s}:c:<conv>   (the window, window_layout.lua)
 -- ARGV[1]  conversation
 --
 -- Returns 1 when the conversation had an open window, 0 otherwise.
@@ -11,11 +11,7 @@
 -- message that joins before the closer runs keeps the window due instead of moving its
 -- deadline back to the quiet gap.
 
-local HDR = '<ddddI4I4I4I4B'
-local FLUSH = 5
-
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = clock_ms()
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end

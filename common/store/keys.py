@@ -1,13 +1,44 @@
-"""Every Redis key lull uses is built here, and nowhere else.
+"""Every Redis key lull uses is built here, and nowhere else; so are the consumer groups' names.
 
 Conversation state is split into shards; every key of shard s carries the hash
 tag {s}, so one Lua script touches one Redis Cluster slot only.
+
+What lull keeps about one conversation, and for how long (each method below says more):
+
+- c:<conversation>: its open window (lua/window_layout.lua); while open, deleted when
+  emitted. Its deadline is its member of the shard's due set, while open.
+- seen:<conversation>: message ids of its closed windows; LULL_DEDUPE_TTL_S after the last
+  write.
+- cs:<conversation>: seq, delivered, dead marks, the user's last message time
+  (conversation_state); LULL_CONVERSATION_TTL_S after the last batch emitted or finished.
+  h:<conversation> (the history the bot receives, capped), o:<conversation> (the last
+  finished batches, capped) and hseen:<mid> (a human's message recorded once) live as long.
+- pause:<conversation>: its pause, while a human has it; until the pause ends.
+- inflight:<conversation>: a Messenger or Instagram send in flight; the Graph timeout and
+  5 s, or until the batch is finished.
+- sent:<message id>: the batch that sent a message; LULL_SENT_MESSAGE_TTL_S (an hour for
+  echoes when 0).
+- send:<batch id>: a retried batch's replies and progress; until it is finished, a day at
+  most.
+- rl:<conversation>, rls:<conversation>: its rate limiters; until back at rest.
+- failseen:<message id>: a failed status recorded once; LULL_DEDUPE_TTL_S.
+
+Per shard: the outbound stream (out), the due set, the last delivery failures (failed,
+capped); per namespace: the inbound, dead-letter and arrivals streams, the accounts' rate
+limiters. 0.1's shard-wide hashes are legacy.py's.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+
+PROCESSOR_GROUP = "processor"
+"""The processor's consumer group on the inbound stream."""
+SENDER_GROUP = "sender"
+"""The sender's consumer group on every outbound stream."""
+PRESENCE_GROUP = "presence"
+"""The sender's presence group on the arrivals stream (LULL_READ_RECEIPTS=arrival)."""
 
 
 @dataclass(frozen=True)
@@ -46,14 +77,14 @@ class Keys:
         return f"{self.tag(shard)}:c:"
 
     def conversation(self, conversation: str) -> str:
-        """A conversation's open window, one string key (processor/lua/window_apply.lua);
+        """A conversation's open window, one string key (lua/window_apply.lua);
         before 0.3 it also held the seen message ids, moved to seen() on first touch."""
         return self.conversation_prefix(self.shard_of(conversation)) + conversation
 
     def seen(self, conversation: str) -> str:
         """Sorted set of the message ids of a conversation's closed windows (each as the first
-        24 hex digits of the SHA-1 of its JSON, processor/lua/window_emit.lua) scored by when
-        they were seen (Redis clock, s): the dedupe of processor/lua/window_apply.lua, trimmed
+        24 hex digits of the SHA-1 of its JSON, lua/window_layout.lua) scored by when
+        they were seen (Redis clock, s): the dedupe of lua/window_apply.lua, trimmed
         past LULL_DEDUPE_TTL_S and expiring that long after its last write."""
         return self.seen_prefix(self.shard_of(conversation)) + conversation
 
@@ -69,8 +100,8 @@ class Keys:
         """Hash of what lull keeps about a conversation between its batches; every write
         refreshes its expiry, so it goes LULL_CONVERSATION_TTL_S after the last batch.
 
-        Fields (written by processor/lua/window_close.lua and sender/lua/deliver_mark.lua,
-        created by common/lua/conversation_life.lua):
+        Fields (written by lua/window_close.lua and lua/deliver_mark.lua,
+        created by lua/conversation_life.lua):
         - `seq`: seq of the conversation's newest emitted batch. A new life (no hash) starts
           at a base from the Redis clock in ms, not at 0 (conversation_life.lua says why).
         - `delivered`: seq of its newest finished batch; starts at the same base.
@@ -97,31 +128,9 @@ class Keys:
         """Field of conversation_state marking batch seq finished as dead (replayable)."""
         return f"deadbatch:{seq}"
 
-    def seq(self, shard: int) -> str:
-        """0.1's hash of a shard's conversations to the seq of their last emitted batch.
-
-        0.1's four shard-wide hashes (seq, delivered, dead_seqs, dead_batches) never
-        shrank; 0.2 only reads them to move a conversation's fields into its
-        conversation_state (the upgrade) and clears what it moved."""
-        return f"{self.tag(shard)}:seq"
-
     def shard_of_outbound(self, stream: str) -> int:
         """The shard whose outbound stream this is."""
         return self.all_outbound().index(stream)
-
-    def delivered(self, shard: int) -> str:
-        """0.1's hash of a shard's conversations to the seq of their last finished batch."""
-        return f"{self.tag(shard)}:delivered"
-
-    def dead_seqs(self, shard: int) -> str:
-        """0.1's hash of "<conversation>|<seq>" for batches dead-lettered before their turn."""
-        return f"{self.tag(shard)}:deadseq"
-
-    def dead_batches(self, shard: int) -> str:
-        """0.1's hash of batch_id -> id of the entry that died, for batches finished as dead and
-        not delivered since: a replay of one of them is delivered, not skipped as a duplicate.
-        Still read and cleared by batch id (never written) until its marks are used up."""
-        return f"{self.tag(shard)}:deadbatch"
 
     def send_state(self, shard: int, batch_id: str) -> str:
         """A batch's handler replies and send progress, kept only while it is retried."""
@@ -137,8 +146,8 @@ class Keys:
         return f"{self.tag(shard)}:h:"
 
     def transcripts(self, conversation: str) -> str:
-        """Hash of a conversation's voice note transcripts, message id to JSON (sender/media/
-        store.py): written once per message, so a retry or replay never transcribes again;
+        """Hash of a conversation's voice note transcripts, message id to JSON (transcripts.py):
+        written once per message, so a retry or replay never transcribes again;
         expires with conversation_state."""
         return f"{self.tag(self.shard_of(conversation))}:tr:{conversation}"
 
@@ -148,7 +157,7 @@ class Keys:
         return f"{self.tag(self.shard_of(conversation))}:o:{conversation}"
 
     def pause(self, conversation: str) -> str:
-        """A conversation's pause (common/lua/pause.lua): exists exactly while a human has the
+        """A conversation's pause (lua/pause.lua): exists exactly while a human has the
         conversation, expiring at the pause's end on the Redis clock."""
         return self.pause_prefix(self.shard_of(conversation)) + conversation
 
@@ -159,7 +168,7 @@ class Keys:
     def send_inflight(self, conversation: str) -> str:
         """Set by the sender just before a Messenger or Instagram send, until the message id
         Meta answered is remembered (sent_message): an echo of an unknown id that comes
-        meanwhile may be lull's own, and waits (processor/takeover.py)."""
+        meanwhile may be lull's own, and waits (turns.py)."""
         return f"{self.tag(self.shard_of(conversation))}:inflight:{conversation}"
 
     def human_seen(self, conversation: str, message_id: str) -> str:

@@ -1,7 +1,7 @@
 """Who is a human: the business side's turns (echoes, handovers, standby) to pauses.
 
 The platform parsers report what the business side did as Turns; this module decides what
-each means and applies it with the pause script (common/lua/pause.lua):
+each means and applies it with the pause script (common/store/lua/pause.lua):
 
 - A Messenger or Instagram echo is lull's own reply when its `app_id` is LULL_META_APP_ID
   (decided at once), or when its mid is one the sender remembered (Keys.sent_message): the
@@ -29,7 +29,7 @@ each means and applies it with the pause script (common/lua/pause.lua):
   app the thread is passed to) releases it. A standby item holds it (`standby`).
 
 A turn applied twice (Meta's redelivery, a retried entry) lengthens a pause from now, no
-more; the history item is recorded once (processor/lua/human_turn.lua).
+more; the history item is recorded once (common/store/lua/human_turn.lua).
 """
 
 from __future__ import annotations
@@ -37,20 +37,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import orjson
 import structlog
 
 from lull.common.consumer import RetryLater
-from lull.common.delivery import SentMessage
 from lull.common.events import ECHO, SMB_ECHO, STANDBY, THREAD_PASSED, THREAD_TAKEN, Turn
-from lull.common.keys import Keys
-from lull.common.lua import LuaScript
-from lull.common.pause import Pause, PauseAction, PauseStore
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.pauses import Pause, PauseAction, PauseStore
+from lull.common.store.turns import EchoFacts, EchoLook, TurnStore
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import TakeoverSettings
 
-log = structlog.get_logger("lull.processor.takeover")
+log = structlog.get_logger("lull.processor.human_turns")
 
 PAGE_INBOX_APP_ID = "263902037430900"
 """The Page Inbox's app id in handover and echo payloads (Meta's Handover Protocol docs)."""
@@ -75,7 +73,7 @@ _WAIT = _Step(Turn("", "", "", "", 0), PauseAction.HUMAN, "", "", "echo_early", 
 """_decide's marker for an echo that must be looked at again."""
 
 
-class Takeover:
+class HumanTurns:
     """Applies the business side's turns of one read: pauses, holds, releases, history."""
 
     def __init__(
@@ -90,13 +88,13 @@ class Takeover:
         self._settings = settings
         self._metrics = metrics
         self.pauses = PauseStore(client, keys, settings.pause)
-        self._history = LuaScript.read("processor", "human_turn")
+        self._store = TurnStore(client, keys)
         self._warned = False
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the pause and history scripts."""
         await self.pauses.load_scripts()
-        await self._history.load(self._client)
+        await self._store.load_scripts()
 
     async def apply(self, turns: Sequence[Turn]) -> RetryLater | None:
         """Apply every turn that can be decided now; RetryLater when an echo must be looked
@@ -118,45 +116,36 @@ class Takeover:
 
     async def _decide(self, turns: Sequence[Turn]) -> tuple[list[_Step], bool]:
         """The steps to apply, and whether an echo had to wait."""
-        keys = self._keys
-        looked: dict[int, tuple[int, int]] = {}
-        pipe = self._client.pipeline(transaction=False)
-        calls = 0
-        for index, turn in enumerate(turns):
-            if turn.kind in (ECHO, SMB_ECHO):
-                pipe.exists(keys.human_seen(turn.conversation, turn.mid))
-                seen_at = calls
-                calls += 1
-                if turn.kind == ECHO and not self._ours_by_app_id(turn):
-                    pipe.get(keys.sent_message(turn.mid))
-                    pipe.exists(keys.send_inflight(turn.conversation))
-                    looked[index] = (seen_at, calls)
-                    calls += 2
-                else:
-                    looked[index] = (seen_at, -1)
-        replies = await pipe.execute() if calls else []
+        echoes = [turn for turn in turns if turn.kind in (ECHO, SMB_ECHO)]
+        looks = [
+            EchoLook(
+                turn.conversation,
+                turn.mid,
+                by_mid=turn.kind == ECHO and not self._ours_by_app_id(turn),
+            )
+            for turn in echoes
+        ]
+        facts = iter(await self._store.look(looks))
         steps: list[_Step] = []
         early = False
-        for index, turn in enumerate(turns):
+        for turn in turns:
             if turn.kind not in (ECHO, SMB_ECHO):
                 step = self._handover(turn)
             else:
-                seen_at, sent_at = looked[index]
-                sent = None if sent_at < 0 else (replies[sent_at], replies[sent_at + 1])
-                step = self._echo(turn, int(replies[seen_at]) == 1, sent)
+                step = self._echo(turn, next(facts))
                 early = early or step is _WAIT
             if step is not None and step is not _WAIT:
                 steps.append(step)
         return steps, early
 
-    def _echo(self, turn: Turn, seen: bool, sent: tuple[bytes | None, int] | None) -> _Step | None:
+    def _echo(self, turn: Turn, facts: EchoFacts) -> _Step | None:
         """A human's step, None (lull's own, or recorded before), or _WAIT."""
         if turn.kind == SMB_ECHO:
             own: bool | None = False
-        elif sent is None:
+        elif facts.remembered is None:
             own = True  # its app id is LULL_META_APP_ID
         else:
-            own = _own_by_mid(turn, *sent)
+            own = _own_by_mid(turn, facts)
             if own and turn.app_id and self._settings.meta_app_id and not self._warned:
                 # A wrong LULL_META_APP_ID must not silence the bot after each of its own
                 # replies: the remembered mid wins, and the operator is told once.
@@ -172,7 +161,7 @@ class Takeover:
         if own:
             self._metrics.turns.labels(turn.platform, "own_echo").inc()
             return None
-        if seen:
+        if facts.seen:
             # Recorded before: Meta redelivered it, and its pause was applied then.
             return None
         reason = "smb_echo" if turn.kind == SMB_ECHO else "human_echo"
@@ -219,24 +208,23 @@ class Takeover:
         )
 
     async def _record(self, turn: Turn) -> None:
-        settings, keys = self._settings, self._keys
-        item = orjson.dumps(
-            {"role": "human", "mid": turn.mid, "text": turn.text, "time": turn.time_ms}
-            | ({"app_id": turn.app_id} if turn.app_id else {})
-        )
-        await self._history.call(
-            self._client,
-            (keys.history(turn.conversation), keys.human_seen(turn.conversation, turn.mid)),
-            (settings.history_messages, settings.conversation_ttl_s, item),
+        settings = self._settings
+        await self._store.record_human(
+            turn.conversation,
+            mid=turn.mid,
+            text=turn.text,
+            time_ms=turn.time_ms,
+            app_id=turn.app_id,
+            keep=settings.history_messages,
+            ttl_s=settings.conversation_ttl_s,
         )
 
 
-def _own_by_mid(turn: Turn, sent: bytes | None, inflight: int) -> bool | None:
+def _own_by_mid(turn: Turn, facts: EchoFacts) -> bool | None:
     """Whether the sender remembered sending this mid to this conversation; None while it may
     still be about to remember it (a send to the conversation is in flight)."""
-    if sent is not None:
-        remembered = SentMessage.decode(sent)
-        return remembered is not None and remembered.conversation == turn.conversation
-    if int(inflight) == 1:
+    if facts.remembered:
+        return facts.sent is not None and facts.sent.conversation == turn.conversation
+    if facts.in_flight:
         return None
     return False

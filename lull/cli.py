@@ -1,4 +1,8 @@
-"""The `lull` command: one subcommand per service or operator task."""
+"""The `lull` command: one subcommand per service or operator task.
+
+Above every package (lull.cli, not lull.common): it dispatches to each of them by name, so
+none of them depends on the others through it.
+"""
 
 from __future__ import annotations
 

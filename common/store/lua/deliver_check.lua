@@ -4,7 +4,8 @@
 --
 -- KEYS[1]  outbound stream     {ns}:{s}:out
 -- KEYS[2]  conversation state  {ns}:{s}:cs:<conversation>  (field deadbatch:<seq>)
--- KEYS[3]  0.1 dead batches    {ns}:{s}:deadbatch          (batch_id -> entry; upgrade)
+-- KEYS[3]  0.1 dead batches    {ns}:{s}:deadbatch          (batch_id -> entry; upgrade:
+--                                                          legacy.lua, prepended)
 -- KEYS[4]  0.1 delivered hash  {ns}:{s}:delivered          (conversation -> seq; upgrade)
 -- KEYS[5]  0.1 seq hash        {ns}:{s}:seq                (conversation -> seq; upgrade)
 -- KEYS[6]  pause (optional)    {ns}:{s}:pause:<conversation> (exists exactly while paused)
@@ -34,7 +35,7 @@ if pending[1] ~= nil and pending[1][2] == ARGV[3] then
 end
 local marked = 0
 local died = redis.call('HGET', KEYS[2], 'deadbatch:' .. ARGV[5]) or
-  redis.call('HGET', KEYS[3], ARGV[4])
+  legacy_dead_batch(KEYS[3], ARGV[4])
 if died and died ~= ARGV[2] then
   marked = 1
 end
@@ -42,11 +43,6 @@ local paused = 0
 if KEYS[6] ~= nil then
   paused = redis.call('EXISTS', KEYS[6])
 end
-local delivered = redis.call('HGET', KEYS[2], 'delivered')
-if not delivered then
-  delivered = redis.call('HGET', KEYS[4], ARGV[6])
-  if not delivered then
-    delivered = redis.call('HEXISTS', KEYS[5], ARGV[6]) == 1 and '0' or '-1'
-  end
-end
+local delivered = redis.call('HGET', KEYS[2], 'delivered') or
+  legacy_delivered(KEYS[4], KEYS[5], ARGV[6]) or '-1'
 return {owned, marked, idle_ms, paused, delivered}

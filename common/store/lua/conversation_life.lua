@@ -1,5 +1,5 @@
 -- conversation_life: functions shared by the scripts that write a conversation's state hash
--- ({ns}:{s}:cs:<conversation>, fields in common/keys.py). Not a script of its own: it is put
+-- ({ns}:{s}:cs:<conversation>, fields in common/store/keys.py). Not a script of its own: it is put
 -- before window_close.lua and deliver_mark.lua (LuaScript.read(..., prelude=...)).
 --
 -- A conversation's state lives while it is used: every write refreshes its expiry (and the
@@ -20,46 +20,16 @@
 -- more batches than milliseconds in its whole life plus a TTL, a batch per millisecond for
 -- days. A 0.1 life's seq started at 1.
 -- (The Redis clock could step back by the TTL; that is outside what lull protects from.)
---
--- Upgrade from 0.1. 0.1 kept seq and delivered in shard-wide hashes, keyed by conversation,
--- and a dead batch that ran ahead of its turn as "<conversation>|<seq>" in a shard-wide
--- dead-seq hash. A conversation without a state hash that has a field there is moved, not
--- restarted: its batches still in the streams keep their seq and are delivered once, in
--- order. The shard-wide hashes carry the same {s} hash tag as the state hash, so the move
--- is one slot and part of the same atomic step (Redis Cluster too). 0.1's dead-batch marks
--- (batch_id -> entry) are not moved here: deliver_check.lua and deliver_mark.lua read and
--- clear them by batch id, as 0.1 did.
-
-local function clock_ms()
-  local clock = redis.call('TIME')
-  return tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-end
 
 -- Make sure the state hash has a life (seq and delivered, always written together): moved
--- from 0.1's shard-wide hashes, or a new life based on now_ms. Returns 'kept', 'moved' or
--- 'new'. A life is known by its delivered field, not by the hash: a field some other step
--- wrote alone does not make one.
+-- from 0.1's shard-wide hashes (legacy.lua), or a new life based on now_ms. Returns 'kept',
+-- 'moved' or 'new'. A life is known by its delivered field, not by the hash: a field some
+-- other step wrote alone does not make one.
 local function ensure_life(state, conv, now_ms, legacy_seq, legacy_delivered, legacy_dead_seq)
   if redis.call('HEXISTS', state, 'delivered') == 1 then
     return 'kept'
   end
-  local old_seq = redis.call('HGET', legacy_seq, conv)
-  local old_delivered = redis.call('HGET', legacy_delivered, conv)
-  if old_seq or old_delivered then
-    local seq, delivered = tonumber(old_seq or '0'), tonumber(old_delivered or '0')
-    if delivered > seq then seq = delivered end
-    redis.call('HSET', state, 'seq', string.format('%d', seq),
-      'delivered', string.format('%d', delivered))
-    -- 0.1 marked a dead batch only while it ran ahead of delivered + 1, so its marks are
-    -- among the seqs still outstanding.
-    for k = delivered + 2, seq do
-      local k_text = string.format('%d', k)
-      if redis.call('HDEL', legacy_dead_seq, conv .. '|' .. k_text) == 1 then
-        redis.call('HSET', state, 'deadseq:' .. k_text, 1)
-      end
-    end
-    redis.call('HDEL', legacy_seq, conv)
-    redis.call('HDEL', legacy_delivered, conv)
+  if legacy_move(state, conv, legacy_seq, legacy_delivered, legacy_dead_seq) then
     return 'moved'
   end
   local base = string.format('%d', now_ms)

@@ -1,5 +1,6 @@
-"""What the sender keeps in Redis about one batch between attempts, the ownership check,
-and the finish step."""
+"""A batch's delivery, as Redis holds it: what the sender keeps about one batch between
+attempts (its send state), the ownership check before each step (lua/deliver_check.lua), and
+the finish that marks it delivered or dead (lua/deliver_mark.lua), one atomic step."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from redis.typing import EncodableT, FieldT
 
 from lull.common.batch import Batch
 from lull.common.coalesce import Coalescer, Command
-from lull.common.keys import Keys
-from lull.common.lua import LIFE_PRELUDE, LuaScript, is_noscript
+from lull.common.graph_request import GraphRequest
 from lull.common.redis_conn import RedisClient
-from lull.sender.graph import GraphRequest
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
+from lull.common.store.legacy import seqs as legacy_seqs
+from lull.common.store.scripts import LEGACY_PRELUDE, LIFE_PRELUDES, LuaScript, is_noscript
 
 # A retried batch's state outlives any sane retry schedule, then cleans itself up.
 STATE_TTL_S = 86_400
@@ -140,7 +143,7 @@ class Loaded:
     history: list[Any] = field(default_factory=list)
 
 
-class SendStore:
+class DeliveryStore:
     """Reads and writes per-batch sender state; checks ownership; finishes with one Lua call."""
 
     def __init__(self, client: RedisClient, keys: Keys, group: str, consumer: str) -> None:
@@ -149,8 +152,8 @@ class SendStore:
         self._group = group
         self._consumer = consumer
         self._batched = Coalescer(client)
-        self._mark = LuaScript.read("sender", "deliver_mark", prelude=LIFE_PRELUDE)
-        self._check = LuaScript.read("sender", "deliver_check")
+        self._mark = LuaScript.read("deliver_mark", preludes=LIFE_PRELUDES)
+        self._check = LuaScript.read("deliver_check", preludes=LEGACY_PRELUDE)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the check and finish scripts."""
@@ -178,16 +181,6 @@ class SendStore:
             claim=claim,
             history=[orjson.loads(item) for item in results[2]] if history else [],
         )
-
-    def _seq_reads(self, shard: int, conversation: str, field: str) -> list[Command]:
-        """Reads of a seq field in the conversation's state and, for a conversation not moved
-        yet (the upgrade), in 0.1's shard-wide hashes; see _seq_field."""
-        keys = self._keys
-        return [
-            ("HGET", keys.conversation_state(conversation), field),
-            ("HGET", keys.delivered(shard), conversation),
-            ("HGET", keys.seq(shard), conversation),
-        ]
 
     async def check(
         self,
@@ -231,13 +224,14 @@ class SendStore:
         keys = self._keys
         state = keys.conversation_state(batch.conversation)
         pause = () if conversation is None else (keys.pause(conversation),)
+        legacy = LegacyKeys.of(keys, shard)
         return self._check.command(
             (
                 keys.outbound(shard),
                 state,
-                keys.dead_batches(shard),
-                keys.delivered(shard),
-                keys.seq(shard),
+                legacy.dead_batches,
+                legacy.delivered,
+                legacy.seq,
                 *pause,
             ),
             (self._group, entry_id, self._consumer, batch.batch_id, batch.seq, batch.conversation),
@@ -256,12 +250,18 @@ class SendStore:
 
     async def latest_seq(self, shard: int, conversation: str) -> int:
         """The seq of the conversation's newest closed batch (0 when it has no state)."""
-        results = await self._batched.execute(self._seq_reads(shard, conversation, "seq"))
+        # A conversation 0.1 knew and 0.2 has not moved yet keeps its seq in 0.1's hash.
+        state_read = ("HGET", self._keys.conversation_state(conversation), "seq")
+        legacy = LegacyKeys.of(self._keys, shard)
+        results = await self._batched.execute([state_read, *legacy.reads(conversation)])
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        state, _, legacy_seq = results
-        return int(state or legacy_seq or 0)
+        state, *old = results
+        if state is not None:
+            return int(state)
+        moved = legacy_seqs(*old)
+        return 0 if moved is None else moved[0]
 
     async def save(self, shard: int, batch_id: str, state: SendState) -> None:
         """Keep a batch's progress for its next attempt."""
@@ -294,16 +294,15 @@ class SendStore:
         replies are returned, a failed one as its exception: the caller decides what it
         costs."""
         keys, conversation = self._keys, batch.conversation
+        legacy = LegacyKeys.of(keys, shard)
         command = self._mark.command(
             (
                 keys.conversation_state(conversation),
                 keys.outbound(shard),
                 keys.send_state(shard, batch.batch_id),
                 keys.history(conversation),
-                keys.seq(shard),
-                keys.delivered(shard),
-                keys.dead_seqs(shard),
-                keys.dead_batches(shard),
+                *legacy.moved(),
+                legacy.dead_batches,
                 keys.outcomes(conversation),
                 keys.send_inflight(conversation),
             ),
@@ -334,22 +333,43 @@ class SendStore:
         await self._batched.close()
 
 
+@dataclass(frozen=True, slots=True)
+class DeadMark:
+    """Where a batch that finished as dead is marked, so that its replay is delivered
+    (lua/deliver_mark.lua): its conversation's state, when the batch names its conversation
+    and seq, and 0.1's shard-wide hash by batch id."""
+
+    places: tuple[tuple[str, str], ...]
+    """(hash, field) pairs."""
+
+    @classmethod
+    def of(
+        cls, keys: Keys, shard: int, batch_id: str, conversation: str | None, seq: int | None
+    ) -> DeadMark:
+        """The mark of one batch of shard."""
+        places = [(LegacyKeys.of(keys, shard).dead_batches, batch_id)]
+        if conversation is not None and seq is not None:
+            places.insert(0, (keys.conversation_state(conversation), keys.dead_batch_field(seq)))
+        return cls(tuple(places))
+
+    def reads(self) -> list[Command]:
+        """The commands that ask whether the mark is there (their replies go to `found`)."""
+        return [("HEXISTS", key, name) for key, name in self.places]
+
+    @staticmethod
+    def found(replies: Sequence[Any]) -> bool:
+        """Whether the replies of `reads` say the batch is marked."""
+        return any(reply is True or reply == 1 for reply in replies)
+
+    def forgets(self) -> list[Command]:
+        """The commands that remove the mark (a dropped letter is not replayed)."""
+        return [("HDEL", key, name) for key, name in self.places]
+
+
 def _strings(raw: bytes | None) -> list[str]:
     """A stored JSON list of strings; a state saved before the field existed has none."""
     value = orjson.loads(raw) if raw else []
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
-
-
-def _seq_field(replies: Sequence[Any]) -> int | None:
-    """The field from the state hash, else (a conversation 0.1 knew and 0.2 has not written
-    yet) 0.1's delivered (0 when only its seq is there: nothing finished yet); None when the
-    conversation has no state at all."""
-    state, legacy_delivered, legacy_seq = replies
-    if state is not None:
-        return int(state)
-    if legacy_delivered is not None or legacy_seq is not None:
-        return int(legacy_delivered or 0)
-    return None
 
 
 def _claim(reply: Any) -> Claim:

@@ -1,31 +1,40 @@
-"""Failed deliveries reported by webhook, matched to the conversation that sent them.
+"""Failed deliveries reported by webhook, matched to the conversation that sent them, and
+the most recent of them read back for `lull stats`.
 
 A WhatsApp `failed` status names only the message id (wamid). The sender remembered, for
-each message it sent, the conversation and the seq of its batch (sender/sent_ids.py); this store
+each message it sent, the conversation and the seq of its batch (sent.py); this store
 looks the id up, then records the failure with one Lua call in that conversation's shard:
 once (a seen marker per message id), in the shard's list of recent failures (`lull
 stats`), and in the conversation's history, where the bot sees it with its next batch. A
 failure of a message lull does not remember (sent by another app on the number, or
 remembered for less than the failure took) is recorded as unmatched in the message id's
 own shard, without a history item.
+
+Each shard keeps its latest RECENT_FAILURES in a capped list; `recent_failures` reads the
+head of every shard's list (one key per command, so it runs on Redis Cluster too) and
+merges them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 from redis.exceptions import NoScriptError, ResponseError
 
-from lull.common.delivery import DeliveryFailure, SentMessage
-from lull.common.keys import Keys
-from lull.common.lua import LuaScript, is_noscript
+from lull.common.delivery import MAX_TITLE_CHARS, DeliveryFailure
+from lull.common.outside_text import MAX_DETAIL_CHARS, cut
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.scripts import LuaScript, is_noscript
+from lull.common.store.sent import SentMessage
 
 RECENT_FAILURES = 100
 """Failures each shard keeps for `lull stats`, newest first."""
+SHOWN = 10
+"""Failures `lull stats` shows, newest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +56,7 @@ class FailureStore:
         self._client = client
         self._keys = keys
         self._seen_ttl_s = seen_ttl_s
-        self._script = LuaScript.read("processor", "delivery_failed")
+        self._script = LuaScript.read("delivery_failed")
 
     async def load_scripts(self) -> None:
         """Register the script with Redis (SCRIPT LOAD is idempotent)."""
@@ -129,3 +138,57 @@ def _history_item(failure: DeliveryFailure) -> bytes:
             "details": failure.details,
         }
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RecentFailure:
+    """One recorded failure (fields as _summary writes them)."""
+
+    at_ms: int
+    """When the platform reported it."""
+    platform: str
+    account_id: str
+    message_id: str
+    code: int | None
+    title: str
+    details: str
+    conversation: str | None
+    """None: lull did not remember sending that message."""
+    seq: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        """For `lull stats --json`."""
+        return asdict(self)
+
+
+async def recent_failures(
+    client: RedisClient, keys: Keys, shown: int = SHOWN
+) -> list[RecentFailure]:
+    """The newest `shown` failures over every shard, newest first."""
+    pipe = client.pipeline(transaction=False)
+    for shard in range(keys.shards):
+        pipe.lrange(keys.delivery_failures(shard), 0, shown - 1)
+    found: list[RecentFailure] = []
+    for items in await pipe.execute():
+        found += [failure for item in items if (failure := _decode(item)) is not None]
+    found.sort(key=lambda failure: failure.at_ms, reverse=True)
+    return found[:shown]
+
+
+def _decode(raw: bytes) -> RecentFailure | None:
+    try:
+        value = orjson.loads(raw)
+        return RecentFailure(
+            at_ms=int(value["at_ms"]),
+            platform=str(value["platform"]),
+            account_id=str(value["account_id"]),
+            message_id=str(value["message_id"]),
+            code=value["code"] if isinstance(value["code"], int) else None,
+            # Cut again on the way out: a version before the bound stored them whole.
+            title=cut(str(value["title"]), MAX_TITLE_CHARS),
+            details=cut(str(value["details"]), MAX_DETAIL_CHARS),
+            conversation=value["conversation"] if isinstance(value["conversation"], str) else None,
+            seq=value["seq"] if isinstance(value["seq"], int) else None,
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None  # written by another version: skip rather than fail the whole screen

@@ -11,8 +11,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from lull.common.lua import LuaScript
 from lull.common.redis_conn import RedisClient
+from lull.common.store.scripts import LuaScript
 
 _MAX_SEQ = 2**64 - 1
 
@@ -95,7 +95,7 @@ async def trim_acknowledged(client: RedisClient, stream: str) -> int:
     """XTRIM MINID below the oldest entry some group still needs; returns entries removed.
 
     An entry is kept while any group has it pending or has not been delivered it yet; a
-    stream without groups is never trimmed. One Lua call (common/lua/stream_trim.lua), so a
+    stream without groups is never trimmed. One Lua call (common/store/lua/stream_trim.lua), so a
     group created or moved back between the look and the trim cannot lose entries.
     """
     return int(await _script("stream_trim").call(client, (stream,), ()))
@@ -108,7 +108,7 @@ async def remove_idle_consumers(
 
     A consumer with pending entries is never removed: deleting it would drop its entries
     from the pending list, and nobody could claim them any more. The look and the removal
-    are one Lua call (common/lua/consumer_expire.lua), so a consumer that wakes and reads in
+    are one Lua call (common/store/lua/consumer_expire.lua), so a consumer that wakes and reads in
     between cannot lose what it read.
     """
     removed: list[Any] = await _script("consumer_expire").call(
@@ -119,5 +119,5 @@ async def remove_idle_consumers(
 
 @functools.cache
 def _script(name: str) -> LuaScript:
-    """A script of common/lua, read once per process (immutable, so safe to share)."""
-    return LuaScript.read("common", name)
+    """A script of the store's lua/, read once per process (immutable, so safe to share)."""
+    return LuaScript.read(name)

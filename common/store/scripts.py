@@ -1,4 +1,4 @@
-"""Lua scripts: .lua files beside the package that runs them, called by SHA.
+"""Lua scripts: the .lua files in common/store/lua/, called by SHA.
 
 Every atomic transition is one script. A LuaScript is read once at start; callers SCRIPT
 LOAD it before their first call and call it by EVALSHA. After a Redis restart the server
@@ -20,17 +20,24 @@ from redis.typing import EncodableT
 
 from lull.common.redis_conn import RedisClient
 
-LIFE_PRELUDE = ("common", "conversation_life")
-"""Functions of the scripts that write a conversation's state (common/lua/conversation_life.lua)."""
+CLOCK_PRELUDE = ("clock",)
+"""clock_ms, the Redis clock in ms (lua/clock.lua)."""
+LEGACY_PRELUDE = ("legacy",)
+"""What reads or moves 0.1's state (lua/legacy.lua; the upgrade, with legacy.py)."""
+LIFE_PRELUDES = ("clock", "legacy", "conversation_life")
+"""What the scripts that write a conversation's state need (lua/conversation_life.lua)."""
+STORE = "common/store"
+"""The folder (under lull's root) whose lua/ holds the scripts."""
 
 Command = tuple[EncodableT, ...]
 """One Redis command as its words: ("EVALSHA", sha, numkeys, *keys, *args)."""
 
 
-def read_lua(package: str, name: str) -> str:
-    """The text of `<package>/lua/<name>.lua` (package: common, processor or sender)."""
-    folder = resources.files(f"lull.{package}").joinpath("lua")
-    return folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+def read_lua(name: str, folder: str = STORE) -> str:
+    """The text of `<folder>/lua/<name>.lua`."""
+    # From lull's root, not by importing a package of the folder's: the store imports none.
+    path = resources.files("lull").joinpath(*folder.split("/"), "lua", f"{name}.lua")
+    return path.read_text(encoding="utf-8")
 
 
 def is_noscript(result: object) -> bool:
@@ -49,19 +56,10 @@ class LuaScript:
     sha: str
 
     @classmethod
-    def read(
-        cls,
-        package: str,
-        name: str,
-        *,
-        prelude: tuple[str, str] | None = None,
-        preludes: Sequence[tuple[str, str]] = (),
-    ) -> LuaScript:
-        """`<package>/lua/<name>.lua`, read now; prelude (package, name) names a file of
-        functions that several scripts share, put before the script's own text (preludes:
-        several, in order)."""
-        files = [*([] if prelude is None else [prelude]), *preludes]
-        source = "\n".join([*(read_lua(*f) for f in files), read_lua(package, name)])
+    def read(cls, name: str, *, preludes: Sequence[str] = (), folder: str = STORE) -> LuaScript:
+        """`<folder>/lua/<name>.lua`, read now; preludes name files of the store's lua/ with
+        functions that several scripts share, put before the script's own text, in order."""
+        source = "\n".join([*(read_lua(prelude) for prelude in preludes), read_lua(name, folder)])
         sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324  (Redis's id, not security)
         return cls(name, source, sha)
 

@@ -1,6 +1,6 @@
 """A conversation's last finished batches and how each ended, for operators.
 
-The sender pushes one record when it finishes a batch (`SendStore.finish`'s `also`
+The sender pushes one record when it finishes a batch (`DeliveryStore.finish`'s `also`
 commands, in the same pipeline as the finish step: no round trip of its own); `lull
 conversation` and the admin API read them. A capped list, newest first, expiring like the
 history: an operator asks about a conversation that is live, not about one long gone.

@@ -18,15 +18,15 @@
 -- {conversation, deadline_ms, messages, reason, seq, paused}; messages 0 means emptied by unsends
 -- (nothing emitted, no seq used); paused 1 when the batch was stamped paused.
 --
--- A batch closed while its conversation's pause key exists (common/lua/pause.lua: the key
+-- A batch closed while its conversation's pause key exists (common/store/lua/pause.lua: the key
 -- exists exactly while a human has the conversation) carries "paused": true. The stamp is in
 -- the batch itself, so the bot never answers it: not after the pause ends, a crash, a retry
 -- or a `lull dead replay`.
 --
 -- The window is read, emitted and reset in this one script: a window is emitted exactly
--- once however many closers run. window_emit.lua (prepended) holds the value layout and the
--- emit, which window_apply.lua shares: an apply closes a full window itself when the next
--- message would pass a cap. The window key is deleted once emitted (an open window has no
+-- once however many closers run. window_layout.lua and window_emit.lua (prepended) hold the
+-- value layout and the emit, which window_apply.lua shares: an apply closes a full window
+-- itself when the next message would pass a cap. The window key is deleted once emitted (an open window has no
 -- TTL); only message ids seen before 0.3 and not yet moved to the seen set keep it, with the
 -- dedupe TTL.
 --

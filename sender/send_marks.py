@@ -18,7 +18,7 @@ to the bot; its user messages still go into the history. A batch is paused when:
 For the processor to tell its own Messenger and Instagram echoes without LULL_META_APP_ID,
 the sender marks the conversation before each such send (Keys.send_inflight, expiring
 after the Graph timeout plus INFLIGHT_MARGIN_MS) and, once the Graph API answered, remembers
-the mid (Keys.sent_message) and removes the mark in one pipeline (processor/takeover.py
+the mid (Keys.sent_message) and removes the mark in one pipeline (processor/human_turns.py
 explains the race this closes).
 """
 
@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from lull.common.batch import Batch
 from lull.common.coalesce import Command
-from lull.common.delivery import SentMessage
-from lull.common.keys import Keys
+from lull.common.store.sent import SentMessage, SentMessages
 from lull.sender.handoff import THREAD_PASSED
 
 PAUSED = "paused"
@@ -44,8 +43,8 @@ within seconds, its webhook retries within the hour."""
 class SendMarks:
     """The in-flight mark and the remembered mids of Messenger and Instagram sends."""
 
-    def __init__(self, keys: Keys, graph_timeout_ms: int, sent_ttl_s: int) -> None:
-        self._keys = keys
+    def __init__(self, sent: SentMessages, graph_timeout_ms: int, sent_ttl_s: int) -> None:
+        self._sent = sent
         self._inflight_ms = graph_timeout_ms + INFLIGHT_MARGIN_MS
         self._sent_ttl_s = sent_ttl_s or ECHO_MEMORY_S
 
@@ -53,8 +52,7 @@ class SendMarks:
         """Commands to run before a send of this batch (none for WhatsApp)."""
         if batch.platform not in ECHO_PLATFORMS:
             return []
-        key = self._keys.send_inflight(batch.conversation)
-        return [("SET", key, batch.seq, "PX", self._inflight_ms)]
+        return [self._sent.mark_in_flight(batch.conversation, batch.seq, self._inflight_ms)]
 
     def between(self, batch: Batch, message_id: str) -> list[Command]:
         """After a send that is not the batch's last: remember its mid, and keep the mark up
@@ -76,13 +74,10 @@ class SendMarks:
         return self._remember(batch, message_ids)
 
     def _remember(self, batch: Batch, message_ids: list[str]) -> list[Command]:
-        sent = SentMessage(batch.conversation, batch.seq).encode()
-        return [
-            ("SET", self._keys.sent_message(message_id), sent, "EX", self._sent_ttl_s)
-            # THREAD_PASSED stands in the send progress for a pass of thread control: no mid.
-            for message_id in message_ids
-            if message_id and message_id != THREAD_PASSED
-        ]
+        sent = SentMessage(batch.conversation, batch.seq)
+        # THREAD_PASSED stands in the send progress for a pass of thread control: no mid.
+        ids = [mid for mid in message_ids if mid and mid != THREAD_PASSED]
+        return self._sent.remember(sent, ids, self._sent_ttl_s)
 
 
 def paused_before_bot(batch: Batch, conversation_paused: bool) -> bool:

@@ -33,8 +33,7 @@ local key, action = KEYS[1], ARGV[1]
 local quiet_ms, cap_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
 local reason, by, for_ms = ARGV[4], ARGV[5], tonumber(ARGV[6])
 
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now = clock_ms()
 
 if action == 'release' or action == 'resume' then
   redis.call('DEL', key)

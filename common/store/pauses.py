@@ -1,4 +1,4 @@
-"""Human takeover: a conversation is paused while a human has it (see common/lua/pause.lua).
+"""Human takeover: a conversation is paused while a human has it (see common/store/lua/pause.lua).
 
 Every pause decision is one atomic script on the Redis clock. The pause key exists exactly
 while the conversation is paused, so the window close (stamping the batches it emits) and
@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from lull.common.env import Env
-from lull.common.keys import Keys
-from lull.common.lua import LuaScript
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
+from lull.common.store.scripts import CLOCK_PRELUDE, LuaScript
 
 DEFAULT_QUIET_MS = 30 * 60 * 1000
 DEFAULT_CAP_MS = 24 * 3600 * 1000
@@ -106,7 +106,7 @@ class PauseStore:
         self._client = client
         self._keys = keys
         self._settings = settings
-        self._script = LuaScript.read("common", "pause")
+        self._script = LuaScript.read("pause", preludes=CLOCK_PRELUDE)
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD the pause script."""

@@ -1,7 +1,7 @@
 -- window_apply: apply message events to their conversations' windows, atomically.
 --
 -- One call applies every event of one shard from one read, in order (an event sees the
--- effect of the ones before it, also of the same conversation). processor/windows.py bounds
+-- effect of the ones before it, also of the same conversation). common/store/windows.py bounds
 -- the events and bytes of a call, so that a call blocks Redis a few ms at most.
 --
 -- KEYS[1]    due zset           {ns}:{s}:due        (conversation -> deadline ms)
@@ -29,7 +29,7 @@
 -- Dedupe: a message id is looked up in the conversation's seen set (the ids of its closed
 -- windows: O(log n), whatever the history), then in the open window's records (bounded by
 -- the caps; an id joins the set when its window closes, so an open window costs no key more)
--- and in the ids 0.3 has not moved yet out of the window key (see window_emit.lua). Each call
+-- and in the ids 0.3 has not moved yet out of the window key (see window_layout.lua). Each call
 -- moves up to MOVE_BUDGET of those into the seen set, in the same atomic step as the lookup,
 -- so a message seen before the upgrade stays a duplicate.
 --

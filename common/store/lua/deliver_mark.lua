@@ -1,15 +1,15 @@
 -- deliver_mark: finish a batch in one atomic step: delivered seq, ack, history, cleanup.
 --
--- KEYS[1]  conversation state {ns}:{s}:cs:<conversation>   (fields: common/keys.py)
+-- KEYS[1]  conversation state {ns}:{s}:cs:<conversation>   (fields: common/store/keys.py)
 -- KEYS[2]  outbound stream    {ns}:{s}:out
 -- KEYS[3]  send state         {ns}:{s}:send:<batch_id>
 -- KEYS[4]  history list       {ns}:{s}:h:<conversation>
--- KEYS[5]  0.1 seq hash        {ns}:{s}:seq         (the upgrade: conversation_life.lua,
+-- KEYS[5]  0.1 seq hash        {ns}:{s}:seq         (the upgrade: legacy.lua,
 -- KEYS[6]  0.1 delivered hash  {ns}:{s}:delivered    prepended, moves a conversation's
 -- KEYS[7]  0.1 dead-seq hash   {ns}:{s}:deadseq      fields from these; batch_id -> entry
 -- KEYS[8]  0.1 dead batches    {ns}:{s}:deadbatch    marks are read and cleared here)
 -- KEYS[9]  last outcomes       {ns}:{s}:o:<conversation>  (lull conversation; newest first)
--- KEYS[10] in-flight mark      {ns}:{s}:inflight:<conversation>  (sender/takeover.py)
+-- KEYS[10] in-flight mark      {ns}:{s}:inflight:<conversation>  (sender/send_marks.py)
 -- ARGV[1]  group            ARGV[2]  entry id       ARGV[3]  conversation
 -- ARGV[4]  seq              ARGV[5]  history length to keep (0: keep none)
 -- ARGV[6]  conversation ttl s                       ARGV[7]  done | dead
@@ -35,7 +35,7 @@
 -- refreshes the expiry of the state and of the history.
 
 local state, conversation, seq = KEYS[1], ARGV[3], tonumber(ARGV[4])
-local legacy_dead_batch, batch_id = KEYS[8], ARGV[8]
+local legacy_dead_batches, batch_id = KEYS[8], ARGV[8]
 ensure_life(state, conversation, clock_ms(), KEYS[5], KEYS[6], KEYS[7])
 local previous = tonumber(redis.call('HGET', state, 'delivered'))
 local top = previous
@@ -43,7 +43,7 @@ local dead = ARGV[7] == 'dead'
 local dead_batch = 'deadbatch:' .. ARGV[4]
 -- A 0.1 mark of this batch (by batch id) counts as this life's own, and moves here.
 local marked = redis.call('HEXISTS', state, dead_batch) == 1 or
-  redis.call('HDEL', legacy_dead_batch, batch_id) == 1
+  legacy_take_dead_batch(legacy_dead_batches, batch_id)
 if dead and seq > previous + 1 then
   redis.call('HSET', state, 'deadseq:' .. ARGV[4], 1, dead_batch, ARGV[2])
 else

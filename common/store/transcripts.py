@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from lull.common.keys import Keys
 from lull.common.redis_conn import RedisClient
+from lull.common.store.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@
 -- Returns 1 when recorded now, 0 when the message was recorded before (Meta redelivered the
 -- webhook, or the entry was handled again after a crash or a retry).
 --
--- The pause itself is applied before this step (common/lua/pause.lua), so a crash between
+-- The pause itself is applied before this step (common/store/lua/pause.lua), so a crash between
 -- the two leaves a pause without the history item, never the other way round; the entry is
 -- then handled again and the item added.
 

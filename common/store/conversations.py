@@ -8,34 +8,18 @@ All keys named are in the conversation's shard (one hash tag): one pipeline, one
 
 from __future__ import annotations
 
-import struct
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from lull.common.keys import Keys
-from lull.common.outcomes import OutcomeRecord
-from lull.common.pause import Pause
 from lull.common.redis_conn import RedisClient
-
-# The window header window_apply.lua packs ('<ddddI4I4I4I4B'): first_t, last_t, opened_at,
-# deadline (0: no window open, the key only remembers seen mids), count, bytes, arrivals,
-# seen_len, close reason.
-WINDOW_HEADER = struct.Struct("<ddddIIIIB")
-
-
-@dataclass(frozen=True, slots=True)
-class OpenWindow:
-    """A window collecting the user's messages, not yet closed into a batch."""
-
-    opened_at_ms: int
-    deadline_ms: int
-    messages: int
-    bytes: int
-    first_event_ms: int
-    last_event_ms: int
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
+from lull.common.store.outcomes import OutcomeRecord
+from lull.common.store.pauses import Pause
+from lull.common.store.window_reads import WINDOW_HEADER, OpenWindow, open_window
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +92,8 @@ async def read_conversation(
     pipe.getrange(keys.conversation(conversation), 0, WINDOW_HEADER.size - 1)
     pipe.hmget(keys.conversation_state(conversation), "seq", "delivered", "user_last_ms")
     # A conversation 0.1 knew and 0.2 has not touched yet keeps its seqs in 0.1's hashes.
-    pipe.hget(keys.seq(shard), conversation)
-    pipe.hget(keys.delivered(shard), conversation)
+    for command in LegacyKeys.of(keys, shard).reads(conversation):
+        pipe.execute_command(*command)
     pipe.hgetall(pause_key)
     pipe.pttl(pause_key)
     pipe.lrange(keys.outcomes(conversation), 0, -1)
@@ -119,7 +103,7 @@ async def read_conversation(
     pause_fields, pause_ttl_ms, outcomes, history = rest
     if seq is None and delivered is None:
         seq, delivered = old_seq, old_delivered
-    window = _window(header)
+    window = open_window(header)
     decoded = (OutcomeRecord.decode(item, conversation) for item in outcomes)
     records = [record for record in decoded if record is not None]
     last_ms, source = _last_user_message(window, int(user_last_ms or 0), records, history)
@@ -133,22 +117,6 @@ async def read_conversation(
         last_user_message_ms=last_ms,
         last_user_message_from=source,
         outcomes=records,
-    )
-
-
-def _window(header: bytes) -> OpenWindow | None:
-    if len(header) < WINDOW_HEADER.size:
-        return None
-    first_t, last_t, opened_at, deadline, count, size, *_ = WINDOW_HEADER.unpack(header)
-    if deadline <= 0:
-        return None
-    return OpenWindow(
-        opened_at_ms=int(opened_at),
-        deadline_ms=int(deadline),
-        messages=int(count),
-        bytes=int(size),
-        first_event_ms=int(first_t),
-        last_event_ms=int(last_t),
     )
 
 

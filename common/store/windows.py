@@ -1,20 +1,24 @@
-"""The window store: the apply, close and flush scripts, called in pipelines."""
+"""A conversation's open window, as Redis holds it: the apply, close and flush scripts
+(lua/window_apply.lua, window_close.lua, window_flush.lua, with the layout and the emit in
+lua/window_layout.lua and window_emit.lua), called in pipelines. The processor decides
+what to apply and when to close (processor/inbound.py, closer.py); the rules a window
+follows are its settings (WindowRules)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
 from lull.common.events import Event
-from lull.common.keys import Keys
-from lull.common.lua import LIFE_PRELUDE, LuaScript, is_noscript
 from lull.common.redis_conn import RedisClient
-from lull.processor.settings import WindowSettings
+from lull.common.store.keys import Keys
+from lull.common.store.legacy import LegacyKeys
+from lull.common.store.scripts import CLOCK_PRELUDE, LIFE_PRELUDES, LuaScript, is_noscript
 
 # Statuses returned by window_apply.lua.
 DUPLICATE, ADDED, OPENED, EDITED, REMOVED, LATE_UNSEND = range(6)
@@ -27,8 +31,35 @@ MAX_EVENTS_PER_CALL = 64
 MAX_BYTES_PER_CALL = 64 * 1024
 WINDOW_BYTES_PER_CALL = MAX_EVENTS_PER_CALL * 64 * 1024
 STATUS_NAMES = ("duplicate", "added", "opened", "edited", "removed", "late_unsend")
-# The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDE).
-EMIT_PRELUDE = ("processor", "window_emit")
+# The window layout and a batch's emit, shared by apply and close (after LIFE_PRELUDES).
+WINDOW_PRELUDES = ("window_layout", "window_emit")
+
+
+class WindowRules(Protocol):
+    """How windows open, grow and close: the processor's settings (processor/settings.py)."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def window_ms(self) -> int: ...
+    @property
+    def max_wait_ms(self) -> int: ...
+    @property
+    def max_messages(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def grace_ms(self) -> int: ...
+    @property
+    def max_lateness_ms(self) -> int: ...
+    @property
+    def max_skew_ms(self) -> int: ...
+    @property
+    def flush_on(self) -> frozenset[str]: ...
+    @property
+    def dedupe_ttl_s(self) -> int: ...
+    @property
+    def conversation_ttl_s(self) -> int: ...
 
 
 def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
@@ -102,17 +133,17 @@ class CloseResult:
 class WindowStore:
     """Applies events to windows and closes due windows; all state lives in Redis."""
 
-    def __init__(self, client: RedisClient, keys: Keys, settings: WindowSettings) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, settings: WindowRules) -> None:
         self._client = client
         self._keys = keys
         self._settings = settings
         self._events_per_call = max(
             1, min(MAX_EVENTS_PER_CALL, WINDOW_BYTES_PER_CALL // settings.max_bytes)
         )
-        preludes = (LIFE_PRELUDE, EMIT_PRELUDE)
-        self._apply = LuaScript.read("processor", "window_apply", preludes=preludes)
-        self._close = LuaScript.read("processor", "window_close", preludes=preludes)
-        self._flush = LuaScript.read("processor", "window_flush")
+        preludes = (*LIFE_PRELUDES, *WINDOW_PRELUDES)
+        self._apply = LuaScript.read("window_apply", preludes=preludes)
+        self._close = LuaScript.read("window_close", preludes=preludes)
+        self._flush = LuaScript.read("window_flush", preludes=(*CLOCK_PRELUDE, "window_layout"))
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
             s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
@@ -193,7 +224,7 @@ class WindowStore:
         for shard, indexes in self._calls(events, [message_size(f) for f in encoded]):
             call_keys: list[str] = [
                 keys.due(shard), keys.outbound(shard),
-                keys.seq(shard), keys.delivered(shard), keys.dead_seqs(shard),
+                *LegacyKeys.of(keys, shard).moved(),
             ]  # fmt: skip
             args: list[EncodableT] = [
                 *self._apply_head,
@@ -245,7 +276,7 @@ class WindowStore:
             keys.conversation_state_prefix(shard), keys.history_prefix(shard),
             settings.conversation_ttl_s, keys.pause_prefix(shard), keys.seen_prefix(shard),
         )  # fmt: skip
-        legacy = (keys.seq(shard), keys.delivered(shard), keys.dead_seqs(shard))
+        legacy = LegacyKeys.of(keys, shard).moved()
         raw = await self._close.call(
             self._client, (keys.due(shard), keys.outbound(shard), *legacy), args
         )
