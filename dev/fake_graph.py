@@ -109,6 +109,8 @@ class FakeGraph:
         self.presence_latency_ms = 0
         self.presence_calls = 0
         """Presence requests received, answered or not (errors and bad tokens included)."""
+        self.message_calls = 0
+        """Message requests received, answered or not (refused ones included)."""
         self.user_last_ms: dict[str, int] = {}
         """When each user last wrote, as far as the fake was told (dev/fake_graph_window.py)."""
         self._presence_seen = asyncio.Event()
@@ -277,6 +279,7 @@ async def send_message(request: web.Request) -> web.Response:
         parsed = None
     if isinstance(parsed, dict) and is_presence(parsed):
         return await presence_call(request, graph, parsed)
+    graph.message_calls += 1
     if graph.latency_ms:
         # The fake stands in for a network round trip; tests use this to hit client timeouts.
         await asyncio.sleep(graph.latency_ms / 1000)

@@ -123,9 +123,7 @@ def sent_to(graph: FakeGraph) -> int:
     return len(graph.sent)
 
 
-@pytest.mark.parametrize(
-    "case", CASES, ids=lambda case: f"{case.platform}-{case.code}-{case.kind}"
-)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.platform}-{case.code}-{case.kind}")
 async def test_the_sender_does_what_the_table_says(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, case: Case
 ) -> None:
