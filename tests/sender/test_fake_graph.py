@@ -443,5 +443,5 @@ async def test_the_fake_answers_metas_window_errors_for_a_user_it_was_told_wrote
     assert (await post(client, bad))[0] == 400
     bad_body = await client.post("/_user_wrote", json={"user": "u", "at_ms": "soon"})
     assert bad_body.status == 400
-    graph = client.server.app[FAKE_GRAPH]
+    graph = client.app[FAKE_GRAPH]
     assert graph.message_calls == 6
