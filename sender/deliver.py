@@ -233,12 +233,14 @@ class Deliverer:
         if ready is None:
             return await self._window_closed(job)
         first_of_attempt, first = True, state.sent
+        # Tagged or template replies after the window: no typing (Meta refuses sender actions).
+        show = not job.replay and window_open(job.user_last_ms, _now_ms())
         while state.sent < len(state.requests):
             request = ready[state.sent - first]
             if not is_thread_control(request):
                 # Replies and chunks after the first are paced (LULL_REPLY_DELAY_MS), typing
                 # shown meanwhile.
-                await self.presence.pace(job.batch, state.requests, state.sent, show=not job.replay)
+                await self.presence.pace(job.batch, state.requests, state.sent, show=show)
             stop = await self._check(job)
             if stop is not None:
                 return stop.outcome

@@ -12,10 +12,14 @@ from typing import Any, cast
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
 
 from lull.common.store.conversations import read_conversation
-from lull.dev.fake_graph import FakeGraph
+from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from lull.processor.app import Processor
+from lull.processor.settings import ProcessorSettings
 from lull.sender.app import Sender
+from tests.conftest import FIXTURES
 from tests.sender.conftest import MakeSender, emit
 from tests.sender.fake_bot import FakeBot
 
@@ -205,3 +209,47 @@ async def test_metas_window_error_finishes_window_closed_not_a_dead_letter(
     assert await _outcome(redis, sender, batch) == "window_closed"
     assert await _dead(redis, sender) == []
     assert _finished(sender, "retried") is None
+
+
+@pytest.mark.parametrize("replies", [[{"text": "Sorry!"}], [{"template": TEMPLATE}]])
+async def test_a_webhook_written_25_hours_ago_through_processor_and_sender(
+    redis: aioredis.Redis,
+    base_env: dict[str, str],
+    make_sender: MakeSender,
+    bot: FakeBot,
+    replies: list[dict[str, Any]],
+) -> None:
+    # Meta delivers (or a replay brings) a message the user wrote 25 hours ago: the processor
+    # records when they wrote (user_last_ms), the sender keeps the window from there.
+    env = {"LULL_WINDOW_MS": "30", "LULL_MAX_WAIT_MS": "1000", **base_env}
+    processor = Processor(redis, ProcessorSettings.from_env(env))
+    doc = orjson.loads((FIXTURES / "whatsapp" / "text.json").read_bytes())
+    written_s = int(time.time()) - 25 * 3600
+    doc["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = str(written_s)
+    fields = {"body": orjson.dumps(doc), "received_at": int(time.time() * 1000)}
+    await redis.xadd(processor.keys.inbound(), fields)  # type: ignore[arg-type]
+    assert await processor.drain() == 1
+    server = TestServer(create_fake_graph_app(None))  # any token: the fixture's phone id
+    await server.start_server()
+    try:
+        graph: FakeGraph = server.app[FAKE_GRAPH]
+        bot.script(body=orjson.dumps({"replies": replies}))
+        sender = await make_sender(
+            LULL_HANDLER=bot.url,
+            LULL_HANDLER_SECRET="window-secret",
+            LULL_GRAPH_API_BASE=str(server.make_url("")).rstrip("/"),
+            LULL_ACCESS_TOKENS=orjson.dumps({"*": "wa-token"}).decode(),
+        )
+        await sender.drain()
+    finally:
+        await server.close()
+    [received] = bot.received
+    assert received["reply_window_ends_at"] == written_s * 1000 + DAY_MS
+    outcome = await _outcome(redis, sender, received)
+    if "template" in replies[0]:
+        assert [s["payload"]["type"] for s in graph.sent] == ["template"]
+        assert outcome == "sent"
+    else:
+        assert (graph.message_calls, graph.presence_calls) == (0, 0)
+        assert outcome == "window_closed"
+    assert await _dead(redis, sender) == []
