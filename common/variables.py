@@ -114,6 +114,7 @@ SERVICE_VARIABLES = frozenset(
         "LULL_TRANSCRIBE_TIMEOUT_MS",
         # ingest's admin API
         "LULL_ADMIN_TOKEN",
+        "LULL_API_TOKEN",
         "LULL_ADMIN_HOST",
         "LULL_ADMIN_PORT",
         # the operator commands (lull pause --by)

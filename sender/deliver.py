@@ -19,9 +19,11 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.outside_text import cut
+from lull.common.store.api_messages import ApiSend
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
+from lull.sender.api_sends import api_requests, obeys_pause
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
@@ -131,6 +133,16 @@ class Deliverer:
         if self.media is not None:
             # Voice notes become text once, before the bot (and the history) sees the batch.
             job.batch = await self.media.before_bot(batch, fresh=state.requests is None)
+        send = ApiSend.of(batch)
+        if job.state.requests is None and send is not None:
+            # A send API message: its own replies, no bot (sender/api_sends.py).
+            if send.obeys_pause and loaded.claim.paused:
+                await self._finish(job, [], PAUSED)
+                return None
+            try:
+                job.state.requests = api_requests(batch, send, settings)
+            except ValueError as exc:
+                return self._dead(f"send API message: {exc}")
         if job.state.requests is None:
             # Before the bot (and anything it starts): a human has the conversation.
             if paused_before_bot(batch, loaded.claim.paused):
@@ -268,7 +280,7 @@ class Deliverer:
         entry may have been claimed meanwhile (the slot is then left unused, which errs on
         the side of the limit)."""
         if job.state.sent == 0:
-            return await self._check(job, pause=True, also=also)
+            return await self._check(job, pause=obeys_pause(job.batch), also=also)
         stop = await self._check(job) if slept else None
         if stop is None and also:
             await self.store.execute(also)
@@ -415,6 +427,6 @@ class Deliverer:
             replay=job.replay, requests=requests, outcome=outcome,
         )  # fmt: skip
 
-    async def mark_dead(self, entry: Entry) -> None:
+    async def mark_dead(self, entry: Entry, reason: str = "") -> None:
         """After a batch was dead-lettered (sender/finish.py)."""
-        await self.finisher.mark_dead(entry)
+        await self.finisher.mark_dead(entry, reason)

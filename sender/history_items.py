@@ -13,10 +13,11 @@ from lull.sender.media import spoken_text
 
 
 def history_items(
-    batch: Batch, requests: list[GraphRequest], message_ids: list[str]
+    batch: Batch, requests: list[GraphRequest], message_ids: list[str], *, role: str = "bot"
 ) -> list[bytes]:
     """The batch's items, oldest first: one `user` item a message (a voice note's text is
-    its transcript), one `bot` item a reply."""
+    its transcript), one item a reply (`bot`, or `human` for what a human sent through the
+    send API)."""
     items = [
         orjson.dumps({"role": "user", "mid": m.mid, "text": spoken_text(m), "time": m.event_time})
         for m in batch.messages
@@ -26,7 +27,7 @@ def history_items(
     mids: list[str | None] = [*message_ids[: len(requests)]]
     mids += [None] * (len(requests) - len(mids))
     items += [
-        orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
+        orjson.dumps({"role": role, "text": _sent_text(r.payload)} | _mid(mid))
         for r, mid in zip(requests, mids, strict=True)
     ]
     return items
