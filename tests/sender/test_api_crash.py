@@ -86,7 +86,7 @@ async def test_sigkill_between_the_accept_and_the_send_sends_once(
 
         async def all_sent() -> bool:
             await survivor.drain()
-            return (await redis.xpending(outbound, SENDER_GROUP))["pending"] == 0
+            return int((await redis.xpending(outbound, SENDER_GROUP))["pending"]) == 0
 
         await until(all_sent, "the survivor delivered what the dead sender held", 30)
     assert sent_texts(graph) == [("u1", "echo: where is my order?"), ("u1", "it ships")]
