@@ -196,3 +196,20 @@ async def test_a_message_that_cannot_be_sent_fails_with_its_reason(
     record = await state(api, message_id)
     assert record["state"] == "failed"
     assert "LULL_MAX_SENDS_PER_BATCH" in record["reason"]
+
+
+async def test_an_api_message_supersedes_no_batch(
+    make_sender: MakeSender,
+    redis: aioredis.Redis,
+    graph: FakeGraph,
+    api: TestClient,  # type: ignore[type-arg]
+) -> None:
+    # LULL_SUPERSEDE answers only the newest closed batch; an API message is no batch of the
+    # user's, so the batch before it is still answered.
+    sender = await make_sender(LULL_SUPERSEDE="1")
+    sender.deliverer.bot = RecordingBot()
+    await emit(redis, sender.keys, "u1", 1, "hello")
+    await post(api, "welcome back", "greeting-1")
+    await sender.drain()
+    assert sent_texts(graph) == [("u1", "hello (1)"), ("u1", "welcome back")]
+    assert outcome(sender, "superseded") == 0
