@@ -36,6 +36,7 @@ from lull.sender.progress import LocalProgress
 from lull.sender.rate_gate import RateGate
 from lull.sender.ratelimit import Grant, Rate, RateLimiter
 from lull.sender.replies import NO_ANSWER, parse_answer
+from lull.sender.reply_window import WINDOW_CLOSED, ready_to_send, window_ends_at_ms, window_open
 from lull.sender.send_bounds import TooManySends, bounded_requests
 from lull.sender.send_limits import send_limits
 from lull.sender.send_marks import PAUSED, SendMarks, paused_before_bot
@@ -49,10 +50,6 @@ DEFERRED = "deferred"
 
 # Batch n waits for n-1 of the same conversation; it is usually seconds behind at most.
 ORDER_RETRY_MS = 50
-# Meta lets a business answer freely for 24 hours after the user's last message (Messenger's
-# standard messaging window, WhatsApp's customer service window); later a free-form reply is
-# refused (code 10 on Messenger, 131047 on WhatsApp), so a throttle is not waited out past it.
-REPLY_WINDOW_MS = 24 * 3600 * 1000
 
 
 @dataclass
@@ -68,6 +65,9 @@ class _Job:
     so it is delivered out of order, and only while its dead mark is still there."""
     safe_until: float
     """time.monotonic() before which no other replica can have claimed the entry."""
+    user_last_ms: int = 0
+    """When the user last wrote, as far as lull knows: Meta's 24-hour window starts there
+    (sender/reply_window.py)."""
     deferred: bool = False
     """The bot deferred its answer (sender/deferred_typing.py): typing stays on."""
 
@@ -137,7 +137,8 @@ class Deliverer:
             return RetryLater(ORDER_RETRY_MS, f"waiting for seq {loaded.delivered_seq + 1}")
         safe_until = self._safe_until(asked_at, loaded.claim.idle_ms)
         state = self.progress.adopt(batch.batch_id, loaded.state)
-        job = _Job(shard, entry, batch, state, replay, safe_until)
+        user_last_ms = max(loaded.claim.user_last_ms, batch.last_event_time)
+        job = _Job(shard, entry, batch, state, replay, safe_until, user_last_ms)
         if self.media is not None:
             # Voice notes become text once, before the bot (and the history) sees the batch.
             job.batch = await self.media.before_bot(batch, fresh=state.requests is None)
@@ -173,9 +174,12 @@ class Deliverer:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
         # The bot will be called: read once per batch, typing while the call is in flight
-        # (sender/presence.py); a replay is only being finished, a `none` handler never answers.
+        # (sender/presence.py); a replay is only being finished, a `none` handler never answers;
+        # after Meta's 24-hour window a sender action is refused like a message.
+        answering = not (job.replay or self.bot.forward_only)
+        show = answering and window_open(job.user_last_ms, _now_ms())
         showing = self.presence.start(
-            batch, show=not (job.replay or self.bot.forward_only),
+            batch, show=show,
             read=not state.read_shown, on_read=state.shown_read,
         )  # fmt: skip
         try:
@@ -184,7 +188,7 @@ class Deliverer:
             # No reply follows now (none, or a retry later): typing must not outlast the call;
             # unless the answer comes later (deferred): then it stays on a while.
             showing.stop(typing_off=state.requests is None and not job.deferred)
-            if job.deferred:
+            if job.deferred and show:
                 self.deferred_typing.start(batch)
 
     async def _ask_bot(self, job: _Job, history: list[Any], showing: Showing) -> Decided:
@@ -194,7 +198,9 @@ class Deliverer:
         failure: BotRetry | str | None = None
         answer = NO_ANSWER
         try:
-            document = {**batch.to_dict(), "history": history}
+            # The bot is told the window, so that it can answer with a tag or a template.
+            ends_at = window_ends_at_ms(job.user_last_ms)
+            document = {**batch.to_dict(), "history": history, "reply_window_ends_at": ends_at}
             if self.media is not None:
                 document = await self.media.for_bot(batch, document)
             raw_answer = await self.bot(document, showing.reached)
@@ -250,13 +256,18 @@ class Deliverer:
         each only while the entry is still this consumer's."""
         state = job.state
         assert state.requests is not None
-        first_of_attempt = True
+        ready = ready_to_send(state.requests[state.sent :], job.user_last_ms, _now_ms())
+        if ready is None:
+            return await self._window_closed(job)
+        first_of_attempt, first = True, state.sent
+        # Tagged or template replies after the window: no typing (Meta refuses sender actions).
+        show = not job.replay and window_open(job.user_last_ms, _now_ms())
         while state.sent < len(state.requests):
-            request = state.requests[state.sent]
+            request = ready[state.sent - first]
             if not is_thread_control(request):
                 # Replies and chunks after the first are paced (LULL_REPLY_DELAY_MS), typing
                 # shown meanwhile.
-                await self.presence.pace(job.batch, state.requests, state.sent, show=not job.replay)
+                await self.presence.pace(job.batch, state.requests, state.sent, show=show)
             stop = await self._check(job)
             if stop is not None:
                 return stop.outcome
@@ -288,6 +299,18 @@ class Deliverer:
         await self._finish(job, message_requests(state.requests), outcome)
         return None
 
+    async def _window_closed(self, job: _Job) -> Decided:
+        """Meta's 24-hour window is closed for the replies not sent yet: finish the batch
+        `window_closed` (the replies sent before stay in the history), without a call to
+        Meta and without a dead letter."""
+        stop = await self._check(job)
+        if stop is not None:
+            return stop.outcome
+        state = job.state
+        sent = message_requests((state.requests or [])[: state.sent])
+        await self._finish(job, sent, WINDOW_CLOSED)
+        return None
+
     async def _cleared(self, job: _Job, *, slept: bool, also: list[Command]) -> _Stop | None:
         """The last checks before a send; `also` (the in-flight mark) is run before it
         returns. The same-moment rule (sender/send_marks.py): right before the first send the
@@ -312,6 +335,9 @@ class Deliverer:
             )
             if exc.kind == "permanent":
                 return _Stop(self._dead(f"graph api: code {exc.code}: {exc.message}"))
+            if exc.kind == "window":
+                # Meta's clock says the window closed before lull's did: the same outcome.
+                return _Stop(await self._window_closed(job))
             if exc.kind == "throttle":
                 return _Stop(await self._throttled(job, exc))
             return _Stop(await self._retry(job, str(exc), exc.retry_after_ms))
@@ -351,11 +377,9 @@ class Deliverer:
     async def _throttled(self, job: _Job, exc: GraphError) -> Decided:
         """Meta asks the account (or the user pair) to slow down. That is no failure of this
         batch, so it does not use up LULL_SEND_MAX_ATTEMPTS: the batch waits as long as Meta
-        asks, longer each time it asks again, until its reply could not be sent anyway."""
+        asks, longer each time it asks again, until its reply could not be sent anyway: the
+        come-back then finds the window closed (_send) and finishes `window_closed`."""
         self.metrics.rate_waits.labels("meta").inc()
-        last_event_ms = job.batch.last_event_time
-        if last_event_ms and time.time() * 1000 - last_event_ms > REPLY_WINDOW_MS:
-            return self._dead(f"throttled past the 24-hour reply window: {exc}")
         job.state.throttles += 1
         return await self._again(
             job, str(exc), self._wait_ms(job.state.throttles, exc.retry_after_ms)
@@ -408,6 +432,7 @@ class Deliverer:
             self.metrics.deliveries.labels("duplicate").inc()
             return _Stop(None)
         job.safe_until = self._safe_until(asked_at, claim.idle_ms)
+        job.user_last_ms = max(job.user_last_ms, claim.user_last_ms)
         if claim.paused:
             await self._finish(job, [], PAUSED)
             # The bot had answered: its typing may still show; a human has the user now.
@@ -445,3 +470,9 @@ class Deliverer:
     async def mark_dead(self, entry: Entry, reason: str = "") -> None:
         """After a batch was dead-lettered (sender/finish.py)."""
         await self.finisher.mark_dead(entry, reason)
+
+
+def _now_ms() -> int:
+    """The wall clock the window is judged on, as the processor's `user_last_ms` (Redis
+    clock) is written: hosts are assumed NTP-synced; Meta's own answer covers the rest."""
+    return int(time.time() * 1000)

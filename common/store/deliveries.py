@@ -66,7 +66,13 @@ class SendState:
         requests = None
         if b"requests" in raw:
             requests = [
-                GraphRequest(r["account_id"], r["path"], r["payload"], r.get("platform", ""))
+                GraphRequest(
+                    r["account_id"],
+                    r["path"],
+                    r["payload"],
+                    r.get("platform", ""),
+                    r.get("tag", ""),
+                )
                 for r in orjson.loads(raw[b"requests"])
             ]
         return cls(
@@ -95,7 +101,7 @@ class SendState:
         if self.requests is not None:
             fields["requests"] = orjson.dumps(
                 [{"account_id": r.account_id, "path": r.path, "payload": r.payload,
-                  "platform": r.platform}
+                  "platform": r.platform} | ({"tag": r.tag} if r.tag else {})
                  for r in self.requests]
             )  # fmt: skip
         if self.message_ids:
@@ -128,6 +134,8 @@ class Claim:
     """The conversation was paused when asked (only asked with its pause key)."""
     delivered: int | None = None
     """The conversation's newest finished seq; None when it has no state at all."""
+    user_last_ms: int = 0
+    """When the user last wrote (the state's `user_last_ms`, Redis clock ms); 0: unknown."""
 
 
 @dataclass
@@ -376,11 +384,12 @@ def _strings(raw: bytes | None) -> list[str]:
 
 
 def _claim(reply: Any) -> Claim:
-    owned, marked, idle_ms, paused, delivered = reply
+    owned, marked, idle_ms, paused, delivered, user_last_ms = reply
     return Claim(
         owned=int(owned) == 1,
         marked=int(marked) == 1,
         idle_ms=int(idle_ms),
         paused=int(paused) == 1,
         delivered=None if int(delivered) < 0 else int(delivered),
+        user_last_ms=int(user_last_ms),
     )

@@ -3,6 +3,7 @@ conversation's order, once per Idempotency-Key, with the pause rules, their stat
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -213,3 +214,22 @@ async def test_an_api_message_supersedes_no_batch(
     await sender.drain()
     assert sent_texts(graph) == [("u1", "hello (1)"), ("u1", "welcome back")]
     assert outcome(sender, "superseded") == 0
+
+
+async def test_a_message_after_the_24_hour_window_ends_window_closed_unsent(
+    make_sender: MakeSender,
+    redis: aioredis.Redis,
+    graph: FakeGraph,
+    api: TestClient,  # type: ignore[type-arg]
+) -> None:
+    sender = await with_bot(make_sender, RecordingBot())
+    keys = sender.keys
+    day_ago_ms = int(time.time() * 1000) - 25 * 3600 * 1000
+    await redis.hset(
+        keys.conversation_state(CONVERSATION),
+        mapping={"seq": 0, "delivered": 0, "user_last_ms": day_ago_ms},
+    )
+    message_id = await post(api, "still there?", "late-1")
+    await sender.drain()
+    assert graph.sent == []
+    assert (await state(api, message_id))["state"] == "window_closed"
