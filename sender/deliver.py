@@ -19,10 +19,13 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.outside_text import cut
+from lull.common.store.api_messages import ApiSend
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
-from lull.sender.bot import Bot, BotPermanent, BotRetry
+from lull.sender.api_sends import api_requests, obeys_pause
+from lull.sender.bot import Bot, BotPermanent, BotRetry, is_deferred
+from lull.sender.deferred_typing import DeferredTyping
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
@@ -41,6 +44,9 @@ from lull.sender.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
+
+DEFERRED = "deferred"
+"""The outcome of a batch whose bot answers later (202, `{"defer": true}`)."""
 
 # Batch n waits for n-1 of the same conversation; it is usually seconds behind at most.
 ORDER_RETRY_MS = 50
@@ -62,6 +68,8 @@ class _Job:
     user_last_ms: int = 0
     """When the user last wrote, as far as lull knows: Meta's 24-hour window starts there
     (sender/reply_window.py)."""
+    deferred: bool = False
+    """The bot deferred its answer (sender/deferred_typing.py): typing stays on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +99,14 @@ class Deliverer:
     media: MediaService | None = None
     """Transcripts before the bot, media links for it (sender/media/); None: not configured."""
     finisher: Finisher = field(init=False)
+    deferred_typing: DeferredTyping = field(init=False)
     gate: RateGate = field(init=False)
     limiters: Limiters = field(init=False)
 
     def __post_init__(self) -> None:
         self.limiters = Limiters(self.keys)
         self.gate = RateGate(self.limiter, self.metrics)
+        self.deferred_typing = DeferredTyping(self.presence)
         self.finisher = Finisher(
             self.settings, self.keys, self.store, self.metrics, self.sent_ids, self.progress,
             self.marks,
@@ -132,6 +142,17 @@ class Deliverer:
         if self.media is not None:
             # Voice notes become text once, before the bot (and the history) sees the batch.
             job.batch = await self.media.before_bot(batch, fresh=state.requests is None)
+        send = ApiSend.of(batch)
+        if job.state.requests is None and send is not None:
+            # A send API message: its own replies, no bot (sender/api_sends.py).
+            self.deferred_typing.replied(batch.conversation)
+            if send.obeys_pause and loaded.claim.paused:
+                await self._finish(job, [], PAUSED)
+                return None
+            try:
+                job.state.requests = api_requests(batch, send, settings)
+            except ValueError as exc:
+                return self._dead(f"send API message: {exc}")
         if job.state.requests is None:
             # Before the bot (and anything it starts): a human has the conversation.
             if paused_before_bot(batch, loaded.claim.paused):
@@ -164,8 +185,11 @@ class Deliverer:
         try:
             return await self._ask_bot(job, history, showing)
         finally:
-            # No reply follows now (none, or a retry later): typing must not outlast the call.
-            showing.stop(typing_off=state.requests is None)
+            # No reply follows now (none, or a retry later): typing must not outlast the call;
+            # unless the answer comes later (deferred): then it stays on a while.
+            showing.stop(typing_off=state.requests is None and not job.deferred)
+            if job.deferred and show:
+                self.deferred_typing.start(batch)
 
     async def _ask_bot(self, job: _Job, history: list[Any], showing: Showing) -> Decided:
         """The bot's answer to an admitted batch, as in _call_bot."""
@@ -180,7 +204,9 @@ class Deliverer:
             if self.media is not None:
                 document = await self.media.for_bot(batch, document)
             raw_answer = await self.bot(document, showing.reached)
-            answer = NO_ANSWER if self.bot.forward_only else parse_answer(raw_answer)
+            job.deferred = is_deferred(raw_answer) and not self.bot.forward_only
+            no_answer = self.bot.forward_only or job.deferred
+            answer = NO_ANSWER if no_answer else parse_answer(raw_answer)
         except BotRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
             failure = exc
@@ -202,7 +228,8 @@ class Deliverer:
             return self._dead(f"handler: {failure}")
         replies = answer.replies
         if not replies and answer.handoff is None:
-            await self._finish(job, [], "no_reply")
+            # Deferred: its replies come through the send API, in order after it.
+            await self._finish(job, [], DEFERRED if job.deferred else "no_reply")
             return None
         if self.settings.supersede and not job.replay:
             # A replay is not superseded: the newer batches never carried its messages.
@@ -291,7 +318,7 @@ class Deliverer:
         entry may have been claimed meanwhile (the slot is then left unused, which errs on
         the side of the limit)."""
         if job.state.sent == 0:
-            return await self._check(job, pause=True, also=also)
+            return await self._check(job, pause=obeys_pause(job.batch), also=also)
         stop = await self._check(job) if slept else None
         if stop is None and also:
             await self.store.execute(also)
@@ -440,9 +467,9 @@ class Deliverer:
             replay=job.replay, requests=requests, outcome=outcome,
         )  # fmt: skip
 
-    async def mark_dead(self, entry: Entry) -> None:
+    async def mark_dead(self, entry: Entry, reason: str = "") -> None:
         """After a batch was dead-lettered (sender/finish.py)."""
-        await self.finisher.mark_dead(entry)
+        await self.finisher.mark_dead(entry, reason)
 
 
 def _now_ms() -> int:

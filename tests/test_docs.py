@@ -62,6 +62,7 @@ DESCRIBED_DEFAULTS = frozenset(
         "LULL_META_APP_ID",  # unset
         "LULL_HANDOFF_WEBHOOK",
         "LULL_ADMIN_TOKEN",
+        "LULL_API_TOKEN",
         "LULL_OPERATOR",  # $USER
         "LULL_MEDIA_SECRET",  # unset: no media links
         "LULL_MEDIA_PUBLIC_URL",  # from LULL_MEDIA_PORT

@@ -257,17 +257,20 @@ class DeliveryStore:
         return result
 
     async def latest_seq(self, shard: int, conversation: str) -> int:
-        """The seq of the conversation's newest closed batch (0 when it has no state)."""
+        """The seq of the conversation's newest closed batch (0 when it has no state, or
+        when its newest seq is a send API message's: whether a batch closed between is not
+        known then, and a batch is superseded only by a batch)."""
         # A conversation 0.1 knew and 0.2 has not moved yet keeps its seq in 0.1's hash.
-        state_read = ("HGET", self._keys.conversation_state(conversation), "seq")
+        state_key = self._keys.conversation_state(conversation)
+        state_read = ("HMGET", state_key, "seq", "apiseq")
         legacy = LegacyKeys.of(self._keys, shard)
         results = await self._batched.execute([state_read, *legacy.reads(conversation)])
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        state, *old = results
+        (state, api_seq), *old = results
         if state is not None:
-            return int(state)
+            return 0 if state == api_seq else int(state)
         moved = legacy_seqs(*old)
         return 0 if moved is None else moved[0]
 
