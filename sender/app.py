@@ -8,6 +8,7 @@ import dataclasses
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from lull.common.accounts_reload import LiveAccounts
 from lull.common.consumer import Consumer, ConsumerConfig, ConsumerMetrics, default_consumer_name
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
@@ -15,6 +16,8 @@ from lull.common.store.deliveries import DeliveryStore
 from lull.common.store.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
 from lull.common.store.pauses import PauseStore
 from lull.common.store.sent import SentMessages
+from lull.sender.account_bots import AccountBots
+from lull.sender.account_settings import AccountSend
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
@@ -46,6 +49,9 @@ class Sender:
         consumer_name: str | None,
     ) -> None:
         self.registry = registry
+        self.accounts: LiveAccounts[AccountSend] | None = None
+        """The accounts file in use (reloaded on SIGHUP or a change); None without one."""
+        self._stop = asyncio.Event()
         self.metrics = SenderMetrics(registry)
         self.keys = Keys(settings.common.namespace, settings.common.shards)
         self.bot = bot
@@ -127,11 +133,8 @@ class Sender:
         try:
             # An HTTP bot opens a session of its own: it traces when a request is sent
             # (presence shows typing only then), a cost the Graph API calls need not carry.
-            bot = await build_bot(
-                settings.handler,
-                secret=settings.handler_secret,
-                timeout_ms=settings.handler_timeout_ms,
-            )
+            accounts = None if settings.accounts is None else LiveAccounts(settings.accounts)
+            bot = await _bot(settings, accounts)
         except BaseException:
             await session.close()
             raise
@@ -143,6 +146,7 @@ class Sender:
             registry=registry or CollectorRegistry(),
             consumer_name=consumer_name,
         )
+        sender.accounts = accounts
 
         async def load() -> None:
             await sender.store.load_scripts()
@@ -158,13 +162,19 @@ class Sender:
 
     async def run(self) -> None:
         """Deliver until request_stop()."""
-        if self.arrivals is None:
-            await self.consumer.run_forever()
-            return
-        await asyncio.gather(self.consumer.run_forever(), self.arrivals.run_forever())
+        runs = [self.consumer.run_forever()]
+        if self.arrivals is not None:
+            runs.append(self.arrivals.run_forever())
+        if self.accounts is not None:
+            runs.append(self.accounts.watch(self._stop))
+        try:
+            await asyncio.gather(*runs)
+        finally:
+            self._stop.set()
 
     def request_stop(self) -> None:
         """Stop reading; batches in hand are finished or left pending."""
+        self._stop.set()
         self.consumer.request_stop()
         if self.arrivals is not None:
             self.arrivals.request_stop()
@@ -186,3 +196,20 @@ class Sender:
         await self.bot.close()
         await self.store.close()
         await self._session.close()
+
+
+async def _bot(settings: SenderSettings, accounts: LiveAccounts[AccountSend] | None) -> Bot:
+    """The environment's handler, or each account's (the accounts file)."""
+    if accounts is None:
+        return await build_bot(
+            settings.handler,
+            secret=settings.handler_secret,
+            timeout_ms=settings.handler_timeout_ms,
+        )
+    bots = AccountBots(accounts)
+    try:
+        await bots.open()
+    except BaseException:
+        await bots.close()
+        raise
+    return bots

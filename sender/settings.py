@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import urlsplit
 
+from lull.common.accounts import Accounts
 from lull.common.env import ConfigError, Env
 from lull.common.lifetime import (
     SENDER_HORIZON,
@@ -17,7 +18,7 @@ from lull.common.lifetime import (
 )
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
 from lull.common.store.pauses import PauseSettings
-from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
+from lull.sender.account_settings import AccountSend, handler_from_env, send_accounts
 from lull.sender.graph import load_tokens
 from lull.sender.graph_routes import (
     FACEBOOK_GRAPH,
@@ -81,6 +82,8 @@ class SenderSettings:
     presence: PresenceSettings
     media: MediaSettings
     """Media links, the media server, inline media, transcription (sender/media/)."""
+    accounts: Accounts[AccountSend] | None = None
+    """Each account's handler (LULL_ACCOUNTS); None: the environment's for all."""
 
     def presence_for(self, account_id: str) -> PresenceSettings:
         """The presence settings of one account: the environment's today; the place where
@@ -93,12 +96,13 @@ class SenderSettings:
         """Read and validate; raises ConfigError naming every bad variable. A python:
         handler is imported here, so that one that cannot be is a configuration error."""
         env = Env(os.environ if environ is None else environ, collect=True)
-        settings = cls._read(env)
+        settings = cls._read(env, os.environ if environ is None else environ)
         env.check()
         return settings
 
     @classmethod
-    def _read(cls, env: Env) -> SenderSettings:
+    def _read(cls, env: Env, environ: Mapping[str, str]) -> SenderSettings:
+        accounts = send_accounts(env, environ)
         tokens_text = env.raw("LULL_ACCESS_TOKENS")
         try:
             tokens = load_tokens(tokens_text) if tokens_text else {}
@@ -109,7 +113,10 @@ class SenderSettings:
         settings = cls(
             common=common_from_env(env),
             group=group_from_env(env),
-            handler=_handler(env),
+            # Not required when the accounts file's "*" table names a handler for everyone.
+            handler=handler_from_env(
+                env, required=accounts is None or not accounts.default.bot.handler
+            ),
             handler_secret=env.string("LULL_HANDLER_SECRET", ""),
             handler_timeout_ms=env.integer(
                 "LULL_HANDLER_TIMEOUT_MS", 30_000, minimum=10, maximum=600_000
@@ -156,6 +163,7 @@ class SenderSettings:
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
             presence=PresenceSettings.from_env(env),
             media=MediaSettings.from_env(env),
+            accounts=accounts,
         )
         media = settings.media
         if media.links and media.port == settings.metrics_port:
@@ -205,19 +213,3 @@ def _graph_routes(env: Env) -> GraphRoutes:
                 ConfigError(culprit, bases[platform], f"{problem}; see LULL_INSTAGRAM_LOGIN")
             )
     return GraphRoutes(bases, base or FACEBOOK_GRAPH, login)
-
-
-def _handler(env: Env) -> str:
-    spec = env.parsed("LULL_HANDLER", "", parse_handler_spec, HANDLER_FORMS)
-    if not spec:
-        if env.ok("LULL_HANDLER"):
-            # No default: a production sender that silently echoed users would be worse
-            # than none.
-            env.report(ConfigError("LULL_HANDLER", None, f"required: {HANDLER_FORMS}"))
-        return spec
-    if spec.startswith("python:"):
-        try:
-            load_function(spec)
-        except ConfigError as exc:
-            env.report(exc)
-    return spec

@@ -1,0 +1,71 @@
+"""The sender's part of an account's settings (the accounts file, LULL_ACCOUNTS): the
+handler, its secret and timeout, read as the environment's are (common/accounts.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lull.common.accounts import Accounts, load_accounts
+from lull.common.env import ConfigError, Env, problems_of
+from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    """Where one account's batches go: a handler, its secret, its timeout."""
+
+    handler: str
+    handler_secret: str = field(repr=False)
+    handler_timeout_ms: int
+
+
+@dataclass(frozen=True)
+class AccountSend:
+    """One account's sender settings, built once per account."""
+
+    bot: BotSettings
+
+
+def handler_from_env(env: Env, *, required: bool = True) -> str:
+    """LULL_HANDLER, checked (a python: handler is imported); "" when unset and not required."""
+    spec = env.parsed("LULL_HANDLER", "", parse_handler_spec, HANDLER_FORMS)
+    if not spec:
+        if required and env.ok("LULL_HANDLER"):
+            # No default: a production sender that silently echoed users would be worse
+            # than none.
+            env.report(ConfigError("LULL_HANDLER", None, f"required: {HANDLER_FORMS}"))
+        return spec
+    if spec.startswith("python:"):
+        try:
+            load_function(spec)
+        except ConfigError as exc:
+            env.report(exc)
+    return spec
+
+
+def bot_from_env(env: Env, *, required: bool = True) -> BotSettings:
+    """LULL_HANDLER, LULL_HANDLER_SECRET, LULL_HANDLER_TIMEOUT_MS."""
+    return BotSettings(
+        handler=handler_from_env(env, required=required),
+        handler_secret=env.string("LULL_HANDLER_SECRET", ""),
+        handler_timeout_ms=env.integer(
+            "LULL_HANDLER_TIMEOUT_MS", 30_000, minimum=10, maximum=600_000
+        ),
+    )
+
+
+def account_send(env: Env) -> AccountSend:
+    """One account's sender settings, read as the environment's are."""
+    return AccountSend(bot=bot_from_env(env))
+
+
+def send_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[AccountSend] | None:
+    """The accounts file's sender settings (None without one); its problems go to env."""
+    try:
+        accounts = load_accounts(environ, account_send)
+    except ConfigError as exc:
+        for problem in problems_of(exc):
+            env.report(problem)
+        return None
+    return accounts if accounts.file is not None else None

@@ -1,0 +1,96 @@
+"""Per-account handlers through the real sender: each account's batches reach its own bot,
+signed with its own secret; a reload sends later batches to the new bot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from lull.common.env import ConfigError
+from lull.dev.fake_graph import FakeGraph
+from lull.sender.settings import SenderSettings
+from tests.sender.conftest import MakeSender, emit, sent_texts
+from tests.sender.fake_bot import FakeBot
+
+
+def _accounts(path: Path, shop_url: str, brand_url: str) -> None:
+    path.write_text(
+        f"""\
+["p1"]
+platform = "messenger"
+handler = "{shop_url}"
+handler_secret = "${{SHOP_SECRET}}"
+
+["ig1"]
+platform = "instagram"
+handler = "{brand_url}"
+handler_secret = "file:{path.parent / "brand_secret"}"
+handler_timeout_ms = 5000
+""",
+        encoding="utf-8",
+    )
+
+
+async def test_each_accounts_batches_reach_its_own_bot(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, tmp_path: Path
+) -> None:
+    (tmp_path / "brand_secret").write_text("brand-secret\n", encoding="utf-8")
+    path = tmp_path / "accounts.toml"
+    async with FakeBot("shop-secret") as shop, FakeBot("brand-secret") as brand:
+        _accounts(path, shop.url, brand.url)
+        sender = await make_sender(LULL_ACCOUNTS=str(path), SHOP_SECRET="shop-secret")
+        await emit(redis, sender.keys, "u1", 1, "to the shop")
+        await emit(redis, sender.keys, "u2", 1, "to the brand", platform="instagram",
+                   account="ig1")  # fmt: skip
+        # An account the file does not name: the environment's handler (echo).
+        await emit(redis, sender.keys, "u3", 1, "to the default", account="p2-unnamed")
+        await sender.drain()
+        assert [b["account_id"] for b in shop.received] == ["p1"]
+        assert [b["account_id"] for b in brand.received] == ["ig1"]
+        # Each signature checked out with the bot's own secret.
+        assert (shop.state.rejected, brand.state.rejected) == (0, 0)
+    # The fake bots answer "echo: " and the text; each reply went to its user.
+    assert ("u1", "echo: to the shop") in sent_texts(graph)
+    assert ("u2", "echo: to the brand") in sent_texts(graph)
+
+
+async def test_a_reload_sends_later_batches_to_the_new_bot(
+    make_sender: MakeSender, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    (tmp_path / "brand_secret").write_text("brand-secret\n", encoding="utf-8")
+    path = tmp_path / "accounts.toml"
+    async with FakeBot("shop-secret") as shop, FakeBot("brand-secret") as brand:
+        _accounts(path, shop.url, brand.url)
+        sender = await make_sender(LULL_ACCOUNTS=str(path), SHOP_SECRET="shop-secret")
+        await emit(redis, sender.keys, "u1", 1, "before")
+        await sender.drain()
+        # p1 moves to the brand's bot; a bad file first changes nothing.
+        path.write_text('["p1"]\nhandler = "nowhere"\n', encoding="utf-8")
+        assert sender.accounts is not None
+        assert not sender.accounts.reload("test")
+        # A secret the sender's environment does not hold: refused too.
+        _accounts(path, brand.url, brand.url)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("${SHOP_SECRET}", "${BRAND_SECRET}"), encoding="utf-8")
+        assert not sender.accounts.reload("test")
+        assert sender.accounts.current.of("p1").bot.handler == shop.url
+        path.write_text(text.replace("${SHOP_SECRET}", f"file:{tmp_path / 'brand_secret'}"),
+                        encoding="utf-8")  # fmt: skip
+        assert sender.accounts.reload("test")
+        await emit(redis, sender.keys, "u1", 2, "after")
+        await sender.drain()
+        assert [b["text"] for b in shop.received] == ["before"]
+        assert [b["text"] for b in brand.received] == ["after"]
+        assert brand.state.rejected == 0
+
+
+def test_the_star_table_may_name_the_handler_for_everyone(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('["*"]\nhandler = "echo"\n', encoding="utf-8")
+    settings = SenderSettings.from_env({"LULL_ACCOUNTS": str(path)})
+    assert settings.accounts is not None
+    assert settings.accounts.of("anyone").bot.handler == "echo"
+    with pytest.raises(ConfigError, match="LULL_HANDLER"):
+        SenderSettings.from_env({})
