@@ -18,6 +18,7 @@ from lull.common.store.pauses import PauseStore
 from lull.common.store.sent import SentMessages
 from lull.sender.account_bots import AccountBots
 from lull.sender.account_settings import AccountSend
+from lull.sender.account_tokens import AccountTokens
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
@@ -47,10 +48,13 @@ class Sender:
         session: aiohttp.ClientSession,
         registry: CollectorRegistry,
         consumer_name: str | None,
+        accounts: LiveAccounts[AccountSend] | None = None,
     ) -> None:
         self.registry = registry
-        self.accounts: LiveAccounts[AccountSend] | None = None
+        self.accounts = accounts
         """The accounts file in use (reloaded on SIGHUP or a change); None without one."""
+        self.tokens = AccountTokens(settings.access_tokens, accounts)
+        """Each account's Graph token: the accounts file's, else LULL_ACCESS_TOKENS'."""
         self._stop = asyncio.Event()
         self.metrics = SenderMetrics(registry)
         self.keys = Keys(settings.common.namespace, settings.common.shards)
@@ -61,7 +65,7 @@ class Sender:
         self.store = DeliveryStore(client, self.keys, GROUP, consumer)
         self.limiter = RateLimiter(client)
         graph = GraphClient(
-            session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
+            session, settings.graph_routes, self.tokens, settings.graph_timeout_ms / 1000
         )
         self.pauses = PauseStore(client, self.keys, settings.pause)
         handoffs = Handoffs(
@@ -74,12 +78,12 @@ class Sender:
         presence_graph = GraphClient(
             self._presence_session,
             settings.graph_routes,
-            settings.access_tokens,
+            self.tokens,
             settings.graph_timeout_ms / 1000,
         )
         self.media = MediaService.build(
             settings.media, client=client, keys=self.keys, routes=settings.graph_routes,
-            graph_version=settings.graph_version, tokens=settings.access_tokens,
+            graph_version=settings.graph_version, tokens=self.tokens,
             conversation_ttl_s=settings.conversation_ttl_s, registry=registry,
         )  # fmt: skip
         sent = SentMessages(self.keys)
@@ -145,8 +149,8 @@ class Sender:
             session=session,
             registry=registry or CollectorRegistry(),
             consumer_name=consumer_name,
+            accounts=accounts,
         )
-        sender.accounts = accounts
 
         async def load() -> None:
             await sender.store.load_scripts()

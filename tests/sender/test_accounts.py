@@ -22,6 +22,7 @@ def _accounts(path: Path, shop_url: str, brand_url: str) -> None:
 platform = "messenger"
 handler = "{shop_url}"
 handler_secret = "${{SHOP_SECRET}}"
+access_token = "${{P1_TOKEN}}"
 
 ["ig1"]
 platform = "instagram"
@@ -40,7 +41,11 @@ async def test_each_accounts_batches_reach_its_own_bot(
     path = tmp_path / "accounts.toml"
     async with FakeBot("shop-secret") as shop, FakeBot("brand-secret") as brand:
         _accounts(path, shop.url, brand.url)
-        sender = await make_sender(LULL_ACCOUNTS=str(path), SHOP_SECRET="shop-secret")
+        # p1's token is the file's only (LULL_ACCESS_TOKENS has ig1's).
+        sender = await make_sender(
+            LULL_ACCOUNTS=str(path), SHOP_SECRET="shop-secret", P1_TOKEN="page-token",
+            LULL_ACCESS_TOKENS='{"ig1": "ig-token"}',
+        )  # fmt: skip
         await emit(redis, sender.keys, "u1", 1, "to the shop")
         await emit(redis, sender.keys, "u2", 1, "to the brand", platform="instagram",
                    account="ig1")  # fmt: skip
@@ -63,7 +68,9 @@ async def test_a_reload_sends_later_batches_to_the_new_bot(
     path = tmp_path / "accounts.toml"
     async with FakeBot("shop-secret") as shop, FakeBot("brand-secret") as brand:
         _accounts(path, shop.url, brand.url)
-        sender = await make_sender(LULL_ACCOUNTS=str(path), SHOP_SECRET="shop-secret")
+        sender = await make_sender(
+            LULL_ACCOUNTS=str(path), SHOP_SECRET="shop-secret", P1_TOKEN="page-token"
+        )
         await emit(redis, sender.keys, "u1", 1, "before")
         await sender.drain()
         # p1 moves to the brand's bot; a bad file first changes nothing.
