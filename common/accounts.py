@@ -65,9 +65,9 @@ def load_accounts(environ: Mapping[str, str], build: Callable[[Env], T]) -> Acco
             problems.append(
                 ConfigError(STRICT, "1", f"needs {VARIABLE} (a file to be strict about)")
             )
-        _raise(problems)
+        raise_problems(problems)
         return Accounts(build(Env(environ, collect=True)), {})
-    _raise(problems)
+    raise_problems(problems)
     # The file's own mistakes and its values' at once: the values of a key refused are
     # left out, the rest is read.
     accounts_file, problems = checked_accounts_file(path, environ)
@@ -89,7 +89,7 @@ def load_accounts(environ: Mapping[str, str], build: Callable[[Env], T]) -> Acco
         )
         for account_id, table in accounts_file.accounts.items()
     }
-    _raise(problems)
+    raise_problems(problems)
     return Accounts(
         default, by_id, accounts_file, strict, load=lambda: load_accounts(environ, build)
     )
@@ -136,7 +136,8 @@ def _placed(path: str, tables: tuple[Table, ...], name: str, text: str) -> Confi
     return ConfigError.about(VARIABLE, f'{path}:{line}: ["{label}"] {text}')
 
 
-def _raise(problems: list[ConfigError]) -> None:
+def raise_problems(problems: list[ConfigError]) -> None:
+    """Raise problems, if any, in the file's order (ConfigErrors for several)."""
     problems.sort(key=_line)
     if len(problems) == 1:
         raise problems[0]
