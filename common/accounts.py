@@ -52,10 +52,13 @@ class Accounts(Generic[T]):
         return f"account {account_id} is not in {path} ({STRICT}=1)"
 
 
-def load_accounts(environ: Mapping[str, str], build: Callable[[Env], T]) -> Accounts[T]:
+def load_accounts(
+    environ: Mapping[str, str], build: Callable[[Env], T], *, secrets: bool = True
+) -> Accounts[T]:
     """The accounts of environ's LULL_ACCOUNTS, each built by build (a service's own reader
     of its part of the settings); without a file, build of the environment for everyone.
-    ConfigError names every problem, each with its file:line."""
+    ConfigError names every problem, each with its file:line. secrets False: the secrets'
+    references are checked, not followed (a service that uses no secret)."""
     strict_env = Env(environ, collect=True)
     strict = strict_env.flag(STRICT, False)
     path = accounts_path(environ)
@@ -70,7 +73,7 @@ def load_accounts(environ: Mapping[str, str], build: Callable[[Env], T]) -> Acco
     raise_problems(problems)
     # The file's own mistakes and its values' at once: the values of a key refused are
     # left out, the rest is read.
-    accounts_file, problems = checked_accounts_file(path, environ)
+    accounts_file, problems = checked_accounts_file(path, environ, secrets=secrets)
     base = Env(environ, collect=True)
     build(base)
     # The environment's own problems are the service's to report (once), not the file's.
@@ -91,7 +94,11 @@ def load_accounts(environ: Mapping[str, str], build: Callable[[Env], T]) -> Acco
     }
     raise_problems(problems)
     return Accounts(
-        default, by_id, accounts_file, strict, load=lambda: load_accounts(environ, build)
+        default,
+        by_id,
+        accounts_file,
+        strict,
+        load=lambda: load_accounts(environ, build, secrets=secrets),
     )
 
 

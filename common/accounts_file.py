@@ -81,17 +81,18 @@ class AccountsFile:
 def read_accounts_file(path: str, environ: Mapping[str, str]) -> AccountsFile:
     """Read and check path; ConfigError (ConfigErrors for several), one line per problem,
     each starting with path:line. environ resolves the ${ENV_VAR} secrets."""
-    accounts_file, problems = checked_accounts_file(path, environ)
+    accounts_file, problems = checked_accounts_file(path, environ, secrets=True)
     if problems:
         raise problems[0] if len(problems) == 1 else ConfigErrors(problems)
     return accounts_file
 
 
 def checked_accounts_file(
-    path: str, environ: Mapping[str, str]
+    path: str, environ: Mapping[str, str], *, secrets: bool
 ) -> tuple[AccountsFile, list[ConfigError]]:
     """The file with what could be read of it, and its problems (the file cannot be read,
-    is not TOML: raised)."""
+    is not TOML: raised). secrets False: a secret's reference is checked, not followed, and
+    the secret left out (a service that uses none need not be given them)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -115,7 +116,7 @@ def checked_accounts_file(
         if not isinstance(value, dict):
             problem(header, f'{table_id} = ...: expected a table per account, ["<account id>"]')
             continue
-        tables[table_id] = _table(table_id, value, lines, environ, problem)
+        tables[table_id] = _table(table_id, value, lines, environ if secrets else None, problem)
     defaults = tables.pop(DEFAULTS, None) or Table(DEFAULTS, 0, {}, {})
     return AccountsFile(path, defaults, tables), problems
 
@@ -124,7 +125,7 @@ def _table(
     table_id: str,
     values: dict[str, object],
     lines: Mapping[tuple[str, str | None], int],
-    environ: Mapping[str, str],
+    environ: Mapping[str, str] | None,
     report: Callable[[int, str], None],
 ) -> Table:
     header = lines.get((table_id, None), 1)
@@ -146,6 +147,8 @@ def _table(
             if secret is None:
                 report(line, f"{label}={_masked_reference(text)}: {why}")
                 continue
+            if environ is None:
+                continue  # not followed: left out
             text = secret
         if key in OWN_KEYS:
             own[key] = text
@@ -179,10 +182,13 @@ def _text(value: object) -> str | None:
     return None
 
 
-def _secret(text: str, environ: Mapping[str, str]) -> tuple[str | None, str]:
-    """(the secret, "") from a reference; (None, why) otherwise."""
+def _secret(text: str, environ: Mapping[str, str] | None) -> tuple[str | None, str]:
+    """(the secret, "") from a reference; (None, why) otherwise. environ None: only the
+    reference's form is checked ("" for a good one)."""
     reference = _REFERENCE.fullmatch(text)
-    if reference is not None:
+    if environ is None and (reference is not None or text.startswith("file:")):
+        return "", ""
+    if reference is not None and environ is not None:
         value = environ.get(reference.group(1), "").strip()
         return (value, "") if value else (None, f"{reference.group(1)} is unset or empty")
     if text.startswith("file:"):

@@ -142,7 +142,8 @@ def window_shape(env: Env) -> WindowShape:
 def window_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[WindowShape] | None:
     """The accounts file's window settings (None without one); its problems go to env."""
     try:
-        accounts = load_accounts(environ, window_shape)
+        # The processor uses no secret: the sender's need not be in its environment.
+        accounts = load_accounts(environ, window_shape, secrets=False)
     except ConfigError as exc:
         for problem in problems_of(exc):
             env.report(problem)

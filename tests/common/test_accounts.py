@@ -147,3 +147,14 @@ def test_the_service_stops_with_the_files_and_the_environments_problems(tmp_path
 def test_strict_without_a_file_is_refused() -> None:
     with pytest.raises(ConfigError, match="LULL_ACCOUNTS_STRICT"):
         ProcessorSettings.from_env({"LULL_ACCOUNTS_STRICT": "1"})
+
+
+def test_the_processor_needs_none_of_the_senders_secrets(tmp_path: Path) -> None:
+    text = '["p1"]\nwindow_ms = 900\naccess_token = "${P1_TOKEN}"\n'
+    settings = ProcessorSettings.from_env({"LULL_ACCOUNTS": _file(tmp_path, text)})
+    assert settings.accounts is not None
+    assert settings.accounts.of("p1").window_ms == 900
+    # A secret written in the file is refused all the same.
+    text = '["p1"]\nwindow_ms = 900\naccess_token = "EAAG-literal"\n'
+    with pytest.raises(ConfigError, match="a secret written in the file"):
+        ProcessorSettings.from_env({"LULL_ACCOUNTS": _file(tmp_path, text)})
