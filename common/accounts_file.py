@@ -41,6 +41,9 @@ ACCOUNT_KEYS: dict[str, str] = {
         "handler",
         "handler_secret",
         "handler_timeout_ms",
+        # the sender: the rate limits
+        "rate_global",
+        "rate_per_user",
     )
 }
 """The keys an account may set, each with the variable it overrides."""

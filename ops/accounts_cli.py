@@ -6,7 +6,8 @@ over the environment, as the processor and the sender read them; secrets masked.
 with `account`, `platform`, `name`, `window_mode`, `window_ms`, `max_wait_ms`,
 `max_messages`, `max_bytes`, `flush_on[]`, `handler` (an URL without its query or user
 info), `handler_secret` and `access_token` (masked, "" when unset), `access_token_from`
-(`file`, `LULL_ACCESS_TOKENS` or null), `handler_timeout_ms`.
+(`file`, `LULL_ACCESS_TOKENS` or null), `handler_timeout_ms`, `rate_global` and
+`rate_per_user` (`count/<period>ms:burst`, null: no limit).
 
 `--check FILE` reads FILE as both services would, without running anything: exit 0, or 2
 with one line per problem (file:line). The ${ENV_VAR} secrets are looked up in this
@@ -31,6 +32,7 @@ from lull.processor.settings import window_shape
 from lull.sender.account_settings import AccountSend, account_send
 from lull.sender.bot import handler_target
 from lull.sender.graph import DEFAULT_ACCOUNT, load_tokens
+from lull.sender.ratelimit import Rate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +100,8 @@ def _row(
         file = windows.file
         table = file.defaults if account_id == DEFAULTS else file.accounts.get(account_id)
     window = windows.default if account_id == DEFAULTS else windows.of(account_id)
-    bot = (sends.default if account_id == DEFAULTS else sends.of(account_id)).bot
+    send = sends.default if account_id == DEFAULTS else sends.of(account_id)
+    bot = send.bot
     token_id = DEFAULT_ACCOUNT if account_id == DEFAULTS else account_id
     token, source = None, None
     if table is not None and table.access_token is not None:
@@ -118,13 +121,15 @@ def _row(
         "handler": handler_target(bot.handler),
         "handler_secret": mask(bot.handler_secret) if bot.handler_secret else "",
         "handler_timeout_ms": bot.handler_timeout_ms,
+        "rate_global": _rate(send.rates.rate_global),
+        "rate_per_user": _rate(send.rates.rate_per_user),
         "access_token": mask(token) if token else "",
         "access_token_from": source,
     }
 
 
 def _text(row: dict[str, Any]) -> str:
-    """One account, as three lines."""
+    """One account, as a few lines."""
     title = (
         "* (defaults: an account the file does not name)"
         if row["account"] == DEFAULTS
@@ -143,8 +148,15 @@ def _text(row: dict[str, Any]) -> str:
         f"  window: {row['window_mode']} {row['window_ms']} ms, max wait {row['max_wait_ms']} ms, "
         f"{row['max_messages']} messages, {row['max_bytes']} bytes, flush on {flush}\n"
         f"  handler: {handler}, {secret}, timeout {row['handler_timeout_ms']} ms\n"
+        f"  limits: {row['rate_global'] or 'none'} sends, "
+        f"{row['rate_per_user'] or 'none'} batches per user\n"
         f"  access token: {token}"
     )
+
+
+def _rate(rate: Rate | None) -> str | None:
+    """A limit as LULL_RATE_* spells it (count/period_ms:burst); None: no limit."""
+    return None if rate is None else f"{rate.count}/{rate.period_ms}ms:{rate.burst}"
 
 
 def _environment_tokens(environ: Mapping[str, str]) -> Mapping[str, str]:

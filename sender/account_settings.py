@@ -1,5 +1,6 @@
 """The sender's part of an account's settings (the accounts file, LULL_ACCOUNTS): the
-handler, its secret and timeout, read as the environment's are (common/accounts.py)."""
+handler, its secret and timeout, the rate limits, read as the environment's are
+(common/accounts.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from lull.common.accounts import Accounts, load_accounts
 from lull.common.env import ConfigError, Env, problems_of
 from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
+from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
 
 @dataclass(frozen=True)
@@ -21,10 +23,30 @@ class BotSettings:
 
 
 @dataclass(frozen=True)
+class RateSettings:
+    """An account's limits: its Graph sends (LULL_RATE_GLOBAL), its batches per user
+    (LULL_RATE_PER_USER); None: no limit."""
+
+    rate_global: Rate | None
+    rate_per_user: Rate | None
+
+
+@dataclass(frozen=True)
 class AccountSend:
     """One account's sender settings, built once per account."""
 
     bot: BotSettings
+    rates: RateSettings
+
+
+def rates_from_env(env: Env) -> RateSettings:
+    """LULL_RATE_GLOBAL and LULL_RATE_PER_USER."""
+    return RateSettings(
+        rate_global=env.parsed("LULL_RATE_GLOBAL", parse_rate("80/s"), parse_rate, RATE_FORMAT),
+        rate_per_user=env.parsed(
+            "LULL_RATE_PER_USER", parse_rate("10/1m:3"), parse_rate, RATE_FORMAT
+        ),
+    )
 
 
 def handler_from_env(env: Env, *, required: bool = True) -> str:
@@ -57,7 +79,7 @@ def bot_from_env(env: Env, *, required: bool = True) -> BotSettings:
 
 def account_send(env: Env) -> AccountSend:
     """One account's sender settings, read as the environment's are."""
-    return AccountSend(bot=bot_from_env(env))
+    return AccountSend(bot=bot_from_env(env), rates=rates_from_env(env))
 
 
 def send_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[AccountSend] | None:

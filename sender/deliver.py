@@ -22,6 +22,7 @@ from lull.common.outside_text import cut
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
+from lull.sender.account_rates import AccountRates
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
@@ -90,11 +91,15 @@ class Deliverer:
     """Messenger/Instagram send marks for telling lull's echoes (sender/send_marks.py)."""
     media: MediaService | None = None
     """Transcripts before the bot, media links for it (sender/media/); None: not configured."""
+    rates: AccountRates | None = None
+    """Each account's rate limits (the accounts file); None: the settings' for every one."""
     finisher: Finisher = field(init=False)
+    account_rates: AccountRates = field(init=False)
     gate: RateGate = field(init=False)
     limiters: Limiters = field(init=False)
 
     def __post_init__(self) -> None:
+        self.account_rates = self.rates or AccountRates(self.settings)
         self.limiters = Limiters(self.keys)
         self.gate = RateGate(self.limiter, self.metrics)
         self.finisher = Finisher(
@@ -144,7 +149,7 @@ class Deliverer:
     async def _call_bot(self, job: _Job, history: list[Any]) -> Decided:
         """Fill job.state.requests from the bot's replies, or say why not (outcome)."""
         batch, state = job.batch, job.state
-        rate = self.settings.rate_per_user
+        rate = self.account_rates.of(batch.account_id).rate_per_user
         if rate is not None and not state.admitted:
             key = self.limiters.user(batch.conversation)
             grant = await self.gate.take("user", key, rate)
@@ -295,7 +300,9 @@ class Deliverer:
         """A unit of each limit the send counts against (sender/send_limits.py); whether it
         slept for one, or _Stop when one is too far away (the batch comes back then)."""
         state, slept = job.state, False
-        for scope, key, rate in send_limits(self.settings, self.limiters, job.batch, request):
+        account_rate = self.account_rates.of(job.batch.account_id).rate_global
+        limits = send_limits(self.settings, self.limiters, job.batch, request, account_rate)
+        for scope, key, rate in limits:
             if scope in state.held:
                 continue  # taken for this send before a later limit sent the batch back
             grant = await self.gate.take(scope, key, rate)

@@ -49,6 +49,7 @@ from lull.common.conversation import Conversation
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
+from lull.sender.account_rates import AccountRates
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_payload import messages_path
 from lull.sender.presence_settings import PresenceSettings
@@ -211,6 +212,8 @@ class Presence:
     """lull_sender_presence_total{action, outcome}: sent, dropped_rate, failed."""
     should_show: ShowCheck | None = None
     """Asked before every presence call; None: always (the pause hook)."""
+    rates: AccountRates | None = None
+    """Each account's rate limits (the accounts file); None: the settings' for every one."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def start(
@@ -341,7 +344,12 @@ class Presence:
         try:
             if ask and self.should_show is not None and not await self.should_show(conversation):
                 return False
-            rate = self.settings.rate_global
+            rates = self.rates
+            rate = (
+                self.settings.rate_global
+                if rates is None
+                else rates.of(target.account_id).rate_global
+            )
             if rate is not None:
                 key = Limiters(self.keys).account(request.account_id)
                 grant = await self.limiter.acquire(key, rate, horizon_ms=PRESENCE_HORIZON_MS)

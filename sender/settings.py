@@ -18,7 +18,12 @@ from lull.common.lifetime import (
 )
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
 from lull.common.store.pauses import PauseSettings
-from lull.sender.account_settings import AccountSend, handler_from_env, send_accounts
+from lull.sender.account_settings import (
+    AccountSend,
+    handler_from_env,
+    rates_from_env,
+    send_accounts,
+)
 from lull.sender.graph import load_tokens
 from lull.sender.graph_routes import (
     FACEBOOK_GRAPH,
@@ -103,6 +108,7 @@ class SenderSettings:
     @classmethod
     def _read(cls, env: Env, environ: Mapping[str, str]) -> SenderSettings:
         accounts = send_accounts(env, environ)
+        rates = rates_from_env(env)
         tokens_text = env.raw("LULL_ACCESS_TOKENS")
         try:
             tokens = load_tokens(tokens_text) if tokens_text else {}
@@ -127,10 +133,8 @@ class SenderSettings:
                 "LULL_GRAPH_TIMEOUT_MS", 10_000, minimum=10, maximum=120_000
             ),
             access_tokens=tokens,
-            rate_global=env.parsed("LULL_RATE_GLOBAL", parse_rate("80/s"), parse_rate, RATE_FORMAT),
-            rate_per_user=env.parsed(
-                "LULL_RATE_PER_USER", parse_rate("10/1m:3"), parse_rate, RATE_FORMAT
-            ),
+            rate_global=rates.rate_global,
+            rate_per_user=rates.rate_per_user,
             # WhatsApp's pair rate limit: about one message every 6 s to one user, with short
             # bursts borrowed from later (Throughput, "pair rate limit"; error 131056).
             send_rate_per_user=env.parsed(

@@ -101,3 +101,27 @@ def test_the_star_table_may_name_the_handler_for_everyone(tmp_path: Path) -> Non
     assert settings.accounts.of("anyone").bot.handler == "echo"
     with pytest.raises(ConfigError, match="LULL_HANDLER"):
         SenderSettings.from_env({})
+
+
+async def test_each_account_sends_within_its_own_limit(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, tmp_path: Path
+) -> None:
+    # p1's sends are spaced at 10/s; ig1 keeps the environment's (no limit here).
+    path = tmp_path / "accounts.toml"
+    path.write_text('["p1"]\nrate_global = "10/s"\nrate_per_user = "5/1m:5"\n', encoding="utf-8")
+    sender = await make_sender(LULL_ACCOUNTS=str(path))
+    assert sender.deliverer.account_rates.of("p1").rate_per_user is not None
+    assert sender.deliverer.account_rates.of("ig1").rate_per_user is None
+    for n in range(4):
+        await emit(redis, sender.keys, f"u{n}", 1, f"to the page {n}")
+        await emit(redis, sender.keys, f"v{n}", 1, f"to the brand {n}", platform="instagram",
+                   account="ig1")  # fmt: skip
+    await sender.drain()
+    assert len(graph.sent) == 8
+    waits = sender.registry.get_sample_value(
+        "lull_sender_rate_limit_waits_total", {"scope": "account"}
+    )
+    # p1's sends after its first (the first may wait for its slot too); none of ig1's, whose
+    # 4 sends at 10/s would add as many again.
+    assert waits is not None
+    assert 3 <= waits <= 4
