@@ -44,6 +44,13 @@ ACCOUNT_KEYS: dict[str, str] = {
         # the sender: the rate limits
         "rate_global",
         "rate_per_user",
+        # the sender: presence (read receipts stay the environment's: arrival involves the
+        # processor)
+        "typing",
+        "typing_refresh_ms",
+        "presence_after_ms",
+        "reply_delay_ms",
+        "reply_delay_per_char_ms",
     )
 }
 """The keys an account may set, each with the variable it overrides."""

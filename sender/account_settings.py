@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from lull.common.accounts import Accounts, load_accounts
 from lull.common.env import ConfigError, Env, problems_of
 from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
+from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
 
@@ -37,6 +38,9 @@ class AccountSend:
 
     bot: BotSettings
     rates: RateSettings
+    presence: PresenceSettings
+    """Its typing and pacing; read receipts are the environment's (arrival involves the
+    processor)."""
 
 
 def rates_from_env(env: Env) -> RateSettings:
@@ -79,7 +83,9 @@ def bot_from_env(env: Env, *, required: bool = True) -> BotSettings:
 
 def account_send(env: Env) -> AccountSend:
     """One account's sender settings, read as the environment's are."""
-    return AccountSend(bot=bot_from_env(env), rates=rates_from_env(env))
+    return AccountSend(
+        bot=bot_from_env(env), rates=rates_from_env(env), presence=PresenceSettings.from_env(env)
+    )
 
 
 def send_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[AccountSend] | None:

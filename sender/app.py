@@ -17,7 +17,7 @@ from lull.common.store.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
 from lull.common.store.pauses import PauseStore
 from lull.common.store.sent import SentMessages
 from lull.sender.account_bots import AccountBots
-from lull.sender.account_rates import AccountRates
+from lull.sender.account_sends import AccountSends
 from lull.sender.account_settings import AccountSend
 from lull.sender.account_tokens import AccountTokens
 from lull.sender.bot import Bot, build_bot
@@ -88,16 +88,16 @@ class Sender:
             conversation_ttl_s=settings.conversation_ttl_s, registry=registry,
         )  # fmt: skip
         sent = SentMessages(self.keys)
-        rates = AccountRates(settings, accounts)
+        sends = AccountSends(settings, accounts)
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(sent, settings.sent_ids_ttl_s), handoffs=handoffs,
             marks=SendMarks(sent, settings.graph_timeout_ms, settings.sent_ids_ttl_s),
             presence=Presence(
                 settings, self.keys, self.limiter, presence_graph, self.metrics.presence,
-                should_show=self.store.not_paused, rates=rates,
+                should_show=self.store.not_paused, sends=sends,
             ),
-            media=self.media, rates=rates,
+            media=self.media, sends=sends,
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(

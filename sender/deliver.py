@@ -22,7 +22,7 @@ from lull.common.outside_text import cut
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
-from lull.sender.account_rates import AccountRates
+from lull.sender.account_sends import AccountSends
 from lull.sender.bot import Bot, BotPermanent, BotRetry
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
@@ -91,15 +91,15 @@ class Deliverer:
     """Messenger/Instagram send marks for telling lull's echoes (sender/send_marks.py)."""
     media: MediaService | None = None
     """Transcripts before the bot, media links for it (sender/media/); None: not configured."""
-    rates: AccountRates | None = None
-    """Each account's rate limits (the accounts file); None: the settings' for every one."""
+    sends: AccountSends | None = None
+    """Each account's settings (the accounts file); None: the settings' for every one."""
     finisher: Finisher = field(init=False)
-    account_rates: AccountRates = field(init=False)
+    account_sends: AccountSends = field(init=False)
     gate: RateGate = field(init=False)
     limiters: Limiters = field(init=False)
 
     def __post_init__(self) -> None:
-        self.account_rates = self.rates or AccountRates(self.settings)
+        self.account_sends = self.sends or AccountSends(self.settings)
         self.limiters = Limiters(self.keys)
         self.gate = RateGate(self.limiter, self.metrics)
         self.finisher = Finisher(
@@ -149,7 +149,7 @@ class Deliverer:
     async def _call_bot(self, job: _Job, history: list[Any]) -> Decided:
         """Fill job.state.requests from the bot's replies, or say why not (outcome)."""
         batch, state = job.batch, job.state
-        rate = self.account_rates.of(batch.account_id).rate_per_user
+        rate = self.account_sends.of(batch.account_id).rates.rate_per_user
         if rate is not None and not state.admitted:
             key = self.limiters.user(batch.conversation)
             grant = await self.gate.take("user", key, rate)
@@ -300,7 +300,7 @@ class Deliverer:
         """A unit of each limit the send counts against (sender/send_limits.py); whether it
         slept for one, or _Stop when one is too far away (the batch comes back then)."""
         state, slept = job.state, False
-        account_rate = self.account_rates.of(job.batch.account_id).rate_global
+        account_rate = self.account_sends.of(job.batch.account_id).rates.rate_global
         limits = send_limits(self.settings, self.limiters, job.batch, request, account_rate)
         for scope, key, rate in limits:
             if scope in state.held:

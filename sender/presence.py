@@ -49,7 +49,7 @@ from lull.common.conversation import Conversation
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
-from lull.sender.account_rates import AccountRates
+from lull.sender.account_sends import AccountSends
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_payload import messages_path
 from lull.sender.presence_settings import PresenceSettings
@@ -195,7 +195,7 @@ class Showing:
         if self.task is None or self.presence is None:
             return
         presence = self.presence
-        settings = presence.settings.presence_for(self.target.account_id)
+        settings = presence.presence_of(self.target.account_id)
         if typing_off and self.target.platform != "whatsapp" and settings.typing:
             presence.spawn(presence.typing_off_after(self))
 
@@ -212,9 +212,15 @@ class Presence:
     """lull_sender_presence_total{action, outcome}: sent, dropped_rate, failed."""
     should_show: ShowCheck | None = None
     """Asked before every presence call; None: always (the pause hook)."""
-    rates: AccountRates | None = None
-    """Each account's rate limits (the accounts file); None: the settings' for every one."""
+    sends: AccountSends | None = None
+    """Each account's settings (the accounts file); None: the settings' for every one."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def presence_of(self, account_id: str) -> PresenceSettings:
+        """An account's presence settings: the accounts file's, else the environment's."""
+        if self.sends is None:
+            return self.settings.presence_for(account_id)
+        return self.sends.of(account_id).presence
 
     def start(
         self,
@@ -226,7 +232,7 @@ class Presence:
     ) -> Showing:
         """Show the batch read (unless read=False: shown already) and typing beside the bot
         call that follows at once, from when it reaches the bot (Showing.reached)."""
-        presence = self.settings.presence_for(batch.account_id)
+        presence = self.presence_of(batch.account_id)
         actions = first_actions(batch.platform, presence, read=read) if show else []
         if not actions:
             return Showing(None, Target.of(batch), None)
@@ -241,7 +247,7 @@ class Presence:
         shown meanwhile (beside the pause, never lengthening it)."""
         if index == 0:
             return
-        presence = self.settings.presence_for(batch.account_id)
+        presence = self.presence_of(batch.account_id)
         gap_ms = presence.gap_ms(len(_text(requests[index].payload)))
         if gap_ms <= 0:
             return
@@ -286,7 +292,7 @@ class Presence:
     def typing_off(self, batch: Batch, *, show: bool = True) -> None:
         """typing_off for a batch finished without its replies after its bot answered (a
         pause won the same moment): on Messenger and Instagram, when typing is on."""
-        presence = self.settings.presence_for(batch.account_id)
+        presence = self.presence_of(batch.account_id)
         if show and batch.platform != "whatsapp" and typing_action(batch.platform, presence):
             self.spawn(self._typing_off(Target.of(batch)))
 
@@ -344,11 +350,11 @@ class Presence:
         try:
             if ask and self.should_show is not None and not await self.should_show(conversation):
                 return False
-            rates = self.rates
+            sends = self.sends
             rate = (
                 self.settings.rate_global
-                if rates is None
-                else rates.of(target.account_id).rate_global
+                if sends is None
+                else sends.of(target.account_id).rates.rate_global
             )
             if rate is not None:
                 key = Limiters(self.keys).account(request.account_id)

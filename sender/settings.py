@@ -91,8 +91,8 @@ class SenderSettings:
     """Each account's handler (LULL_ACCOUNTS); None: the environment's for all."""
 
     def presence_for(self, account_id: str) -> PresenceSettings:
-        """The presence settings of one account: the environment's today; the place where
-        a per-account accounts file will override them."""
+        """The environment's presence settings (the accounts file's per account:
+        Presence.presence_of)."""
         del account_id
         return self.presence
 

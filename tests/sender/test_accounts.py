@@ -13,6 +13,7 @@ from lull.dev.fake_graph import FakeGraph
 from lull.sender.settings import SenderSettings
 from tests.sender.conftest import MakeSender, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
+from tests.sender.test_presence import AfterPresence, actions, settle
 
 
 def _accounts(path: Path, shop_url: str, brand_url: str) -> None:
@@ -110,8 +111,8 @@ async def test_each_account_sends_within_its_own_limit(
     path = tmp_path / "accounts.toml"
     path.write_text('["p1"]\nrate_global = "10/s"\nrate_per_user = "5/1m:5"\n', encoding="utf-8")
     sender = await make_sender(LULL_ACCOUNTS=str(path))
-    assert sender.deliverer.account_rates.of("p1").rate_per_user is not None
-    assert sender.deliverer.account_rates.of("ig1").rate_per_user is None
+    assert sender.deliverer.account_sends.of("p1").rates.rate_per_user is not None
+    assert sender.deliverer.account_sends.of("ig1").rates.rate_per_user is None
     for n in range(4):
         await emit(redis, sender.keys, f"u{n}", 1, f"to the page {n}")
         await emit(redis, sender.keys, f"v{n}", 1, f"to the brand {n}", platform="instagram",
@@ -125,3 +126,22 @@ async def test_each_account_sends_within_its_own_limit(
     # 4 sends at 10/s would add as many again.
     assert waits is not None
     assert 3 <= waits <= 4
+
+
+async def test_each_account_shows_its_own_presence(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, tmp_path: Path
+) -> None:
+    # ig1 shows no typing (its file says so); p1 keeps the environment's (typing on).
+    path = tmp_path / "accounts.toml"
+    path.write_text('["ig1"]\ntyping = false\n', encoding="utf-8")
+    sender = await make_sender(LULL_ACCOUNTS=str(path))
+    sender.deliverer.bot = AfterPresence(graph, 2, [{"text": "hi"}])
+    await emit(redis, sender.keys, "u1", 1, "hello")
+    await settle(sender)
+    assert actions(graph) == ["mark_seen", "typing_on"]
+    # The bot answers once the sender's presence work is over: typing would be shown by then.
+    sender.deliverer.bot = AfterPresence(graph, 3, [{"text": "hi"}], sender=sender)
+    await emit(redis, sender.keys, "u2", 1, "hello", platform="instagram", account="ig1")
+    await settle(sender)
+    assert actions(graph) == ["mark_seen", "typing_on", "mark_seen"]
+    assert len(graph.sent) == 2
