@@ -108,7 +108,6 @@ class SenderSettings:
     @classmethod
     def _read(cls, env: Env, environ: Mapping[str, str]) -> SenderSettings:
         accounts = send_accounts(env, environ)
-        rates = rates_from_env(env)
         tokens_text = env.raw("LULL_ACCESS_TOKENS")
         try:
             tokens = load_tokens(tokens_text) if tokens_text else {}
@@ -133,7 +132,8 @@ class SenderSettings:
                 "LULL_GRAPH_TIMEOUT_MS", 10_000, minimum=10, maximum=120_000
             ),
             access_tokens=tokens,
-            rate_global=rates.rate_global,
+            # Read here, in the order problems are reported in.
+            rate_global=(rates := rates_from_env(env)).rate_global,
             rate_per_user=rates.rate_per_user,
             # WhatsApp's pair rate limit: about one message every 6 s to one user, with short
             # bursts borrowed from later (Throughput, "pair rate limit"; error 131056).
