@@ -87,6 +87,8 @@ class Processor:
         tasks = [asyncio.create_task(self.closer.run(self._stop), name="closer")]
         if self.accounts is not None:
             tasks.append(asyncio.create_task(self.accounts.watch(self._stop), name="accounts"))
+            # Let it take SIGHUP over before the first read: a SIGHUP's default ends a process.
+            await asyncio.sleep(0)
         try:
             await self.consumer.run_forever()
         finally:

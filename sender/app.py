@@ -168,11 +168,14 @@ class Sender:
 
     async def run(self) -> None:
         """Deliver until request_stop()."""
-        runs = [self.consumer.run_forever()]
+        runs = []
+        if self.accounts is not None:
+            # First: it takes SIGHUP over before the first read (SIGHUP's default ends a
+            # process).
+            runs.append(self.accounts.watch(self._stop))
+        runs.append(self.consumer.run_forever())
         if self.arrivals is not None:
             runs.append(self.arrivals.run_forever())
-        if self.accounts is not None:
-            runs.append(self.accounts.watch(self._stop))
         try:
             await asyncio.gather(*runs)
         finally:
