@@ -7,7 +7,9 @@ with `account`, `platform`, `name`, `window_mode`, `window_ms`, `max_wait_ms`,
 `max_messages`, `max_bytes`, `flush_on[]`, `handler` (an URL without its query or user
 info), `handler_secret` and `access_token` (masked, "" when unset), `access_token_from`
 (`file`, `LULL_ACCESS_TOKENS` or null), `handler_timeout_ms`, `rate_global` and
-`rate_per_user` (`count/<period>ms:burst`, null: no limit).
+`rate_per_user` (`count/<period>ms:burst`, null: no limit), `typing`,
+`typing_refresh_ms` (null: per platform), `presence_after_ms`, `reply_delay_ms`,
+`reply_delay_per_char_ms`.
 
 `--check FILE` reads FILE as both services would, without running anything: exit 0, or 2
 with one line per problem (file:line). The ${ENV_VAR} secrets are looked up in this
@@ -121,6 +123,11 @@ def _row(
         "handler": handler_target(bot.handler),
         "handler_secret": mask(bot.handler_secret) if bot.handler_secret else "",
         "handler_timeout_ms": bot.handler_timeout_ms,
+        "typing": send.presence.typing,
+        "typing_refresh_ms": send.presence.typing_refresh_ms,
+        "presence_after_ms": send.presence.after_ms,
+        "reply_delay_ms": send.presence.reply_delay_ms,
+        "reply_delay_per_char_ms": send.presence.reply_delay_per_char_ms,
         "rate_global": _rate(send.rates.rate_global),
         "rate_per_user": _rate(send.rates.rate_per_user),
         "access_token": mask(token) if token else "",
@@ -150,6 +157,9 @@ def _text(row: dict[str, Any]) -> str:
         f"  handler: {handler}, {secret}, timeout {row['handler_timeout_ms']} ms\n"
         f"  limits: {row['rate_global'] or 'none'} sends, "
         f"{row['rate_per_user'] or 'none'} batches per user\n"
+        f"  presence: typing {'on' if row['typing'] else 'off'}, after "
+        f"{row['presence_after_ms']} ms, reply delay {row['reply_delay_ms']} ms "
+        f"+ {row['reply_delay_per_char_ms']} ms a character\n"
         f"  access token: {token}"
     )
 
