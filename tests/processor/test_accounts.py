@@ -3,6 +3,7 @@ batch closed on its own account's window; a reload changes new windows; strict m
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from lull.common.accounts_reload import LiveAccounts
 from lull.common.store.keys import Keys
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings, window_shape
+from tests.poll import until
 from tests.processor.windowing import batches, redis_now_ms
 
 TWO_ACCOUNTS = """\
@@ -169,3 +171,34 @@ def test_the_watch_sees_a_changed_file(tmp_path: Path) -> None:
     assert live.reload("the file changed")
     assert not live.changed()
     assert live.current.of("p1").window_ms == 50
+
+
+async def test_the_watch_reloads_a_changed_file_and_keeps_the_old_on_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('["p1"]\nwindow_ms = 40\n', encoding="utf-8")
+    live = LiveAccounts(load_accounts({"LULL_ACCOUNTS": str(path)}, window_shape))
+    stop = asyncio.Event()
+    watch = asyncio.create_task(live.watch(stop, interval_s=0.02))
+    try:
+        first = live.current
+        path.write_text('["p1"]\nwindow_ms = 0\n', encoding="utf-8")
+        _touch(path, 1)
+        with capture_logs() as logs:
+            await until(lambda: not live.changed(), "the bad file read", 5)
+            await until(lambda: bool(logs), "the error line", 5)
+        assert live.current is first
+        assert logs[0]["event"] == "accounts file not reloaded: the settings in use stay"
+        path.write_text('["p1"]\nwindow_ms = 60\n', encoding="utf-8")
+        _touch(path, 2)
+        await until(lambda: live.current.of("p1").window_ms == 60, "the good file read", 5)
+    finally:
+        stop.set()
+        await watch
+
+
+def _touch(path: Path, seconds_later: int) -> None:
+    """A later mtime than the file's, whatever the filesystem's resolution."""
+    later = time.time_ns() + seconds_later * 1_000_000_000
+    os.utime(path, ns=(later, later))
