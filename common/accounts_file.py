@@ -51,6 +51,13 @@ ACCOUNT_KEYS: dict[str, str] = {
         "presence_after_ms",
         "reply_delay_ms",
         "reply_delay_per_char_ms",
+        # the sender: where its sends go
+        "graph_api_base",
+        "graph_api_base_messenger",
+        "graph_api_base_instagram",
+        "graph_api_base_whatsapp",
+        "graph_api_version",
+        "instagram_login",
     )
 }
 """The keys an account may set, each with the variable it overrides."""

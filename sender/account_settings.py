@@ -6,10 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
+from urllib.parse import urlsplit
 
 from lull.common.accounts import Accounts, load_accounts
 from lull.common.env import ConfigError, Env, problems_of
 from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
+from lull.sender.graph_routes import (
+    FACEBOOK_GRAPH,
+    INSTAGRAM_GRAPH,
+    INSTAGRAM_LOGINS,
+    GraphRoutes,
+    InstagramLogin,
+    host_problem,
+)
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 
@@ -33,11 +43,20 @@ class RateSettings:
 
 
 @dataclass(frozen=True)
+class GraphSettings:
+    """Where an account's sends go: its Graph hosts (and Instagram login), the version."""
+
+    routes: GraphRoutes
+    version: str
+
+
+@dataclass(frozen=True)
 class AccountSend:
     """One account's sender settings, built once per account."""
 
     bot: BotSettings
     rates: RateSettings
+    graph: GraphSettings
     presence: PresenceSettings
     """Its typing and pacing; read receipts are the environment's (arrival involves the
     processor)."""
@@ -84,7 +103,12 @@ def bot_from_env(env: Env, *, required: bool = True) -> BotSettings:
 def account_send(env: Env) -> AccountSend:
     """One account's sender settings, read as the environment's are."""
     return AccountSend(
-        bot=bot_from_env(env), rates=rates_from_env(env), presence=PresenceSettings.from_env(env)
+        bot=bot_from_env(env),
+        rates=rates_from_env(env),
+        graph=GraphSettings(
+            graph_routes_from_env(env), env.string("LULL_GRAPH_API_VERSION", "v23.0")
+        ),
+        presence=PresenceSettings.from_env(env),
     )
 
 
@@ -97,3 +121,36 @@ def send_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[AccountSend]
             env.report(problem)
         return None
     return accounts if accounts.file is not None else None
+
+
+def _base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(value)
+    return value.rstrip("/")
+
+
+def graph_routes_from_env(env: Env) -> GraphRoutes:
+    """Each platform's Graph host: its own variable, else LULL_GRAPH_API_BASE, else the host
+    Meta documents for it. Meta's two hosts are checked against the Instagram login."""
+    login = cast(InstagramLogin, env.choice("LULL_INSTAGRAM_LOGIN", "facebook", INSTAGRAM_LOGINS))
+    base_name, allowed = "LULL_GRAPH_API_BASE", "an http(s) URL"
+    base = env.parsed(base_name, None, _base_url, allowed)
+    instagram = INSTAGRAM_GRAPH if login == "instagram" else FACEBOOK_GRAPH
+    default = {"messenger": FACEBOOK_GRAPH, "instagram": instagram, "whatsapp": FACEBOOK_GRAPH}
+    names = {
+        "messenger": "LULL_GRAPH_API_BASE_MESSENGER",
+        "instagram": "LULL_GRAPH_API_BASE_INSTAGRAM",
+        "whatsapp": "LULL_GRAPH_API_BASE_WHATSAPP",
+    }
+    bases: dict[str, str] = {}
+    for platform, name in names.items():
+        own = env.parsed(name, None, _base_url, allowed)
+        bases[platform] = own or base or default[platform]
+        problem = host_problem(platform, bases[platform], login)
+        if problem is not None:
+            culprit = name if own else base_name
+            env.report(
+                ConfigError(culprit, bases[platform], f"{problem}; see LULL_INSTAGRAM_LOGIN")
+            )
+    return GraphRoutes(bases, base or FACEBOOK_GRAPH, login)

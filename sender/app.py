@@ -17,7 +17,7 @@ from lull.common.store.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
 from lull.common.store.pauses import PauseStore
 from lull.common.store.sent import SentMessages
 from lull.sender.account_bots import AccountBots
-from lull.sender.account_sends import AccountSends
+from lull.sender.account_sends import AccountRoutes, AccountSends
 from lull.sender.account_settings import AccountSend
 from lull.sender.account_tokens import AccountTokens
 from lull.sender.bot import Bot, build_bot
@@ -65,30 +65,30 @@ class Sender:
         # The store checks, before each send, that the entry is still this consumer's.
         self.store = DeliveryStore(client, self.keys, GROUP, consumer)
         self.limiter = RateLimiter(client)
-        graph = GraphClient(
-            session, settings.graph_routes, self.tokens, settings.graph_timeout_ms / 1000
-        )
+        sends = AccountSends(settings, accounts)
+        # Each account's Graph hosts (the accounts file's, else the environment's).
+        routes = AccountRoutes(settings.graph_routes, sends)
+        graph = GraphClient(session, routes, self.tokens, settings.graph_timeout_ms / 1000)
         self.pauses = PauseStore(client, self.keys, settings.pause)
         handoffs = Handoffs(
             settings.handoff, pauses=self.pauses, session=session,
-            secret=settings.handler_secret, metrics=self.metrics, routes=settings.graph_routes,
+            secret=settings.handler_secret, metrics=self.metrics, routes=routes,
         )  # fmt: skip
         # Presence calls get connections of their own: under load they queue behind each
         # other, never in front of a reply waiting for a pooled connection.
         self._presence_session = aiohttp.ClientSession()
         presence_graph = GraphClient(
             self._presence_session,
-            settings.graph_routes,
+            routes,
             self.tokens,
             settings.graph_timeout_ms / 1000,
         )
         self.media = MediaService.build(
-            settings.media, client=client, keys=self.keys, routes=settings.graph_routes,
+            settings.media, client=client, keys=self.keys, routes=routes,
             graph_version=settings.graph_version, tokens=self.tokens,
             conversation_ttl_s=settings.conversation_ttl_s, registry=registry,
         )  # fmt: skip
         sent = SentMessages(self.keys)
-        sends = AccountSends(settings, accounts)
         self.deliverer = Deliverer(
             settings, self.keys, self.store, self.limiter, bot, graph, self.metrics,
             sent_ids=SentIds(sent, settings.sent_ids_ttl_s), handoffs=handoffs,

@@ -210,13 +210,13 @@ class Deliverer:
                 # A newer, fuller batch of this conversation is closed: answer that one only.
                 await self._finish(job, [], "superseded")
                 return None
-        settings = self.settings
+        settings, graph = self.settings, self.account_sends.of(batch.account_id).graph
         try:
             state.requests = bounded_requests(
-                batch, replies, settings.graph_version, routes=settings.graph_routes,
+                batch, replies, graph.version, routes=graph.routes,
                 max_reply_parts=settings.max_reply_parts, max_sends=settings.max_sends_per_batch,
             )  # fmt: skip
-            self.handoffs.plan(batch, answer.handoff, state, settings.graph_version)
+            self.handoffs.plan(batch, answer.handoff, state, graph.version)
         except TooManySends as exc:
             return self._dead(f"answer too long, nothing sent: {exc}")
         except ValueError as exc:

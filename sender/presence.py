@@ -52,6 +52,7 @@ from lull.common.store.rate_limits import Limiters
 from lull.sender.account_sends import AccountSends
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_payload import messages_path
+from lull.sender.graph_routes import GraphRoutes
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RateLimiter
 from lull.sender.settings import SenderSettings
@@ -100,12 +101,12 @@ class Target:
         return cls(batch.platform, batch.account_id, batch.user_id, mid)
 
 
-def presence_request(target: Target, action: str, settings: SenderSettings) -> GraphRequest | None:
+def presence_request(
+    target: Target, action: str, version: str, routes: GraphRoutes
+) -> GraphRequest | None:
     """The Graph call that shows `action` to the target; None when it cannot be shown (a
     WhatsApp target without a message id to mark read)."""
-    path = messages_path(
-        target.platform, target.account_id, settings.graph_version, settings.graph_routes
-    )
+    path = messages_path(target.platform, target.account_id, version, routes)
     payload: dict[str, Any]
     if target.platform == "whatsapp":
         if not target.mid or action not in (READ, READ_TYPING):
@@ -343,7 +344,12 @@ class Presence:
         shown anything now (should_show), so the batch's presence ends. should_show is asked
         only when ask: the first calls follow the sender's own pause check by milliseconds,
         and asking there would cost a round trip per call."""
-        request = presence_request(target, action, self.settings)
+        if self.sends is None:
+            version, routes = self.settings.graph_version, self.settings.graph_routes
+        else:
+            graph = self.sends.of(target.account_id).graph
+            version, routes = graph.version, graph.routes
+        request = presence_request(target, action, version, routes)
         if request is None:
             return True
         conversation = target.conversation

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
-from urllib.parse import urlsplit
 
 from lull.common.accounts import Accounts
 from lull.common.env import ConfigError, Env
@@ -20,31 +18,20 @@ from lull.common.settings import CommonSettings, GroupSettings, common_from_env,
 from lull.common.store.pauses import PauseSettings
 from lull.sender.account_settings import (
     AccountSend,
+    graph_routes_from_env,
     handler_from_env,
     rates_from_env,
     send_accounts,
 )
 from lull.sender.graph import load_tokens
 from lull.sender.graph_routes import (
-    FACEBOOK_GRAPH,
-    INSTAGRAM_GRAPH,
-    INSTAGRAM_LOGINS,
     GraphRoutes,
-    InstagramLogin,
-    host_problem,
 )
 from lull.sender.handoff import HandoffSettings
 from lull.sender.media.settings import MediaSettings
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 from lull.sender.send_bounds import DEFAULT_MAX_REPLY_PARTS, DEFAULT_MAX_SENDS_PER_BATCH
-
-
-def _base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(value)
-    return value.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -126,7 +113,7 @@ class SenderSettings:
             handler_timeout_ms=env.integer(
                 "LULL_HANDLER_TIMEOUT_MS", 30_000, minimum=10, maximum=600_000
             ),
-            graph_routes=_graph_routes(env),
+            graph_routes=graph_routes_from_env(env),
             graph_version=env.string("LULL_GRAPH_API_VERSION", "v23.0"),
             graph_timeout_ms=env.integer(
                 "LULL_GRAPH_TIMEOUT_MS", 10_000, minimum=10, maximum=120_000
@@ -191,29 +178,3 @@ class SenderSettings:
         if env.ok(*horizon_names):
             require_outlasts(env, settings.conversation_ttl_s, horizon_ms, SENDER_HORIZON)
         return settings
-
-
-def _graph_routes(env: Env) -> GraphRoutes:
-    """Each platform's Graph host: its own variable, else LULL_GRAPH_API_BASE, else the host
-    Meta documents for it. Meta's two hosts are checked against the Instagram login."""
-    login = cast(InstagramLogin, env.choice("LULL_INSTAGRAM_LOGIN", "facebook", INSTAGRAM_LOGINS))
-    base_name, allowed = "LULL_GRAPH_API_BASE", "an http(s) URL"
-    base = env.parsed(base_name, None, _base_url, allowed)
-    instagram = INSTAGRAM_GRAPH if login == "instagram" else FACEBOOK_GRAPH
-    default = {"messenger": FACEBOOK_GRAPH, "instagram": instagram, "whatsapp": FACEBOOK_GRAPH}
-    names = {
-        "messenger": "LULL_GRAPH_API_BASE_MESSENGER",
-        "instagram": "LULL_GRAPH_API_BASE_INSTAGRAM",
-        "whatsapp": "LULL_GRAPH_API_BASE_WHATSAPP",
-    }
-    bases: dict[str, str] = {}
-    for platform, name in names.items():
-        own = env.parsed(name, None, _base_url, allowed)
-        bases[platform] = own or base or default[platform]
-        problem = host_problem(platform, bases[platform], login)
-        if problem is not None:
-            culprit = name if own else base_name
-            env.report(
-                ConfigError(culprit, bases[platform], f"{problem}; see LULL_INSTAGRAM_LOGIN")
-            )
-    return GraphRoutes(bases, base or FACEBOOK_GRAPH, login)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
 
 from lull.common.env import ConfigError
-from lull.dev.fake_graph import FakeGraph
+from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
 from lull.sender.settings import SenderSettings
-from tests.sender.conftest import MakeSender, emit, sent_texts
+from tests.sender.conftest import TOKENS, MakeSender, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
 from tests.sender.test_presence import AfterPresence, actions, settle
 
@@ -145,3 +146,28 @@ async def test_each_account_shows_its_own_presence(
     await settle(sender)
     assert actions(graph) == ["mark_seen", "typing_on", "mark_seen"]
     assert len(graph.sent) == 2
+
+
+async def test_each_accounts_sends_go_to_its_own_graph_host(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, tmp_path: Path
+) -> None:
+    # p1's sends go to a Graph host of its own (a proxy, say), with its own version; ig1's
+    # to the environment's.
+    own = TestServer(create_fake_graph_app(TOKENS))
+    await own.start_server()
+    try:
+        base = str(own.make_url("")).rstrip("/")
+        path = tmp_path / "accounts.toml"
+        path.write_text(
+            f'["p1"]\ngraph_api_base = "{base}"\ngraph_api_version = "v99.0"\n', encoding="utf-8"
+        )
+        sender = await make_sender(LULL_ACCOUNTS=str(path))
+        assert sender.deliverer.account_sends.of("p1").graph.version == "v99.0"
+        await emit(redis, sender.keys, "u1", 1, "to the page")
+        await emit(redis, sender.keys, "u2", 1, "to the brand", platform="instagram",
+                   account="ig1")  # fmt: skip
+        await sender.drain()
+        assert [s["account_id"] for s in own.app[FAKE_GRAPH].sent] == ["p1"]
+        assert [s["account_id"] for s in graph.sent] == ["ig1"]
+    finally:
+        await own.close()
