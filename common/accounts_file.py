@@ -44,8 +44,9 @@ ACCOUNT_KEYS: dict[str, str] = {
         # the sender: the rate limits
         "rate_global",
         "rate_per_user",
-        # the sender: presence (read receipts stay the environment's: arrival involves the
-        # processor)
+        # the sender: presence (read receipts: arrival only where the environment's is, the
+        # processor logs arrivals then)
+        "read_receipts",
         "typing",
         "typing_refresh_ms",
         "presence_after_ms",

@@ -31,7 +31,7 @@ from lull.common.accounts_file import DEFAULTS, VARIABLE
 from lull.common.env import ConfigError, mask, problems_of
 from lull.common.store.windows import WindowShape
 from lull.processor.settings import window_shape
-from lull.sender.account_settings import AccountSend, account_send
+from lull.sender.account_settings import AccountSend, account_sends_of
 from lull.sender.bot import handler_target
 from lull.sender.graph import DEFAULT_ACCOUNT, load_tokens
 from lull.sender.ratelimit import Rate
@@ -81,7 +81,7 @@ def effective(environ: Mapping[str, str]) -> list[dict[str, Any]]:
     except ConfigError as exc:
         problems += problems_of(exc)
     try:
-        sends = load_accounts(environ, account_send)
+        sends = load_accounts(environ, account_sends_of(environ))
     except ConfigError as exc:
         seen = {str(p) for p in problems}
         problems += [p for p in problems_of(exc) if str(p) not in seen]

@@ -4,8 +4,9 @@ handler, its secret and timeout, the rate limits, read as the environment's are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -58,8 +59,7 @@ class AccountSend:
     rates: RateSettings
     graph: GraphSettings
     presence: PresenceSettings
-    """Its typing and pacing; read receipts are the environment's (arrival involves the
-    processor)."""
+    """Its read receipts, typing and pacing."""
 
 
 def rates_from_env(env: Env) -> RateSettings:
@@ -100,22 +100,34 @@ def bot_from_env(env: Env, *, required: bool = True) -> BotSettings:
     )
 
 
-def account_send(env: Env) -> AccountSend:
-    """One account's sender settings, read as the environment's are."""
+def account_send(env: Env, *, arrivals: bool = False) -> AccountSend:
+    """One account's sender settings, read as the environment's are. arrivals: the
+    environment's LULL_READ_RECEIPTS is arrival (the processor logs each message then, for
+    every account); an account may choose arrival only then."""
+    presence = PresenceSettings.from_env(env)
+    if presence.read_receipts == "arrival" and not arrivals and env.ok("LULL_READ_RECEIPTS"):
+        allowed = "arrival for one account needs LULL_READ_RECEIPTS=arrival in the environment"
+        env.report(ConfigError("LULL_READ_RECEIPTS", "arrival", allowed))
     return AccountSend(
         bot=bot_from_env(env),
         rates=rates_from_env(env),
         graph=GraphSettings(
             graph_routes_from_env(env), env.string("LULL_GRAPH_API_VERSION", "v23.0")
         ),
-        presence=PresenceSettings.from_env(env),
+        presence=presence,
     )
+
+
+def account_sends_of(environ: Mapping[str, str]) -> Callable[[Env], AccountSend]:
+    """account_send for the accounts of environ (whose read receipts it knows)."""
+    arrivals = (environ.get("LULL_READ_RECEIPTS") or "").strip().lower() == "arrival"
+    return partial(account_send, arrivals=arrivals)
 
 
 def send_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[AccountSend] | None:
     """The accounts file's sender settings (None without one); its problems go to env."""
     try:
-        accounts = load_accounts(environ, account_send)
+        accounts = load_accounts(environ, account_sends_of(environ))
     except ConfigError as exc:
         for problem in problems_of(exc):
             env.report(problem)

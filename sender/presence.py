@@ -300,7 +300,10 @@ class Presence:
     async def arrived(self, target: Target) -> None:
         """LULL_READ_RECEIPTS=arrival: mark one message read as it arrives (best-effort),
         unless a human has the conversation (on a coexistence number a read receipt marks the
-        chat read for the agent in the WhatsApp Business app too)."""
+        chat read for the agent in the WhatsApp Business app too). An account whose read
+        receipts are not arrival (the accounts file) is left to its own."""
+        if self.presence_of(target.account_id).read_receipts != "arrival":
+            return
         await self._once(target, arrival_action(target.platform), ask=True)
 
     async def _typing_off(self, target: Target) -> None:

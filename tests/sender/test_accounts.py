@@ -3,6 +3,7 @@ signed with its own secret; a reload sends later batches to the new bot."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from lull.common.env import ConfigError
+from lull.common.events import Event
 from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app
+from lull.processor.arrivals import ArrivalLog
 from lull.sender.settings import SenderSettings
 from tests.sender.conftest import TOKENS, MakeSender, emit, sent_texts
 from tests.sender.fake_bot import FakeBot
@@ -171,3 +174,34 @@ async def test_each_accounts_sends_go_to_its_own_graph_host(
         assert [s["account_id"] for s in graph.sent] == ["ig1"]
     finally:
         await own.close()
+
+
+async def test_a_coexistence_number_keeps_its_read_receipts_off(
+    make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, tmp_path: Path
+) -> None:
+    # The environment marks messages read as they arrive; wa1's file says never (on a
+    # coexistence number a read also marks the chat read for the human in the app).
+    path = tmp_path / "accounts.toml"
+    path.write_text('["wa1"]\nplatform = "whatsapp"\nread_receipts = "off"\n', encoding="utf-8")
+    sender = await make_sender(LULL_ACCOUNTS=str(path), LULL_READ_RECEIPTS="arrival")
+    now_ms = int(time.time() * 1000)
+    await ArrivalLog(redis, sender.keys).record([
+        Event("whatsapp", "wa1", "15550000002", "wamid.1", now_ms, "text", text="hi"),
+        Event("messenger", "p1", "u1", "m1", now_ms, "text", text="hi"),
+    ])  # fmt: skip
+    await sender.drain()
+    await sender.deliverer.presence.idle()
+    assert [call["payload"] for call in graph.presence] == [
+        {"recipient": {"id": "u1"}, "sender_action": "mark_seen"}
+    ]
+
+
+def test_arrival_for_one_account_needs_it_in_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('["p1"]\n\nread_receipts = "arrival"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        SenderSettings.from_env({"LULL_ACCOUNTS": str(path), "LULL_HANDLER": "echo"})
+    assert str(caught.value) == (
+        f"{path}:3: [\"p1\"] read_receipts='arrival': arrival for one account needs "
+        "LULL_READ_RECEIPTS=arrival in the environment"
+    )
