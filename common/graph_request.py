@@ -17,3 +17,6 @@ class GraphRequest:
     payload: dict[str, Any]
     platform: str = ""
     """Empty in send states saved before lull knew a host per platform: the default host."""
+    tag: str = ""
+    """Messenger/Instagram: the bot's message tag, put in the payload only when the request
+    is sent after the 24-hour window (sender/reply_window.py); empty: none."""

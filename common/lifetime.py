@@ -18,8 +18,9 @@ CONVERSATION_TTL_S = 8 * DAY_S
 MIN_CONVERSATION_TTL_S = 60
 MAX_CONVERSATION_TTL_S = 365 * DAY_S
 REPLY_WINDOW_MS = 24 * 3600 * 1000
-"""Meta's 24-hour reply window: a throttled batch is retried until it closes, then dead
-(sender/deliver.py, REPLY_WINDOW_MS), so a batch can wait this long beyond its attempts."""
+"""Meta's 24-hour reply window: a throttled batch is retried until it closes, then finished
+`window_closed` (sender/reply_window.py), so a batch can wait this long beyond its attempts
+(one whose replies carry HUMAN_AGENT's tag, up to its 7 days)."""
 
 
 def conversation_ttl_from_env(env: Env) -> int:

@@ -89,6 +89,7 @@ SERVICE_VARIABLES = frozenset(
         "LULL_READ_RECEIPTS",
         "LULL_TYPING",
         "LULL_TYPING_REFRESH_MS",
+        "LULL_DEFER_TYPING_MS",
         "LULL_PRESENCE_AFTER_MS",
         "LULL_REPLY_DELAY_MS",
         "LULL_REPLY_DELAY_PER_CHAR_MS",
@@ -117,6 +118,7 @@ SERVICE_VARIABLES = frozenset(
         "LULL_TRANSCRIBE_TIMEOUT_MS",
         # ingest's admin API
         "LULL_ADMIN_TOKEN",
+        "LULL_API_TOKEN",
         "LULL_ADMIN_HOST",
         "LULL_ADMIN_PORT",
         # the operator commands (lull pause --by)

@@ -22,6 +22,10 @@ for tests and local runs:
   the latency apply to messages only; presence calls have their own, `FakeGraph.
   presence_errors` and `presence_latency_ms` (`"presence_errors"`, `"presence_latency_ms"`
   in the same script body).
+- `POST /_user_wrote`: `{"user": id, "at_ms": ms}`, when the user last wrote; from then on
+  a message to that user more than 24 hours later gets Meta's window error unless it is a
+  tagged (Messenger, Instagram) or template (WhatsApp) message, as dev/fake_graph_window.py
+  says. A user the fake was not told about is always in the window.
 
 WhatsApp's media endpoints (`GET /{version}/{media-id}` and the download URL it answers),
 a CDN (`GET /cdn/{name}`) and an OpenAI-compatible `POST /v1/audio/transcriptions` are
@@ -50,6 +54,7 @@ from aiohttp import web
 from lull.common.event_loop import new_event_loop
 from lull.dev.fake_graph_presence import is_presence, sender_action_problem, whatsapp_read_problem
 from lull.dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
+from lull.dev.fake_graph_window import recipient, tag_problem, template_problem, window_error
 from lull.dev.fake_media import add_cdn_routes, add_demo_media, add_media_routes
 from lull.dev.fake_transcribe import add_transcribe_routes
 
@@ -104,6 +109,10 @@ class FakeGraph:
         self.presence_latency_ms = 0
         self.presence_calls = 0
         """Presence requests received, answered or not (errors and bad tokens included)."""
+        self.message_calls = 0
+        """Message requests received, answered or not (refused ones included)."""
+        self.user_last_ms: dict[str, int] = {}
+        """When each user last wrote, as far as the fake was told (dev/fake_graph_window.py)."""
         self._presence_seen = asyncio.Event()
         # Ids count on from the clock (µs), not from 1: lull remembers the ids it was answered
         # (echo detection, WhatsApp statuses) across runs of the fake, as Meta's never repeat.
@@ -146,6 +155,10 @@ class FakeGraph:
         async with asyncio.timeout(timeout_s):
             while self.presence_calls < calls:
                 await self._presence_seen.wait()
+
+    def wrote(self, user: str, at_ms: int) -> None:
+        """The user last wrote at at_ms: Meta's 24-hour window counts from there."""
+        self.user_last_ms[user] = at_ms
 
     def record(self, account_id: str, payload: dict[str, Any], prefix: str) -> str:
         """Remember an accepted request; its id grows with every request (zero-padded)."""
@@ -217,6 +230,7 @@ def create_fake_graph_app(
     app.router.add_get("/_thread_control", list_thread_control)
     app.router.add_delete("/_sent", clear_sent)
     app.router.add_post("/_script", set_script)
+    app.router.add_post("/_user_wrote", user_wrote)
     app.router.add_get("/_presence", list_presence)
     app.router.add_delete("/_presence", clear_presence)
     # WhatsApp's media endpoints (GET /{media-id}, the download URL), and for `make run` a
@@ -265,6 +279,7 @@ async def send_message(request: web.Request) -> web.Response:
         parsed = None
     if isinstance(parsed, dict) and is_presence(parsed):
         return await presence_call(request, graph, parsed)
+    graph.message_calls += 1
     if graph.latency_ms:
         # The fake stands in for a network round trip; tests use this to hit client timeouts.
         await asyncio.sleep(graph.latency_ms / 1000)
@@ -292,8 +307,15 @@ async def send_message(request: web.Request) -> web.Response:
         if whatsapp
         else messenger_problem(payload, instagram=graph.instagram)
     )
+    if problem is None and not whatsapp:
+        problem = tag_problem(payload, instagram=graph.instagram)
     if problem is not None:
         return _error(400, 100, f"(#100) {problem}")
+    user = recipient(payload)
+    last_ms = graph.user_last_ms.get(user) if user is not None else None
+    late = window_error(payload, last_ms, int(time.time() * 1000), instagram=graph.instagram)
+    if late is not None:
+        return _error(400, late.code, late.message, late.subcode, details=late.details)
     if whatsapp:
         message_id = graph.record(account_id, payload, "wamid.FAKE")
         return _json(
@@ -439,6 +461,20 @@ async def set_script(request: web.Request) -> web.Response:
     return _json(200, {"pending_errors": len(errors), "latency_ms": latency_ms})
 
 
+async def user_wrote(request: web.Request) -> web.Response:
+    """Tell the fake when a user last wrote (the 24-hour window counts from there)."""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return _control_error("the body is not valid JSON")
+    user = body.get("user") if isinstance(body, dict) else None
+    at_ms = body.get("at_ms") if isinstance(body, dict) else None
+    if not _text(user) or not _is_int(at_ms):
+        return _control_error('the body must be {"user": "<id>", "at_ms": <ms>}')
+    request.app[FAKE_GRAPH].wrote(user, at_ms)
+    return _json(200, {"user": user, "at_ms": at_ms})
+
+
 def parse_script(body: object) -> tuple[list[ScriptedError], int]:
     """The errors (each repeated count times) and the latency of a /_script body."""
     if not isinstance(body, dict):
@@ -565,9 +601,8 @@ def whatsapp_problem(payload: Mapping[str, Any]) -> str | None:
         if "link" in content and not _url(content["link"]):
             return f"param {kind}[link] must be an http(s) URL"
         return None
-    if kind == "interactive":
-        return _interactive_problem(content)
-    return f"the fake does not support type {kind!r}"
+    check = {"interactive": _interactive_problem, "template": template_problem}.get(str(kind))
+    return f"the fake does not support type {kind!r}" if check is None else check(content)
 
 
 def _interactive_problem(content: Mapping[str, Any]) -> str | None:

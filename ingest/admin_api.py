@@ -8,6 +8,8 @@ CRM (Chatwoot, Zendesk and the like) that assigns conversations to human agents.
 Each answers the conversation's state after the step as JSON. A conversation key holds ':'
 (messenger:PAGE:PSID); sent as it is or URL-encoded (%3A), both reach the same route.
 
+The send API (ingest/send_api.py, /v1/...) is served on the same site, with its own token.
+
 It is off unless LULL_ADMIN_TOKEN is set: then nothing listens. With it, every request
 needs `Authorization: Bearer <token>` (compared in constant time), and it is served on a
 site of its own (LULL_ADMIN_HOST, LULL_ADMIN_PORT: loopback by default), never on the
@@ -17,7 +19,6 @@ public webhook port, which answers these paths 404.
 from __future__ import annotations
 
 import contextlib
-import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,6 +34,8 @@ from lull.common.env import ConfigError, Env
 from lull.common.http_log import app_runner
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.ingest.body import client_max_size, read_body
+from lull.ingest.send_api import MAX_BODY_BYTES as MAX_SEND_BODY_BYTES
+from lull.ingest.send_api import SendApi, add_send_routes, bearer_matches, is_send_route
 
 log = structlog.get_logger("lull.ingest")
 
@@ -110,13 +113,19 @@ ADMIN_METRICS = web.AppKey("admin_metrics", AdminMetrics)
 
 
 def create_admin_app(
-    settings: AdminSettings, takeover: ConversationControl, metrics: AdminMetrics
+    settings: AdminSettings,
+    takeover: ConversationControl,
+    metrics: AdminMetrics,
+    send_api: SendApi | None = None,
 ) -> web.Application:
-    """The admin API's app (settings.token must be set)."""
+    """The admin API's app (settings.token must be set), with the send API's routes when
+    given."""
     if settings.token is None:
         raise ValueError("the admin API needs a token")
+    # The bound of the largest body a route reads; each route reads within its own bound.
+    largest = max(MAX_BODY_BYTES, MAX_SEND_BODY_BYTES if send_api is not None else 0)
     app = web.Application(
-        client_max_size=client_max_size(MAX_BODY_BYTES), middlewares=[_count, _authorize]
+        client_max_size=client_max_size(largest), middlewares=[_count, _authorize]
     )
     app[ADMIN_SETTINGS] = settings
     app[TAKEOVER] = takeover
@@ -124,19 +133,24 @@ def create_admin_app(
     app.router.add_get("/conversations/{conversation}", show, name="conversation")
     app.router.add_post("/conversations/{conversation}/pause", pause, name="pause")
     app.router.add_post("/conversations/{conversation}/resume", resume, name="resume")
+    if send_api is not None:
+        add_send_routes(app, send_api)
     return app
 
 
 @contextlib.asynccontextmanager
 async def serve_admin(
-    settings: AdminSettings, takeover: ConversationControl, metrics: AdminMetrics
+    settings: AdminSettings,
+    takeover: ConversationControl,
+    metrics: AdminMetrics,
+    send_api: SendApi | None = None,
 ) -> AsyncIterator[None]:
     """Serve the admin API on its own site while the caller's context runs; nothing at all
     when there is no token."""
     if not settings.enabled:
         yield
         return
-    runner = app_runner(create_admin_app(settings, takeover, metrics), "admin")
+    runner = app_runner(create_admin_app(settings, takeover, metrics, send_api), "admin")
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()
@@ -160,12 +174,10 @@ async def _count(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
-    expected = request.app[ADMIN_SETTINGS].token or ""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # Both sides as bytes: compare_digest refuses non-ASCII str, and a header may hold any.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), expected.encode()
-    ):
+    if is_send_route(request):
+        # Its own token (LULL_API_TOKEN): the admin token is not enough to send.
+        return await handler(request)
+    if not bearer_matches(request, request.app[ADMIN_SETTINGS].token or ""):
         return _error(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
     return await handler(request)
 

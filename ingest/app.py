@@ -22,10 +22,13 @@ from lull.common.http_admin import admin_app, serve
 from lull.common.metrics import metrics_handler
 from lull.common.outside_text import cut, printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
+from lull.common.store.api_messages import ApiMessageStore
 from lull.common.store.keys import Keys
+from lull.common.store.pauses import PauseStore
 from lull.ingest.admin_api import AdminMetrics, serve_admin
 from lull.ingest.body import client_max_size, read_body
 from lull.ingest.metrics import IngestMetrics
+from lull.ingest.send_api import SendApi
 from lull.ingest.settings import IngestSettings
 from lull.ingest.writer import Fields, StoreFailed, StreamWriter
 
@@ -94,7 +97,13 @@ async def _admin_port_ctx(app: web.Application) -> AsyncIterator[None]:
     common = settings.common
     keys = Keys(common.namespace, common.shards)
     takeover = ConversationControl(app[REDIS], keys, settings.pause)
-    async with serve_admin(settings.admin, takeover, AdminMetrics(app[METRICS].registry)):
+    send_api = SendApi(
+        settings.api,
+        keys,
+        ApiMessageStore(app[REDIS], keys),
+        PauseStore(app[REDIS], keys, settings.pause),
+    )
+    async with serve_admin(settings.admin, takeover, AdminMetrics(app[METRICS].registry), send_api):
         yield
 
 

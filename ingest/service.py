@@ -36,9 +36,15 @@ async def _serve(settings: IngestSettings) -> int:
         metrics_port=settings.metrics_port,
         public_metrics=settings.public_metrics,
         admin_api=f"{admin.host}:{admin.port}" if admin.enabled else "off",
+        send_api="on" if settings.api.enabled else "off",
         redis=describe(settings.common.effective_redis_url),
         namespace=settings.common.namespace,
     )
+    if settings.api.enabled and not settings.api.accounts:
+        log.warning(
+            "LULL_ACCESS_TOKENS is empty here: the send API refuses every account "
+            "(give ingest the sender's LULL_ACCESS_TOKENS)"
+        )
     if settings.insecure_skip_signature:
         log.warning(
             "signature checks are OFF (LULL_INSECURE_SKIP_SIGNATURE=1): never in production"

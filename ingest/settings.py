@@ -10,6 +10,7 @@ from lull.common.env import ConfigError, Env
 from lull.common.settings import CommonSettings, common_from_env
 from lull.common.store.pauses import PauseSettings
 from lull.ingest.admin_api import AdminSettings
+from lull.ingest.send_api import ApiSettings
 
 # WhatsApp documents webhook bodies of up to 3 MB; Messenger's are far smaller.
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -40,6 +41,8 @@ class IngestSettings:
     """The admin API (ingest/admin_api.py): off without LULL_ADMIN_TOKEN."""
     pause: PauseSettings
     """How long the admin API's pause lasts without for_s."""
+    api: ApiSettings
+    """The send API (ingest/send_api.py), on the admin site: off without LULL_API_TOKEN."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
@@ -81,6 +84,7 @@ class IngestSettings:
         read_timeout_ms = env.integer(
             "LULL_INGEST_READ_TIMEOUT_MS", 10_000, minimum=10, maximum=600_000
         )
+        admin = AdminSettings.from_env(env, public_port=port, read_timeout_ms=read_timeout_ms)
         return cls(
             common=common_from_env(env),
             host=env.string("LULL_INGEST_HOST", "127.0.0.1"),
@@ -100,6 +104,7 @@ class IngestSettings:
             metrics_host=env.string("LULL_METRICS_HOST", "127.0.0.1"),
             metrics_port=metrics_port,
             public_metrics=env.flag("LULL_INGEST_PUBLIC_METRICS", False),
-            admin=AdminSettings.from_env(env, public_port=port, read_timeout_ms=read_timeout_ms),
+            admin=admin,
             pause=PauseSettings.from_env(env),
+            api=ApiSettings.from_env(env, admin_token=admin.token, read_timeout_ms=read_timeout_ms),
         )

@@ -5,7 +5,8 @@ attempt may succeed, or BotPermanent when none will. The sender decides what tha
 for the stream entry (retry with backoff, dead letter) and validates the reply dicts itself.
 
 Decisions:
-- http: 429, 408, 5xx, timeouts and connection errors are temporary; any other 3xx/4xx is
+- http: 202 Accepted defers the answer (its replies come through the send API later);
+  429, 408, 5xx, timeouts and connection errors are temporary; any other 3xx/4xx is
   permanent (redirects are not followed: they would re-send the signed body elsewhere).
   A 2xx whose body is not a JSON object, or whose "replies" is not a list of objects, is a
   bot bug and permanent. An empty body, 204 or a missing "replies" means "nothing to send".
@@ -55,7 +56,10 @@ Reached = Callable[[], None]
 """Called once the batch is on its way to the bot (an HTTP request sent, a function
 called): the sender shows typing only while a bot call is in flight (sender/presence.py)."""
 HANDOFF = "handoff"
-ANSWER_KEYS = frozenset({"replies", HANDOFF})
+DEFER = "defer"
+"""`{"defer": true}` (an HTTP bot's 202, or a python: handler's answer): the replies come
+later, through the send API (ingest/send_api.py)."""
+ANSWER_KEYS = frozenset({"replies", HANDOFF, DEFER})
 """The keys of the answer object lull reads; others are ignored, with a warning (a typo
 like "replys" would otherwise send nothing without a word)."""
 
@@ -278,6 +282,8 @@ class PythonBot:
         except Exception as exc:
             # Temporary on purpose (see the module docstring); the cause stays chained for logs.
             raise BotRetry(f"function raised {type(exc).__name__}: {exc}") from exc
+        if isinstance(replies, dict) and replies.get(DEFER) is True:
+            return {DEFER: True}
         if isinstance(replies, dict) and HANDOFF in replies:
             return _with_handoff(replies, "function result")
         return _checked_replies(replies, "function result")
@@ -371,6 +377,9 @@ def _read_answer(status: int, body: bytes, retry_after: str | None) -> AnswerJso
         raise BotRetry(f"bot answered {status}", retry_after_ms(retry_after))
     if not 200 <= status < 300:
         raise BotPermanent(f"bot answered {status}: {_excerpt(body)}")
+    if status == 202:
+        # Accepted, not answered: the bot sends its replies later through the send API.
+        return {DEFER: True}
     if status == 204 or not body.strip():
         return []
     try:
@@ -389,6 +398,11 @@ def _read_answer(status: int, body: bytes, retry_after: str | None) -> AnswerJso
     if "replies" not in answer:
         return []
     return _checked_replies(answer["replies"], '"replies"')
+
+
+def is_deferred(answer: object) -> bool:
+    """Whether a handler's answer defers the replies (DEFER)."""
+    return isinstance(answer, dict) and answer.get(DEFER) is True
 
 
 def _checked_replies(replies: object, source: str) -> list[ReplyJson]:

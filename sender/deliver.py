@@ -19,11 +19,14 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.outside_text import cut
+from lull.common.store.api_messages import ApiSend
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
 from lull.sender.account_sends import AccountSends
-from lull.sender.bot import Bot, BotPermanent, BotRetry
+from lull.sender.api_sends import api_requests, obeys_pause
+from lull.sender.bot import Bot, BotPermanent, BotRetry, is_deferred
+from lull.sender.deferred_typing import DeferredTyping
 from lull.sender.finish import Finisher
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
@@ -34,6 +37,7 @@ from lull.sender.progress import LocalProgress
 from lull.sender.rate_gate import RateGate
 from lull.sender.ratelimit import Grant, Rate, RateLimiter
 from lull.sender.replies import NO_ANSWER, parse_answer
+from lull.sender.reply_window import WINDOW_CLOSED, ready_to_send, window_ends_at_ms, window_open
 from lull.sender.send_bounds import TooManySends, bounded_requests
 from lull.sender.send_limits import send_limits
 from lull.sender.send_marks import PAUSED, SendMarks, paused_before_bot
@@ -42,12 +46,11 @@ from lull.sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
 
+DEFERRED = "deferred"
+"""The outcome of a batch whose bot answers later (202, `{"defer": true}`)."""
+
 # Batch n waits for n-1 of the same conversation; it is usually seconds behind at most.
 ORDER_RETRY_MS = 50
-# Meta lets a business answer freely for 24 hours after the user's last message (Messenger's
-# standard messaging window, WhatsApp's customer service window); later a free-form reply is
-# refused (code 10 on Messenger, 131047 on WhatsApp), so a throttle is not waited out past it.
-REPLY_WINDOW_MS = 24 * 3600 * 1000
 
 
 @dataclass
@@ -63,6 +66,11 @@ class _Job:
     so it is delivered out of order, and only while its dead mark is still there."""
     safe_until: float
     """time.monotonic() before which no other replica can have claimed the entry."""
+    user_last_ms: int = 0
+    """When the user last wrote, as far as lull knows: Meta's 24-hour window starts there
+    (sender/reply_window.py)."""
+    deferred: bool = False
+    """The bot deferred its answer (sender/deferred_typing.py): typing stays on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ class Deliverer:
     """Each account's settings (the accounts file); None: the settings' for every one."""
     finisher: Finisher = field(init=False)
     account_sends: AccountSends = field(init=False)
+    deferred_typing: DeferredTyping = field(init=False)
     gate: RateGate = field(init=False)
     limiters: Limiters = field(init=False)
 
@@ -102,6 +111,7 @@ class Deliverer:
         self.account_sends = self.sends or AccountSends(self.settings)
         self.limiters = Limiters(self.keys)
         self.gate = RateGate(self.limiter, self.metrics)
+        self.deferred_typing = DeferredTyping(self.presence)
         self.finisher = Finisher(
             self.settings, self.keys, self.store, self.metrics, self.sent_ids, self.progress,
             self.marks,
@@ -132,10 +142,23 @@ class Deliverer:
             return RetryLater(ORDER_RETRY_MS, f"waiting for seq {loaded.delivered_seq + 1}")
         safe_until = self._safe_until(asked_at, loaded.claim.idle_ms)
         state = self.progress.adopt(batch.batch_id, loaded.state)
-        job = _Job(shard, entry, batch, state, replay, safe_until)
+        user_last_ms = max(loaded.claim.user_last_ms, batch.last_event_time)
+        job = _Job(shard, entry, batch, state, replay, safe_until, user_last_ms)
         if self.media is not None:
             # Voice notes become text once, before the bot (and the history) sees the batch.
             job.batch = await self.media.before_bot(batch, fresh=state.requests is None)
+        send = ApiSend.of(batch)
+        if job.state.requests is None and send is not None:
+            # A send API message: its own replies, no bot (sender/api_sends.py).
+            self.deferred_typing.replied(batch.conversation)
+            if send.obeys_pause and loaded.claim.paused:
+                await self._finish(job, [], PAUSED)
+                return None
+            try:
+                graph = self.account_sends.of(batch.account_id).graph
+                job.state.requests = api_requests(batch, send, settings, graph)
+            except ValueError as exc:
+                return self._dead(f"send API message: {exc}")
         if job.state.requests is None:
             # Before the bot (and anything it starts): a human has the conversation.
             if paused_before_bot(batch, loaded.claim.paused):
@@ -157,16 +180,22 @@ class Deliverer:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
         # The bot will be called: read once per batch, typing while the call is in flight
-        # (sender/presence.py); a replay is only being finished, a `none` handler never answers.
+        # (sender/presence.py); a replay is only being finished, a `none` handler never answers;
+        # after Meta's 24-hour window a sender action is refused like a message.
+        answering = not (job.replay or self.bot.forward_only)
+        show = answering and window_open(job.user_last_ms, _now_ms())
         showing = self.presence.start(
-            batch, show=not (job.replay or self.bot.forward_only),
+            batch, show=show,
             read=not state.read_shown, on_read=state.shown_read,
         )  # fmt: skip
         try:
             return await self._ask_bot(job, history, showing)
         finally:
-            # No reply follows now (none, or a retry later): typing must not outlast the call.
-            showing.stop(typing_off=state.requests is None)
+            # No reply follows now (none, or a retry later): typing must not outlast the call;
+            # unless the answer comes later (deferred): then it stays on a while.
+            showing.stop(typing_off=state.requests is None and not job.deferred)
+            if job.deferred and show:
+                self.deferred_typing.start(batch)
 
     async def _ask_bot(self, job: _Job, history: list[Any], showing: Showing) -> Decided:
         """The bot's answer to an admitted batch, as in _call_bot."""
@@ -175,11 +204,15 @@ class Deliverer:
         failure: BotRetry | str | None = None
         answer = NO_ANSWER
         try:
-            document = {**batch.to_dict(), "history": history}
+            # The bot is told the window, so that it can answer with a tag or a template.
+            ends_at = window_ends_at_ms(job.user_last_ms)
+            document = {**batch.to_dict(), "history": history, "reply_window_ends_at": ends_at}
             if self.media is not None:
                 document = await self.media.for_bot(batch, document)
             raw_answer = await self.bot(document, showing.reached)
-            answer = NO_ANSWER if self.bot.forward_only else parse_answer(raw_answer)
+            job.deferred = is_deferred(raw_answer) and not self.bot.forward_only
+            no_answer = self.bot.forward_only or job.deferred
+            answer = NO_ANSWER if no_answer else parse_answer(raw_answer)
         except BotRetry as exc:
             self.metrics.handler_seconds.labels("retry").observe(time.perf_counter() - started)
             failure = exc
@@ -201,7 +234,8 @@ class Deliverer:
             return self._dead(f"handler: {failure}")
         replies = answer.replies
         if not replies and answer.handoff is None:
-            await self._finish(job, [], "no_reply")
+            # Deferred: its replies come through the send API, in order after it.
+            await self._finish(job, [], DEFERRED if job.deferred else "no_reply")
             return None
         if self.settings.supersede and not job.replay:
             # A replay is not superseded: the newer batches never carried its messages.
@@ -228,13 +262,18 @@ class Deliverer:
         each only while the entry is still this consumer's."""
         state = job.state
         assert state.requests is not None
-        first_of_attempt = True
+        ready = ready_to_send(state.requests[state.sent :], job.user_last_ms, _now_ms())
+        if ready is None:
+            return await self._window_closed(job)
+        first_of_attempt, first = True, state.sent
+        # Tagged or template replies after the window: no typing (Meta refuses sender actions).
+        show = not job.replay and window_open(job.user_last_ms, _now_ms())
         while state.sent < len(state.requests):
-            request = state.requests[state.sent]
+            request = ready[state.sent - first]
             if not is_thread_control(request):
                 # Replies and chunks after the first are paced (LULL_REPLY_DELAY_MS), typing
                 # shown meanwhile.
-                await self.presence.pace(job.batch, state.requests, state.sent, show=not job.replay)
+                await self.presence.pace(job.batch, state.requests, state.sent, show=show)
             stop = await self._check(job)
             if stop is not None:
                 return stop.outcome
@@ -266,6 +305,18 @@ class Deliverer:
         await self._finish(job, message_requests(state.requests), outcome)
         return None
 
+    async def _window_closed(self, job: _Job) -> Decided:
+        """Meta's 24-hour window is closed for the replies not sent yet: finish the batch
+        `window_closed` (the replies sent before stay in the history), without a call to
+        Meta and without a dead letter."""
+        stop = await self._check(job)
+        if stop is not None:
+            return stop.outcome
+        state = job.state
+        sent = message_requests((state.requests or [])[: state.sent])
+        await self._finish(job, sent, WINDOW_CLOSED)
+        return None
+
     async def _cleared(self, job: _Job, *, slept: bool, also: list[Command]) -> _Stop | None:
         """The last checks before a send; `also` (the in-flight mark) is run before it
         returns. The same-moment rule (sender/send_marks.py): right before the first send the
@@ -273,7 +324,7 @@ class Deliverer:
         entry may have been claimed meanwhile (the slot is then left unused, which errs on
         the side of the limit)."""
         if job.state.sent == 0:
-            return await self._check(job, pause=True, also=also)
+            return await self._check(job, pause=obeys_pause(job.batch), also=also)
         stop = await self._check(job) if slept else None
         if stop is None and also:
             await self.store.execute(also)
@@ -290,6 +341,9 @@ class Deliverer:
             )
             if exc.kind == "permanent":
                 return _Stop(self._dead(f"graph api: code {exc.code}: {exc.message}"))
+            if exc.kind == "window":
+                # Meta's clock says the window closed before lull's did: the same outcome.
+                return _Stop(await self._window_closed(job))
             if exc.kind == "throttle":
                 return _Stop(await self._throttled(job, exc))
             return _Stop(await self._retry(job, str(exc), exc.retry_after_ms))
@@ -331,11 +385,9 @@ class Deliverer:
     async def _throttled(self, job: _Job, exc: GraphError) -> Decided:
         """Meta asks the account (or the user pair) to slow down. That is no failure of this
         batch, so it does not use up LULL_SEND_MAX_ATTEMPTS: the batch waits as long as Meta
-        asks, longer each time it asks again, until its reply could not be sent anyway."""
+        asks, longer each time it asks again, until its reply could not be sent anyway: the
+        come-back then finds the window closed (_send) and finishes `window_closed`."""
         self.metrics.rate_waits.labels("meta").inc()
-        last_event_ms = job.batch.last_event_time
-        if last_event_ms and time.time() * 1000 - last_event_ms > REPLY_WINDOW_MS:
-            return self._dead(f"throttled past the 24-hour reply window: {exc}")
         job.state.throttles += 1
         return await self._again(
             job, str(exc), self._wait_ms(job.state.throttles, exc.retry_after_ms)
@@ -388,6 +440,7 @@ class Deliverer:
             self.metrics.deliveries.labels("duplicate").inc()
             return _Stop(None)
         job.safe_until = self._safe_until(asked_at, claim.idle_ms)
+        job.user_last_ms = max(job.user_last_ms, claim.user_last_ms)
         if claim.paused:
             await self._finish(job, [], PAUSED)
             # The bot had answered: its typing may still show; a human has the user now.
@@ -422,6 +475,12 @@ class Deliverer:
             replay=job.replay, requests=requests, outcome=outcome,
         )  # fmt: skip
 
-    async def mark_dead(self, entry: Entry) -> None:
+    async def mark_dead(self, entry: Entry, reason: str = "") -> None:
         """After a batch was dead-lettered (sender/finish.py)."""
-        await self.finisher.mark_dead(entry)
+        await self.finisher.mark_dead(entry, reason)
+
+
+def _now_ms() -> int:
+    """The wall clock the window is judged on, as the processor's `user_last_ms` (Redis
+    clock) is written: hosts are assumed NTP-synced; Meta's own answer covers the rest."""
+    return int(time.time() * 1000)

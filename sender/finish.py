@@ -11,10 +11,12 @@ import structlog
 
 from lull.common.batch import Batch
 from lull.common.consumer import Entry
+from lull.common.store.api_messages import ApiSend, finished_commands
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.outcomes import outcome_record
 from lull.common.store.sent import SentMessage
+from lull.sender.api_sends import DEAD, api_state, sent_as
 from lull.sender.graph import GraphRequest
 from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
@@ -51,7 +53,7 @@ class Finisher:
     ) -> None:
         """Mark the batch finished with outcome; requests are the replies that were sent."""
         settings = self.settings
-        items = history_items(batch, requests, state.message_ids)
+        items = history_items(batch, requests, state.message_ids, role=sent_as(batch))
         sent = SentMessage(batch.conversation, batch.seq)
         ids = state.message_ids
         # Messenger/Instagram: the mids for their echoes (the last send's for the first time;
@@ -63,6 +65,13 @@ class Finisher:
         )
         if replay and outcome in ("sent", "no_reply"):
             outcome = "replayed"
+        send = ApiSend.of(batch)
+        if send is not None:
+            # A send API message's state ends beside the finish (GET /v1/messages/{id}).
+            remember = [
+                *remember,
+                *finished_commands(self.keys, shard, send, api_state(outcome), message_ids=ids),
+            ]
         remembered = await self.store.finish(
             shard=shard,
             entry_id=entry_id,
@@ -101,16 +110,24 @@ class Finisher:
             age_ms=None if age_s is None else round(age_s * 1000),
         )
 
-    async def mark_dead(self, entry: Entry) -> None:
+    async def mark_dead(self, entry: Entry, reason: str = "") -> None:
         """After a batch was dead-lettered: its successors must not wait for it forever, and
-        a replay of it (`lull dead replay`) is to be delivered, not skipped as a duplicate."""
+        a replay of it (`lull dead replay`) is to be delivered, not skipped as a duplicate.
+        A send API message's state becomes failed, with the reason."""
         try:
             batch = Batch.decode(entry.fields.get(b"batch"))
         except ValueError:
             return
         self.progress.forget(batch.batch_id)
         shard = self.keys.shard_of_outbound(entry.stream)
+        send = ApiSend.of(batch)
+        failed = (
+            []
+            if send is None
+            else finished_commands(self.keys, shard, send, DEAD, message_ids=[], reason=reason)
+        )
         await self.store.finish(
+            also=failed,
             shard=shard,
             entry_id=entry.id,
             batch=batch,

@@ -15,7 +15,7 @@ import orjson
 from lull.common.outside_text import cut
 from lull.sender.retry_after import retry_after_ms
 
-ErrorKind = Literal["throttle", "temporary", "permanent"]
+ErrorKind = Literal["throttle", "temporary", "permanent", "window"]
 
 # What each error code Meta documents for a send means, and what the sender does with it.
 # Sources: Messenger Platform "Common Error Codes" and the Send API error codes
@@ -28,6 +28,9 @@ ErrorKind = Literal["throttle", "temporary", "permanent"]
 #   asks for, without using up LULL_SEND_MAX_ATTEMPTS.
 # temporary: Meta's own trouble; retried with backoff up to LULL_SEND_MAX_ATTEMPTS.
 # permanent: retrying the same request cannot help; dead letter at once.
+# window: Meta's 24-hour window has closed for this user (lull's clock and Meta's differ, or
+#   the user's last message was not seen by lull): the batch finishes `window_closed`, as if
+#   lull had seen it first (sender/reply_window.py); neither retried nor dead-lettered.
 KNOWN_CODES: Final[Mapping[int, tuple[ErrorKind, str]]] = MappingProxyType(
     {
         # Rate limits of the Graph API platform and of the business use cases.
@@ -60,11 +63,15 @@ KNOWN_CODES: Final[Mapping[int, tuple[ErrorKind, str]]] = MappingProxyType(
         368: ("permanent", "temporarily blocked for policy violations"),
         551: ("permanent", "Messenger: this person isn't available right now"),
         131026: ("permanent", "message undeliverable to this user"),
-        131047: ("permanent", "more than 24 hours since the user last wrote (re-engagement)"),
+        131047: ("window", "more than 24 hours since the user last wrote (re-engagement)"),
         131049: ("permanent", "Meta chose not to deliver (per-user marketing limit)"),
         131051: ("permanent", "unsupported message type"),
     }
 )
+# Code 10 is any permission error; with this subcode, Messenger's and Instagram's "This
+# message is sent outside of allowed window" (Send API error codes, developers.facebook.com/
+# docs/messenger-platform/reference/send-api/error-codes).
+WINDOW_SUBCODES: Final[Mapping[int, int]] = MappingProxyType({10: 2018278})
 # 200-299: API permission errors (WhatsApp "Authorization errors"; Messenger uses 200 for a
 # user who cannot be messaged).
 PERMISSION_CODES: Final = range(200, 300)
@@ -120,8 +127,8 @@ def classify(status: int | None, body: object, headers: Mapping[str, str]) -> Gr
         error = {}
     code = _int(error.get("code"))
     subcode = _int(error.get("error_subcode"))
-    kind = _kind(status, code)
-    retry_after_ms = None if kind == "permanent" else retry_after_ms_from(headers)
+    kind: ErrorKind = "window" if _outside_window(code, subcode) else _kind(status, code)
+    retry_after_ms = None if kind in ("permanent", "window") else retry_after_ms_from(headers)
     return GraphError(
         kind,
         _message(status, error),
@@ -130,6 +137,10 @@ def classify(status: int | None, body: object, headers: Mapping[str, str]) -> Gr
         subcode=subcode,
         retry_after_ms=retry_after_ms,
     )
+
+
+def _outside_window(code: int | None, subcode: int | None) -> bool:
+    return code is not None and subcode is not None and WINDOW_SUBCODES.get(code) == subcode
 
 
 def _kind(status: int | None, code: int | None) -> ErrorKind:

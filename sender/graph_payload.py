@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 from lull.common.batch import Batch
 from lull.common.graph_request import GraphRequest
 from lull.sender.graph_routes import GraphRoutes
-from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, split_text
+from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, Template, split_text
 from lull.sender.whatsapp_ids import recipient_fields
 
 PLATFORMS: Final = frozenset(TEXT_LIMITS)
@@ -47,7 +47,16 @@ def build_requests(
     platform = batch.platform
     if platform not in PLATFORMS:
         raise ValueError(f"batch platform must be one of {sorted(PLATFORMS)}, not {platform!r}")
-    if reply.attachment is None and not (reply.text and reply.text.strip()):
+    if reply.template is not None and platform != "whatsapp":
+        raise ValueError(
+            f"a template reply is WhatsApp's; on {platform} answer text or an attachment "
+            "(with a tag after the 24-hour window)"
+        )
+    if (
+        reply.attachment is None
+        and reply.template is None
+        and not (reply.text and reply.text.strip())
+    ):
         raise ValueError("reply has neither text nor an attachment")
     account_id = _required_str(batch.account_id, "account_id")
     user_id = _required_str(batch.user_id, "user_id")
@@ -56,7 +65,9 @@ def build_requests(
         payloads = _whatsapp(user_id, _last_mid(batch), reply)
     else:
         payloads = _messenger(user_id, reply, platform)
-    return [GraphRequest(account_id, path, payload, platform) for payload in payloads]
+    # The tag rides beside the payload: sender/reply_window.py puts it in only after the window.
+    tag = "" if platform == "whatsapp" or reply.tag is None else reply.tag
+    return [GraphRequest(account_id, path, payload, platform, tag) for payload in payloads]
 
 
 def messages_path(platform: str, account_id: str, version: str, routes: GraphRoutes) -> str:
@@ -93,7 +104,11 @@ def _whatsapp(user_id: str, reply_to: str | None, reply: Reply) -> list[dict[str
     bodies: list[dict[str, Any]] = []
     options = reply.quick_replies or []
     buttons = _buttons(options) if reply.attachment is None else None
-    if reply.attachment is not None:
+    if reply.template is not None:
+        bodies.append(_whatsapp_template(reply.template))
+        # A template is a message of its own: it quotes nothing.
+        reply_to = None
+    elif reply.attachment is not None:
         bodies.append(_whatsapp_media(reply.attachment))
         if options:
             bodies.extend(
@@ -126,6 +141,14 @@ def _whatsapp(user_id: str, reply_to: str | None, reply: Reply) -> list[dict[str
     if payloads and reply_to is not None:
         payloads[0]["context"] = {"message_id": reply_to}
     return payloads
+
+
+def _whatsapp_template(template: Template) -> dict[str, Any]:
+    """WhatsApp Cloud API template message: `name`, `language.code`, optional `components`."""
+    content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+    if template.components:
+        content["components"] = template.components
+    return {"type": "template", "template": content}
 
 
 def _whatsapp_text(chunk: str) -> dict[str, Any]:

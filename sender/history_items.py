@@ -3,6 +3,7 @@ bot's replies as they were sent (the bot sees them in `history` with its next ba
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -13,10 +14,11 @@ from lull.sender.media import spoken_text
 
 
 def history_items(
-    batch: Batch, requests: list[GraphRequest], message_ids: list[str]
+    batch: Batch, requests: list[GraphRequest], message_ids: list[str], *, role: str = "bot"
 ) -> list[bytes]:
     """The batch's items, oldest first: one `user` item a message (a voice note's text is
-    its transcript), one `bot` item a reply."""
+    its transcript), one item a reply (`bot`, or `human` for what a human sent through the
+    send API)."""
     items = [
         orjson.dumps({"role": "user", "mid": m.mid, "text": spoken_text(m), "time": m.event_time})
         for m in batch.messages
@@ -25,8 +27,17 @@ def history_items(
     # reported later (a history item with that mid) can be tied to it.
     mids: list[str | None] = [*message_ids[: len(requests)]]
     mids += [None] * (len(requests) - len(mids))
+    if role == "human":
+        # A human's item, as a human's echo is recorded (the contract's human_item).
+        now_ms = int(time.time() * 1000)
+        items += [
+            orjson.dumps({"role": role, "mid": mid or "", "text": _sent_text(r.payload),
+                          "time": now_ms})
+            for r, mid in zip(requests, mids, strict=True)
+        ]  # fmt: skip
+        return items
     items += [
-        orjson.dumps({"role": "bot", "text": _sent_text(r.payload)} | _mid(mid))
+        orjson.dumps({"role": role, "text": _sent_text(r.payload)} | _mid(mid))
         for r, mid in zip(requests, mids, strict=True)
     ]
     return items

@@ -18,7 +18,7 @@ class SenderMetrics:
             "lull_sender_deliveries",
             "Batch outcomes: sent, no_reply, superseded, handoff (replies sent, then paused), "
             "paused (a human has the conversation: no bot call), duplicate, waiting (for seq "
-            "n-1), retried, dead",
+            "n-1), retried, dead, window_closed (Meta's 24-hour window closed: nothing sent)",
             ["outcome"],
             registry=registry,
         )

@@ -290,12 +290,19 @@ class Presence:
         if showing.typed:
             await self._once(showing.target, TYPING_OFF)
 
-    def typing_off(self, batch: Batch, *, show: bool = True) -> None:
+    def typing_off(self, batch: Batch | Target, *, show: bool = True) -> None:
         """typing_off for a batch finished without its replies after its bot answered (a
-        pause won the same moment): on Messenger and Instagram, when typing is on."""
-        presence = self.presence_of(batch.account_id)
-        if show and batch.platform != "whatsapp" and typing_action(batch.platform, presence):
-            self.spawn(self._typing_off(Target.of(batch)))
+        pause won the same moment, a deferred answer did not come): on Messenger and
+        Instagram, when typing is on."""
+        target = batch if isinstance(batch, Target) else Target.of(batch)
+        presence = self.presence_of(target.account_id)
+        if show and target.platform != "whatsapp" and typing_action(target.platform, presence):
+            self.spawn(self._typing_off(target))
+
+    async def show_typing(self, target: Target, action: str) -> bool:
+        """One typing call (sender/deferred_typing.py), unless a human has the conversation
+        now: then False."""
+        return await self._once(target, action, ask=True)
 
     async def arrived(self, target: Target) -> None:
         """LULL_READ_RECEIPTS=arrival: mark one message read as it arrives (best-effort),

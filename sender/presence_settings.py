@@ -24,6 +24,12 @@ TYPING_REFRESH_MS: Final = {"whatsapp": 20_000, "messenger": 15_000, "instagram"
 REPLY_GAP_MAX_MS: Final = 30_000
 
 
+# A deferred answer usually comes within a minute (a flow's steps); a help desk's takes
+# longer, and the user is better told nothing than shown typing for a quarter of an hour.
+DEFAULT_DEFER_TYPING_MS = 60_000
+MAX_DEFER_TYPING_MS = 600_000
+
+
 @dataclass(frozen=True, slots=True)
 class PresenceSettings:
     """Read receipts, typing indicator and pacing of one account's replies."""
@@ -42,6 +48,9 @@ class PresenceSettings:
     """Pause before each send after the first of a batch (replies and text chunks)."""
     reply_delay_per_char_ms: int = 0
     """Added to the pause per character of the text about to go out (a typing person)."""
+    defer_typing_ms: int = DEFAULT_DEFER_TYPING_MS
+    """After a bot deferred its answer (202): typing stays on this long at most, until its
+    replies come through the send API (sender/deferred_typing.py); 0: off at once."""
 
     @property
     def reads(self) -> bool:
@@ -62,7 +71,7 @@ class PresenceSettings:
     @classmethod
     def from_env(cls, env: Env) -> PresenceSettings:
         """LULL_READ_RECEIPTS, LULL_TYPING, LULL_TYPING_REFRESH_MS, LULL_PRESENCE_AFTER_MS,
-        LULL_REPLY_DELAY_MS, LULL_REPLY_DELAY_PER_CHAR_MS."""
+        LULL_REPLY_DELAY_MS, LULL_REPLY_DELAY_PER_CHAR_MS, LULL_DEFER_TYPING_MS."""
         read_receipts = env.choice("LULL_READ_RECEIPTS", "batch", READ_RECEIPTS)
         refresh = env.raw("LULL_TYPING_REFRESH_MS")
         return cls(
@@ -77,5 +86,11 @@ class PresenceSettings:
             ),
             reply_delay_per_char_ms=env.integer(
                 "LULL_REPLY_DELAY_PER_CHAR_MS", 0, minimum=0, maximum=1000
+            ),
+            defer_typing_ms=env.integer(
+                "LULL_DEFER_TYPING_MS",
+                DEFAULT_DEFER_TYPING_MS,
+                minimum=0,
+                maximum=MAX_DEFER_TYPING_MS,
             ),
         )

@@ -2,7 +2,10 @@
 
 A handler answers `{"replies": [...]}`; each item is `{"text": "..."}` or
 `{"attachment": {"type": "image", "url": "https://..."}}`, optionally with
-`quick_replies: [{"title": "...", "payload": "..."}]`. Anything else is refused
+`quick_replies: [{"title": "...", "payload": "..."}]`, or (WhatsApp)
+`{"template": {"name": "...", "language": "en_US", "components": [...]}}`; any of them may
+carry a message `tag` for after Meta's 24-hour window (sender/reply_window.py says when
+each is sent). Anything else is refused
 here, once, with a reason, so the Graph client only ever sees well-formed replies.
 The published form of these rules is common/contract/reply.schema.json (`lull schema
 reply`); tests/contract/test_replies.py keeps the two in agreement.
@@ -39,17 +42,41 @@ TEXT_SIZES: Final[Mapping[str, Callable[[str], int]]] = MappingProxyType({"insta
 MAX_QUICK_REPLIES: Final = 13
 ATTACHMENT_TYPES: Final = frozenset({"image", "audio", "video", "file", "document"})
 
-_REPLY_KEYS: Final = frozenset({"text", "attachment", "quick_replies"})
+_REPLY_KEYS: Final = frozenset({"text", "attachment", "template", "quick_replies", "tag"})
+_TEMPLATE_KEYS: Final = frozenset({"name", "language", "components"})
+# Messenger Platform, Message Tags (developers.facebook.com/docs/messenger-platform/
+# send-messages/message-tags): the tags that let a Page answer after the standard messaging
+# window. Which platform allows which, and for how long: sender/reply_window.py.
+MESSAGE_TAGS: Final = frozenset(
+    {"HUMAN_AGENT", "ACCOUNT_UPDATE", "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE"}
+)
+# WhatsApp template names are lowercase letters, digits and underscores, at most 512 long.
+TEMPLATE_NAME_MAX_CHARS: Final = 512
 _QUICK_REPLY_KEYS: Final = frozenset({"title", "payload"})
 
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One reply: text or an attachment (`{"type", "url"}`), with optional quick replies."""
+    """One reply: text, an attachment (`{"type", "url"}`) or a WhatsApp template, with
+    optional quick replies and message tag."""
 
     text: str | None
     attachment: dict[str, str] | None
     quick_replies: list[dict[str, Any]] | None
+    tag: str | None = None
+    """Messenger/Instagram message tag, used only after the 24-hour window."""
+    template: Template | None = None
+    """A WhatsApp message template, sendable at any time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A WhatsApp message template: its approved name, language code and components
+    (Meta's own shape, passed through)."""
+
+    name: str
+    language: str
+    components: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,22 +143,63 @@ def _parse_reply(index: int, item: object) -> Reply:
     unknown = sorted(str(key) for key in item if key not in _REPLY_KEYS)
     if unknown:
         raise ValueError(
-            f"{where} has unknown keys {unknown}; allowed: text, attachment, quick_replies"
+            f"{where} has unknown keys {unknown}; allowed: text, attachment, template, "
+            "quick_replies, tag"
         )
-    has_text, has_attachment = "text" in item, "attachment" in item
-    if has_text == has_attachment:
-        raise ValueError(f"{where} needs exactly one of text or attachment")
+    kinds = [key for key in ("text", "attachment", "template") if key in item]
+    if len(kinds) != 1:
+        raise ValueError(f"{where} needs exactly one of text, attachment or template")
     quick_replies = _parse_quick_replies(where, item.get("quick_replies"))
-    if has_text:
+    tag = _parse_tag(where, item.get("tag"))
+    if kinds == ["template"]:
+        if quick_replies is not None:
+            raise ValueError(f"{where}: a template brings its own buttons; no quick_replies")
+        template = _parse_template(where, item["template"])
+        return Reply(text=None, attachment=None, quick_replies=None, tag=tag, template=template)
+    if kinds == ["text"]:
         text = item["text"]
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"{where}.text must be a non-empty string")
-        return Reply(text=text, attachment=None, quick_replies=quick_replies)
+        return Reply(text=text, attachment=None, quick_replies=quick_replies, tag=tag)
     return Reply(
         text=None,
         attachment=_parse_attachment(where, item["attachment"]),
         quick_replies=quick_replies,
+        tag=tag,
     )
+
+
+def _parse_tag(where: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in MESSAGE_TAGS:
+        raise ValueError(f"{where}.tag must be one of {sorted(MESSAGE_TAGS)}, not {value!r}")
+    return value
+
+
+def _parse_template(where: str, value: object) -> Template:
+    where = f"{where}.template"
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be an object with name and language, not {_kind(value)}")
+    unknown = sorted(str(key) for key in value if key not in _TEMPLATE_KEYS)
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; allowed: name, language, components")
+    name, language = value.get("name"), value.get("language")
+    if not isinstance(name, str) or not name.strip() or len(name) > TEMPLATE_NAME_MAX_CHARS:
+        raise ValueError(
+            f"{where}.name must be a non-empty string of at most {TEMPLATE_NAME_MAX_CHARS} "
+            "characters (the approved template's name)"
+        )
+    if not isinstance(language, str) or not language.strip():
+        raise ValueError(
+            f'{where}.language must be the template\'s language code as a string, like "en_US"'
+        )
+    components = value.get("components")
+    if components is None:
+        return Template(name, language)
+    if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
+        raise ValueError(f"{where}.components must be a list of objects (Meta's components)")
+    return Template(name, language, components or None)
 
 
 def _parse_attachment(where: str, value: object) -> dict[str, str]:

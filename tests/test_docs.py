@@ -63,6 +63,7 @@ DESCRIBED_DEFAULTS = frozenset(
         "LULL_ACCOUNTS",  # unset: no accounts file
         "LULL_HANDOFF_WEBHOOK",
         "LULL_ADMIN_TOKEN",
+        "LULL_API_TOKEN",
         "LULL_OPERATOR",  # $USER
         "LULL_MEDIA_SECRET",  # unset: no media links
         "LULL_MEDIA_PUBLIC_URL",  # from LULL_MEDIA_PORT

@@ -57,8 +57,8 @@ def dead_letter_fields(
     return {**entry.fields, **{name: value.encode() for name, value in meta.items()}}
 
 
-DeadHook = Callable[[Entry], Awaitable[None]]
-"""Called with each dead-lettered entry after its letter (which holds the reason) is written."""
+DeadHook = Callable[[Entry, str], Awaitable[None]]
+"""Called with each dead-lettered entry and its reason after its letter is written."""
 
 
 class Settlement:
@@ -129,8 +129,8 @@ class Settlement:
 
     async def _run_hook(self, written: Sequence[tuple[Entry, str]]) -> None:
         if self._on_dead is not None:
-            for entry, _reason in written:
-                await self._on_dead(entry)
+            for entry, reason in written:
+                await self._on_dead(entry, reason)
 
     async def _dead_letters(
         self, letters: list[Fields], dead: Sequence[tuple[Entry, str]]

@@ -66,7 +66,13 @@ class SendState:
         requests = None
         if b"requests" in raw:
             requests = [
-                GraphRequest(r["account_id"], r["path"], r["payload"], r.get("platform", ""))
+                GraphRequest(
+                    r["account_id"],
+                    r["path"],
+                    r["payload"],
+                    r.get("platform", ""),
+                    r.get("tag", ""),
+                )
                 for r in orjson.loads(raw[b"requests"])
             ]
         return cls(
@@ -95,7 +101,7 @@ class SendState:
         if self.requests is not None:
             fields["requests"] = orjson.dumps(
                 [{"account_id": r.account_id, "path": r.path, "payload": r.payload,
-                  "platform": r.platform}
+                  "platform": r.platform} | ({"tag": r.tag} if r.tag else {})
                  for r in self.requests]
             )  # fmt: skip
         if self.message_ids:
@@ -128,6 +134,8 @@ class Claim:
     """The conversation was paused when asked (only asked with its pause key)."""
     delivered: int | None = None
     """The conversation's newest finished seq; None when it has no state at all."""
+    user_last_ms: int = 0
+    """When the user last wrote (the state's `user_last_ms`, Redis clock ms); 0: unknown."""
 
 
 @dataclass
@@ -249,17 +257,20 @@ class DeliveryStore:
         return result
 
     async def latest_seq(self, shard: int, conversation: str) -> int:
-        """The seq of the conversation's newest closed batch (0 when it has no state)."""
+        """The seq of the conversation's newest closed batch (0 when it has no state, or
+        when its newest seq is a send API message's: whether a batch closed between is not
+        known then, and a batch is superseded only by a batch)."""
         # A conversation 0.1 knew and 0.2 has not moved yet keeps its seq in 0.1's hash.
-        state_read = ("HGET", self._keys.conversation_state(conversation), "seq")
+        state_key = self._keys.conversation_state(conversation)
+        state_read = ("HMGET", state_key, "seq", "apiseq")
         legacy = LegacyKeys.of(self._keys, shard)
         results = await self._batched.execute([state_read, *legacy.reads(conversation)])
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        state, *old = results
+        (state, api_seq), *old = results
         if state is not None:
-            return int(state)
+            return 0 if state == api_seq else int(state)
         moved = legacy_seqs(*old)
         return 0 if moved is None else moved[0]
 
@@ -373,11 +384,12 @@ def _strings(raw: bytes | None) -> list[str]:
 
 
 def _claim(reply: Any) -> Claim:
-    owned, marked, idle_ms, paused, delivered = reply
+    owned, marked, idle_ms, paused, delivered, user_last_ms = reply
     return Claim(
         owned=int(owned) == 1,
         marked=int(marked) == 1,
         idle_ms=int(idle_ms),
         paused=int(paused) == 1,
         delivered=None if int(delivered) < 0 else int(delivered),
+        user_last_ms=int(user_last_ms),
     )

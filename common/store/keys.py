@@ -22,6 +22,8 @@ What lull keeps about one conversation, and for how long (each method below says
   most.
 - rl:<conversation>, rls:<conversation>: its rate limiters; until back at rest.
 - failseen:<message id>: a failed status recorded once; LULL_DEDUPE_TTL_S.
+- api:<message id>: a message the send API accepted (its state) and apikey:<conversation>
+  <key>: the Idempotency-Key that accepted it; LULL_API_IDEMPOTENCY_TTL_S (api_messages.py).
 
 Per shard: the outbound stream (out), the due set, the last delivery failures (failed,
 capped); per namespace: the inbound, dead-letter and arrivals streams, the accounts' rate
@@ -190,6 +192,17 @@ class Keys:
     def delivery_failures(self, shard: int) -> str:
         """Capped list of a shard's most recent delivery failures, newest first (lull stats)."""
         return f"{self.tag(shard)}:failed"
+
+    def api_message(self, shard: int, message_id: str) -> str:
+        """Hash of a message the send API accepted (api_messages.py): its state (queued,
+        sent, failed, ...), Meta's ids or the reason; expires. In the shard of its
+        conversation: its id names the shard."""
+        return f"{self.tag(shard)}:api:{message_id}"
+
+    def api_idempotency(self, conversation: str, key: str) -> str:
+        """The id of the message the send API accepted for this Idempotency-Key in this
+        conversation; expires (a key is scoped by its conversation)."""
+        return f"{self.tag(self.shard_of(conversation))}:apikey:{conversation}\x1f{key}"
 
     def user_rate(self, conversation: str) -> str:
         """Per-conversation rate-limiter state."""

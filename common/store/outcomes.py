@@ -27,7 +27,7 @@ class OutcomeRecord:
     batch_id: str
     seq: int
     outcome: str
-    """sent, no_reply, superseded, replayed, handoff, paused, dead, ..."""
+    """sent, no_reply, superseded, replayed, handoff, paused, dead, window_closed, ..."""
     replies: int
     """Send API requests that carried the bot's replies (0 when none went out)."""
     finished_at_ms: int

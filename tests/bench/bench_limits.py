@@ -143,7 +143,7 @@ def account_limit(
     per_s = rate.count * 1000 / rate.period_ms
     wanted = rate.burst + int(per_s * (STEADY_AFTER_MS / 1000 + GLOBAL_MEASURE_S + 0.5))
     with sender(config, url, namespace, graph_port, tmp, rate_global=GLOBAL_RATE):
-        prefill(client, keys, (batch(f"g{n}", 1, 1) for n in range(GLOBAL_BATCHES)))
+        prefill(client, keys, (batch(f"g{n}", 1) for n in range(GLOBAL_BATCHES)))
         wait_delivered(client, keys, wanted, DELIVER_TIMEOUT_S)
     at_ms = [s["at_ms"] for s in sent(graph_port)]
     clear_sent(graph_port)
@@ -159,9 +159,9 @@ def user_limit(
     """USER_BATCHES batches of one conversation under LULL_RATE_PER_USER, from a quiet start."""
     namespace = f"user{rate.replace('/', '_').replace(':', '_')}"
     keys = Keys(namespace)
-    conversation = batch("solo", 1, 1)["conversation"]
+    conversation = batch("solo", 1)["conversation"]
     with sender(config, url, namespace, graph_port, tmp, rate_per_user=rate):
-        prefill(client, keys, (batch("solo", seq, 1) for seq in range(1, USER_BATCHES + 1)))
+        prefill(client, keys, (batch("solo", seq) for seq in range(1, USER_BATCHES + 1)))
         deadline = time.monotonic() + DELIVER_TIMEOUT_S
         state = keys.conversation_state(conversation)
         while int(client.hget(state, "delivered") or 0) < USER_BATCHES:

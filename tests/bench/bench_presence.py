@@ -152,7 +152,7 @@ def _replies_per_s(rig: _Rig, mode: str, namespace: str) -> tuple[LoadResult, fl
     per reply."""
     keys = Keys(namespace)
     client, graph_port = rig.client, rig.graph_port
-    prefill(client, keys, (batch(f"u{n}", 1, 1) for n in range(BATCHES)))
+    prefill(client, keys, (batch(f"u{n}", 1) for n in range(BATCHES)))
     cpus = {rig.config.server_cpu, rig.config.loadgen_cpu}
     with sender(rig.config, rig.url, namespace, graph_port, rig.tmp, **rig.limits(mode)) as pid:
         before = (sample(cpus, pid, []), sample(cpus, rig.graph_pid, []))

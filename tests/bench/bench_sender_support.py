@@ -25,8 +25,14 @@ PREFILL_BATCH = 2_000
 POLL_S = 0.02
 
 
-def batch(user: str, seq: int, closed_at_ms: int, account: str = ACCOUNT) -> dict[str, Any]:
-    """A one-message Messenger batch as the processor's close script writes it."""
+def batch(
+    user: str, seq: int, closed_at_ms: int | None = None, account: str = ACCOUNT
+) -> dict[str, Any]:
+    """A one-message Messenger batch as the processor's close script writes it, the user's
+    message written at closed_at_ms (default now: inside Meta's 24-hour window, which the
+    sender keeps)."""
+    if closed_at_ms is None:
+        closed_at_ms = int(time.time() * 1000)
     conversation = f"messenger:{account}:{user}"
     mid = f"m_{user}_{seq}"
     message = {

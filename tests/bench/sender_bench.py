@@ -121,7 +121,7 @@ def _throughput_and_latency(rig: _Rig) -> tuple[LoadResult, LoadResult, float]:
     namespace = "send"
     keys = Keys(namespace)
     client, graph_port = rig.client, rig.graph_port
-    prefill(client, keys, (batch(f"u{n}", 1, 1) for n in range(THROUGHPUT_BATCHES)))
+    prefill(client, keys, (batch(f"u{n}", 1) for n in range(THROUGHPUT_BATCHES)))
     cpus = {rig.config.server_cpu, rig.config.loadgen_cpu}
     with sender(rig.config, rig.url, namespace, graph_port, rig.tmp) as pid:
         before = sample(cpus, pid, rig.helpers)

@@ -113,6 +113,7 @@ class Harness:
         load: LoadResult,
         sender_kills: Sequence[tuple[int, int]],
         humans: frozenset[str] = frozenset(),
+        api_accepted: frozenset[str] = frozenset(),
     ) -> Evidence:
         """What the fakes, the observer and the dead-letter stream recorded; humans: the
         conversations a human wrote in."""
@@ -131,6 +132,7 @@ class Harness:
             recovery_ms=RECOVERY_MS,
             finished=await self._finished(),
             human_conversations=humans,
+            api_accepted=api_accepted,
         )  # fmt: skip
 
     async def settle_and_judge(
@@ -139,10 +141,11 @@ class Harness:
         sender_kills: Sequence[tuple[int, int]],
         timeout_s: float,
         humans: frozenset[str] = frozenset(),
+        api_accepted: frozenset[str] = frozenset(),
     ) -> Verdict:
         """Drain, then check the invariant; also fails on processes that crashed."""
         await self.settle(timeout_s)
-        verdict = judge(await self.evidence(load, sender_kills, humans))
+        verdict = judge(await self.evidence(load, sender_kills, humans, api_accepted))
         crashes = self.stack.crashes()
         if crashes:
             verdict.problems.append(f"processes exited on their own: {crashes}")

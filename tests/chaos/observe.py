@@ -42,12 +42,15 @@ class Emitted:
     closed_at_ms: int
     paused: bool = False
     """Stamped by the close: a human had the conversation; the bot must never get it."""
+    api: bool = False
+    """A send API message (no user messages; never reaches the bot)."""
 
 
 def emitted_of(stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Emitted:
     """Decode an outbound entry."""
     batch: dict[str, Any] = orjson.loads(fields[b"batch"])
     messages = batch["messages"]
+    closed_at_ms = int(batch["closed_at"])
     return Emitted(
         stream=stream,
         entry_id=entry_id,
@@ -55,9 +58,10 @@ def emitted_of(stream: str, entry_id: str, fields: dict[bytes, bytes]) -> Emitte
         seq=batch["seq"],
         conversation=batch["conversation"],
         mids=tuple(m["mid"] for m in messages),
-        first_received_ms=min(int(m["received_at"]) for m in messages),
-        closed_at_ms=int(batch["closed_at"]),
+        first_received_ms=min((int(m["received_at"]) for m in messages), default=closed_at_ms),
+        closed_at_ms=closed_at_ms,
         paused=batch.get("paused") is True,
+        api="api" in batch,
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tests.chaos.agent import ChaosAgent, ChaosLog, ChaosPlan
+from tests.chaos.api_sends import ApiPlan, ApiResult, run_api_sends
 from tests.chaos.harness import Harness
 from tests.chaos.humans import HumanPlan, HumanResult, run_humans
 from tests.chaos.load import LoadPlan, LoadResult, run_load
@@ -52,6 +53,7 @@ class ChaosRun:
     verdict: Verdict
     workdir: Path
     """Where every process's log is (kept by pytest for the last runs)."""
+    api: ApiResult
 
     def report(self) -> str:
         """The summary line, then the details a reader needs to judge or replay it."""
@@ -60,6 +62,8 @@ class ChaosRun:
             f"chaos seed={self.seed} ({SEED_ENV}={self.seed} replays it) "
             f"refused_posts={self.load.refused()} human_posts={len(self.humans.posts)} "
             f"stamped_paused={v.stamped} "
+            f"api_keys={len(self.api.posted)} api_accepted={len(self.api.accepted)} "
+            f"api_sent={v.api_sent} api_refused_posts={self.api.refused} "
             f"gap_resends={v.gap_resends} "
             f"(killed {_spread(v.gap_kill_after_ms)} ms after the send; "
             f"{v.gap_resends_after_outage} with Redis down at the send) "
@@ -88,16 +92,19 @@ async def chaos_run(
         chaos = asyncio.create_task(agent.run(stop))
         url = harness.stack.webhook_url
         humans = asyncio.create_task(run_humans(HumanPlan(), load, url, seed, stop))
+        api = asyncio.create_task(run_api_sends(ApiPlan(), harness.stack.send_api_url, seed, stop))
         try:
             result = await run_load(load, url, seed)
         finally:
             stop.set()
             await chaos
             human_result = await humans
+            api_result = await api
         verdict = await harness.settle_and_judge(
-            result, agent.log.sender_kills, drain_s, human_result.conversations
-        )
-    return ChaosRun(seed, result, human_result, agent.log, verdict, workdir)
+            result, agent.log.sender_kills, drain_s, human_result.conversations,
+            frozenset(api_result.accepted),
+        )  # fmt: skip
+    return ChaosRun(seed, result, human_result, agent.log, verdict, workdir, api_result)
 
 
 def _spread(values_ms: list[int]) -> str:

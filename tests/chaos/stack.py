@@ -24,6 +24,8 @@ READY_TIMEOUT_S = 20.0
 VERIFY_TOKEN = "chaos-verify-token"
 APP_SECRET = "chaos-app-secret"
 GRAPH_TOKEN = "chaos-graph-token"
+ADMIN_TOKEN = "chaos-admin-token-0123456789"
+API_TOKEN = "chaos-api-token-0123456789ab"
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Stack:
         """(down, up) wall-clock seconds of every Redis restart."""
         self._handler_url = handler_url
         self.ingest_port = free_port()
+        self.admin_port = free_port()
         self.graphs = [
             self._slot(f"graph{n}", lull_argv("fake-graph", "--port", str(port)), {}, port)
             for n, port in enumerate(free_port() for _ in range(config.senders))
@@ -106,6 +109,11 @@ class Stack:
     def webhook_url(self) -> str:
         """Where the simulated Meta posts."""
         return f"http://127.0.0.1:{self.ingest_port}/webhook"
+
+    @property
+    def send_api_url(self) -> str:
+        """The send API's base URL (ingest's admin port)."""
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def graph_url(self, slot: int) -> str:
         """The fake Graph API sender slot `slot` sends to."""
@@ -131,7 +139,10 @@ class Stack:
             "ingest",
             lull_argv("ingest"),
             {**base, "LULL_INGEST_PORT": str(self.ingest_port),
-             "LULL_INGEST_METRICS_PORT": str(metrics)},
+             "LULL_INGEST_METRICS_PORT": str(metrics),
+             # The send API (tests/chaos/api_sends.py), on the admin port.
+             "LULL_ADMIN_TOKEN": ADMIN_TOKEN, "LULL_API_TOKEN": API_TOKEN,
+             "LULL_ADMIN_PORT": str(self.admin_port)},
             self.ingest_port,
         )  # fmt: skip
         for n in range(self.config.processors):

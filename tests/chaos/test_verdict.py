@@ -210,3 +210,32 @@ def test_a_stamped_batch_not_finished_is_lost() -> None:
                  finished={CONV: 1})  # fmt: skip
     v = judge(ev)
     assert v.lost == 1 and v.paused == 0
+
+
+def _with_api_message(ev: Evidence, *sends: Send) -> Evidence:
+    """An API message between the two batches (seq 3 after them), key k1, accepted."""
+    at = T0 + 35_000
+    message = Emitted("out", "3-0", "api:0-aa", 3, CONV, (), at, at, api=True)
+    return replace(ev, emitted=[*ev.emitted, message], sends=[*ev.sends, *sends],
+                   api_accepted=frozenset({"k1"}))  # fmt: skip
+
+
+def test_send_api_messages_are_sent_once_and_take_their_seq() -> None:
+    clean = judge(_with_api_message(_clean(), Send(0, "apikey:k1", T0 + 36_000)))
+    assert clean.problems == [] and clean.api_sent == 1
+    never = judge(_with_api_message(_clean()))
+    assert any("accepted and never sent" in p for p in never.problems)
+    twice = judge(
+        _with_api_message(
+            _clean(), Send(0, "apikey:k1", T0 + 36_000), Send(1, "apikey:k1", T0 + 46_000)
+        )
+    )
+    assert twice.duplicates == 1
+    # Without the API message's seq 3, a later batch's seq 4 would be a gap.
+    later = _batch(4, ("d",))
+    ev = _with_api_message(_clean(), Send(0, "apikey:k1", T0 + 36_000))
+    ev = replace(ev, accepted={*ev.accepted, "d"}, posted={*ev.posted, "d"},
+                 emitted=[*ev.emitted, later],
+                 receipts=[*ev.receipts, _receipt(later, T0 + 50_000)],
+                 sends=[*ev.sends, Send(0, later.batch_id, T0 + 50_001)])  # fmt: skip
+    assert judge(ev).problems == []

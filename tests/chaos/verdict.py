@@ -13,6 +13,8 @@
   reach the bot and the Graph API in seq order;
 - no window stays open past max_wait + grace + claim_idle (plus the claim pass interval
   and a slack for a loaded machine), except while Redis was down or recovering;
+- send API messages: every key the send API answered 202 for is sent, once (the same
+  send-then-crash gap excepted), and takes its seq in the conversation's order;
 - human takeover: no batch closed during a pause (stamped "paused") ever reaches the bot or
   the Graph API. A paused batch is finished without an answer, which counts as delivered
   (paused), not lost, when its seq is finished; an unstamped batch may be finished
@@ -24,11 +26,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tests.chaos.bot import Receipt
 from tests.chaos.observe import Emitted
 
+API_KEY = "apikey:"
+"""The prefix of a send API message's sends (tests/chaos/api_sends.py names them so)."""
 # The mark follows the send by one Redis round trip (measured: kills 3-8 ms after the send
 # caused the resends); on a loaded 2-core box, give it half a second.
 GAP_MS = 500
@@ -82,6 +86,8 @@ class Evidence:
     """Conversation -> the seq up to which the sender finished its batches (at the end)."""
     human_conversations: frozenset[str] = frozenset()
     """Conversations a human wrote in (an echo or smb echo ingest answered 200 for)."""
+    api_accepted: frozenset[str] = frozenset()
+    """Idempotency-Keys the send API answered 202 for (tests/chaos/api_sends.py)."""
 
 
 @dataclass
@@ -106,6 +112,8 @@ class Verdict:
     """For each gap resend: how long after the first send its sender was killed."""
     gap_resends_after_outage: int = 0
     """Gap resends excused only because Redis was down when the first send was made."""
+    api_sent: int = 0
+    """Send API keys sent at least once."""
     longest_open_ms: int = 0
     checked_windows: int = 0
     problems: list[str] = field(default_factory=list)
@@ -128,11 +136,18 @@ class Verdict:
 def judge(ev: Evidence) -> Verdict:
     """Check the invariant; the verdict lists every violation in problems."""
     v = Verdict(accepted=len(ev.accepted), dead=len(ev.dead))
-    batches = _check_emission(ev, v)
+    api = [e for e in ev.emitted if e.api]
+    ev_batches = replace(
+        ev,
+        emitted=[e for e in ev.emitted if not e.api],
+        sends=[s for s in ev.sends if not s.batch_id.startswith(API_KEY)],
+    )
+    batches = _check_emission(ev_batches, v)
     v.batches = len(batches)
-    _check_delivery(ev, v, batches)
+    _check_delivery(ev_batches, v, batches)
     _check_sends(ev, v)
-    _check_order(ev, v, batches)
+    _check_api(ev, v)
+    _check_order(ev, v, batches, api)
     _check_windows(ev, v, batches)
     return v
 
@@ -248,9 +263,20 @@ def _mark_deadline(ev: Evidence, sent_ms: int) -> int:
     return deadline
 
 
-def _check_order(ev: Evidence, v: Verdict, batches: dict[str, Emitted]) -> None:
+def _check_api(ev: Evidence, v: Verdict) -> None:
+    sent = {s.batch_id.removeprefix(API_KEY) for s in ev.sends if s.batch_id.startswith(API_KEY)}
+    v.api_sent = len(sent)
+    dead = sum(1 for d in ev.dead if (d.batch_id or "").startswith("api:"))
+    v.problem("send API messages accepted and never sent", sorted(ev.api_accepted - sent))
+    v.problem("send API messages dead-lettered", [dead] if dead else [])
+
+
+def _check_order(
+    ev: Evidence, v: Verdict, batches: dict[str, Emitted], api: Sequence[Emitted] = ()
+) -> None:
     seqs: dict[str, list[int]] = defaultdict(list)
-    for batch in batches.values():
+    # A send API message takes its seq in the conversation's order, between batches.
+    for batch in [*batches.values(), *api]:
         seqs[batch.conversation].append(batch.seq)
     # A conversation's life starts its seq at a base from the Redis clock (no state expires
     # during a run): its batches are base + 1 .. base + n.

@@ -8,7 +8,7 @@ import pytest
 from lull.common.env import ConfigError
 from lull.common.lifetime import REPLY_WINDOW_MS
 from lull.processor.settings import ProcessorSettings
-from lull.sender import deliver
+from lull.sender import reply_window
 from lull.sender.settings import SenderSettings
 
 SENDER = {"LULL_HANDLER": "echo"}
@@ -70,4 +70,4 @@ def test_the_old_history_ttl_is_refused_with_the_new_name() -> None:
 
 
 def test_the_throttle_horizon_is_the_senders_reply_window() -> None:
-    assert deliver.REPLY_WINDOW_MS == REPLY_WINDOW_MS
+    assert reply_window.REPLY_WINDOW_MS == REPLY_WINDOW_MS

@@ -50,6 +50,9 @@ async def outbound_problems(client: aioredis.Redis, namespace: str) -> list[str]
             if not isinstance(doc, dict):
                 found.append(f"{where}: batch is not an object")
                 continue
+            if "api" in doc:
+                # A send API message (common/store/api_messages.py): the bot never gets it.
+                continue
             conversation = doc.get("conversation")
             history = histories.get(conversation, []) if isinstance(conversation, str) else []
             found += [f"{where}: {p}" for p in problems("batch", {**doc, "history": history})]

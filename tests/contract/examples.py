@@ -15,6 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
+from lull.common.store.keys import Keys
 from lull.dev.fake_graph import create_fake_graph_app
 from lull.processor.app import Processor
 from lull.processor.settings import ProcessorSettings
@@ -68,6 +69,7 @@ async def example_batches(redis: aioredis.Redis, base_env: dict[str, str]) -> di
                     for name in names:
                         await _ingest(redis, processor, name)
                         await processor.drain()
+                        await _wrote_now(redis, processor.keys)
                         await sender.drain()
             finally:
                 await sender.close()
@@ -90,9 +92,18 @@ async def _ingest(redis: aioredis.Redis, processor: Processor, name: str) -> Non
     await redis.xadd(processor.keys.inbound(), fields)  # type: ignore[arg-type]
 
 
+async def _wrote_now(redis: aioredis.Redis, keys: Keys) -> None:
+    """The fixtures were written in 2025, past Meta's 24-hour window, where the bot's replies
+    would not be sent: the docs show a conversation whose user wrote just now."""
+    now_ms = int(time.time() * 1000)
+    for shard in range(len(keys.all_outbound())):
+        async for key in redis.scan_iter(match=keys.conversation_state_prefix(shard) + "*"):
+            await redis.hset(key, "user_last_ms", now_ms)
+
+
 def clock_paths(batch: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     """(object, key) of every reading of lull's clock in the batch."""
-    paths = [(batch, "opened_at"), (batch, "closed_at")]
+    paths = [(batch, "opened_at"), (batch, "closed_at"), (batch, "reply_window_ends_at")]
     return paths + [(message, "received_at") for message in batch["messages"]]
 
 

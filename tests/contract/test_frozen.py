@@ -30,8 +30,16 @@ def breaks(frozen: dict[str, Any], now: dict[str, Any]) -> list[str]:
         if path in now and now[path] != was
     ]
     found += [f"{path} added as required" for path, f in now.items()
-              if path not in frozen and f["required"]]  # fmt: skip
+              if path not in frozen and f["required"]
+              and not _in_new_object(path, frozen, now)]  # fmt: skip
     return found
+
+
+def _in_new_object(path: str, frozen: dict[str, Any], now: dict[str, Any]) -> bool:
+    """The field belongs to an object that is itself new (and optional): a bot that never
+    sends the object never meets the field, so requiring it inside breaks nothing."""
+    parent = path.rsplit(".", 1)[0] if "." in path else ""
+    return parent in now and parent not in frozen and not now[parent]["required"]
 
 
 def _now(name: str) -> dict[str, Any]:

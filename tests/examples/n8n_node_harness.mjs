@@ -1,6 +1,7 @@
 // Runs pieces of the n8n workflow outside n8n, as n8n would: the Code node's JavaScript
 // (an async function body with $input, $env, require and this.helpers) and a `={{ ... }}`
-// expression (with $json). Reads {"kind", "code", ...} on stdin, prints the result as JSON.
+// expression (with $json, $env and $('Node name') of earlier nodes). Reads {"kind", "code",
+// ...} on stdin, prints the result as JSON.
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
@@ -22,5 +23,8 @@ if (job.kind === "code") {
   console.log(JSON.stringify(await run.call({ helpers }, input, job.env, require)));
 } else {
   const inner = job.code.replace(/^=\{\{/, "").replace(/\}\}$/, "");
-  console.log(JSON.stringify(new Function("$json", `return (${inner});`)(job.json)));
+  // $('Node name').item.json: an earlier node's output, given in job.nodes.
+  const earlier = (name) => ({ item: { json: (job.nodes || {})[name] } });
+  const evaluate = new Function("$json", "$", "$env", `return (${inner});`);
+  console.log(JSON.stringify(evaluate(job.json, earlier, job.env || {})));
 }

@@ -101,7 +101,7 @@ async def test_http_without_secret_sends_no_signature(make_handler: MakeHandler)
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(204, None), (200, b""), (200, b"  \n"), (200, b"{}"), (202, b'{"replies": []}')],
+    [(204, None), (200, b""), (200, b"  \n"), (200, b"{}"), (201, b'{"replies": []}')],
 )
 async def test_http_no_replies(
     bot: FakeBot, make_handler: MakeHandler, status: int, body: bytes | None
@@ -110,6 +110,17 @@ async def test_http_no_replies(
     handler = await make_handler(bot.url)
 
     assert await handler(make_batch()) == []
+
+
+@pytest.mark.parametrize("body", [None, b'{"replies": [{"text": "ignored"}]}'])
+async def test_http_202_defers_the_answer(
+    bot: FakeBot, make_handler: MakeHandler, body: bytes | None
+) -> None:
+    # Accepted, not answered: the replies come through the send API (sender/deferred_typing.py).
+    bot.script(statuses=(202,), body=body)
+    handler = await make_handler(bot.url)
+
+    assert await handler(make_batch()) == {"defer": True}
 
 
 async def test_http_answer_keys_lull_does_not_read_are_ignored_with_a_warning(

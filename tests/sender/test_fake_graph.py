@@ -415,3 +415,33 @@ async def test_message_ids_never_repeat_across_runs() -> None:
             ids.append((await answer.json())["message_id"])
     assert ids[0] != ids[1], ids
     assert all(i.startswith("m_FAKE") and i.removeprefix("m_FAKE").isdigit() for i in ids)
+
+
+async def test_the_fake_answers_metas_window_errors_for_a_user_it_was_told_wrote_long_ago(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    late_ms = int(time.time() * 1000) - 25 * 3600 * 1000
+    for user in ("psid-1", "15550001111"):
+        response = await client.post("/_user_wrote", json={"user": user, "at_ms": late_ms})
+        assert response.status == 200
+    status, body = await post(client, MESSENGER)
+    assert status == 400
+    assert (body["error"]["code"], body["error"]["error_subcode"]) == (10, 2018278)
+    status, body = await post(client, WHATSAPP)
+    assert (status, body["error"]["code"]) == (400, 131047)
+    tagged = {**MESSENGER, "messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+    assert (await post(client, tagged))[0] == 200
+    template = {**WHATSAPP, "type": "template",
+                "template": {"name": "hello_world", "language": {"code": "en_US"}}}  # fmt: skip
+    del template["text"]
+    assert (await post(client, template))[0] == 200
+    # A tag needs MESSAGE_TAG and a tag Meta has, at any time.
+    status, body = await post(client, {**MESSENGER, "tag": "HUMAN_AGENT"})
+    assert (status, body["error"]["code"]) == (400, 100)
+    bad = {**MESSENGER, "messaging_type": "MESSAGE_TAG", "tag": "NOT_A_TAG"}
+    assert (await post(client, bad))[0] == 400
+    bad_body = await client.post("/_user_wrote", json={"user": "u", "at_ms": "soon"})
+    assert bad_body.status == 400
+    graph = client.app[FAKE_GRAPH]
+    assert graph.message_calls == 6

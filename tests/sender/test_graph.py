@@ -291,9 +291,10 @@ def meta_error(code: int, subcode: int | None = None, message: str = "boom") -> 
         *[(code, "temporary") for code in (1, 2, 1200, 131000, 131016, 131057, 133004)],
         *[
             (code, "permanent")
-            for code in (0, 3, 10, 100, 190, 200, 230, 299, 368, 551, 131026, 131047, 131049)
+            for code in (0, 3, 10, 100, 190, 200, 230, 299, 368, 551, 131026, 131049)
         ],
         (131051, "permanent"),
+        (131047, "window"),
     ],
 )
 def test_codes_decide_the_kind_whatever_the_status(code: int, kind: str) -> None:
@@ -301,6 +302,16 @@ def test_codes_decide_the_kind_whatever_the_status(code: int, kind: str) -> None
         error = classify(status, meta_error(code, subcode=33), {})
         assert (error.kind, error.code, error.subcode, error.status) == (kind, code, 33, status)
         assert error.message == "boom"
+
+
+def test_code_10_is_the_window_only_with_its_subcode() -> None:
+    # Messenger/Instagram: "This message is sent outside of allowed window" is code 10 with
+    # subcode 2018278; code 10 alone is any permission error.
+    late = classify(400, meta_error(10, subcode=2018278), {"Retry-After": "5"})
+    assert (late.kind, late.retry_after_ms) == ("window", None)
+    assert classify(400, meta_error(10, subcode=2018065), {}).kind == "permanent"
+    assert classify(400, meta_error(10), {}).kind == "permanent"
+    assert classify(400, meta_error(100, subcode=2018278), {}).kind == "permanent"
 
 
 @pytest.mark.parametrize(
@@ -329,7 +340,7 @@ def test_message_and_whatsapp_details() -> None:
     error = classify(400, body, {})
     assert error.message == "Re-engagement message: 24 hours passed"
     assert str(error) == (
-        "permanent: Re-engagement message: 24 hours passed (status 400, code 131047)"
+        "window: Re-engagement message: 24 hours passed (status 400, code 131047)"
     )
     assert classify(None, None, {}).message == "HTTP None"
     assert str(classify(None, None, {})) == "temporary: HTTP None (no response)"

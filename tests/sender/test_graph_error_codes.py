@@ -1,6 +1,7 @@
 """Every error code in the table, answered by the fake Graph API to a real sender: a throttle
 is waited out and sent, a temporary error is retried until LULL_SEND_MAX_ATTEMPTS, a
-permanent one is dead-lettered at once.
+permanent one is dead-lettered at once, Meta's 24-hour window error finishes the batch
+`window_closed` (neither retried nor dead-lettered).
 
 Each case is one Send API error answer in the shape Meta documents (`error.message`,
 `type`, `code`, and for WhatsApp `error_data.details`). Statuses are those Meta's pages give
@@ -35,6 +36,7 @@ class Case(NamedTuple):
     message: str
     kind: str
     details: str | None = None
+    subcode: int | None = None
 
 
 CASES = [
@@ -87,8 +89,12 @@ CASES = [
     Case("whatsapp", 403, 368, "(#368) Temporarily blocked for policies violations", "permanent"),
     Case("messenger", 400, 551, "(#551) This person isn't available right now.", "permanent"),
     Case("whatsapp", 400, 131026, "(#131026) Message undeliverable", "permanent"),
+    Case("messenger", 400, 10, "(#10) This message is sent outside of allowed window.",
+         "window", subcode=2018278),
+    Case("instagram", 400, 10, "(#10) This message is sent outside of allowed window.",
+         "window", subcode=2018278),
     Case(
-        "whatsapp", 400, 131047, "(#131047) Re-engagement message", "permanent",
+        "whatsapp", 400, 131047, "(#131047) Re-engagement message", "window",
         "Message failed to send because more than 24 hours have passed since the customer "
         "last replied to this number.",
     ),
@@ -102,7 +108,8 @@ CASES = [
 
 
 def test_every_code_in_the_table_has_a_case_of_its_kind() -> None:
-    assert {case.code: case.kind for case in CASES if case.code in KNOWN_CODES} == {
+    cases = [case for case in CASES if case.code in KNOWN_CODES and case.subcode is None]
+    assert {case.code: case.kind for case in cases} == {
         code: kind for code, (kind, _meaning) in KNOWN_CODES.items()
     }
 
@@ -116,14 +123,16 @@ def sent_to(graph: FakeGraph) -> int:
     return len(graph.sent)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.code}-{case.kind}")
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.platform}-{case.code}-{case.kind}")
 async def test_the_sender_does_what_the_table_says(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph, case: Case
 ) -> None:
     # Two attempts: a temporary error answered twice gives up, a throttle answered twice
     # does not (it waits as Meta asks), a permanent error stops at the first answer.
     sender = await make_sender(LULL_SEND_MAX_ATTEMPTS="2")
-    error = ScriptedError(case.status, case.code, case.message, details=case.details)
+    error = ScriptedError(
+        case.status, case.code, case.message, subcode=case.subcode, details=case.details
+    )
     graph.script([error, error], latency_ms=0)
     platform = case.platform
     await emit(
@@ -144,6 +153,14 @@ async def test_the_sender_does_what_the_table_says(
         assert dead == []
         assert sent_to(graph) == 1
         assert meta_waits == 2
+    elif case.kind == "window":
+        assert dead == []
+        # One request reached the fake; the batch was finished there, not retried.
+        assert (sent_to(graph), len(graph.errors)) == (0, 1)
+        finished = sender.registry.get_sample_value(
+            "lull_sender_deliveries_total", {"outcome": "window_closed"}
+        )
+        assert finished == 1
     elif case.kind == "temporary":
         assert len(dead) == 1
         assert dead[0].startswith("gave up after 2 attempts: temporary: ")
@@ -164,16 +181,28 @@ def _details(case: Case) -> str:
 async def test_a_throttle_is_not_waited_out_past_the_24_hour_reply_window(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
 ) -> None:
+    # The user wrote just under 24 hours ago; Meta throttles the reply; by the come-back the
+    # window has closed: the batch finishes window_closed, as one that came that late would.
     sender = await make_sender()
-    graph.script([ScriptedError(400, 131048, "(#131048) Spam rate limit hit")], latency_ms=0)
+    throttle = ScriptedError(400, 131048, "(#131048) Spam rate limit hit",
+                             headers={"Retry-After": "1"})  # fmt: skip
+    graph.script([throttle], latency_ms=0)
     await emit(redis, sender.keys, USERS["whatsapp"], 1, "late", platform="whatsapp", account="wa1",
-               age_ms=DAY_MS + 60_000)  # fmt: skip
+               age_ms=DAY_MS - 500)  # fmt: skip
     await emit(redis, sender.keys, "u2", 1, "fresh")
     await sender.drain()
-    [reason] = await dead_letters(redis, sender.keys.dead())
-    assert reason.startswith("throttled past the 24-hour reply window: throttle: ")
-    assert "code 131048" in reason
+    assert await dead_letters(redis, sender.keys.dead()) == []
     assert sent_texts(graph) == [("u2", "fresh")]
+    assert [s for s in graph.sent if "messaging_product" in s["payload"]] == []
+    finished = sender.registry.get_sample_value(
+        "lull_sender_deliveries_total", {"outcome": "window_closed"}
+    )
+    assert finished == 1
+    # The reply did reach Meta once (and was throttled) before the window closed.
+    meta_waits = sender.registry.get_sample_value(
+        "lull_sender_rate_limit_waits_total", {"scope": "meta"}
+    )
+    assert meta_waits == 1
 
 
 async def test_throttles_do_not_use_up_attempts_but_failures_still_do(
@@ -192,5 +221,7 @@ async def test_throttles_do_not_use_up_attempts_but_failures_still_do(
 def test_the_docs_table_says_what_the_code_does() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "sending.md").read_text(encoding="utf-8")
     section = docs[docs.index("## Graph API errors") :]
-    rows = re.findall(r"^\| (\d+) \| (.+?) \| (throttle|temporary|permanent) \|$", section, re.M)
+    rows = re.findall(
+        r"^\| (\d+) \| (.+?) \| (throttle|temporary|permanent|window) \|$", section, re.M
+    )
     assert {int(code): (kind, meaning) for code, meaning, kind in rows} == dict(KNOWN_CODES)

@@ -64,7 +64,7 @@ def _qr(count: int) -> list[dict[str, str]]:
         ({"text": "x"}, "must be a list"),
         ("hello", "must be a list"),
         (["hello"], r"replies\[0\] must be an object"),
-        ([{}], "exactly one of text or attachment"),
+        ([{}], "exactly one of text, attachment or template"),
         ([{"text": "a", "attachment": {"type": "image", "url": "https://h/x"}}], "exactly one"),
         ([{"text": ""}], "text must be a non-empty string"),
         ([{"text": "   "}], "text must be a non-empty string"),
@@ -83,6 +83,25 @@ def _qr(count: int) -> list[dict[str, str]]:
         ([{"text": "x", "quick_replies": ["a"]}], "exactly the keys title and payload"),
         ([{"text": "x", "quick_replies": [{"title": "", "payload": "p"}]}], "title must be"),
         ([{"text": "x", "quick_replies": [{"title": "a", "payload": 3}]}], "payload must be"),
+        # Meta's 24-hour window: a tag must be one Meta has, a template must be well formed.
+        ([{"text": "x", "tag": "NON_PROMOTIONAL_SUBSCRIPTION"}], r"tag must be one of \["),
+        ([{"text": "x", "tag": "human_agent"}], "tag must be one of"),
+        ([{"text": "x", "tag": 1}], "tag must be one of"),
+        ([{"text": "x", "template": {"name": "t", "language": "en"}}], "exactly one of"),
+        ([{"template": "hello_world"}], "template must be an object"),
+        ([{"template": {"name": "t"}}], "template.language must be"),
+        ([{"template": {"name": "t", "language": {"code": "en"}}}], "template.language must be"),
+        ([{"template": {"name": "", "language": "en"}}], "template.name must be"),
+        ([{"template": {"name": "t", "language": "en", "components": {}}}], "components must be"),
+        (
+            [{"template": {"name": "t", "language": "en", "components": ["body"]}}],
+            "components must be",
+        ),
+        ([{"template": {"name": "t", "language": "en", "namespace": "x"}}], "unknown keys"),
+        (
+            [{"template": {"name": "t", "language": "en"}, "quick_replies": _qr(1)}],
+            "no quick_replies",
+        ),
     ],
 )
 def test_bad_replies_are_refused_with_a_reason(value: object, reason: str) -> None:
@@ -189,3 +208,17 @@ def test_an_answer_is_a_list_of_replies_or_an_object_with_a_handoff() -> None:
 def test_bad_handoffs_are_refused_with_a_reason(value: object, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         parse_answer(value)
+
+
+def test_a_tag_and_a_template_are_kept_for_the_window() -> None:
+    tagged, template = parse_replies(
+        [
+            {"text": "We found your order.", "tag": "HUMAN_AGENT"},
+            {"template": {"name": "order_update", "language": "en_US",
+                          "components": [{"type": "body", "parameters": []}]}},
+        ]
+    )  # fmt: skip
+    assert (tagged.tag, tagged.template) == ("HUMAN_AGENT", None)
+    assert template.template is not None
+    assert (template.template.name, template.template.language) == ("order_update", "en_US")
+    assert template.template.components == [{"type": "body", "parameters": []}]

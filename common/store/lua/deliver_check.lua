@@ -12,7 +12,7 @@
 -- ARGV[1]  group            ARGV[2]  entry id    ARGV[3]  consumer    ARGV[4]  batch id
 -- ARGV[5]  seq              ARGV[6]  conversation
 --
--- Returns {owned, marked, idle_ms, paused, delivered}: owned is 1 when the entry is pending with this consumer
+-- Returns {owned, marked, idle_ms, paused, delivered, user_last_ms}: owned is 1 when the entry is pending with this consumer
 -- (0 when another consumer claimed it or it was acknowledged); marked is 1 when the batch
 -- finished as dead in another entry and was not delivered since: this entry is a replay of
 -- it, to be delivered; idle_ms is how long the entry has been idle (0 when not owned): no
@@ -24,6 +24,9 @@
 -- only its seq; -1 when there is no state at all (it expired: common/lifetime.py). Here and
 -- not in reads beside the script: one command a batch instead of four, which the sender's
 -- throughput feels.
+--
+-- user_last_ms is the state's `user_last_ms` (the user's newest message in an emitted batch,
+-- where Meta's 24-hour reply window starts), 0 when unknown.
 --
 -- A script and not a bare XPENDING: its reply then rides the sender's shared pipelines
 -- (redis-py cannot parse the range form of XPENDING there).
@@ -45,4 +48,5 @@ if KEYS[6] ~= nil then
 end
 local delivered = redis.call('HGET', KEYS[2], 'delivered') or
   legacy_delivered(KEYS[4], KEYS[5], ARGV[6]) or '-1'
-return {owned, marked, idle_ms, paused, delivered}
+local user_last_ms = redis.call('HGET', KEYS[2], 'user_last_ms') or '0'
+return {owned, marked, idle_ms, paused, delivered, user_last_ms}
