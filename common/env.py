@@ -74,6 +74,10 @@ class Env:
         so a bad value is not reported twice, once against a default)."""
         return not any(error.name in names for error in self._errors)
 
+    def problems(self) -> list[ConfigError]:
+        """The problems reported so far (collect), unknown names left out."""
+        return list(self._errors)
+
     def check(self) -> None:
         """Raise every problem so far, unknown LULL_* names first (a misspelt name often
         explains the rest): one ConfigError, or ConfigErrors for several."""

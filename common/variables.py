@@ -26,6 +26,9 @@ SERVICE_VARIABLES = frozenset(
         "LULL_LOG_FORMAT",
         "LULL_LOG_LEVEL",
         "LULL_METRICS_HOST",
+        # the accounts file: per-account settings (processor and sender)
+        "LULL_ACCOUNTS",
+        "LULL_ACCOUNTS_STRICT",
         # ingest
         "LULL_INGEST_HOST",
         "LULL_INGEST_PORT",

@@ -43,6 +43,7 @@ REDIS_CHECK_S = 2.0
 TAIL_LINES = 15
 TAIL_WAIT_S = 2.0
 DATA_DIR = Path(".lull") / "redis"
+DEV_ACCOUNTS = Path(__file__).resolve().parent / "accounts.toml"
 
 
 def _dev_environ(redis_url: str) -> dict[str, str]:
@@ -52,6 +53,10 @@ def _dev_environ(redis_url: str) -> dict[str, str]:
     env.setdefault("LULL_VERIFY_TOKEN", DEV_VERIFY_TOKEN)
     env.setdefault("LULL_APP_SECRET", DEV_APP_SECRET)
     env.setdefault("LULL_LOG_FORMAT", "console")
+    if "LULL_HANDLER" not in env and "LULL_ACCOUNTS" not in env:
+        # Two accounts, each with its window and bot; a LULL_HANDLER given (your bot) is
+        # every account's.
+        env["LULL_ACCOUNTS"] = str(DEV_ACCOUNTS)
     # Echo after a second's thought: the log then shows the user read and the bot typing.
     env.setdefault("LULL_HANDLER", THINKING_ECHO)
     env.setdefault("LULL_FAKE_GRAPH_PORT", DEV_FAKE_GRAPH_PORT)
@@ -327,12 +332,16 @@ def _print_banner(env: dict[str, str]) -> None:
     _say("in another terminal, simulate three users typing bursts (new users each run):")
     _say(f"  {_lull_command()} simulate --url http://127.0.0.1:{port}/webhook "
          f"--app-secret {secret} --users 3 --messages-per-user 3 --gap-ms 800")  # fmt: skip
+    if env.get("LULL_ACCOUNTS") == str(DEV_ACCOUNTS):
+        _say("two accounts (dev/accounts.toml): the Messenger page closes windows after 2 s and")
+        _say("echoes at once; --platform whatsapp: 5 s, and the echo bot thinks a second first")
     _say(
         "the bot's replies appear below as [fake-graph] 'reply sent' lines, and at "
         f"http://127.0.0.1:{env['LULL_FAKE_GRAPH_PORT']}/_sent"
     )
     if env.get("LULL_MEDIA_SECRET") == DEV_MEDIA_SECRET:
-        _say("add --media (any --platform) for a picture and a voice note: the bot fetches the")
+        platforms = "--platform whatsapp" if "LULL_ACCOUNTS" in env else "any --platform"
+        _say(f"add --media ({platforms}) for a picture and a voice note: the bot fetches the")
         _say("picture through its media link and answers the voice note from its transcript")
 
 

@@ -41,6 +41,9 @@ _COMMANDS: dict[str, _Command] = {
     ),
     "pause": _Command("pause the bot for one conversation (a human has it)", "lull.ops.pause_cli"),
     "resume": _Command("end a conversation's pause now", "lull.ops.resume_cli"),
+    "accounts": _Command(
+        "show each account's settings (LULL_ACCOUNTS), or --check a file", "lull.ops.accounts_cli"
+    ),
     "conversation": _Command(
         "show one conversation: window, seq, pause, last batches", "lull.ops.conversation_cli"
     ),

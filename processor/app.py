@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import CollectorRegistry
 
+from lull.common.accounts_reload import LiveAccounts
 from lull.common.consumer import Consumer, ConsumerConfig, default_consumer_name
+from lull.common.events import Event
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
 from lull.common.store.failures import FailureStore
 from lull.common.store.keys import PROCESSOR_GROUP, Keys
-from lull.common.store.windows import WindowStore
+from lull.common.store.windows import WindowShape, WindowStore
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
@@ -38,7 +41,8 @@ class Processor:
         self.registry = registry or CollectorRegistry()
         self.metrics = ProcessorMetrics(self.registry)
         self.keys = Keys(settings.common.namespace, settings.common.shards)
-        self.store = WindowStore(client, self.keys, settings.window)
+        self.accounts = None if settings.accounts is None else LiveAccounts(settings.accounts)
+        self.store = WindowStore(client, self.keys, settings.window, _shape_of(self.accounts))
         self.closer = Closer(
             self.store, settings.common.shards, settings.window.grace_ms, self.metrics
         )
@@ -63,6 +67,7 @@ class Processor:
             self.failures,
             self.human_turns,
             arrivals=arrivals,
+            refusal=None if self.accounts is None else _refusal(self.accounts),
         )
         self.consumer = Consumer(client, config, handler, self.registry)
         self._stop = asyncio.Event()
@@ -79,12 +84,16 @@ class Processor:
         url = self._redis_url
         if not await until_redis_answers(self.start, "load scripts", url, self._stop):
             return
-        closer = asyncio.create_task(self.closer.run(self._stop), name="closer")
+        tasks = [asyncio.create_task(self.closer.run(self._stop), name="closer")]
+        if self.accounts is not None:
+            tasks.append(asyncio.create_task(self.accounts.watch(self._stop), name="accounts"))
+            # Let it take SIGHUP over before the first read: a SIGHUP's default ends a process.
+            await asyncio.sleep(0)
         try:
             await self.consumer.run_forever()
         finally:
             self._stop.set()
-            await closer
+            await asyncio.gather(*tasks)
 
     def request_stop(self) -> None:
         """Stop reading and closing; what is in hand is finished first."""
@@ -97,3 +106,18 @@ class Processor:
         await self.start()
         await self.consumer.run_until_idle()
         return await self.closer.drain(timeout_s)
+
+
+def _shape_of(
+    accounts: LiveAccounts[WindowShape] | None,
+) -> Callable[[Event], WindowShape] | None:
+    """An event's window settings: its account's, as the accounts file says now."""
+    if accounts is None:
+        return None
+    return lambda event: accounts.current.of(event.account_id)
+
+
+def _refusal(accounts: LiveAccounts[WindowShape]) -> Callable[[str], str | None]:
+    """Why an event of an account is refused (LULL_ACCOUNTS_STRICT), as the file says now."""
+    # Not accounts.current.refusal: that would keep the accounts of today after a reload.
+    return lambda account_id: accounts.current.refusal(account_id)  # noqa: PLW0108

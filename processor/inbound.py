@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -24,6 +24,8 @@ log = structlog.get_logger("lull.processor")
 
 # The ignored kind of a message that cannot go in a batch (too deep, larger than the cap).
 UNBATCHABLE = "unbatchable"
+# The ignored kind of an event for an account the accounts file does not name (strict).
+UNKNOWN_ACCOUNT = "unknown_account"
 # A dead letter's reason names this many items left out, then counts the rest.
 MAX_REASONS_SHOWN = 5
 
@@ -40,13 +42,16 @@ class InboundApplier:
         human_turns: HumanTurns,
         *,
         arrivals: ArrivalLog | None = None,
+        refusal: Callable[[str], str | None] | None = None,
     ) -> None:
+        """refusal: why an event of an account is refused (LULL_ACCOUNTS_STRICT), or None."""
         self._store = store
         self._closer = closer
         self._metrics = metrics
         self._failures = failures
         self._human_turns = human_turns
         self._arrivals = arrivals
+        self._refusal = refusal
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter): a body
@@ -165,6 +170,11 @@ class InboundApplier:
                 # broken body.
                 metrics.ignored_counter(event.platform, MALFORMED).inc()
                 left_out.append(f"{event.platform} item {event.mid[:64]!r}: ':' in account id")
+                continue
+            refused = None if self._refusal is None else self._refusal(event.account_id)
+            if refused is not None:
+                metrics.ignored_counter(event.platform, UNKNOWN_ACCOUNT).inc()
+                left_out.append(f"{event.platform} message {event.mid[:64]!r}: {refused}")
                 continue
             why = self._store.unbatchable(event)
             if why is not None:

@@ -6,11 +6,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lull.common.env import ConfigError, Env
+from lull.common.accounts import Accounts, load_accounts
+from lull.common.env import ConfigError, Env, problems_of
 from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
 from lull.common.lifetime import DEDUPE_HORIZON, conversation_ttl_from_env, require_outlasts
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
 from lull.common.store.pauses import PauseSettings
+from lull.common.store.windows import WindowShape
 
 WINDOW_MODES = ("sliding", "fixed")
 DAY_S = 86_400
@@ -108,6 +110,8 @@ class ProcessorSettings:
     metrics_port: int
     read_on_arrival: bool = False
     """LULL_READ_RECEIPTS=arrival: each new message is logged for the sender to mark read."""
+    accounts: Accounts[WindowShape] | None = None
+    """Each account's window settings (LULL_ACCOUNTS); None: the environment's for all."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -124,9 +128,27 @@ class ProcessorSettings:
             metrics_port=env.integer("LULL_PROCESSOR_METRICS_PORT", 9101, minimum=0, maximum=65535),
             # The sender validates the same variable; only `arrival` concerns the processor.
             read_on_arrival=env.choice("LULL_READ_RECEIPTS", "batch", READ_RECEIPTS) == "arrival",
+            accounts=window_accounts(env, os.environ if environ is None else environ),
         )
         env.check()
         return settings
+
+
+def window_shape(env: Env) -> WindowShape:
+    """One account's window settings, read as the environment's are."""
+    return WindowShape.of(window_from_env(env))
+
+
+def window_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[WindowShape] | None:
+    """The accounts file's window settings (None without one); its problems go to env."""
+    try:
+        # The processor uses no secret: the sender's need not be in its environment.
+        accounts = load_accounts(environ, window_shape, secrets=False)
+    except ConfigError as exc:
+        for problem in problems_of(exc):
+            env.report(problem)
+        return None
+    return accounts if accounts.file is not None else None
 
 
 def window_from_env(env: Env) -> WindowSettings:

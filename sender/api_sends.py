@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from lull.common.batch import Batch
 from lull.common.store.api_messages import ApiSend
+from lull.sender.account_settings import GraphSettings
 from lull.sender.graph import GraphRequest
 from lull.sender.replies import parse_replies
 from lull.sender.send_bounds import bounded_requests
@@ -21,11 +22,13 @@ DEAD: str = "failed"
 _STATES = {"sent": "sent", "replayed": "sent", "handoff": "sent", "dead": DEAD}
 
 
-def api_requests(batch: Batch, send: ApiSend, settings: SenderSettings) -> list[GraphRequest]:
-    """The Graph requests of the message's replies; ValueError (TooManySends among them)
-    when they cannot be sent."""
+def api_requests(
+    batch: Batch, send: ApiSend, settings: SenderSettings, graph: GraphSettings
+) -> list[GraphRequest]:
+    """The Graph requests of the message's replies (graph: its account's Graph version and
+    hosts); ValueError (TooManySends among them) when they cannot be sent."""
     return bounded_requests(
-        batch, parse_replies(send.replies), settings.graph_version, routes=settings.graph_routes,
+        batch, parse_replies(send.replies), graph.version, routes=graph.routes,
         max_reply_parts=settings.max_reply_parts, max_sends=settings.max_sends_per_batch,
     )  # fmt: skip
 

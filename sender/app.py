@@ -8,6 +8,7 @@ import dataclasses
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from lull.common.accounts_reload import LiveAccounts
 from lull.common.consumer import Consumer, ConsumerConfig, ConsumerMetrics, default_consumer_name
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
@@ -15,6 +16,10 @@ from lull.common.store.deliveries import DeliveryStore
 from lull.common.store.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
 from lull.common.store.pauses import PauseStore
 from lull.common.store.sent import SentMessages
+from lull.sender.account_bots import AccountBots
+from lull.sender.account_sends import AccountRoutes, AccountSends
+from lull.sender.account_settings import AccountSend
+from lull.sender.account_tokens import AccountTokens
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
@@ -44,8 +49,14 @@ class Sender:
         session: aiohttp.ClientSession,
         registry: CollectorRegistry,
         consumer_name: str | None,
+        accounts: LiveAccounts[AccountSend] | None = None,
     ) -> None:
         self.registry = registry
+        self.accounts = accounts
+        """The accounts file in use (reloaded on SIGHUP or a change); None without one."""
+        self.tokens = AccountTokens(settings.access_tokens, accounts)
+        """Each account's Graph token: the accounts file's, else LULL_ACCESS_TOKENS'."""
+        self._stop = asyncio.Event()
         self.metrics = SenderMetrics(registry)
         self.keys = Keys(settings.common.namespace, settings.common.shards)
         self.bot = bot
@@ -54,26 +65,27 @@ class Sender:
         # The store checks, before each send, that the entry is still this consumer's.
         self.store = DeliveryStore(client, self.keys, GROUP, consumer)
         self.limiter = RateLimiter(client)
-        graph = GraphClient(
-            session, settings.graph_routes, settings.access_tokens, settings.graph_timeout_ms / 1000
-        )
+        sends = AccountSends(settings, accounts)
+        # Each account's Graph hosts (the accounts file's, else the environment's).
+        routes = AccountRoutes(settings.graph_routes, sends)
+        graph = GraphClient(session, routes, self.tokens, settings.graph_timeout_ms / 1000)
         self.pauses = PauseStore(client, self.keys, settings.pause)
         handoffs = Handoffs(
             settings.handoff, pauses=self.pauses, session=session,
-            secret=settings.handler_secret, metrics=self.metrics, routes=settings.graph_routes,
+            secret=settings.handler_secret, metrics=self.metrics, routes=routes,
         )  # fmt: skip
         # Presence calls get connections of their own: under load they queue behind each
         # other, never in front of a reply waiting for a pooled connection.
         self._presence_session = aiohttp.ClientSession()
         presence_graph = GraphClient(
             self._presence_session,
-            settings.graph_routes,
-            settings.access_tokens,
+            routes,
+            self.tokens,
             settings.graph_timeout_ms / 1000,
         )
         self.media = MediaService.build(
-            settings.media, client=client, keys=self.keys, routes=settings.graph_routes,
-            graph_version=settings.graph_version, tokens=settings.access_tokens,
+            settings.media, client=client, keys=self.keys, routes=routes,
+            graph_version=settings.graph_version, tokens=self.tokens,
             conversation_ttl_s=settings.conversation_ttl_s, registry=registry,
         )  # fmt: skip
         sent = SentMessages(self.keys)
@@ -83,9 +95,9 @@ class Sender:
             marks=SendMarks(sent, settings.graph_timeout_ms, settings.sent_ids_ttl_s),
             presence=Presence(
                 settings, self.keys, self.limiter, presence_graph, self.metrics.presence,
-                should_show=self.store.not_paused,
+                should_show=self.store.not_paused, sends=sends,
             ),
-            media=self.media,
+            media=self.media, sends=sends,
         )  # fmt: skip
         group = settings.group
         config = ConsumerConfig(
@@ -127,11 +139,8 @@ class Sender:
         try:
             # An HTTP bot opens a session of its own: it traces when a request is sent
             # (presence shows typing only then), a cost the Graph API calls need not carry.
-            bot = await build_bot(
-                settings.handler,
-                secret=settings.handler_secret,
-                timeout_ms=settings.handler_timeout_ms,
-            )
+            accounts = None if settings.accounts is None else LiveAccounts(settings.accounts)
+            bot = await _bot(settings, accounts)
         except BaseException:
             await session.close()
             raise
@@ -142,6 +151,7 @@ class Sender:
             session=session,
             registry=registry or CollectorRegistry(),
             consumer_name=consumer_name,
+            accounts=accounts,
         )
 
         async def load() -> None:
@@ -158,13 +168,22 @@ class Sender:
 
     async def run(self) -> None:
         """Deliver until request_stop()."""
-        if self.arrivals is None:
-            await self.consumer.run_forever()
-            return
-        await asyncio.gather(self.consumer.run_forever(), self.arrivals.run_forever())
+        runs = []
+        if self.accounts is not None:
+            # First: it takes SIGHUP over before the first read (SIGHUP's default ends a
+            # process).
+            runs.append(self.accounts.watch(self._stop))
+        runs.append(self.consumer.run_forever())
+        if self.arrivals is not None:
+            runs.append(self.arrivals.run_forever())
+        try:
+            await asyncio.gather(*runs)
+        finally:
+            self._stop.set()
 
     def request_stop(self) -> None:
         """Stop reading; batches in hand are finished or left pending."""
+        self._stop.set()
         self.consumer.request_stop()
         if self.arrivals is not None:
             self.arrivals.request_stop()
@@ -186,3 +205,20 @@ class Sender:
         await self.bot.close()
         await self.store.close()
         await self._session.close()
+
+
+async def _bot(settings: SenderSettings, accounts: LiveAccounts[AccountSend] | None) -> Bot:
+    """The environment's handler, or each account's (the accounts file)."""
+    if accounts is None:
+        return await build_bot(
+            settings.handler,
+            secret=settings.handler_secret,
+            timeout_ms=settings.handler_timeout_ms,
+        )
+    bots = AccountBots(accounts)
+    try:
+        await bots.open()
+    except BaseException:
+        await bots.close()
+        raise
+    return bots

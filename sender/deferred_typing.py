@@ -26,7 +26,7 @@ class DeferredTyping:
 
     def start(self, batch: Batch) -> None:
         """Keep typing on for a batch whose answer was deferred."""
-        settings = self.presence.settings.presence_for(batch.account_id)
+        settings = self.presence.presence_of(batch.account_id)
         action = typing_action(batch.platform, settings)
         if action is None or settings.defer_typing_ms <= 0:
             return

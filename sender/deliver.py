@@ -23,6 +23,7 @@ from lull.common.store.api_messages import ApiSend
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
+from lull.sender.account_sends import AccountSends
 from lull.sender.api_sends import api_requests, obeys_pause
 from lull.sender.bot import Bot, BotPermanent, BotRetry, is_deferred
 from lull.sender.deferred_typing import DeferredTyping
@@ -98,12 +99,16 @@ class Deliverer:
     """Messenger/Instagram send marks for telling lull's echoes (sender/send_marks.py)."""
     media: MediaService | None = None
     """Transcripts before the bot, media links for it (sender/media/); None: not configured."""
+    sends: AccountSends | None = None
+    """Each account's settings (the accounts file); None: the settings' for every one."""
     finisher: Finisher = field(init=False)
+    account_sends: AccountSends = field(init=False)
     deferred_typing: DeferredTyping = field(init=False)
     gate: RateGate = field(init=False)
     limiters: Limiters = field(init=False)
 
     def __post_init__(self) -> None:
+        self.account_sends = self.sends or AccountSends(self.settings)
         self.limiters = Limiters(self.keys)
         self.gate = RateGate(self.limiter, self.metrics)
         self.deferred_typing = DeferredTyping(self.presence)
@@ -150,7 +155,8 @@ class Deliverer:
                 await self._finish(job, [], PAUSED)
                 return None
             try:
-                job.state.requests = api_requests(batch, send, settings)
+                graph = self.account_sends.of(batch.account_id).graph
+                job.state.requests = api_requests(batch, send, settings, graph)
             except ValueError as exc:
                 return self._dead(f"send API message: {exc}")
         if job.state.requests is None:
@@ -166,7 +172,7 @@ class Deliverer:
     async def _call_bot(self, job: _Job, history: list[Any]) -> Decided:
         """Fill job.state.requests from the bot's replies, or say why not (outcome)."""
         batch, state = job.batch, job.state
-        rate = self.settings.rate_per_user
+        rate = self.account_sends.of(batch.account_id).rates.rate_per_user
         if rate is not None and not state.admitted:
             key = self.limiters.user(batch.conversation)
             grant = await self.gate.take("user", key, rate)
@@ -238,13 +244,13 @@ class Deliverer:
                 # A newer, fuller batch of this conversation is closed: answer that one only.
                 await self._finish(job, [], "superseded")
                 return None
-        settings = self.settings
+        settings, graph = self.settings, self.account_sends.of(batch.account_id).graph
         try:
             state.requests = bounded_requests(
-                batch, replies, settings.graph_version, routes=settings.graph_routes,
+                batch, replies, graph.version, routes=graph.routes,
                 max_reply_parts=settings.max_reply_parts, max_sends=settings.max_sends_per_batch,
             )  # fmt: skip
-            self.handoffs.plan(batch, answer.handoff, state, settings.graph_version)
+            self.handoffs.plan(batch, answer.handoff, state, graph.version)
         except TooManySends as exc:
             return self._dead(f"answer too long, nothing sent: {exc}")
         except ValueError as exc:
@@ -348,7 +354,9 @@ class Deliverer:
         """A unit of each limit the send counts against (sender/send_limits.py); whether it
         slept for one, or _Stop when one is too far away (the batch comes back then)."""
         state, slept = job.state, False
-        for scope, key, rate in send_limits(self.settings, self.limiters, job.batch, request):
+        account_rate = self.account_sends.of(job.batch.account_id).rates.rate_global
+        limits = send_limits(self.settings, self.limiters, job.batch, request, account_rate)
+        for scope, key, rate in limits:
             if scope in state.held:
                 continue  # taken for this send before a later limit sent the batch back
             grant = await self.gate.take(scope, key, rate)

@@ -51,7 +51,8 @@ class GraphClient:
     ) -> None:
         self._session = session
         self._routes = routes
-        self._tokens = dict(tokens)
+        # Read per call, not copied: the accounts file's tokens change on a reload.
+        self._tokens = tokens
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._timeout_s = timeout_s
 

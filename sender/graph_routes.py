@@ -10,8 +10,9 @@ What Meta documents (the "Instagram" section of docs/sending.md names the pages)
 - Instagram API with Instagram Login: `POST graph.instagram.com/{version}/{ig-id}/messages`
   with an Instagram User access token.
 
-One route per platform today. A route per account (an accounts file) can come later behind
-`GraphRoutes.route(platform, account_id)`, without changing its callers.
+One route per platform from the environment; an account of the accounts file may have its
+own (sender/account_sends.py: AccountRoutes answers `GraphRoutes.route(platform,
+account_id)` with the account's), without a change to the callers.
 """
 
 from __future__ import annotations

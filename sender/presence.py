@@ -49,8 +49,10 @@ from lull.common.conversation import Conversation
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
+from lull.sender.account_sends import AccountSends
 from lull.sender.graph import GraphClient, GraphError, GraphRequest
 from lull.sender.graph_payload import messages_path
+from lull.sender.graph_routes import GraphRoutes
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RateLimiter
 from lull.sender.settings import SenderSettings
@@ -99,12 +101,12 @@ class Target:
         return cls(batch.platform, batch.account_id, batch.user_id, mid)
 
 
-def presence_request(target: Target, action: str, settings: SenderSettings) -> GraphRequest | None:
+def presence_request(
+    target: Target, action: str, version: str, routes: GraphRoutes
+) -> GraphRequest | None:
     """The Graph call that shows `action` to the target; None when it cannot be shown (a
     WhatsApp target without a message id to mark read)."""
-    path = messages_path(
-        target.platform, target.account_id, settings.graph_version, settings.graph_routes
-    )
+    path = messages_path(target.platform, target.account_id, version, routes)
     payload: dict[str, Any]
     if target.platform == "whatsapp":
         if not target.mid or action not in (READ, READ_TYPING):
@@ -194,7 +196,7 @@ class Showing:
         if self.task is None or self.presence is None:
             return
         presence = self.presence
-        settings = presence.settings.presence_for(self.target.account_id)
+        settings = presence.presence_of(self.target.account_id)
         if typing_off and self.target.platform != "whatsapp" and settings.typing:
             presence.spawn(presence.typing_off_after(self))
 
@@ -211,7 +213,15 @@ class Presence:
     """lull_sender_presence_total{action, outcome}: sent, dropped_rate, failed."""
     should_show: ShowCheck | None = None
     """Asked before every presence call; None: always (the pause hook)."""
+    sends: AccountSends | None = None
+    """Each account's settings (the accounts file); None: the settings' for every one."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def presence_of(self, account_id: str) -> PresenceSettings:
+        """An account's presence settings: the accounts file's, else the environment's."""
+        if self.sends is None:
+            return self.settings.presence_for(account_id)
+        return self.sends.of(account_id).presence
 
     def start(
         self,
@@ -223,7 +233,7 @@ class Presence:
     ) -> Showing:
         """Show the batch read (unless read=False: shown already) and typing beside the bot
         call that follows at once, from when it reaches the bot (Showing.reached)."""
-        presence = self.settings.presence_for(batch.account_id)
+        presence = self.presence_of(batch.account_id)
         actions = first_actions(batch.platform, presence, read=read) if show else []
         if not actions:
             return Showing(None, Target.of(batch), None)
@@ -238,7 +248,7 @@ class Presence:
         shown meanwhile (beside the pause, never lengthening it)."""
         if index == 0:
             return
-        presence = self.settings.presence_for(batch.account_id)
+        presence = self.presence_of(batch.account_id)
         gap_ms = presence.gap_ms(len(_text(requests[index].payload)))
         if gap_ms <= 0:
             return
@@ -285,7 +295,7 @@ class Presence:
         pause won the same moment, a deferred answer did not come): on Messenger and
         Instagram, when typing is on."""
         target = batch if isinstance(batch, Target) else Target.of(batch)
-        presence = self.settings.presence_for(target.account_id)
+        presence = self.presence_of(target.account_id)
         if show and target.platform != "whatsapp" and typing_action(target.platform, presence):
             self.spawn(self._typing_off(target))
 
@@ -297,7 +307,10 @@ class Presence:
     async def arrived(self, target: Target) -> None:
         """LULL_READ_RECEIPTS=arrival: mark one message read as it arrives (best-effort),
         unless a human has the conversation (on a coexistence number a read receipt marks the
-        chat read for the agent in the WhatsApp Business app too)."""
+        chat read for the agent in the WhatsApp Business app too). An account whose read
+        receipts are not arrival (the accounts file) is left to its own."""
+        if self.presence_of(target.account_id).read_receipts != "arrival":
+            return
         await self._once(target, arrival_action(target.platform), ask=True)
 
     async def _typing_off(self, target: Target) -> None:
@@ -341,14 +354,24 @@ class Presence:
         shown anything now (should_show), so the batch's presence ends. should_show is asked
         only when ask: the first calls follow the sender's own pause check by milliseconds,
         and asking there would cost a round trip per call."""
-        request = presence_request(target, action, self.settings)
+        if self.sends is None:
+            version, routes = self.settings.graph_version, self.settings.graph_routes
+        else:
+            graph = self.sends.of(target.account_id).graph
+            version, routes = graph.version, graph.routes
+        request = presence_request(target, action, version, routes)
         if request is None:
             return True
         conversation = target.conversation
         try:
             if ask and self.should_show is not None and not await self.should_show(conversation):
                 return False
-            rate = self.settings.rate_global
+            sends = self.sends
+            rate = (
+                self.settings.rate_global
+                if sends is None
+                else sends.of(target.account_id).rates.rate_global
+            )
             if rate is not None:
                 key = Limiters(self.keys).account(request.account_id)
                 grant = await self.limiter.acquire(key, rate, horizon_ms=PRESENCE_HORIZON_MS)

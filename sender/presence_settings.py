@@ -1,9 +1,9 @@
 """What the user sees besides replies: read receipts, typing, reply pacing; per account.
 
-One frozen PresenceSettings is read from the environment; `SenderSettings.presence_for`
-hands it out per account, so an accounts file can later override it per page, Instagram
-account or WhatsApp number (a coexistence number may want no read receipts: on WhatsApp
-a read receipt also marks the chat read for the human in the WhatsApp Business app).
+One frozen PresenceSettings is read from the environment, and one per account of the
+accounts file (docs/accounts.md); `Presence.presence_of` hands out an account's (a
+coexistence number may want no read receipts: on WhatsApp a read receipt also marks the
+chat read for the human in the WhatsApp Business app).
 """
 
 from __future__ import annotations

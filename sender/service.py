@@ -33,8 +33,10 @@ async def _run(settings: SenderSettings) -> int:
     except BaseException:
         await client.aclose()  # a stop while waiting for Redis, or a handler not built
         raise
-    if not settings.access_tokens and not sender.bot.forward_only:
-        log.warning("LULL_ACCESS_TOKENS is empty: every reply will be dead-lettered")
+    if not sender.tokens and not sender.bot.forward_only:
+        log.warning(
+            "no access token (LULL_ACCESS_TOKENS, LULL_ACCOUNTS): every reply will be dead-lettered"
+        )
     log.info(
         "sender starting",
         redis=describe(url),
@@ -44,7 +46,7 @@ async def _run(settings: SenderSettings) -> int:
         handler_target=handler_target(settings.handler),
         graph=dict(settings.graph_routes.bases),
         instagram_login=settings.graph_routes.instagram_login,
-        accounts=len(settings.access_tokens),
+        accounts=len(sender.tokens),
         metrics_port=settings.metrics_port,
     )
     media_app = sender.media.app() if sender.media is not None else None

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
-from urllib.parse import urlsplit
 
+from lull.common.accounts import Accounts
 from lull.common.env import ConfigError, Env
 from lull.common.lifetime import (
     SENDER_HORIZON,
@@ -17,28 +16,22 @@ from lull.common.lifetime import (
 )
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
 from lull.common.store.pauses import PauseSettings
-from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
+from lull.sender.account_settings import (
+    AccountSend,
+    graph_routes_from_env,
+    handler_from_env,
+    rates_from_env,
+    send_accounts,
+)
 from lull.sender.graph import load_tokens
 from lull.sender.graph_routes import (
-    FACEBOOK_GRAPH,
-    INSTAGRAM_GRAPH,
-    INSTAGRAM_LOGINS,
     GraphRoutes,
-    InstagramLogin,
-    host_problem,
 )
 from lull.sender.handoff import HandoffSettings
 from lull.sender.media.settings import MediaSettings
 from lull.sender.presence_settings import PresenceSettings
 from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
 from lull.sender.send_bounds import DEFAULT_MAX_REPLY_PARTS, DEFAULT_MAX_SENDS_PER_BATCH
-
-
-def _base_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(value)
-    return value.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -81,10 +74,12 @@ class SenderSettings:
     presence: PresenceSettings
     media: MediaSettings
     """Media links, the media server, inline media, transcription (sender/media/)."""
+    accounts: Accounts[AccountSend] | None = None
+    """Each account's handler (LULL_ACCOUNTS); None: the environment's for all."""
 
     def presence_for(self, account_id: str) -> PresenceSettings:
-        """The presence settings of one account: the environment's today; the place where
-        a per-account accounts file will override them."""
+        """The environment's presence settings (the accounts file's per account:
+        Presence.presence_of)."""
         del account_id
         return self.presence
 
@@ -93,12 +88,13 @@ class SenderSettings:
         """Read and validate; raises ConfigError naming every bad variable. A python:
         handler is imported here, so that one that cannot be is a configuration error."""
         env = Env(os.environ if environ is None else environ, collect=True)
-        settings = cls._read(env)
+        settings = cls._read(env, os.environ if environ is None else environ)
         env.check()
         return settings
 
     @classmethod
-    def _read(cls, env: Env) -> SenderSettings:
+    def _read(cls, env: Env, environ: Mapping[str, str]) -> SenderSettings:
+        accounts = send_accounts(env, environ)
         tokens_text = env.raw("LULL_ACCESS_TOKENS")
         try:
             tokens = load_tokens(tokens_text) if tokens_text else {}
@@ -109,21 +105,23 @@ class SenderSettings:
         settings = cls(
             common=common_from_env(env),
             group=group_from_env(env),
-            handler=_handler(env),
+            # Not required when the accounts file's "*" table names a handler for everyone.
+            handler=handler_from_env(
+                env, required=accounts is None or not accounts.default.bot.handler
+            ),
             handler_secret=env.string("LULL_HANDLER_SECRET", ""),
             handler_timeout_ms=env.integer(
                 "LULL_HANDLER_TIMEOUT_MS", 30_000, minimum=10, maximum=600_000
             ),
-            graph_routes=_graph_routes(env),
+            graph_routes=graph_routes_from_env(env),
             graph_version=env.string("LULL_GRAPH_API_VERSION", "v23.0"),
             graph_timeout_ms=env.integer(
                 "LULL_GRAPH_TIMEOUT_MS", 10_000, minimum=10, maximum=120_000
             ),
             access_tokens=tokens,
-            rate_global=env.parsed("LULL_RATE_GLOBAL", parse_rate("80/s"), parse_rate, RATE_FORMAT),
-            rate_per_user=env.parsed(
-                "LULL_RATE_PER_USER", parse_rate("10/1m:3"), parse_rate, RATE_FORMAT
-            ),
+            # Read here, in the order problems are reported in.
+            rate_global=(rates := rates_from_env(env)).rate_global,
+            rate_per_user=rates.rate_per_user,
             # WhatsApp's pair rate limit: about one message every 6 s to one user, with short
             # bursts borrowed from later (Throughput, "pair rate limit"; error 131056).
             send_rate_per_user=env.parsed(
@@ -156,6 +154,7 @@ class SenderSettings:
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
             presence=PresenceSettings.from_env(env),
             media=MediaSettings.from_env(env),
+            accounts=accounts,
         )
         media = settings.media
         if media.links and media.port == settings.metrics_port:
@@ -179,45 +178,3 @@ class SenderSettings:
         if env.ok(*horizon_names):
             require_outlasts(env, settings.conversation_ttl_s, horizon_ms, SENDER_HORIZON)
         return settings
-
-
-def _graph_routes(env: Env) -> GraphRoutes:
-    """Each platform's Graph host: its own variable, else LULL_GRAPH_API_BASE, else the host
-    Meta documents for it. Meta's two hosts are checked against the Instagram login."""
-    login = cast(InstagramLogin, env.choice("LULL_INSTAGRAM_LOGIN", "facebook", INSTAGRAM_LOGINS))
-    base_name, allowed = "LULL_GRAPH_API_BASE", "an http(s) URL"
-    base = env.parsed(base_name, None, _base_url, allowed)
-    instagram = INSTAGRAM_GRAPH if login == "instagram" else FACEBOOK_GRAPH
-    default = {"messenger": FACEBOOK_GRAPH, "instagram": instagram, "whatsapp": FACEBOOK_GRAPH}
-    names = {
-        "messenger": "LULL_GRAPH_API_BASE_MESSENGER",
-        "instagram": "LULL_GRAPH_API_BASE_INSTAGRAM",
-        "whatsapp": "LULL_GRAPH_API_BASE_WHATSAPP",
-    }
-    bases: dict[str, str] = {}
-    for platform, name in names.items():
-        own = env.parsed(name, None, _base_url, allowed)
-        bases[platform] = own or base or default[platform]
-        problem = host_problem(platform, bases[platform], login)
-        if problem is not None:
-            culprit = name if own else base_name
-            env.report(
-                ConfigError(culprit, bases[platform], f"{problem}; see LULL_INSTAGRAM_LOGIN")
-            )
-    return GraphRoutes(bases, base or FACEBOOK_GRAPH, login)
-
-
-def _handler(env: Env) -> str:
-    spec = env.parsed("LULL_HANDLER", "", parse_handler_spec, HANDLER_FORMS)
-    if not spec:
-        if env.ok("LULL_HANDLER"):
-            # No default: a production sender that silently echoed users would be worse
-            # than none.
-            env.report(ConfigError("LULL_HANDLER", None, f"required: {HANDLER_FORMS}"))
-        return spec
-    if spec.startswith("python:"):
-        try:
-            load_function(spec)
-        except ConfigError as exc:
-            env.report(exc)
-    return spec

@@ -69,42 +69,34 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
         ready_s = time.monotonic() - started
         [line] = [text for text in lines if " simulate --url " in text]
         command = shlex.split(line.split("[lull dev]", 1)[1])
-        record = tmp_path / "posts.jsonl"
-        # The command exactly as printed, from another "terminal" that has no LULL_* set.
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("LULL_")}
-        simulate = await asyncio.create_subprocess_exec(
-            *command, "--record", str(record), env=clean,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        simulate_output, _ = await asyncio.wait_for(simulate.communicate(), 30)
-        assert simulate.returncode == 0, simulate_output.decode(errors="replace")
-        posts = [orjson.loads(row) for row in record.read_bytes().splitlines()]
+        # The command exactly as printed, from another "terminal" that has no LULL_* set:
+        # the demo page (a 2 s window, echo at once); then the same to the demo number
+        # (WhatsApp: its bot thinks a second, so the user sees their messages read and the
+        # bot typing). dev/accounts.toml gives each its window and bot.
         expected: dict[str, list[str]] = {}
-        for post in sorted(posts, key=lambda post: post["sent_at_ms"]):
-            expected.setdefault(post["user_id"], []).extend(post["texts"])
-        assert len(expected) == 3 and len(posts) == 9
+        graph = f"http://127.0.0.1:{graph_port}/_sent"
+        for platform in ("messenger", "whatsapp"):
+            extra = [] if platform == "messenger" else ["--platform", platform]
+            expected.update(await _simulate([*command, *extra], tmp_path / f"{platform}.jsonl"))
+            async with aiohttp.ClientSession() as session:
 
-        async with aiohttp.ClientSession() as session:
-            graph = f"http://127.0.0.1:{graph_port}/_sent"
+                async def answered() -> bool:
+                    return len(await _get(session, graph)) >= len(expected)
 
-            async def answered() -> bool:
-                return len(await _get(session, graph)) >= len(expected)
-
-            await until(
-                answered,
-                "every user was answered",
-                20,
-                tolerate=(aiohttp.ClientError, TimeoutError),
-            )
-            sent = await _get(session, graph)
-            presence = await _get(session, f"http://127.0.0.1:{graph_port}/_presence")
-        # The dev bot thinks a second: each user saw their messages read and the bot typing.
-        typing = [p["payload"] for p in presence if p["payload"]["sender_action"] == "typing_on"]
-        assert {payload["recipient"]["id"] for payload in typing} == set(expected)
-        replies = {item["payload"]["recipient"]["id"]: item for item in sent}
+                await until(
+                    answered,
+                    "every user was answered",
+                    20,
+                    tolerate=(aiohttp.ClientError, TimeoutError),
+                )
+                sent = await _get(session, graph)
+                presence = await _get(session, f"http://127.0.0.1:{graph_port}/_presence")
+        typing = [p["payload"] for p in presence if "typing_indicator" in p["payload"]]
+        assert len(typing) == 3  # one per WhatsApp user, with the read
+        replies = {_recipient(item["payload"]): item for item in sent}
         assert len(sent) == len(replies) == len(expected)  # one reply per user, none twice
         for user, texts in expected.items():
-            assert replies[user]["payload"]["message"]["text"] == "\n".join(texts)
+            assert _text(replies[user]["payload"]) == "\n".join(texts)
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 30)
@@ -121,4 +113,33 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
     assert len(replies_shown) == len(expected)
     assert "Traceback" not in output
     assert " typing " in output
+    assert "two accounts (dev/accounts.toml)" in output
     assert ready_s < READY_S
+
+
+async def _simulate(command: list[str], record: Path) -> dict[str, list[str]]:
+    """Run a simulate command with no LULL_* set; each user's texts in order."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LULL_")}
+    simulate = await asyncio.create_subprocess_exec(
+        *command, "--record", str(record), env=clean,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    simulate_output, _ = await asyncio.wait_for(simulate.communicate(), 30)
+    assert simulate.returncode == 0, simulate_output.decode(errors="replace")
+    posts = [orjson.loads(row) for row in record.read_bytes().splitlines()]
+    expected: dict[str, list[str]] = {}
+    for post in sorted(posts, key=lambda post: post["sent_at_ms"]):
+        expected.setdefault(post["user_id"], []).extend(post["texts"])
+    assert len(expected) == 3 and len(posts) == 9
+    return expected
+
+
+def _recipient(payload: dict[str, Any]) -> str:
+    """The user a Send API payload goes to (Messenger: recipient.id; WhatsApp: to)."""
+    return str(payload["to"] if "messaging_product" in payload else payload["recipient"]["id"])
+
+
+def _text(payload: dict[str, Any]) -> str:
+    if "messaging_product" in payload:
+        return str(payload["text"]["body"])
+    return str(payload["message"]["text"])

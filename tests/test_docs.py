@@ -60,6 +60,7 @@ DESCRIBED_DEFAULTS = frozenset(
         "LULL_GRAPH_API_BASE_WHATSAPP",
         "LULL_TYPING_REFRESH_MS",  # per platform
         "LULL_META_APP_ID",  # unset
+        "LULL_ACCOUNTS",  # unset: no accounts file
         "LULL_HANDOFF_WEBHOOK",
         "LULL_ADMIN_TOKEN",
         "LULL_API_TOKEN",

@@ -6,8 +6,8 @@ follows are its settings (WindowRules)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -60,6 +60,33 @@ class WindowRules(Protocol):
     def dedupe_ttl_s(self) -> int: ...
     @property
     def conversation_ttl_s(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WindowShape:
+    """One account's window settings, the ones each event carries into the apply: built
+    once per account (common/accounts.py), so that an event's are a lookup."""
+
+    mode: str
+    window_ms: int
+    max_wait_ms: int
+    max_messages: int
+    max_bytes: int
+    flush_on: frozenset[str]
+    args: tuple[EncodableT, ...] = field(init=False, compare=False, repr=False)
+    """mode, window ms, max wait ms, max messages, max bytes: the apply's per-event ARGV."""
+
+    def __post_init__(self) -> None:
+        args = (self.mode, self.window_ms, self.max_wait_ms, self.max_messages, self.max_bytes)
+        object.__setattr__(self, "args", args)
+
+    @classmethod
+    def of(cls, rules: WindowRules) -> WindowShape:
+        """The shape part of a service's window settings."""
+        return cls(
+            rules.mode, rules.window_ms, rules.max_wait_ms, rules.max_messages,
+            rules.max_bytes, rules.flush_on,
+        )  # fmt: skip
 
 
 def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
@@ -133,20 +160,26 @@ class CloseResult:
 class WindowStore:
     """Applies events to windows and closes due windows; all state lives in Redis."""
 
-    def __init__(self, client: RedisClient, keys: Keys, settings: WindowRules) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: Keys,
+        settings: WindowRules,
+        shape_of: Callable[[Event], WindowShape] | None = None,
+    ) -> None:
+        """shape_of: an event's window settings (its account's); settings' for every event
+        when None. settings gives the rest (lateness, skew, grace, lifetimes)."""
         self._client = client
         self._keys = keys
         self._settings = settings
-        self._events_per_call = max(
-            1, min(MAX_EVENTS_PER_CALL, WINDOW_BYTES_PER_CALL // settings.max_bytes)
-        )
+        shape = WindowShape.of(settings)
+        self._shape_of = shape_of or (lambda _event: shape)
         preludes = (*LIFE_PRELUDES, *WINDOW_PRELUDES)
         self._apply = LuaScript.read("window_apply", preludes=preludes)
         self._close = LuaScript.read("window_close", preludes=preludes)
         self._flush = LuaScript.read("window_flush", preludes=(*CLOCK_PRELUDE, "window_layout"))
         s = settings
         self._apply_head: tuple[EncodableT, ...] = (
-            s.mode, s.window_ms, s.max_wait_ms, s.max_messages, s.max_bytes,
             s.max_lateness_ms, s.max_skew_ms, s.dedupe_ttl_s,
         )  # fmt: skip
 
@@ -165,8 +198,9 @@ class WindowStore:
             - _NESTED_OVERHEAD
             + sum(len(orjson.dumps(value)) for value in (event.mid, event.kind, event.text))
         )
-        if size > self._settings.max_bytes:
-            return f"{size} bytes, more than LULL_MAX_BYTES ({self._settings.max_bytes})"
+        max_bytes = self._shape_of(event).max_bytes
+        if size > max_bytes:
+            return f"{size} bytes, more than LULL_MAX_BYTES ({max_bytes})"
         return None
 
     async def load_scripts(self) -> None:
@@ -190,9 +224,15 @@ class WindowStore:
             return await self._apply_pipelined(events)
 
     def _calls(
-        self, events: Sequence[tuple[Event, int]], sizes: Sequence[int]
+        self,
+        events: Sequence[tuple[Event, int]],
+        sizes: Sequence[int],
+        shapes: Sequence[WindowShape],
     ) -> list[tuple[int, list[int]]]:
-        """Event indexes grouped per shard, in order, cut into calls of bounded events and bytes."""
+        """Event indexes grouped per shard, in order, cut into calls of bounded events and
+        bytes; and of bounded window bytes: the max bytes of the events' windows (each
+        account's own), which a call may read and write whole, add up to at most
+        WINDOW_BYTES_PER_CALL."""
         keys = self._keys
         by_shard: dict[int, list[int]] = {}
         for index, (event, _) in enumerate(events):
@@ -200,16 +240,19 @@ class WindowStore:
         calls: list[tuple[int, list[int]]] = []
         for shard, indexes in by_shard.items():
             call: list[int] = []
-            call_bytes = 0
+            call_bytes = window_bytes = 0
             for index in indexes:
-                size = sizes[index]
+                size, max_bytes = sizes[index], shapes[index].max_bytes
                 if call and (
-                    len(call) >= self._events_per_call or call_bytes + size > MAX_BYTES_PER_CALL
+                    len(call) >= MAX_EVENTS_PER_CALL
+                    or call_bytes + size > MAX_BYTES_PER_CALL
+                    or window_bytes + max_bytes > WINDOW_BYTES_PER_CALL
                 ):
                     calls.append((shard, call))
-                    call, call_bytes = [], 0
+                    call, call_bytes, window_bytes = [], 0, 0
                 call.append(index)
                 call_bytes += size
+                window_bytes += max_bytes
             calls.append((shard, call))
         return calls
 
@@ -217,11 +260,12 @@ class WindowStore:
         # One script call per shard for the whole read: per-command client overhead, not
         # Redis, bounded the apply rate when every event was a command of its own. A large
         # read is cut into calls of a few ms each: a script blocks every other client.
-        keys, settings, flush_on = self._keys, self._settings, self._settings.flush_on
+        keys, settings, shape_of = self._keys, self._settings, self._shape_of
         encoded = [encoded_fields(event) for event, _ in events]
+        shapes = [shape_of(event) for event, _ in events]
         pipe = self._client.pipeline(transaction=False)
         order: list[list[int]] = []
-        for shard, indexes in self._calls(events, [message_size(f) for f in encoded]):
+        for shard, indexes in self._calls(events, [message_size(f) for f in encoded], shapes):
             call_keys: list[str] = [
                 keys.due(shard), keys.outbound(shard),
                 *LegacyKeys.of(keys, shard).moved(),
@@ -236,6 +280,8 @@ class WindowStore:
                 conversation = event.conversation
                 call_keys += (keys.conversation(conversation), keys.seen(conversation))
                 mid, kind, text, attachments, raw = encoded[index]
+                shape = shapes[index]
+                args += shape.args
                 args += (
                     conversation,
                     mid,
@@ -247,7 +293,7 @@ class WindowStore:
                     text,
                     attachments,
                     raw,
-                    1 if event.kind in flush_on else 0,
+                    1 if event.kind in shape.flush_on else 0,
                 )
             # execute_command, not pipe.evalsha: a cluster pipeline refuses the latter.
             pipe.execute_command(*self._apply.command(call_keys, args))

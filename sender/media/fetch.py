@@ -86,7 +86,8 @@ class MediaFetcher:
         self.allowlist = allowlist
         self._routes = routes
         self._version = graph_version
-        self._tokens = dict(tokens)
+        # Read per call, not copied: the accounts file's tokens change on a reload.
+        self._tokens = tokens
         self.limits = limits
         self.metrics = metrics
         self._slots = asyncio.Semaphore(limits.concurrency)

@@ -8,6 +8,8 @@ load writer and this script otherwise run on config.loadgen_cpu.
    Processor's consumer handles them all (`run_until_idle`, windows stay open) while this
    process sits on the server core. Beside it, the same client pipelines as many EVALSHA
    calls of `return 1` in batches of 100: the ceiling of any one-call-per-event design.
+   Once more with an accounts file of BENCH_ACCOUNTS accounts (LULL_ACCOUNTS), the page
+   among them: each event carries its account's window settings.
 2. Close lateness (bench_lateness): a real replica, windows opened at a steady rate;
    then at low traffic (bench_quiet_lateness): lone button taps and sub-second gaps.
 3. Memory per open window (bench_memory): WindowStore.apply straight into Redis.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
@@ -37,6 +40,7 @@ from tests.bench.bench_lateness import Lateness, measure_lateness
 from tests.bench.bench_memory import Memory, measure_memory
 from tests.bench.bench_quiet_lateness import QuietLateness, measure_quiet_lateness
 from tests.bench.bench_support import (
+    PAGE_ID,
     dedicated_redis,
     describe_cores,
     flush_all,
@@ -61,6 +65,9 @@ PREFILL_BATCH = 2_000
 HOUR_MS = 3_600_000
 # Timing one run of a few seconds; more means the machine is far slower than expected.
 APPLY_TIMEOUT_S = 60.0
+BENCH_ACCOUNTS = 1_000
+# The rate with an accounts file, against the rate without, in the same run.
+TARGET_ACCOUNTS_RATIO = 0.9
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,11 @@ def run(config: BenchConfig) -> Report:
             flush_all(client)
             multi = _apply_rate(config, store.url, client, redis_pid, per_body=10)
             flush_all(client)
+            accounts = _apply_rate(
+                config, store.url, client, redis_pid, per_body=1,
+                accounts_file=_accounts_file(tmp, BENCH_ACCOUNTS),
+            )  # fmt: skip
+            flush_all(client)
             baseline = _baseline(config, store.url, APPLY_EVENTS)
             flush_all(client)
             lateness = measure_lateness(config, store.url, client, redis_pid, tmp)
@@ -111,6 +123,7 @@ def run(config: BenchConfig) -> Report:
     return _report(
         single=single,
         multi=multi,
+        accounts=accounts,
         baseline=baseline,
         lateness=lateness,
         quiet=quiet,
@@ -120,7 +133,22 @@ def run(config: BenchConfig) -> Report:
     )
 
 
-def _settings(url: str, namespace: str) -> ProcessorSettings:
+def _accounts_file(tmp: Path, count: int) -> Path:
+    """An accounts file of count accounts, the bench's page among them; each account's
+    windows an hour long (nothing falls due), its other settings its own."""
+    path = tmp / "accounts.toml"
+    tables = [f'["*"]\nwindow_ms = {HOUR_MS}\nmax_wait_ms = {HOUR_MS}\n']
+    ids = [PAGE_ID, *(f"2060000{n:08d}" for n in range(count - 1))]
+    for n, account_id in enumerate(ids):
+        tables.append(
+            f'["{account_id}"]\nplatform = "messenger"\nname = "page {n}"\n'
+            f'max_messages = {50 + n % 50}\nflush_on = ["postback"]\n'
+        )
+    path.write_text("\n".join(tables), encoding="utf-8")
+    return path
+
+
+def _settings(url: str, namespace: str, accounts_file: Path | None = None) -> ProcessorSettings:
     # Windows an hour long: nothing falls due, so only applying is timed.
     env = {
         "LULL_REDIS_URL": url,
@@ -130,6 +158,8 @@ def _settings(url: str, namespace: str) -> ProcessorSettings:
         "LULL_LOG_FORMAT": "json",
         "LULL_LOG_LEVEL": "warning",
     }
+    if accounts_file is not None:
+        env["LULL_ACCOUNTS"] = str(accounts_file)
     return ProcessorSettings.from_env(env)
 
 
@@ -149,15 +179,23 @@ def _prefill(client: Redis, stream: str, per_body: int) -> None:
 
 
 def _apply_rate(
-    config: BenchConfig, url: str, sync: Redis, redis_pid: int, per_body: int
+    config: BenchConfig,
+    url: str,
+    sync: Redis,
+    redis_pid: int,
+    per_body: int,
+    *,
+    accounts_file: Path | None = None,
 ) -> Applied:
-    namespace = f"apply{per_body}"
-    settings = _settings(url, namespace)
+    namespace = f"apply{per_body}{'a' if accounts_file else ''}"
+    settings = _settings(url, namespace, accounts_file)
     keys = Keys(namespace, settings.common.shards)
     _prefill(sync, keys.inbound(), per_body)
     cpus = {config.server_cpu, config.loadgen_cpu}
 
     label = f"{per_body} message{'s' if per_body > 1 else ''}/body"
+    if settings.accounts is not None:
+        label += f", {len(settings.accounts.by_id):,} accounts (LULL_ACCOUNTS)"
 
     async def consume() -> Applied:
         client = connect(url, timeout_s=10)
@@ -238,6 +276,7 @@ def _report(
     *,
     single: Applied,
     multi: Applied,
+    accounts: Applied,
     baseline: float,
     lateness: Lateness,
     quiet: QuietLateness,
@@ -247,6 +286,8 @@ def _report(
 ) -> Report:
     rate_ok = single.per_s >= TARGET_EVENTS_PER_S
     multi_ok = multi.per_s >= TARGET_EVENTS_PER_S
+    accounts_ratio = accounts.per_s / single.per_s
+    accounts_ok = accounts.per_s >= TARGET_EVENTS_PER_S and accounts_ratio >= TARGET_ACCOUNTS_RATIO
     late_ok = lateness.result.p99_ms <= TARGET_LATENESS_P99_MS
     quiet_ok = max(quiet.tap.p99_ms, quiet.gap.p99_ms) <= TARGET_LATENESS_P99_MS
     memory_ok = memory.beyond_messages <= TARGET_WINDOW_BYTES
@@ -261,6 +302,12 @@ def _report(
             f"apply, {multi.label}: {multi.per_s:,.0f} events/s (target >= "
             f"{TARGET_EVENTS_PER_S:,}): ratio {multi.per_s / baseline:.2f}",
             multi_ok,
+        ),
+        verdict(
+            f"apply, {accounts.label}: {accounts.per_s:,.0f} events/s, {accounts_ratio:.2f} "
+            f"of the rate without (target >= {TARGET_EVENTS_PER_S:,} and >= "
+            f"{TARGET_ACCOUNTS_RATIO:g})",
+            accounts_ok,
         ),
         verdict(f"{lateness.line()} (target p99 <= {TARGET_LATENESS_P99_MS:g} ms)", late_ok),
         verdict(f"{quiet.line()} (target p99 <= {TARGET_LATENESS_P99_MS:g} ms)", quiet_ok),
@@ -283,5 +330,11 @@ def _report(
         "processor",
         [row],
         verdicts,
-        rate_ok and multi_ok and late_ok and quiet_ok and memory_ok and heavy[0].passed,
+        rate_ok
+        and multi_ok
+        and accounts_ok
+        and late_ok
+        and quiet_ok
+        and memory_ok
+        and heavy[0].passed,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -139,6 +140,8 @@ def service_environment(
     for name, value in env.items():
         if value.startswith("@"):
             env[name] = "@" + str(mounted_file(service, value[1:]))
+        elif name == "LULL_ACCOUNTS" and value:
+            env[name] = str(mounted_file(service, value))
     return env
 
 
@@ -183,6 +186,15 @@ def k8s_environment(container: dict[str, Any]) -> dict[str, str]:
         else:
             env.update(secrets[source["secretRef"]["name"]])
     env.update({item["name"]: item["value"] for item in container.get("env", [])})
+    accounts = env.get("LULL_ACCOUNTS")
+    if accounts:
+        # A path in the container: the key of the ConfigMap mounted there, written out.
+        directory, _, key = str(accounts).rpartition("/")
+        [config_map] = [d for d in k8s_objects("ConfigMap") if key in d["data"]]
+        assert directory and config_map, accounts
+        copy = Path(tempfile.mkdtemp(prefix="lull-k8s-accounts-")) / key
+        copy.write_text(config_map["data"][key], encoding="utf-8")
+        env["LULL_ACCOUNTS"] = str(copy)
     return {name: str(value) for name, value in env.items()}
 
 

@@ -11,15 +11,14 @@
 -- KEYS[5]    0.1 dead-seq hash    {ns}:{s}:deadseq
 -- KEYS[4+2i] window key         {ns}:{s}:c:<conv>     of event i
 -- KEYS[5+2i] seen set           {ns}:{s}:seen:<conv>  of event i
--- ARGV[1]  mode (sliding|fixed)        ARGV[2]  window ms           ARGV[3]  max wait ms
--- ARGV[4]  max messages                ARGV[5]  max bytes
--- ARGV[6]  max lateness ms             ARGV[7]  max skew ms         ARGV[8]  dedupe ttl s
--- ARGV[9]  conversation state prefix {ns}:{s}:cs:   ARGV[10] history prefix {ns}:{s}:h:
--- ARGV[11] conversation ttl s          ARGV[12] pause key prefix {ns}:{s}:pause:
--- then 11 values per event i, from ARGV[13 + 11 * (i - 1)]:
---   conversation, mid (JSON), target mid (JSON) or "" (edit/unsend), kind, kind (JSON),
---   event time ms, received_at ms, text (JSON), attachments (JSON), raw (JSON),
---   1 when kind is in flush_on
+-- ARGV[1]  max lateness ms             ARGV[2]  max skew ms         ARGV[3]  dedupe ttl s
+-- ARGV[4]  conversation state prefix {ns}:{s}:cs:   ARGV[5]  history prefix {ns}:{s}:h:
+-- ARGV[6]  conversation ttl s          ARGV[7]  pause key prefix {ns}:{s}:pause:
+-- then 16 values per event i, from ARGV[8 + 16 * (i - 1)]: its account's window settings
+--   (each account may have its own: the accounts file), mode (sliding|fixed), window ms,
+--   max wait ms, max messages, max bytes; then the event: conversation, mid (JSON), target
+--   mid (JSON) or "" (edit/unsend), kind, kind (JSON), event time ms, received_at ms, text
+--   (JSON), attachments (JSON), raw (JSON), 1 when kind is in its account's flush kinds
 --
 -- Returns {now_ms, {status_1, deadline_1, status_2, deadline_2, ...}, {closed...}}: status 0
 -- duplicate, 1 added, 2 opened a window, 3 edited, 4 removed (unsend), 5 unsend of a message
@@ -39,15 +38,13 @@
 -- the next window. A window that reaches a cap exactly is due at once, for the closer.
 
 local due = KEYS[1]
-local mode, window_ms, max_wait_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_messages, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
-local max_lateness_ms, max_skew_ms, ttl_s = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local max_lateness_ms, max_skew_ms, ttl_s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local ctx = {
-  out = KEYS[2], ttl_s = ttl_s, state_prefix = ARGV[9], history_prefix = ARGV[10],
-  life_s = ARGV[11], pause_prefix = ARGV[12],
+  out = KEYS[2], ttl_s = ttl_s, state_prefix = ARGV[4], history_prefix = ARGV[5],
+  life_s = ARGV[6], pause_prefix = ARGV[7],
   legacy_seq = KEYS[3], legacy_delivered = KEYS[4], legacy_dead_seq = KEYS[5],
 }
-local FIELDS, FIRST, KEYS_BEFORE = 11, 13, 5
+local FIELDS, FIRST, KEYS_BEFORE = 16, 8, 5
 -- Old seen ids moved per call: about 1 µs each, so the move of a long history is spread over
 -- calls of a ms or two.
 local MOVE_BUDGET = 1000
@@ -85,6 +82,9 @@ local function remember(seen_key, mid)
 end
 
 local function apply(key, seen_key, a)
+  local mode, window_ms, max_wait_ms = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local max_messages, max_bytes = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
   local conv, mid, target = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local kind, kind_json = ARGV[a + 3], ARGV[a + 4]
   local event_time, received_at = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
