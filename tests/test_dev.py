@@ -92,7 +92,10 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
                 sent = await _get(session, graph)
                 presence = await _get(session, f"http://127.0.0.1:{graph_port}/_presence")
         typing = [p["payload"] for p in presence if "typing_indicator" in p["payload"]]
-        assert len(typing) == 3  # one per WhatsApp user, with the read
+        # One per bot call of a WhatsApp user's batch, with the read: three on a quiet machine;
+        # a loaded one may split a burst or retry a call (tests/sender/test_presence_retries.py
+        # counts them exactly).
+        assert 3 <= len(typing) <= 6, typing
         replies = {_recipient(item["payload"]): item for item in sent}
         assert len(sent) == len(replies) == len(expected)  # one reply per user, none twice
         for user, texts in expected.items():
