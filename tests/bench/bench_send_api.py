@@ -20,20 +20,16 @@ from pathlib import Path
 import aiohttp
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
-from lull.common.conversation_control import ConversationControl
 from lull.common.log import configure
 from lull.common.redis_conn import connect
-from lull.common.store.api_messages import ApiMessageStore
 from lull.common.store.keys import Keys
-from lull.common.store.pauses import PauseSettings, PauseStore
+from lull.common.store.pauses import PauseSettings
 from lull.dev.embedded_redis import EmbeddedRedis, free_port
 from lull.dev.fake_graph import FAKE_GRAPH, create_fake_graph_app
-from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
-from lull.ingest.send_api import ApiSettings, SendApi
 from lull.sender.app import Sender
 from lull.sender.settings import SenderSettings
+from tests.ingest.send_api_app import send_api_app
 
 TOKEN = "fedcba9876543210fedcba9876543210"
 ACCOUNT = "106000000000001"
@@ -52,18 +48,7 @@ async def run(posts: int, conversations: int, redis_url: str) -> dict[str, float
     """Post, then deliver; the two rates."""
     client = connect(redis_url, timeout_s=5)
     keys = Keys("bench")
-    api = SendApi(
-        ApiSettings(token=TOKEN, accounts=frozenset({ACCOUNT})),
-        keys,
-        ApiMessageStore(client, keys),
-        PauseStore(client, keys, PAUSE),
-    )
-    admin = create_admin_app(
-        AdminSettings(token="0123456789abcdef0123456789abcdef"),
-        ConversationControl(client, keys, PAUSE),
-        AdminMetrics(CollectorRegistry()),
-        api,
-    )
+    admin = send_api_app(client, keys, {ACCOUNT}, token=TOKEN, pause=PAUSE)
     graph_app = create_fake_graph_app({ACCOUNT: "page-token"})
     api_port, graph_port = free_port(), free_port()
     runners = [await _serve(admin, api_port), await _serve(graph_app, graph_port)]

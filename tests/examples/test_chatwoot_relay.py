@@ -9,15 +9,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
 from examples.chatwoot_relay.relay import Config, create_app
-from lull.common.conversation_control import ConversationControl
-from lull.common.store.api_messages import ApiMessageStore
-from lull.common.store.pauses import PauseSettings, PauseStore
-from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
-from lull.ingest.send_api import ApiSettings, SendApi
+from lull.common.store.pauses import PauseSettings
 from tests.examples.conftest import PAGE, Stack
+from tests.ingest.send_api_app import send_api_app
 
 API_TOKEN = "fedcba9876543210fedcba9876543210"
 RELAY_TOKEN = "relay-secret"
@@ -42,19 +38,7 @@ def agent_message(message_id: int, text: str, **more: Any) -> dict[str, Any]:
 @pytest.fixture
 async def relay(stack: Stack, redis: aioredis.Redis) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The relay, pointing at lull's admin app with the send API on."""
-    keys = stack.keys
-    send_api = SendApi(
-        ApiSettings(token=API_TOKEN, accounts=frozenset({PAGE})),
-        keys,
-        ApiMessageStore(redis, keys),
-        PauseStore(redis, keys, PAUSE),
-    )
-    admin = create_admin_app(
-        AdminSettings(token="0123456789abcdef0123456789abcdef"),
-        ConversationControl(redis, keys, PAUSE),
-        AdminMetrics(CollectorRegistry()),
-        send_api,
-    )
+    admin = send_api_app(redis, stack.keys, {PAGE}, token=API_TOKEN, pause=PAUSE)
     async with TestServer(admin) as lull_admin:
         config = Config(str(lull_admin.make_url("")).rstrip("/"), API_TOKEN, RELAY_TOKEN)
         async with TestClient(TestServer(create_app(config))) as client:

@@ -10,16 +10,14 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
 from lull.common.batch import Batch
-from lull.common.conversation_control import ConversationControl
 from lull.common.env import ConfigError, Env
-from lull.common.store.api_messages import ApiMessageStore, ApiSend
+from lull.common.store.api_messages import ApiSend
 from lull.common.store.keys import Keys
-from lull.common.store.pauses import PauseSettings, PauseStore
-from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
-from lull.ingest.send_api import ApiSettings, SendApi, documented_routes
+from lull.common.store.pauses import PauseSettings
+from lull.ingest.send_api import ApiSettings, documented_routes
+from tests.ingest.send_api_app import send_api_app
 
 ADMIN_TOKEN = "0123456789abcdef0123456789abcdef"
 API_TOKEN = "fedcba9876543210fedcba9876543210"
@@ -32,17 +30,7 @@ PATH = f"/v1/conversations/{CONVERSATION}/messages"
 
 
 def _app(redis: aioredis.Redis, namespace: str, token: str | None) -> Any:
-    keys = Keys(namespace)
-    api = SendApi(
-        ApiSettings(token=token, accounts=frozenset({ACCOUNT})),
-        keys,
-        ApiMessageStore(redis, keys),
-        PauseStore(redis, keys, PAUSE),
-    )
-    takeover = ConversationControl(redis, keys, PAUSE)
-    return create_admin_app(
-        AdminSettings(token=ADMIN_TOKEN), takeover, AdminMetrics(CollectorRegistry()), api
-    )
+    return send_api_app(redis, Keys(namespace), {ACCOUNT}, token=token, pause=PAUSE)
 
 
 @pytest.fixture

@@ -11,15 +11,11 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import CollectorRegistry
 
-from lull.common.conversation_control import ConversationControl
-from lull.common.store.api_messages import ApiMessageStore
 from lull.common.store.keys import Keys
 from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore
 from lull.dev.fake_graph import FakeGraph
-from lull.ingest.admin_api import AdminMetrics, AdminSettings, create_admin_app
-from lull.ingest.send_api import ApiSettings, SendApi
+from tests.ingest.send_api_app import send_api_app
 from tests.sender.conftest import TOKENS, MakeSender, emit, sent_texts
 from tests.sender.test_takeover import RecordingBot, history, outcome, with_bot
 
@@ -40,19 +36,7 @@ class SilentBot(RecordingBot):
 @pytest.fixture
 async def api(redis: aioredis.Redis, namespace: str) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     """The admin app with the send API on, on the test Redis."""
-    keys = Keys(namespace)
-    send_api = SendApi(
-        ApiSettings(token=API_TOKEN, accounts=frozenset(TOKENS)),
-        keys,
-        ApiMessageStore(redis, keys),
-        PauseStore(redis, keys, PAUSE),
-    )
-    app = create_admin_app(
-        AdminSettings(token="0123456789abcdef0123456789abcdef"),
-        ConversationControl(redis, keys, PAUSE),
-        AdminMetrics(CollectorRegistry()),
-        send_api,
-    )
+    app = send_api_app(redis, Keys(namespace), TOKENS, token=API_TOKEN, pause=PAUSE)
     async with TestClient(TestServer(app)) as client:
         yield client
 
