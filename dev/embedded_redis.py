@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT_S = 10.0
+# The ports this process handed out (see free_port).
+_HANDED_OUT: set[int] = set()
 STOP_TIMEOUT_S = 10.0
 
 
@@ -32,12 +35,29 @@ def find_redis_server() -> str:
     return str(binary)
 
 
+# Ports handed out are drawn below Linux's ephemeral range (32768-60999): a port from bind(0)
+# lies inside it, where any outbound connection made before the server binds can take it.
+FREE_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on loopback that nothing listens on now, and not given before in this process.
+
+    Random, so parallel processes rarely meet; remembered, so two servers of one test never
+    get the same port before either binds.
+    """
+    for _ in range(len(FREE_PORTS)):
+        port = random.choice(FREE_PORTS)  # noqa: S311  (a port number, not a secret)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+    raise OSError(f"no free port left in {FREE_PORTS.start}-{FREE_PORTS.stop - 1}")
 
 
 def port_answers(host: str, port: int, timeout_s: float = 0.3) -> bool:

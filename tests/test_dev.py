@@ -69,14 +69,17 @@ async def test_lull_dev_answers_a_burst_once_and_stops_cleanly(
         ready_s = time.monotonic() - started
         [line] = [text for text in lines if " simulate --url " in text]
         command = shlex.split(line.split("[lull dev]", 1)[1])
-        # The command exactly as printed, from another "terminal" that has no LULL_* set:
-        # the demo page (a 2 s window, echo at once); then the same to the demo number
-        # (WhatsApp: its bot thinks a second, so the user sees their messages read and the
-        # bot typing). dev/accounts.toml gives each its window and bot.
+        # The command as printed, from another "terminal" that has no LULL_* set: the demo
+        # page (a 2 s window, echo at once); then the same to the demo number (WhatsApp: its
+        # bot thinks a second, so the user sees their messages read and the bot typing).
+        # dev/accounts.toml gives each its window and bot. Only the gap is shorter: the printed
+        # 800 ms (up to 1.2 s jittered) left a loaded CI machine 0.8 s before the 2 s window
+        # closed, and one run split a burst there; 300 ms leaves 1.55 s.
         expected: dict[str, list[str]] = {}
         graph = f"http://127.0.0.1:{graph_port}/_sent"
         for platform in ("messenger", "whatsapp"):
-            extra = [] if platform == "messenger" else ["--platform", platform]
+            extra = ["--gap-ms", "300"]
+            extra += [] if platform == "messenger" else ["--platform", platform]
             expected.update(await _simulate([*command, *extra], tmp_path / f"{platform}.jsonl"))
             async with aiohttp.ClientSession() as session:
 

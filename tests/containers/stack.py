@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass
 from typing import Any
 
+from lull.dev.embedded_redis import free_port
 from tests.containers.http_get import NotYet, get_json, wait_for
 from tests.containers.podman import PROJECT, CommandFailed, Podman
 
@@ -27,14 +27,6 @@ DOWN_TIMEOUT_S = 300
 READY_TIMEOUT_S = 120
 EXEC_TIMEOUT_S = 60
 PROJECT_LABEL = f"label=io.podman.compose.project={PROJECT}"
-
-
-def free_port() -> int:
-    """A port nothing listens on now on 127.0.0.1 (another helper may run `make run`)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
