@@ -1,4 +1,4 @@
-"""One Graph API call the sender makes: built from the bot's reply (sender/graph_payload.py),
+"""One Graph API call the sender makes: built from the bot's reply (sender/graph/payload.py),
 kept in a batch's send state between attempts (common/store/deliveries.py)."""
 
 from __future__ import annotations

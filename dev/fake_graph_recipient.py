@@ -1,12 +1,13 @@
 """The fake Graph API's view of a WhatsApp request's addressee: the checks and the answer's
-`contacts` entry, after Meta's "Business-scoped user IDs" page (see sender/whatsapp_ids.py)."""
+`contacts` entry, after Meta's "Business-scoped user IDs" page
+(see sender/graph/whatsapp_ids.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from lull.sender.whatsapp_ids import is_bsuid, is_phone_number
+from lull.sender.graph.whatsapp_ids import is_bsuid, is_phone_number
 
 
 def whatsapp_recipient_problem(to: object, recipient: object) -> str | None:

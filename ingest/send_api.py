@@ -25,16 +25,16 @@ import orjson
 import structlog
 from aiohttp import web
 
+from lull.common.access_tokens import load_tokens
 from lull.common.conversation import Conversation
 from lull.common.env import ConfigError, Env
 from lull.common.lifetime import conversation_ttl_from_env
 from lull.common.redis_conn import REDIS_FAILURES
+from lull.common.replies import parse_replies
 from lull.common.store.api_messages import ApiMessageStore, ApiSend, new_message_id
 from lull.common.store.keys import Keys
 from lull.common.store.pauses import PauseAction, PauseStore
 from lull.ingest.body import read_body
-from lull.sender.graph import load_tokens
-from lull.sender.replies import parse_replies
 
 log = structlog.get_logger("lull.ingest")
 

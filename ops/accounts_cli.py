@@ -26,15 +26,15 @@ from typing import Any
 
 import orjson
 
+from lull.common.access_tokens import DEFAULT_ACCOUNT, load_tokens
 from lull.common.accounts import STRICT, Accounts, load_accounts, raise_problems
 from lull.common.accounts_file import DEFAULTS, VARIABLE
 from lull.common.env import ConfigError, mask, problems_of
 from lull.common.store.windows import WindowShape
 from lull.processor.settings import window_shape
-from lull.sender.account_settings import AccountSend, account_sends_of
+from lull.sender.accounts.settings import AccountSend, account_sends_of
 from lull.sender.bot import handler_target
-from lull.sender.graph import DEFAULT_ACCOUNT, load_tokens
-from lull.sender.ratelimit import Rate
+from lull.sender.rates.rate import Rate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

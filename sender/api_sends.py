@@ -9,11 +9,11 @@ human's pause like a bot's answer; a human's (and a forced one) is sent during o
 from __future__ import annotations
 
 from lull.common.batch import Batch
+from lull.common.replies import parse_replies
 from lull.common.store.api_messages import ApiSend
-from lull.sender.account_settings import GraphSettings
-from lull.sender.graph import GraphRequest
-from lull.sender.replies import parse_replies
-from lull.sender.send_bounds import bounded_requests
+from lull.sender.accounts.settings import GraphSettings
+from lull.sender.graph.client import GraphRequest
+from lull.sender.sends.bounds import bounded_requests
 from lull.sender.settings import SenderSettings
 
 DEAD: str = "failed"

@@ -16,22 +16,22 @@ from lull.common.store.deliveries import DeliveryStore
 from lull.common.store.keys import PRESENCE_GROUP, SENDER_GROUP, Keys
 from lull.common.store.pauses import PauseStore
 from lull.common.store.sent import SentMessages
-from lull.sender.account_bots import AccountBots
-from lull.sender.account_sends import AccountRoutes, AccountSends
-from lull.sender.account_settings import AccountSend
-from lull.sender.account_tokens import AccountTokens
+from lull.sender.accounts.bots import AccountBots
+from lull.sender.accounts.sends import AccountRoutes, AccountSends
+from lull.sender.accounts.settings import AccountSend
+from lull.sender.accounts.tokens import AccountTokens
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
-from lull.sender.graph import GraphClient
+from lull.sender.graph.client import GraphClient
 from lull.sender.handoff import Handoffs
 from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
-from lull.sender.presence import Presence
-from lull.sender.presence_arrivals import ArrivalReads
-from lull.sender.ratelimit import RateLimiter
-from lull.sender.send_marks import SendMarks
-from lull.sender.sent_ids import SentIds
+from lull.sender.presence.arrivals import ArrivalReads
+from lull.sender.presence.calls import Presence
+from lull.sender.rates.rate import RateLimiter
+from lull.sender.sends.marks import SendMarks
+from lull.sender.sends.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
 
 GROUP = SENDER_GROUP

@@ -11,7 +11,7 @@ Decisions:
   A 2xx whose body is not a JSON object, or whose "replies" is not a list of objects, is a
   bot bug and permanent. An empty body, 204 or a missing "replies" means "nothing to send".
   An answer with a "handoff" is handed on whole (replies and handoff), for
-  sender/replies.py to check.
+  common/replies.py to check.
 - python: the function runs under the same timeout as an HTTP call. BotRetry and
   BotPermanent pass through; any other exception (and a timeout) is treated as temporary:
   a crash may come from a dependency the function calls, and the sender's send-attempt
@@ -47,14 +47,14 @@ DEFAULT_TIMEOUT_MS = 30_000
 EXCERPT_CHARS = 200
 
 ReplyJson = dict[str, Any]
-"""One reply as the bot answers it, before sender/replies.py checks it into a Reply."""
+"""One reply as the bot answers it, before common/replies.py checks it into a Reply."""
 AnswerJson = list[ReplyJson] | dict[str, Any]
 """What a handler returns: its replies, or (when it asks for a human) the answer object
-`{"replies": [...], "handoff": {...}}`; sender/replies.py's parse_answer checks either."""
+`{"replies": [...], "handoff": {...}}`; common/replies.py's parse_answer checks either."""
 BotFunction = Callable[[dict[str, Any]], Awaitable[AnswerJson]]
 Reached = Callable[[], None]
 """Called once the batch is on its way to the bot (an HTTP request sent, a function
-called): the sender shows typing only while a bot call is in flight (sender/presence.py)."""
+called): the sender shows typing only while a bot call is in flight (sender/presence/calls.py)."""
 HANDOFF = "handoff"
 DEFER = "defer"
 """`{"defer": true}` (an HTTP bot's 202, or a python: handler's answer): the replies come

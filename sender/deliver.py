@@ -3,7 +3,7 @@
 Each step that can fail returns an outcome to the consumer loop instead of raising:
 RetryLater (this replica tries again after the delay, other conversations go on) or
 Permanent (dead letter). A rate-limit slot close enough is reserved and slept for; a later
-one is a RetryLater at the batch's turn (sender/rate_gate.py).
+one is a RetryLater at the batch's turn (sender/rates/gate.py).
 """
 
 from __future__ import annotations
@@ -19,29 +19,29 @@ from lull.common.batch import Batch
 from lull.common.coalesce import Command
 from lull.common.consumer import Decided, Entry, Permanent, RetryLater
 from lull.common.outside_text import cut
+from lull.common.replies import NO_ANSWER, parse_answer
 from lull.common.store.api_messages import ApiSend
 from lull.common.store.deliveries import DeliveryStore, SendState
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
-from lull.sender.account_sends import AccountSends
+from lull.sender.accounts.sends import AccountSends
 from lull.sender.api_sends import api_requests, obeys_pause
 from lull.sender.bot import Bot, BotPermanent, BotRetry, is_deferred
-from lull.sender.deferred_typing import DeferredTyping
 from lull.sender.finish import Finisher
-from lull.sender.graph import GraphClient, GraphError, GraphRequest
+from lull.sender.graph.client import GraphClient, GraphError, GraphRequest
 from lull.sender.handoff import Handoffs, is_thread_control, message_requests
 from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
-from lull.sender.presence import Presence, Showing
+from lull.sender.presence.calls import Presence, Showing
+from lull.sender.presence.deferred_typing import DeferredTyping
 from lull.sender.progress import LocalProgress
-from lull.sender.rate_gate import RateGate
-from lull.sender.ratelimit import Grant, Rate, RateLimiter
-from lull.sender.replies import NO_ANSWER, parse_answer
+from lull.sender.rates.gate import RateGate
+from lull.sender.rates.rate import Grant, Rate, RateLimiter
+from lull.sender.rates.send_limits import send_limits
 from lull.sender.reply_window import WINDOW_CLOSED, ready_to_send, window_ends_at_ms, window_open
-from lull.sender.send_bounds import TooManySends, bounded_requests
-from lull.sender.send_limits import send_limits
-from lull.sender.send_marks import PAUSED, SendMarks, paused_before_bot
-from lull.sender.sent_ids import SentIds
+from lull.sender.sends.bounds import TooManySends, bounded_requests
+from lull.sender.sends.marks import PAUSED, SendMarks, paused_before_bot
+from lull.sender.sends.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
@@ -70,7 +70,7 @@ class _Job:
     """When the user last wrote, as far as lull knows: Meta's 24-hour window starts there
     (sender/reply_window.py)."""
     deferred: bool = False
-    """The bot deferred its answer (sender/deferred_typing.py): typing stays on."""
+    """The bot deferred its answer (sender/presence/deferred_typing.py): typing stays on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,7 @@ class Deliverer:
     presence: Presence
     progress: LocalProgress = field(default_factory=LocalProgress)
     marks: SendMarks | None = None
-    """Messenger/Instagram send marks for telling lull's echoes (sender/send_marks.py)."""
+    """Messenger/Instagram send marks for telling lull's echoes (sender/sends/marks.py)."""
     media: MediaService | None = None
     """Transcripts before the bot, media links for it (sender/media/); None: not configured."""
     sends: AccountSends | None = None
@@ -180,8 +180,8 @@ class Deliverer:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
             state.admitted = True
         # The bot will be called: read once per batch, typing while the call is in flight
-        # (sender/presence.py); a replay is only being finished, a `none` handler never answers;
-        # after Meta's 24-hour window a sender action is refused like a message.
+        # (sender/presence/calls.py); a replay is only being finished, a `none` handler never
+        # answers; after Meta's 24-hour window a sender action is refused like a message.
         answering = not (job.replay or self.bot.forward_only)
         show = answering and window_open(job.user_last_ms, _now_ms())
         showing = self.presence.start(
@@ -281,7 +281,7 @@ class Deliverer:
             if isinstance(slept, _Stop):
                 return slept.outcome
             # Messenger/Instagram: the echo of this send must find the in-flight mark
-            # (sender/send_marks.py); a later send of this attempt finds it kept up already.
+            # (sender/sends/marks.py); a later send of this attempt finds it kept up already.
             before = self.marks.before(job.batch) if first_of_attempt and self.marks else []
             stop = await self._cleared(job, slept=slept, also=before)
             if stop is not None:
@@ -319,7 +319,7 @@ class Deliverer:
 
     async def _cleared(self, job: _Job, *, slept: bool, also: list[Command]) -> _Stop | None:
         """The last checks before a send; `also` (the in-flight mark) is run before it
-        returns. The same-moment rule (sender/send_marks.py): right before the first send the
+        returns. The same-moment rule (sender/sends/marks.py): right before the first send the
         pause is asked, always (`also` rides that round trip). After a sleep for a slot the
         entry may have been claimed meanwhile (the slot is then left unused, which errs on
         the side of the limit)."""
@@ -351,7 +351,7 @@ class Deliverer:
         return message_id
 
     async def _take_units(self, job: _Job, request: GraphRequest) -> bool | _Stop:
-        """A unit of each limit the send counts against (sender/send_limits.py); whether it
+        """A unit of each limit the send counts against (sender/rates/send_limits.py); whether it
         slept for one, or _Stop when one is too far away (the batch comes back then)."""
         state, slept = job.state, False
         account_rate = self.account_sends.of(job.batch.account_id).rates.rate_global

@@ -17,12 +17,12 @@ from lull.common.store.keys import Keys
 from lull.common.store.outcomes import outcome_record
 from lull.common.store.sent import SentMessage
 from lull.sender.api_sends import DEAD, api_state, sent_as
-from lull.sender.graph import GraphRequest
+from lull.sender.graph.client import GraphRequest
 from lull.sender.history_items import history_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.progress import LocalProgress
-from lull.sender.send_marks import SendMarks
-from lull.sender.sent_ids import SentIds
+from lull.sender.sends.marks import SendMarks
+from lull.sender.sends.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")

@@ -1,6 +1,6 @@
 """The bot hands off: its replies go out first, then the conversation is paused for a human.
 
-A bot's answer may carry `"handoff": {"reason": "..."}` (sender/replies.py). Then, in this
+A bot's answer may carry `"handoff": {"reason": "..."}` (common/replies.py). Then, in this
 order, each step recorded in the batch's SendState so that a retry or a crash repeats none
 that is done:
 
@@ -40,14 +40,14 @@ import structlog
 
 from lull.common.batch import Batch
 from lull.common.env import Env
+from lull.common.replies import Handoff
 from lull.common.signing import sign
 from lull.common.store.deliveries import SendState
 from lull.common.store.pauses import PauseAction, PauseStore
 from lull.sender.bot import SIGNATURE_HEADER
-from lull.sender.graph import GraphClient, GraphError, GraphRequest
-from lull.sender.graph_routes import GraphRoutes
+from lull.sender.graph.client import GraphClient, GraphError, GraphRequest
+from lull.sender.graph.routes import GraphRoutes
 from lull.sender.metrics import SenderMetrics
-from lull.sender.replies import Handoff
 
 log = structlog.get_logger("lull.sender")
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from lull.common.batch import Batch
-from lull.sender.graph import GraphRequest
+from lull.sender.graph.client import GraphRequest
 from lull.sender.media import spoken_text
 
 

@@ -45,9 +45,9 @@ class SenderMetrics:
         )
         self.presence = Counter(
             "lull_sender_presence",
-            "Read receipts and typing calls (sender/presence.py) by action (read, read_typing, "
-            "mark_seen, typing_on, typing_off) and outcome: sent, dropped_rate (no slot free "
-            "under LULL_RATE_GLOBAL at once), failed",
+            "Read receipts and typing calls (sender/presence/calls.py) by action (read, "
+            "read_typing, mark_seen, typing_on, typing_off) and outcome: sent, dropped_rate "
+            "(no slot free under LULL_RATE_GLOBAL at once), failed",
             ["action", "outcome"],
             registry=registry,
         )

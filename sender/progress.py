@@ -33,7 +33,7 @@ class LocalProgress:
         ours = self._states.pop(batch_id, None)
         state = stored
         if ours is not None:
-            # A read shown before a save that failed still counts (sender/presence.py).
+            # A read shown before a save that failed still counts (sender/presence/calls.py).
             stored.read_shown = stored.read_shown or ours.read_shown
         if ours is not None and ours.requests is not None:
             behind = stored.requests is None or stored.sent < ours.sent

@@ -70,7 +70,7 @@ def sendable(request: GraphRequest, user_last_ms: int, now_ms: int) -> GraphRequ
     """The request as it may be sent now, or None when Meta would refuse it for the window.
 
     user_last_ms 0 (lull never saw the user write: a state from before the window was kept)
-    counts as open: Meta's own answer then decides (sender/graph_errors.py)."""
+    counts as open: Meta's own answer then decides (sender/graph/errors.py)."""
     if user_last_ms <= 0 or window_open(user_last_ms, now_ms):
         return request
     payload = request.payload

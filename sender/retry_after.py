@@ -1,6 +1,6 @@
 """The HTTP Retry-After header (RFC 9110): delta-seconds or an HTTP date, as a wait in ms.
 
-Read from the Graph API's answers (with Meta's usage headers, sender/graph_errors.py) and
+Read from the Graph API's answers (with Meta's usage headers, sender/graph/errors.py) and
 from the bot's (sender/bot.py).
 """
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from lull.common.access_tokens import load_tokens
 from lull.common.accounts import Accounts
 from lull.common.env import ConfigError, Env
 from lull.common.lifetime import (
@@ -16,22 +17,21 @@ from lull.common.lifetime import (
 )
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
 from lull.common.store.pauses import PauseSettings
-from lull.sender.account_settings import (
+from lull.sender.accounts.settings import (
     AccountSend,
     graph_routes_from_env,
     handler_from_env,
     rates_from_env,
     send_accounts,
 )
-from lull.sender.graph import load_tokens
-from lull.sender.graph_routes import (
+from lull.sender.graph.routes import (
     GraphRoutes,
 )
 from lull.sender.handoff import HandoffSettings
 from lull.sender.media.settings import MediaSettings
-from lull.sender.presence_settings import PresenceSettings
-from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
-from lull.sender.send_bounds import DEFAULT_MAX_REPLY_PARTS, DEFAULT_MAX_SENDS_PER_BATCH
+from lull.sender.presence.settings import PresenceSettings
+from lull.sender.rates.rate import RATE_FORMAT, Rate, parse_rate
+from lull.sender.sends.bounds import DEFAULT_MAX_REPLY_PARTS, DEFAULT_MAX_SENDS_PER_BATCH
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class SenderSettings:
     """Sends (messages) per conversation: WhatsApp's pair rate limit (131056) counts
     messages, not batches, so a bot answering with several replies needs this too."""
     max_reply_parts: int
-    """Send API messages one reply may become (sender/send_bounds.py)."""
+    """Send API messages one reply may become (sender/sends/bounds.py)."""
     max_sends_per_batch: int
     """Send API messages all replies of one batch may become together."""
     send_max_attempts: int

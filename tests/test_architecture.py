@@ -4,11 +4,12 @@ Read from the source with ast (nothing is imported), module by module, by the na
 are installed under (lull.common.store.keys for common/store/keys.py; lull/cli.py is lull.cli, the
 package "cli"). A runtime module is one a service image carries: every package but the dev
 tooling's; those must never import dev tooling, which tests, benches and `lull dev` /
-`lull fake-graph` use instead. A service never imports the operator tools (ops), and common
-imports no other package: the `lull` command (lull/cli.py) is the one place that knows them
-all. An import by name at run time (importlib.import_module, __import__, importlib.resources
-.files) counts as an import: of the module its string names, or, when it is given a
-variable (a dispatch table), of every project module the file names in a string.
+`lull fake-graph` use instead. A service never imports the operator tools (ops) nor another
+service, and common imports no other package: the `lull` command (lull/cli.py) is the one
+place that knows them all. An import by name at run time (importlib.import_module,
+__import__, importlib.resources.files) counts as an import: of the module its string names,
+or, when it is given a variable (a dispatch table), of every project module the file names
+in a string.
 
 The Redis schema has one home, the store (common/store/): no module outside it calls a
 script or builds a key other than a stream's name, every Lua script is in its lua/, and the
@@ -115,6 +116,19 @@ def test_services_do_not_import_the_operator_tools() -> None:
         if _package(module) in SERVICES
         for target in targets
         if _package(target) == "ops"
+    )
+    assert offenders == []
+
+
+def test_services_do_not_import_each_other() -> None:
+    # What two services share (the reply model, the access tokens) lives in common.
+    graph = _graph()
+    offenders = sorted(
+        (module, target)
+        for module, targets in graph.items()
+        if _package(module) in SERVICES
+        for target in targets
+        if _package(target) in SERVICES and _package(target) != _package(module)
     )
     assert offenders == []
 

@@ -50,10 +50,10 @@ class SendState:
     handoff_notified: bool = False
     """LULL_HANDOFF_WEBHOOK answered: a retry (the finish failed) does not POST again."""
     held: list[str] = field(default_factory=list)
-    """Rate-limit scopes whose unit the next send already took (sender/send_limits.py): a
+    """Rate-limit scopes whose unit the next send already took (sender/rates/send_limits.py): a
     later limit sent the batch back, and its come-back must not take them again."""
     read_shown: bool = False
-    """The user was shown this batch read (sender/presence.py): a retry, on this replica or
+    """The user was shown this batch read (sender/presence/calls.py): a retry, on this replica or
     one that claimed the entry, does not mark it read again. Rides the retry's save."""
 
     def shown_read(self) -> None:

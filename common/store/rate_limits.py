@@ -1,6 +1,6 @@
 """Rate limiters shared by every sender replica: one GCRA state per limiter, on the Redis
 clock (lua/rate_limit.lua), and the names of the limiters a delivery counts against. What
-the rates are, and what a caller does when refused, is the sender's (sender/ratelimit.py)."""
+the rates are, and what a caller does when refused, is the sender's (sender/rates/rate.py)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from lull.common.batch import Batch
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
 from lull.common.store.transcripts import TranscriptStore
-from lull.sender.graph_routes import GraphRoutes
+from lull.sender.graph.routes import GraphRoutes
 from lull.sender.media.fetch import FetchLimits, MediaFetcher, Refused
 from lull.sender.media.hosts import Allowlist
 from lull.sender.media.links import MediaLinks

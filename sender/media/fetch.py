@@ -19,15 +19,14 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import orjson
 
-from lull.sender.graph_routes import GraphRoutes
+from lull.common.access_tokens import DEFAULT_ACCOUNT
+from lull.sender.graph.routes import GraphRoutes
 from lull.sender.media.hosts import Allowlist
 from lull.sender.media.metrics import MediaMetrics
 from lull.sender.media.signing import Target
 
 MAX_REDIRECTS: Final = 3
 CHUNK_BYTES: Final = 64 * 1024
-# "*" is the token for every account without one of its own, as for sends (sender/graph.py).
-DEFAULT_ACCOUNT: Final = "*"
 
 
 class Refused(Exception):

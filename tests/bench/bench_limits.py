@@ -29,7 +29,7 @@ from pathlib import Path
 from redis import Redis
 
 from lull.common.store.keys import Keys
-from lull.sender.ratelimit import parse_rate
+from lull.sender.rates.rate import parse_rate
 from tests.bench.bench_sender_support import (
     batch,
     clear_sent,

@@ -8,8 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from lull.common.replies import BotAnswer, parse_answer
 from lull.sender.bot import BotPermanent, _read_answer
-from lull.sender.replies import BotAnswer, parse_answer
 from tests.conftest import FIXTURES
 from tests.contract.check import problems
 
@@ -20,7 +20,7 @@ INVALID = sorted((REPLIES / "invalid").glob("*.json"))
 
 def _sender_reads(body: bytes) -> BotAnswer:
     """What the sender makes of an HTTP bot's 200 answer: the handler's reading of the body
-    (sender/bot.py), then the replies' validation (sender/replies.py), as deliver.py does."""
+    (sender/bot.py), then the replies' validation (common/replies.py), as deliver.py does."""
     return parse_answer(_read_answer(200, body, None))
 
 

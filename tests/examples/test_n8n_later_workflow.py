@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from lull.common.replies import parse_replies
 from lull.common.signing import sign
-from lull.sender.replies import parse_replies
 from tests.examples.conftest import EXAMPLES, SECRET
 from tests.examples.test_n8n_workflow import KNOWN_TYPES, run_under_node
 

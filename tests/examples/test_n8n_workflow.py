@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from lull.common.replies import parse_replies
 from lull.common.signing import sign
 from lull.sender.bot import DEFAULT_TIMEOUT_MS
-from lull.sender.replies import parse_replies
 from tests.examples.conftest import EXAMPLES, SECRET
 
 WORKFLOW = EXAMPLES / "n8n" / "lull-bot.workflow.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 
-from lull.sender.ratelimit import Rate, RateLimiter
+from lull.sender.rates.rate import Rate, RateLimiter
 
 
 async def ask(limiter: RateLimiter, key: str, rate: Rate, cost: int, now_ms: int) -> int:

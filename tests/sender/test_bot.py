@@ -116,7 +116,8 @@ async def test_http_no_replies(
 async def test_http_202_defers_the_answer(
     bot: FakeBot, make_handler: MakeHandler, body: bytes | None
 ) -> None:
-    # Accepted, not answered: the replies come through the send API (sender/deferred_typing.py).
+    # Accepted, not answered: the replies come through the send API
+    # (sender/presence/deferred_typing.py).
     bot.script(statuses=(202,), body=body)
     handler = await make_handler(bot.url)
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from email.utils import formatdate
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,8 +16,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from lull.common.batch import Batch
+from lull.common.replies import Reply, parse_replies
 from lull.dev.fake_graph import create_fake_graph_app
-from lull.sender.graph import (
+from lull.sender.graph.client import (
     GraphClient,
     GraphError,
     GraphRequest,
@@ -26,10 +26,8 @@ from lull.sender.graph import (
     MissingToken,
     build_requests,
     classify,
-    load_tokens,
 )
-from lull.sender.graph_routes import InstagramLogin
-from lull.sender.replies import Reply, parse_replies
+from lull.sender.graph.routes import InstagramLogin
 
 VERSION = "v21.0"
 TOKEN = "EAAtest-token-page-1"
@@ -551,37 +549,3 @@ async def test_a_success_without_an_id_is_not_taken_for_delivery() -> None:
     finally:
         await server.close()
     assert (caught.value.kind, caught.value.status) == ("temporary", 200)
-
-
-# --- load_tokens ---------------------------------------------------------------------------
-
-
-def test_inline_tokens() -> None:
-    assert load_tokens(' {"page-1": "tok1", "pn-2": "tok2"} ') == {"page-1": "tok1", "pn-2": "tok2"}
-    assert load_tokens("{}") == {}
-
-
-def test_tokens_from_a_file(tmp_path: Path) -> None:
-    path = tmp_path / "tokens.json"
-    path.write_text('{"page-1": "tok1"}', encoding="utf-8")
-    assert load_tokens(f"@{path}") == {"page-1": "tok1"}
-
-
-@pytest.mark.parametrize(
-    ("value", "reason"),
-    [
-        ("", "empty"),
-        ('{"page-1": "SECRETTOKEN"', "not valid JSON"),
-        ("SECRETTOKEN", "not valid JSON"),
-        ('["SECRETTOKEN"]', "a JSON list"),
-        ('{"page-1": 12345}', "token for account 'page-1' must be"),
-        ('{"page-1": "SECRET TOKEN"}', "without spaces"),
-        ('{"page-1": ""}', "non-empty string"),
-        ('{"": "SECRETTOKEN"}', "account id is empty"),
-        ("@/nonexistent/lull-tokens.json", "cannot read token file"),
-    ],
-)
-def test_bad_tokens_are_refused_without_echoing_them(value: str, reason: str) -> None:
-    with pytest.raises(ValueError, match=reason) as caught:
-        load_tokens(value)
-    assert "SECRET" not in str(caught.value)

@@ -6,7 +6,7 @@ permanent one is dead-lettered at once, Meta's 24-hour window error finishes the
 Each case is one Send API error answer in the shape Meta documents (`error.message`,
 `type`, `code`, and for WhatsApp `error_data.details`). Statuses are those Meta's pages give
 where they give one, 400 otherwise: the sender decides on the code, as Meta advises. Titles
-and details are Meta's where its pages quote them (see sender/graph_errors.py for the pages).
+and details are Meta's where its pages quote them (see sender/graph/errors.py for the pages).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.dev.fake_graph import FakeGraph, ScriptedError
-from lull.sender.graph_errors import KNOWN_CODES
+from lull.sender.graph.errors import KNOWN_CODES
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]

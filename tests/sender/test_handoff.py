@@ -21,7 +21,7 @@ from lull.common.store.pauses import PauseStore
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
 from lull.sender.bot import SIGNATURE_HEADER
-from lull.sender.graph import GraphRequest
+from lull.sender.graph.client import GraphRequest
 from tests.sender.conftest import MakeSender, emit, sent_texts
 
 SECRET = "handler-secret"

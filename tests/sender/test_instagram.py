@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from lull.common.env import ConfigError
 from lull.common.store.deliveries import SendState
 from lull.dev.fake_graph import FAKE_GRAPH, FakeGraph, create_fake_graph_app, messenger_problem
-from lull.sender.graph import GraphRequest, GraphRoutes
+from lull.sender.graph.client import GraphRequest, GraphRoutes
 from lull.sender.settings import SenderSettings
 from tests.sender.conftest import TOKENS, MakeSender, emit, sent_texts
 

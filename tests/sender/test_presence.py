@@ -16,8 +16,8 @@ from lull.common.store.pauses import PauseAction
 from lull.dev.fake_graph import FakeGraph, ScriptedError
 from lull.sender.app import Sender
 from lull.sender.bot import Reached
-from lull.sender.presence_settings import PresenceSettings
-from lull.sender.ratelimit import parse_rate
+from lull.sender.presence.settings import PresenceSettings
+from lull.sender.rates.rate import parse_rate
 from lull.sender.settings import SenderSettings
 from tests.sender.conftest import MakeSender, emit
 

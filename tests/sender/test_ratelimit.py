@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from lull.common.redis_conn import connect
 from lull.common.store.scripts import LuaScript
-from lull.sender.ratelimit import Grant, Rate, RateLimiter, parse_rate
+from lull.sender.rates.rate import Grant, Rate, RateLimiter, parse_rate
 from tests.sender.ratelimit_support import ask, most_in_any_span
 
 T0 = 1_700_000_000_000  # a virtual "now" in the Redis-clock range, ms

@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.dev.fake_graph import FakeGraph
-from lull.sender.rate_gate import RATE_HORIZON_MS
-from lull.sender.ratelimit import Grant, Rate, RateLimiter, Turns, parse_rate
+from lull.sender.rates.gate import RATE_HORIZON_MS
+from lull.sender.rates.rate import Grant, Rate, RateLimiter, Turns, parse_rate
 from tests.sender.conftest import MakeSender, emit
 from tests.sender.ratelimit_support import most_in_any_span
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lull.sender.replies import (
+from lull.common.replies import (
     HANDOFF_REASON_MAX_CHARS,
     TEXT_LIMITS,
     TEXT_SIZES,

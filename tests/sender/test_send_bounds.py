@@ -13,10 +13,10 @@ import redis.asyncio as aioredis
 
 from lull.common.batch import Batch
 from lull.common.env import ConfigError
+from lull.common.replies import Reply
 from lull.common.store.conversations import read_conversation
 from lull.dev.fake_graph import FakeGraph
-from lull.sender.replies import Reply
-from lull.sender.send_bounds import TooManySends, bounded_requests
+from lull.sender.sends.bounds import TooManySends, bounded_requests
 from lull.sender.settings import SenderSettings
 from tests.sender.conftest import MakeSender, emit, sent_texts
 from tests.sender.fake_bot import FakeBot

@@ -18,7 +18,7 @@ from lull.dev.fake_graph import FakeGraph
 from lull.ops.dead import DeadLetters
 from lull.sender.app import Sender
 from lull.sender.bot import Reached
-from lull.sender.graph import GraphClient, GraphRequest
+from lull.sender.graph.client import GraphClient, GraphRequest
 from tests.ops.test_dead import idle_past
 from tests.sender.conftest import MakeSender, emit, sent_texts
 

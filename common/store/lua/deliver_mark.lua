@@ -9,7 +9,7 @@
 -- KEYS[7]  0.1 dead-seq hash   {ns}:{s}:deadseq      fields from these; batch_id -> entry
 -- KEYS[8]  0.1 dead batches    {ns}:{s}:deadbatch    marks are read and cleared here)
 -- KEYS[9]  last outcomes       {ns}:{s}:o:<conversation>  (lull conversation; newest first)
--- KEYS[10] in-flight mark      {ns}:{s}:inflight:<conversation>  (sender/send_marks.py)
+-- KEYS[10] in-flight mark      {ns}:{s}:inflight:<conversation>  (sender/sends/marks.py)
 -- ARGV[1]  group            ARGV[2]  entry id       ARGV[3]  conversation
 -- ARGV[4]  seq              ARGV[5]  history length to keep (0: keep none)
 -- ARGV[6]  conversation ttl s                       ARGV[7]  done | dead

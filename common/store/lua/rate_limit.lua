@@ -2,7 +2,7 @@
 -- within the horizon, or say how long until they could be taken.
 --
 -- KEYS[1]  limiter key   (its theoretical arrival time, TAT: Redis-clock microseconds, a string)
--- ARGV[1]  emission interval us (period / count and 1%, rounded up: sender/ratelimit.py)
+-- ARGV[1]  emission interval us (period / count and 1%, rounded up: sender/rates/rate.py)
 -- ARGV[2]  burst                  ARGV[3]  cost (1 <= cost <= burst)
 -- ARGV[4]  now ms, or "" for the Redis clock (tests pass a virtual clock)
 -- ARGV[5]  horizon us: how far ahead a slot may be reserved (0: take now or not at all)

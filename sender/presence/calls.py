@@ -12,7 +12,7 @@ What Meta documents:
 
 Presence is best-effort by contract: it runs beside the bot call and the sends, never
 before them; it is never retried; a failure is counted and forgotten; and it yields to
-replies under the account's rate limit (sender/ratelimit.py): it takes a slot only when one
+replies under the account's rate limit (sender/rates/rate.py): it takes a slot only when one
 is free at once or at most PRESENCE_HORIZON_MS ahead, and is dropped otherwise.
 
 Who calls what (sender/deliver.py): `start` once the sender has decided to call the bot for
@@ -21,7 +21,7 @@ calls `Showing.reached` once the batch is on its way, and nothing is shown befor
 unreachable bot shows the user nothing); `ended` when the bot call is over, `stop` when the
 attempt is (`typing_off=True` when no reply follows: the batch is finished without one, or
 retried later); and `pace` before each send; `arrived` for LULL_READ_RECEIPTS=arrival
-(sender/presence_arrivals.py).
+(sender/presence/arrivals.py).
 
 Once per batch: the read is shown on the first attempt that reaches the bot; `start` is told
 whether it was (`read=False`), and `on_read` records it in the batch's send state, which the
@@ -49,12 +49,12 @@ from lull.common.conversation import Conversation
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
-from lull.sender.account_sends import AccountSends
-from lull.sender.graph import GraphClient, GraphError, GraphRequest
-from lull.sender.graph_payload import messages_path
-from lull.sender.graph_routes import GraphRoutes
-from lull.sender.presence_settings import PresenceSettings
-from lull.sender.ratelimit import RateLimiter
+from lull.sender.accounts.sends import AccountSends
+from lull.sender.graph.client import GraphClient, GraphError, GraphRequest
+from lull.sender.graph.payload import messages_path
+from lull.sender.graph.routes import GraphRoutes
+from lull.sender.presence.settings import PresenceSettings
+from lull.sender.rates.rate import RateLimiter
 from lull.sender.settings import SenderSettings
 
 log = structlog.get_logger("lull.sender")
@@ -300,7 +300,7 @@ class Presence:
             self.spawn(self._typing_off(target))
 
     async def show_typing(self, target: Target, action: str) -> bool:
-        """One typing call (sender/deferred_typing.py), unless a human has the conversation
+        """One typing call (sender/presence/deferred_typing.py), unless a human has the conversation
         now: then False."""
         return await self._once(target, action, ask=True)
 

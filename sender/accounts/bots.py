@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lull.common.accounts_reload import LiveAccounts
-from lull.sender.account_settings import AccountSend, BotSettings
+from lull.sender.accounts.settings import AccountSend, BotSettings
 from lull.sender.bot import AnswerJson, Bot, Reached, build_bot
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from lull.common.accounts import Accounts, load_accounts
 from lull.common.env import ConfigError, Env, problems_of
 from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
-from lull.sender.graph_routes import (
+from lull.sender.graph.routes import (
     FACEBOOK_GRAPH,
     INSTAGRAM_GRAPH,
     INSTAGRAM_LOGINS,
@@ -21,8 +21,8 @@ from lull.sender.graph_routes import (
     InstagramLogin,
     host_problem,
 )
-from lull.sender.presence_settings import PresenceSettings
-from lull.sender.ratelimit import RATE_FORMAT, Rate, parse_rate
+from lull.sender.presence.settings import PresenceSettings
+from lull.sender.rates.rate import RATE_FORMAT, Rate, parse_rate
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Taking units of the rate limits shared by every replica (sender/ratelimit.py) for one
+"""Taking units of the rate limits shared by every replica (sender/rates/rate.py) for one
 delivery: a slot close enough is reserved and slept for, a later one sends the batch back
 to come again at its turn."""
 
@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 from lull.common.consumer import RetryLater
 from lull.sender.metrics import SenderMetrics
-from lull.sender.ratelimit import Grant, Rate, RateLimiter, Turns
+from lull.sender.rates.rate import Grant, Rate, RateLimiter, Turns
 
 # A delivery reserves a rate-limit slot up to this far ahead and sleeps until it, holding
 # one of LULL_SENDER_CONCURRENCY meanwhile (so a limit of R/s keeps up to R/4 of them). A
-# later slot is not reserved: the batch is retried at its turn (sender/ratelimit.py: Turns)
+# later slot is not reserved: the batch is retried at its turn (sender/rates/rate.py: Turns)
 # half a horizon early, which leaves the consumer loop that long to bring it back in time.
 RATE_HORIZON_MS = 250
 

@@ -3,7 +3,7 @@ the processor logs each new message as it is windowed (processor/arrivals.py). E
 marked read at once, before its window closes: WhatsApp `status: read` on its message id,
 Messenger and Instagram `mark_seen`.
 
-Best-effort like all presence (sender/presence.py): every entry is acknowledged, whatever
+Best-effort like all presence (sender/presence/calls.py): every entry is acknowledged, whatever
 the call did; an arrival older than STALE_MS (a sender that was down) is skipped; of the
 messages of one conversation in one read, only the last is marked (marking it read marks
 the ones before it, and `mark_seen` names no message).
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from lull.common.consumer import Entry, Outcome
 from lull.common.conversation import Conversation
-from lull.sender.presence import Presence, Target
+from lull.sender.presence.calls import Presence, Target
 
 STALE_MS = 60_000
 

@@ -11,7 +11,7 @@ What Meta documents (the "Instagram" section of docs/sending.md names the pages)
   with an Instagram User access token.
 
 One route per platform from the environment; an account of the accounts file may have its
-own (sender/account_sends.py: AccountRoutes answers `GraphRoutes.route(platform,
+own (sender/accounts/sends.py: AccountRoutes answers `GraphRoutes.route(platform,
 account_id)` with the account's), without a change to the callers.
 """
 

@@ -36,7 +36,7 @@ class PresenceSettings:
 
     read_receipts: str = "batch"
     """batch: read when the sender picks a batch up for the bot; arrival: each message as
-    the processor windows it (sender/presence_arrivals.py); off: never."""
+    the processor windows it (sender/presence/arrivals.py); off: never."""
     typing: bool = True
     """Typing shown from pick-up until the reply, and between paced sends."""
     typing_refresh_ms: int | None = None
@@ -50,7 +50,7 @@ class PresenceSettings:
     """Added to the pause per character of the text about to go out (a typing person)."""
     defer_typing_ms: int = DEFAULT_DEFER_TYPING_MS
     """After a bot deferred its answer (202): typing stays on this long at most, until its
-    replies come through the send API (sender/deferred_typing.py); 0: off at once."""
+    replies come through the send API (sender/presence/deferred_typing.py); 0: off at once."""
 
     @property
     def reads(self) -> bool:

@@ -23,9 +23,9 @@ from urllib.parse import quote, urlsplit
 
 from lull.common.batch import Batch
 from lull.common.graph_request import GraphRequest
-from lull.sender.graph_routes import GraphRoutes
-from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply, Template, split_text
-from lull.sender.whatsapp_ids import recipient_fields
+from lull.common.replies import TEXT_LIMITS, TEXT_SIZES, Reply, Template, split_text
+from lull.sender.graph.routes import GraphRoutes
+from lull.sender.graph.whatsapp_ids import recipient_fields
 
 PLATFORMS: Final = frozenset(TEXT_LIMITS)
 WHATSAPP_MAX_BUTTONS: Final = 3

@@ -10,16 +10,16 @@ module re-exports what callers need so they import one place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
+from lull.common.access_tokens import DEFAULT_ACCOUNT
 from lull.common.graph_request import GraphRequest
-from lull.sender.graph_errors import ErrorKind, GraphError, MissingToken, classify
-from lull.sender.graph_payload import build_requests
-from lull.sender.graph_routes import GraphRoutes
+from lull.sender.graph.errors import ErrorKind, GraphError, MissingToken, classify
+from lull.sender.graph.payload import build_requests
+from lull.sender.graph.routes import GraphRoutes
 
 __all__ = [
     "ErrorKind",
@@ -30,13 +30,7 @@ __all__ = [
     "MissingToken",
     "build_requests",
     "classify",
-    "load_tokens",
 ]
-
-TOKENS_FORMAT = "a JSON object mapping account id to access token, or @path/to/file.json"
-
-
-DEFAULT_ACCOUNT = "*"
 
 
 class GraphClient:
@@ -125,38 +119,3 @@ def _message_id(body: object) -> str | None:
         first = messages[0]
         message_id = first.get("id") if isinstance(first, dict) else None
     return message_id if isinstance(message_id, str) and message_id else None
-
-
-def load_tokens(value: str) -> dict[str, str]:
-    """Parse LULL_ACCESS_TOKENS: inline JSON or @file; ValueError never shows a token."""
-    text = value.strip()
-    if not text:
-        raise ValueError(f"empty; expected {TOKENS_FORMAT}")
-    if text.startswith("@"):
-        path = Path(text[1:]).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = (
-                (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else "not UTF-8"
-            )
-            raise ValueError(f"cannot read token file {str(path)!r}: {reason}") from None
-    try:
-        parsed = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        # Position only: the message must not quote the text, which holds tokens.
-        raise ValueError(
-            f"not valid JSON (line {exc.lineno}, column {exc.colno}); expected {TOKENS_FORMAT}"
-        ) from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"a JSON {type(parsed).__name__}; expected {TOKENS_FORMAT}")
-    tokens: dict[str, str] = {}
-    for account_id, token in parsed.items():
-        if not account_id.strip():
-            raise ValueError("an account id is empty")
-        if not isinstance(token, str) or not token.strip() or any(c.isspace() for c in token):
-            raise ValueError(
-                f"the token for account {account_id!r} must be a non-empty string without spaces"
-            )
-        tokens[account_id] = token
-    return tokens

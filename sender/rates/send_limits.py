@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from lull.common.batch import Batch
 from lull.common.store.rate_limits import Limiters
-from lull.sender.graph import GraphRequest
-from lull.sender.ratelimit import Rate
+from lull.sender.graph.client import GraphRequest
+from lull.sender.rates.rate import Rate
 from lull.sender.settings import SenderSettings
 
 

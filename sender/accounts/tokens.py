@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from lull.common.access_tokens import DEFAULT_ACCOUNT
 from lull.common.accounts import Accounts
 from lull.common.accounts_file import AccountsFile
 from lull.common.accounts_reload import LiveAccounts
-from lull.sender.account_settings import AccountSend
-from lull.sender.graph import DEFAULT_ACCOUNT
+from lull.sender.accounts.settings import AccountSend
 
 
 class AccountTokens(Mapping[str, str]):

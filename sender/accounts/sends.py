@@ -4,8 +4,8 @@ limits and presence over the environment's): a dict lookup per batch or send."""
 from __future__ import annotations
 
 from lull.common.accounts_reload import LiveAccounts
-from lull.sender.account_settings import AccountSend, BotSettings, GraphSettings, RateSettings
-from lull.sender.graph_routes import GraphRoutes, Route
+from lull.sender.accounts.settings import AccountSend, BotSettings, GraphSettings, RateSettings
+from lull.sender.graph.routes import GraphRoutes, Route
 from lull.sender.settings import SenderSettings
 
 

@@ -8,7 +8,7 @@ layout that expires per message and works on Redis Cluster (each SET is a one-ke
 in the message id's own slot). The SETs ride in the same pipeline as the batch's finish
 step (DeliveryStore.finish): remembering costs no round trip of its own and does not widen the
 gap between the last send and the mark. Messenger and Instagram mids are remembered right
-after each send too (sender/send_marks.py: SendMarks, for echoes that come within a second);
+after each send too (sender/sends/marks.py: SendMarks, for echoes that come within a second);
 the finish step remembers them once more, in case that first write failed.
 """
 

@@ -1,6 +1,6 @@
 """How many Send API messages one answer may become, checked before anything is sent.
 
-A reply's text is cut at the platform's limit (sender/replies.py TEXT_LIMITS: Messenger 2000
+A reply's text is cut at the platform's limit (common/replies.py TEXT_LIMITS: Messenger 2000
 characters, Instagram 1000 bytes, WhatsApp 4096 characters), so without a bound a 1 MB text
 is 501 Messenger messages to one user. LULL_MAX_REPLY_PARTS bounds the messages one reply
 becomes (a text longer than that many times the platform's limit is refused before it is
@@ -15,9 +15,9 @@ from typing import Final
 
 from lull.common.batch import Batch
 from lull.common.graph_request import GraphRequest
-from lull.sender.graph_payload import DEFAULT_ROUTES, build_requests
-from lull.sender.graph_routes import GraphRoutes
-from lull.sender.replies import TEXT_LIMITS, TEXT_SIZES, Reply
+from lull.common.replies import TEXT_LIMITS, TEXT_SIZES, Reply
+from lull.sender.graph.payload import DEFAULT_ROUTES, build_requests
+from lull.sender.graph.routes import GraphRoutes
 
 DEFAULT_MAX_REPLY_PARTS: Final = 5
 DEFAULT_MAX_SENDS_PER_BATCH: Final = 20

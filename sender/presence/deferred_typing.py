@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from lull.common.batch import Batch
-from lull.sender.presence import Presence, Target, typing_action
+from lull.sender.presence.calls import Presence, Target, typing_action
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Each account's sender settings, bot, token and sends (the accounts file)."""

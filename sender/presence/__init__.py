@@ -1,0 +1,1 @@
+"""Read receipts and typing: when to show them and the calls that do."""

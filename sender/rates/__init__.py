@@ -1,0 +1,1 @@
+"""The rate limits a send counts against, shared by all replicas."""

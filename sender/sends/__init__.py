@@ -1,0 +1,1 @@
+"""What a send may be, and the marks that make it exactly once."""
