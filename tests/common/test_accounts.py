@@ -153,7 +153,7 @@ def test_the_processor_needs_none_of_the_senders_secrets(tmp_path: Path) -> None
     text = '["p1"]\nwindow_ms = 900\naccess_token = "${P1_TOKEN}"\n'
     settings = ProcessorSettings.from_env({"LULL_ACCOUNTS": _file(tmp_path, text)})
     assert settings.accounts is not None
-    assert settings.accounts.of("p1").window_ms == 900
+    assert settings.accounts.of("p1").window.window_ms == 900
     # A secret written in the file is refused all the same.
     text = '["p1"]\nwindow_ms = 900\naccess_token = "EAAG-literal"\n'
     with pytest.raises(ConfigError, match="a secret written in the file"):
