@@ -18,13 +18,16 @@ that is done:
    LULL_HUMAN_PAUSE_MAX_MS ends the pause), else PauseAction.HANDOFF (the clock of a
    human's turn: LULL_HUMAN_PAUSE_MS after it, or after a human's last message).
 4. LULL_HANDOFF_WEBHOOK, when set, is told: a POST signed like the bot call
-   (X-Lull-Signature-256 with LULL_HANDLER_SECRET), with the conversation, the reason and
+   (X-Lull-Signature-256 with the account's handler secret, LULL_HANDLER_SECRET without an
+   accounts file), with the conversation, the reason and
    the batch, so a CRM can assign an agent. A failure is retried with the send backoff, up
    to LULL_HANDOFF_WEBHOOK_ATTEMPTS in all, then logged and counted; the batch is finished
    either way. A crash between the POST and the finish repeats the POST: X-Lull-Delivery
    (the batch id) lets the receiver drop the copy.
 
-WhatsApp has no thread control: it only pauses and notifies.
+WhatsApp has no thread control: it only pauses and notifies. Every setting here (target,
+webhook, its timeout and attempts, the pause times) is the batch's account's: the accounts
+file's over the environment's (sender/account_sends.py), read when the step is taken.
 """
 
 from __future__ import annotations

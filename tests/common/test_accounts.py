@@ -224,7 +224,7 @@ handoff_webhook = "${UNSET_CRM}"
         "URL, or unset",
         "FILE:7: [\"p1\"] handoff_webhook_attempts='1000': an integer >= 1 and <= 100",
         "FILE:8: [\"p1\"] human_pause_max_ms='1d': an integer >= 1",
-        "FILE:9: [\"p1\"] handoff_webhok: unknown key; did you mean handoff_webhook?",
+        'FILE:9: ["p1"] handoff_webhok: unknown key; did you mean handoff_webhook?',
         "FILE:12: [\"p2\"] handoff_webhook='${UNSET_CRM}': UNSET_CRM is unset or empty",
     ]
     assert not any("t0ken" in p or "pw" in p for p in problems)
