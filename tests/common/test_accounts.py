@@ -234,3 +234,16 @@ def test_every_account_key_is_in_the_docs_table() -> None:
     table = (Path(__file__).parents[2] / "docs" / "accounts.md").read_text(encoding="utf-8")
     for key in ACCOUNT_KEYS:
         assert f"`{key}`" in table, key
+
+
+def test_an_accounts_longest_handoff_counts_in_the_senders_retry_horizon(
+    tmp_path: Path,
+) -> None:
+    # 25 h outlasts the environment's horizon (about 24.2 h), not an account whose webhook
+    # may be tried 100 times for 2 minutes each (5 h more).
+    text = '["p1"]\nhandoff_webhook = "https://crm.example/h"\nhandoff_webhook_attempts = 100\n'
+    text += "handoff_webhook_timeout_ms = 120000\n"
+    environ = {"LULL_HANDLER": "echo", "LULL_CONVERSATION_TTL_S": "90000"}
+    SenderSettings.from_env(environ)
+    with pytest.raises(ConfigError, match="LULL_CONVERSATION_TTL_S='90000': at least 105"):
+        SenderSettings.from_env({**environ, "LULL_ACCOUNTS": _file(tmp_path, text)})
