@@ -14,11 +14,12 @@ import redis.asyncio as aioredis
 from lull.dev.fake_graph import FakeGraph
 from lull.sender.history_items import WINDOW_CLOSED_TITLE
 from tests.contract.check import problems
+from tests.ops.test_takeover import cli_env, lull, lull_json
 from tests.sender.conftest import MakeSender, emit
 from tests.sender.fake_bot import FakeBot
-from tests.sender.test_reply_window import HOUR_MS, _batch, _outcome, _sender, bot
+from tests.sender.test_reply_window import DAY_MS, HOUR_MS, _batch, _outcome, _sender, bot
 
-__all__ = ["bot"]  # the fixture, used by name
+__all__ = ["bot", "cli_env"]  # the fixtures, used by name
 
 REPLIES = [{"text": "Sorry for the wait!"}, {"text": "Anything else?"}]
 
@@ -76,3 +77,32 @@ async def test_metas_window_error_names_the_reply_it_refused(
         ("status", "Sorry for the wait!"),
         ("status", "Anything else?"),
     ]
+
+
+async def test_lull_conversation_shows_the_window_closed_batch_and_the_closed_window(
+    make_sender: MakeSender,
+    redis: aioredis.Redis,
+    graph: FakeGraph,
+    bot: FakeBot,
+    *,
+    cli_env: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sender = await _sender(make_sender, bot, REPLIES)
+    batch = await _batch(redis, sender, graph, "messenger", 25 * HOUR_MS)
+    await sender.drain()
+    conversation = batch["conversation"]
+
+    code, out, _ = await lull(capsys, "conversation", conversation)
+    assert code == 0
+    seq = str(batch["seq"])
+    # The outcome column widens for window_closed: the replies column stays aligned.
+    assert f"last batches  seq{' ' * (len(seq) - 3)} outcome       replies  finished" in out
+    assert f"              {seq:<3} window_closed 0        " in out
+    assert "reply window  closed " in out
+    assert "(1h ago): a reply goes out only with a tag" in out
+
+    state = await lull_json(capsys, "conversation", conversation)
+    assert state["outcomes"][0]["outcome"] == "window_closed"
+    assert state["reply_window_ends_at_ms"] == batch["last_event_time"] + DAY_MS
+    assert state["reply_window_ends_at_ms"] < state["read_at_ms"]
