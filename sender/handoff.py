@@ -19,11 +19,11 @@ that is done:
    human's turn: LULL_HUMAN_PAUSE_MS after it, or after a human's last message).
 4. LULL_HANDOFF_WEBHOOK, when set, is told: a POST signed like the bot call
    (X-Lull-Signature-256 with the account's handler secret, LULL_HANDLER_SECRET without an
-   accounts file), with the conversation, the reason and
-   the batch, so a CRM can assign an agent. A failure is retried with the send backoff, up
-   to LULL_HANDOFF_WEBHOOK_ATTEMPTS in all, then logged and counted; the batch is finished
-   either way. A crash between the POST and the finish repeats the POST: X-Lull-Delivery
-   (the batch id) lets the receiver drop the copy.
+   accounts file), with the conversation, the reason and the batch, so a CRM can assign an
+   agent. A failure is retried with the send backoff, up to LULL_HANDOFF_WEBHOOK_ATTEMPTS
+   in all, then logged and counted; the batch is finished either way. A crash between the
+   POST and the finish repeats the POST: X-Lull-Delivery (the batch id) lets the receiver
+   drop the copy.
 
 WhatsApp has no thread control: it only pauses and notifies. Every setting here (target,
 webhook, its timeout and attempts, the pause times) is the batch's account's: the accounts
@@ -89,6 +89,8 @@ def webhook_shown(url: str) -> str:
         port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:
         return f"<{len(url)} characters, masked>"
+    if not parts.scheme or not host:
+        return f"<{len(url)} characters, masked>"  # no URL: it may be a secret pasted in
     if ":" in host:
         host = f"[{host}]"  # an IPv6 literal
     user = "<masked>@" if "@" in parts.netloc else ""

@@ -12,7 +12,7 @@ from lull.common.accounts_file import ACCOUNT_KEYS
 from lull.common.env import ConfigError, problems_of
 from lull.common.store.pauses import PauseSettings
 from lull.processor.settings import ProcessorSettings, window_shape
-from lull.sender.handoff import HandoffSettings
+from lull.sender.handoff import HandoffSettings, webhook_shown
 from lull.sender.settings import SenderSettings
 
 GOOD = """\
@@ -247,3 +247,16 @@ def test_an_accounts_longest_handoff_counts_in_the_senders_retry_horizon(
     SenderSettings.from_env(environ)
     with pytest.raises(ConfigError, match="LULL_CONVERSATION_TTL_S='90000': at least 105"):
         SenderSettings.from_env({**environ, "LULL_ACCOUNTS": _file(tmp_path, text)})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://crm.example:8443/h", "https://crm.example:8443/h"),
+        ("https://u:pw@crm.example/h?key=k#f", "https://<masked>@crm.example/h?<masked>#<masked>"),
+        ("EAAG-a-token-pasted-here", "<24 characters, masked>"),
+        ("http://[::1]:80/h", "http://[::1]:80/h"),
+    ],
+)
+def test_a_webhook_is_shown_without_what_may_be_a_secret(url: str, shown: str) -> None:
+    assert webhook_shown(url) == shown
