@@ -59,6 +59,14 @@ ACCOUNT_KEYS: dict[str, str] = {
         "graph_api_base_whatsapp",
         "graph_api_version",
         "instagram_login",
+        # human takeover: the pause times (the processor for a human's turns, the sender for
+        # the bot's handoffs), the handoff's target and webhook (the sender)
+        "human_pause_ms",
+        "human_pause_max_ms",
+        "handoff_target",
+        "handoff_webhook",
+        "handoff_webhook_timeout_ms",
+        "handoff_webhook_attempts",
     )
 }
 """The keys an account may set, each with the variable it overrides."""
@@ -66,6 +74,9 @@ TOKEN_KEY = "access_token"  # noqa: S105  (a key's name, not a secret)
 """The account's Graph access token (LULL_ACCESS_TOKENS holds the environment's)."""
 OWN_KEYS = ("platform", "name", TOKEN_KEY)
 SECRET_KEYS = frozenset({TOKEN_KEY, "handler_secret"})
+REFERENCE_KEYS = frozenset({"handoff_webhook"})
+"""Keys written as is, or as a secret's reference when they hold one (a webhook URL with a
+token in its query): ${ENV_VAR} or file:/path is followed like a secret's."""
 SECRET_FORMS = "${ENV_VAR} or file:/path (the file holds no secret)"  # noqa: S105
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER = re.compile(r"^\s*\[\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
@@ -160,7 +171,7 @@ def _table(
         if text is None:
             report(line, f"{label}: a string, an integer, a boolean or a list of strings")
             continue
-        if key in SECRET_KEYS:
+        if key in SECRET_KEYS or (key in REFERENCE_KEYS and _is_reference(text)):
             secret, why = _secret(text, environ)
             if secret is None:
                 report(line, f"{label}={_masked_reference(text)}: {why}")
@@ -216,6 +227,11 @@ def _secret(text: str, environ: Mapping[str, str] | None) -> tuple[str | None, s
             return None, f"cannot read it: {exc.__class__.__name__}"
         return (value, "") if value else (None, "the file is empty")
     return None, f"a secret written in the file; write {SECRET_FORMS}"
+
+
+def _is_reference(text: str) -> bool:
+    """Whether text is written as a secret's reference (${ENV_VAR} or file:/path)."""
+    return _REFERENCE.fullmatch(text) is not None or text.startswith("file:")
 
 
 def _masked_reference(text: str) -> str:

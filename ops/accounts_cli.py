@@ -9,7 +9,9 @@ info), `handler_secret` and `access_token` (masked, "" when unset), `access_toke
 (`file`, `LULL_ACCESS_TOKENS` or null), `handler_timeout_ms`, `rate_global` and
 `rate_per_user` (`count/<period>ms:burst`, null: no limit), `typing`,
 `typing_refresh_ms` (null: per platform), `presence_after_ms`, `reply_delay_ms`,
-`reply_delay_per_char_ms`.
+`reply_delay_per_char_ms`, `human_pause_ms`, `human_pause_max_ms`, `handoff_target`,
+`handoff_webhook` (an URL with its user info, query and fragment masked; null when unset),
+`handoff_webhook_timeout_ms`, `handoff_webhook_attempts`.
 
 `--check FILE` reads FILE as both services would, without running anything: exit 0, or 2
 with one line per problem (file:line). The ${ENV_VAR} secrets are looked up in this
@@ -30,10 +32,10 @@ from lull.common.access_tokens import DEFAULT_ACCOUNT, load_tokens
 from lull.common.accounts import STRICT, Accounts, load_accounts, raise_problems
 from lull.common.accounts_file import DEFAULTS, VARIABLE
 from lull.common.env import ConfigError, mask, problems_of
-from lull.common.store.windows import WindowShape
-from lull.processor.settings import window_shape
+from lull.processor.settings import ProcessorAccount, processor_account
 from lull.sender.accounts.settings import AccountSend, account_sends_of
 from lull.sender.bot import handler_target
+from lull.sender.handoff import webhook_shown
 from lull.sender.rates.rate import Rate
 
 
@@ -77,7 +79,7 @@ def effective(environ: Mapping[str, str]) -> list[dict[str, Any]]:
     problems: list[ConfigError] = []
     windows = sends = None
     try:
-        windows = load_accounts(environ, window_shape)
+        windows = load_accounts(environ, processor_account)
     except ConfigError as exc:
         problems += problems_of(exc)
     try:
@@ -93,7 +95,7 @@ def effective(environ: Mapping[str, str]) -> list[dict[str, Any]]:
 
 def _row(
     account_id: str,
-    windows: Accounts[WindowShape],
+    windows: Accounts[ProcessorAccount],
     sends: Accounts[AccountSend],
     environment_tokens: Mapping[str, str],
 ) -> dict[str, Any]:
@@ -101,9 +103,10 @@ def _row(
     if windows.file is not None:
         file = windows.file
         table = file.defaults if account_id == DEFAULTS else file.accounts.get(account_id)
-    window = windows.default if account_id == DEFAULTS else windows.of(account_id)
+    processor = windows.default if account_id == DEFAULTS else windows.of(account_id)
+    window = processor.window
     send = sends.default if account_id == DEFAULTS else sends.of(account_id)
-    bot = send.bot
+    bot, handoff = send.bot, send.handoff
     token_id = DEFAULT_ACCOUNT if account_id == DEFAULTS else account_id
     token, source = None, None
     if table is not None and table.access_token is not None:
@@ -132,6 +135,15 @@ def _row(
         "rate_per_user": _rate(send.rates.rate_per_user),
         "access_token": mask(token) if token else "",
         "access_token_from": source,
+        # The processor's (a human's turns) and the sender's (handoffs) are the same keys.
+        "human_pause_ms": processor.pause.quiet_ms,
+        "human_pause_max_ms": processor.pause.cap_ms,
+        "handoff_target": handoff.target,
+        "handoff_webhook": None
+        if handoff.webhook_url is None
+        else webhook_shown(handoff.webhook_url),
+        "handoff_webhook_timeout_ms": handoff.webhook_timeout_ms,
+        "handoff_webhook_attempts": handoff.webhook_attempts,
     }
 
 
@@ -150,6 +162,12 @@ def _text(row: dict[str, Any]) -> str:
     secret = row["handler_secret"] or "no secret"
     token = f"{row['access_token']} ({row['access_token_from']})" if row["access_token"] else "none"
     handler = row["handler"] or "(unset)"
+    webhook = (
+        f"webhook {row['handoff_webhook']} (timeout {row['handoff_webhook_timeout_ms']} ms, "
+        f"{row['handoff_webhook_attempts']} attempts)"
+        if row["handoff_webhook"]
+        else "no webhook"
+    )
     return (
         f"{title}\n"
         f"  window: {row['window_mode']} {row['window_ms']} ms, max wait {row['max_wait_ms']} ms, "
@@ -160,6 +178,8 @@ def _text(row: dict[str, Any]) -> str:
         f"  presence: typing {'on' if row['typing'] else 'off'}, after "
         f"{row['presence_after_ms']} ms, reply delay {row['reply_delay_ms']} ms "
         f"+ {row['reply_delay_per_char_ms']} ms a character\n"
+        f"  takeover: pause {row['human_pause_ms']} ms after a human's message, at most "
+        f"{row['human_pause_max_ms']} ms; handoff target {row['handoff_target']}, {webhook}\n"
         f"  access token: {token}"
     )
 

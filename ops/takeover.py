@@ -21,6 +21,8 @@ from lull.common.store.pauses import PauseSettings
 
 DURATION_FORMS = "a number and a unit: 90s, 30m, 2h, 1d"
 _UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_OUTCOME_WIDTH = 12
+"""The outcome column's least width (its header and 0.2's outcomes fit)."""
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
 
 
@@ -94,18 +96,41 @@ def render(state: ConversationState) -> str:
             f"user wrote    {_when(state.last_user_message_ms, now_ms)} "
             f"(from the {printable(state.last_user_message_from)})"
         )
-    if not state.outcomes:
-        lines.append("last batches  none recorded")
-    else:
-        # Seqs are clock-based (13 digits) in a conversation 0.2 started, small in 0.1's.
-        width = max(len("seq"), *(len(str(r.seq)) for r in state.outcomes))
-        lines.append(f"last batches  {'seq':<{width}} outcome      replies  finished")
-        lines.extend(
-            f"              {r.seq:<{width}} {printable(r.outcome):<12} {r.replies:<8} "
-            f"{_when(r.finished_at_ms, now_ms)}"
-            for r in state.outcomes
-        )
+    lines.extend(_reply_window(state))
+    lines.extend(_last_batches(state))
     return "\n".join(lines)
+
+
+def _reply_window(state: ConversationState) -> list[str]:
+    """Whether Meta's 24-hour window to answer the user is open (none when unknown)."""
+    ends_ms, now_ms = state.reply_window_ends_at_ms, state.read_at_ms
+    if ends_ms is None:
+        return []
+    if ends_ms > now_ms:
+        return [f"reply window  open until {_when(ends_ms, now_ms)}"]
+    return [
+        f"reply window  closed {_when(ends_ms, now_ms)}: a reply goes out only with a tag "
+        "(Messenger, Instagram) or as a template (WhatsApp)"
+    ]
+
+
+def _last_batches(state: ConversationState) -> list[str]:
+    """The last finished batches, one line each, under a header."""
+    if not state.outcomes:
+        return ["last batches  none recorded"]
+    now_ms = state.read_at_ms
+    # Seqs are clock-based (13 digits) in a conversation 0.2 started, small in 0.1's.
+    width = max(len("seq"), *(len(str(r.seq)) for r in state.outcomes))
+    outcomes = [printable(r.outcome) for r in state.outcomes]
+    # window_closed is longer than the column of 0.2's outcomes: it widens it.
+    o_width = max(_OUTCOME_WIDTH, *(len(o) for o in outcomes))
+    lines = [f"last batches  {'seq':<{width}} {'outcome':<{o_width}} replies  finished"]
+    lines.extend(
+        f"              {r.seq:<{width}} {outcome:<{o_width}} {r.replies:<8} "
+        f"{_when(r.finished_at_ms, now_ms)}"
+        for r, outcome in zip(state.outcomes, outcomes, strict=True)
+    )
+    return lines
 
 
 def _when(at_ms: int, now_ms: int) -> str:

@@ -15,13 +15,14 @@ from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
 from lull.common.store.failures import FailureStore
 from lull.common.store.keys import PROCESSOR_GROUP, Keys
+from lull.common.store.pauses import PauseSettings
 from lull.common.store.windows import WindowShape, WindowStore
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
 from lull.processor.inbound import InboundApplier
 from lull.processor.metrics import ProcessorMetrics
-from lull.processor.settings import ProcessorSettings
+from lull.processor.settings import ProcessorAccount, ProcessorSettings
 
 log = structlog.get_logger("lull.processor")
 
@@ -58,7 +59,9 @@ class Processor:
         )
         # Failed statuses are remembered as long as message ids are (Meta's webhook retries).
         self.failures = FailureStore(client, self.keys, settings.window.dedupe_ttl_s)
-        self.human_turns = HumanTurns(client, self.keys, settings.takeover, self.metrics)
+        self.human_turns = HumanTurns(
+            client, self.keys, settings.takeover, self.metrics, pause_of=_pause_of(self.accounts)
+        )
         arrivals = ArrivalLog(client, self.keys) if settings.read_on_arrival else None
         handler = InboundApplier(
             self.store,
@@ -109,15 +112,25 @@ class Processor:
 
 
 def _shape_of(
-    accounts: LiveAccounts[WindowShape] | None,
+    accounts: LiveAccounts[ProcessorAccount] | None,
 ) -> Callable[[Event], WindowShape] | None:
     """An event's window settings: its account's, as the accounts file says now."""
     if accounts is None:
         return None
-    return lambda event: accounts.current.of(event.account_id)
+    return lambda event: accounts.current.of(event.account_id).window
 
 
-def _refusal(accounts: LiveAccounts[WindowShape]) -> Callable[[str], str | None]:
+def _pause_of(
+    accounts: LiveAccounts[ProcessorAccount] | None,
+) -> Callable[[str], PauseSettings] | None:
+    """An account's pause times, as the accounts file says now (read when a turn is applied:
+    a pause started after a reload follows the new file)."""
+    if accounts is None:
+        return None
+    return lambda account_id: accounts.current.of(account_id).pause
+
+
+def _refusal(accounts: LiveAccounts[ProcessorAccount]) -> Callable[[str], str | None]:
     """Why an event of an account is refused (LULL_ACCOUNTS_STRICT), as the file says now."""
     # Not accounts.current.refusal: that would keep the accounts of today after a reload.
     return lambda account_id: accounts.current.refusal(account_id)  # noqa: PLW0108

@@ -34,7 +34,7 @@ more; the history item is recorded once (common/store/lua/human_turn.lua).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -43,7 +43,7 @@ from lull.common.consumer import RetryLater
 from lull.common.events import ECHO, SMB_ECHO, STANDBY, THREAD_PASSED, THREAD_TAKEN, Turn
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
-from lull.common.store.pauses import Pause, PauseAction, PauseStore
+from lull.common.store.pauses import Pause, PauseAction, PauseSettings, PauseStore
 from lull.common.store.turns import EchoFacts, EchoLook, TurnStore
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.settings import TakeoverSettings
@@ -82,12 +82,16 @@ class HumanTurns:
         keys: Keys,
         settings: TakeoverSettings,
         metrics: ProcessorMetrics,
+        *,
+        pause_of: Callable[[str], PauseSettings] | None = None,
     ) -> None:
         self._client = client
         self._keys = keys
         self._settings = settings
         self._metrics = metrics
         self.pauses = PauseStore(client, keys, settings.pause)
+        self._pause_of = pause_of
+        """An account's pause times (the accounts file); None: settings.pause for all."""
         self._store = TurnStore(client, keys)
         self._warned = False
 
@@ -104,8 +108,13 @@ class HumanTurns:
         steps, early = await self._decide(turns)
         for step in steps:
             # The pause first, then the history item: a crash between them leaves the pause.
+            turn = step.turn
             pause = await self.pauses.apply(
-                step.turn.conversation, step.action, reason=step.reason, by=step.by
+                turn.conversation,
+                step.action,
+                reason=step.reason,
+                by=step.by,
+                settings=None if self._pause_of is None else self._pause_of(turn.account_id),
             )
             self._count(step, pause)
             if step.human:

@@ -110,8 +110,9 @@ class ProcessorSettings:
     metrics_port: int
     read_on_arrival: bool = False
     """LULL_READ_RECEIPTS=arrival: each new message is logged for the sender to mark read."""
-    accounts: Accounts[WindowShape] | None = None
-    """Each account's window settings (LULL_ACCOUNTS); None: the environment's for all."""
+    accounts: Accounts[ProcessorAccount] | None = None
+    """Each account's window and pause settings (LULL_ACCOUNTS); None: the environment's
+    for all."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProcessorSettings:
@@ -134,16 +135,31 @@ class ProcessorSettings:
         return settings
 
 
+@dataclass(frozen=True)
+class ProcessorAccount:
+    """One account's processor settings (the accounts file over the environment)."""
+
+    window: WindowShape
+    pause: PauseSettings
+    """How long a human's turn pauses the account's conversations."""
+
+
 def window_shape(env: Env) -> WindowShape:
     """One account's window settings, read as the environment's are."""
     return WindowShape.of(window_from_env(env))
 
 
-def window_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[WindowShape] | None:
-    """The accounts file's window settings (None without one); its problems go to env."""
+def processor_account(env: Env) -> ProcessorAccount:
+    """One account's window and pause settings, read as the environment's are."""
+    return ProcessorAccount(window_shape(env), PauseSettings.from_env(env))
+
+
+def window_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[ProcessorAccount] | None:
+    """The accounts file's window and pause settings (None without one); its problems go to
+    env."""
     try:
         # The processor uses no secret: the sender's need not be in its environment.
-        accounts = load_accounts(environ, window_shape, secrets=False)
+        accounts = load_accounts(environ, processor_account, secrets=False)
     except ConfigError as exc:
         for problem in problems_of(exc):
             env.report(problem)

@@ -71,8 +71,8 @@ class Sender:
         graph = GraphClient(session, routes, self.tokens, settings.graph_timeout_ms / 1000)
         self.pauses = PauseStore(client, self.keys, settings.pause)
         handoffs = Handoffs(
-            settings.handoff, pauses=self.pauses, session=session,
-            secret=settings.handler_secret, metrics=self.metrics, routes=routes,
+            sends.handoff_of, pauses=self.pauses, session=session, metrics=self.metrics,
+            routes=routes,
         )  # fmt: skip
         # Presence calls get connections of their own: under load they queue behind each
         # other, never in front of a reply waiting for a pooled connection.

@@ -18,9 +18,11 @@ from lull.common.store.outcomes import outcome_record
 from lull.common.store.sent import SentMessage
 from lull.sender.api_sends import DEAD, api_state, sent_as
 from lull.sender.graph.client import GraphRequest
-from lull.sender.history_items import history_items
+from lull.sender.handoff import message_requests
+from lull.sender.history_items import history_items, unsent_items
 from lull.sender.metrics import SenderMetrics
 from lull.sender.progress import LocalProgress
+from lull.sender.reply_window import WINDOW_CLOSED
 from lull.sender.sends.marks import SendMarks
 from lull.sender.sends.sent_ids import SentIds
 from lull.sender.settings import SenderSettings
@@ -54,6 +56,9 @@ class Finisher:
         """Mark the batch finished with outcome; requests are the replies that were sent."""
         settings = self.settings
         items = history_items(batch, requests, state.message_ids, role=sent_as(batch))
+        if outcome == WINDOW_CLOSED:
+            unsent = message_requests((state.requests or [])[state.sent :])
+            items += unsent_items(unsent, int(time.time() * 1000))
         sent = SentMessage(batch.conversation, batch.seq)
         ids = state.message_ids
         # Messenger/Instagram: the mids for their echoes (the last send's for the first time;

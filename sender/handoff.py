@@ -18,18 +18,21 @@ that is done:
    LULL_HUMAN_PAUSE_MAX_MS ends the pause), else PauseAction.HANDOFF (the clock of a
    human's turn: LULL_HUMAN_PAUSE_MS after it, or after a human's last message).
 4. LULL_HANDOFF_WEBHOOK, when set, is told: a POST signed like the bot call
-   (X-Lull-Signature-256 with LULL_HANDLER_SECRET), with the conversation, the reason and
-   the batch, so a CRM can assign an agent. A failure is retried with the send backoff, up
-   to LULL_HANDOFF_WEBHOOK_ATTEMPTS in all, then logged and counted; the batch is finished
-   either way. A crash between the POST and the finish repeats the POST: X-Lull-Delivery
-   (the batch id) lets the receiver drop the copy.
+   (X-Lull-Signature-256 with the account's handler secret, LULL_HANDLER_SECRET without an
+   accounts file), with the conversation, the reason and the batch, so a CRM can assign an
+   agent. A failure is retried with the send backoff, up to LULL_HANDOFF_WEBHOOK_ATTEMPTS
+   in all, then logged and counted; the batch is finished either way. A crash between the
+   POST and the finish repeats the POST: X-Lull-Delivery (the batch id) lets the receiver
+   drop the copy.
 
-WhatsApp has no thread control: it only pauses and notifies.
+WhatsApp has no thread control: it only pauses and notifies. Every setting here (target,
+webhook, its timeout and attempts, the pause times) is the batch's account's: the accounts
+file's over the environment's (sender/accounts/sends.py), read when the step is taken.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -39,11 +42,11 @@ import orjson
 import structlog
 
 from lull.common.batch import Batch
-from lull.common.env import Env
+from lull.common.env import ConfigError, Env
 from lull.common.replies import Handoff
 from lull.common.signing import sign
 from lull.common.store.deliveries import SendState
-from lull.common.store.pauses import PauseAction, PauseStore
+from lull.common.store.pauses import PauseAction, PauseSettings, PauseStore
 from lull.sender.bot import SIGNATURE_HEADER
 from lull.sender.graph.client import GraphClient, GraphError, GraphRequest
 from lull.sender.graph.routes import GraphRoutes
@@ -77,6 +80,41 @@ def _webhook_url(value: str) -> str:
     return value
 
 
+def webhook_shown(url: str) -> str:
+    """A webhook URL fit for a log or an error line: its user info, query and fragment
+    (which may carry a secret) masked."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return f"<{len(url)} characters, masked>"
+    if not parts.scheme or not host:
+        return f"<{len(url)} characters, masked>"  # no URL: it may be a secret pasted in
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    user = "<masked>@" if "@" in parts.netloc else ""
+    query = "?<masked>" if parts.query else ""
+    fragment = "#<masked>" if parts.fragment else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}{query}{fragment}"
+
+
+def _webhook_from_env(env: Env) -> str | None:
+    """LULL_HANDOFF_WEBHOOK; a bad value is reported with its secret parts masked."""
+    name = "LULL_HANDOFF_WEBHOOK"
+    value = env.raw(name)
+    if value is None:
+        return None
+    try:
+        return _webhook_url(value)
+    except ValueError:
+        pass  # reported outside the handler: the parse error is no part of the message
+    env.report(
+        ConfigError.about(name, f"{name}={webhook_shown(value)!r}: an http(s) URL, or unset")
+    )
+    return None
+
+
 @dataclass(frozen=True)
 class HandoffSettings:
     """How lull hands a conversation to a human when the bot asks."""
@@ -96,9 +134,7 @@ class HandoffSettings:
         """Read and validate; a bad value is reported to env with the others."""
         return cls(
             target=env.choice("LULL_HANDOFF_TARGET", "none", TARGETS),
-            webhook_url=env.parsed(
-                "LULL_HANDOFF_WEBHOOK", None, _webhook_url, "an http(s) URL, or unset"
-            ),
+            webhook_url=_webhook_from_env(env),
             webhook_timeout_ms=env.integer(
                 "LULL_HANDOFF_WEBHOOK_TIMEOUT_MS", 5000, minimum=10, maximum=120_000
             ),
@@ -106,6 +142,16 @@ class HandoffSettings:
                 "LULL_HANDOFF_WEBHOOK_ATTEMPTS", 5, minimum=1, maximum=100
             ),
         )
+
+
+@dataclass(frozen=True)
+class AccountHandoff:
+    """What one account's handoff uses: its handoff settings, its pause times and the secret
+    that signs its webhook POSTs (the account's handler secret, as the bot call's)."""
+
+    handoff: HandoffSettings
+    pause: PauseSettings
+    secret: str = field(repr=False)
 
 
 def is_thread_control(request: GraphRequest) -> bool:
@@ -140,21 +186,20 @@ class Handoffs:
 
     def __init__(
         self,
-        settings: HandoffSettings,
+        account_of: Callable[[str], AccountHandoff],
         *,
         pauses: PauseStore,
         session: aiohttp.ClientSession,
-        secret: str,
         metrics: SenderMetrics,
         routes: GraphRoutes,
     ) -> None:
-        self.settings = settings
+        self._account_of = account_of
+        """An account's handoff settings, as the accounts file says now (else the
+        environment's): read per step, so a handoff made after a reload follows the new."""
         self._routes = routes
         self._pauses = pauses
         self._session = session
-        self._secret = secret
         self._metrics = metrics
-        self._timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_ms / 1000)
 
     def plan(self, batch: Batch, handoff: Handoff | None, state: SendState, version: str) -> None:
         """Record the bot's handoff in the batch's state, and add the Graph request it makes
@@ -162,9 +207,8 @@ class Handoffs:
         if handoff is None or state.requests is None:
             return
         state.handoff = handoff.reason or "handoff"
-        state.requests += thread_control_requests(
-            batch, handoff, self.settings.target, version, self._routes
-        )
+        target = self._account_of(batch.account_id).handoff.target
+        state.requests += thread_control_requests(batch, handoff, target, version, self._routes)
 
     async def post(self, graph: GraphClient, request: GraphRequest) -> str:
         """Send one request; a thread control Meta refuses for good is counted, not raised."""
@@ -190,20 +234,26 @@ class Handoffs:
         """After the sends: pause, then notify. None when done; else the failed notifications
         so far (the caller retries after its backoff for that many failures)."""
         assert state.handoff is not None
+        account = self._account_of(batch.account_id)
         if not state.handoff_paused_until_ms:
             passed = THREAD_PASSED in state.message_ids
             action = PauseAction.HOLD if passed else PauseAction.HANDOFF
             pause = await self._pauses.apply(
-                batch.conversation, action, reason=state.handoff, by=PAUSED_BY
+                batch.conversation,
+                action,
+                reason=state.handoff,
+                by=PAUSED_BY,
+                settings=account.pause,
             )
             state.handoff_paused_until_ms = pause.until_ms
-        url = self.settings.webhook_url
+        settings = account.handoff
+        url = settings.webhook_url
         if url is not None and not state.handoff_notified:
-            failure = await self._notify(url, batch, state)
+            failure = await self._notify(url, batch, state, account)
             if failure is not None:
                 state.handoff_failures += 1
                 self._metrics.handoff_notify_failures.inc()
-                if state.handoff_failures < self.settings.webhook_attempts:
+                if state.handoff_failures < settings.webhook_attempts:
                     log.info(
                         "handoff webhook failed, retrying",
                         conversation=batch.conversation,
@@ -233,8 +283,11 @@ class Handoffs:
         )
         return None
 
-    async def _notify(self, url: str, batch: Batch, state: SendState) -> str | None:
+    async def _notify(
+        self, url: str, batch: Batch, state: SendState, account: AccountHandoff
+    ) -> str | None:
         """POST the handoff to the CRM; None when it answered 2xx, else why not."""
+        timeout_ms = account.handoff.webhook_timeout_ms
         body = orjson.dumps(notification(batch, state))
         headers = {
             "Content-Type": "application/json",
@@ -242,16 +295,20 @@ class Handoffs:
             EVENT_HEADER: "handoff",
             DELIVERY_HEADER: batch.batch_id,
         }
-        if self._secret:
-            headers[SIGNATURE_HEADER] = sign(self._secret, body)
+        if account.secret:
+            headers[SIGNATURE_HEADER] = sign(account.secret, body)
         try:
             async with self._session.post(
-                url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+                url,
+                data=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_ms / 1000),
+                allow_redirects=False,
             ) as response:
                 status = response.status
                 await response.read()
         except TimeoutError:
-            return f"no answer within {self.settings.webhook_timeout_ms} ms"
+            return f"no answer within {timeout_ms} ms"
         except (aiohttp.ClientError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}"
         return None if 200 <= status < 300 else f"answered {status}"

@@ -1,5 +1,6 @@
 """What a finished batch adds to its conversation's history: the user's messages, then the
-bot's replies as they were sent (the bot sees them in `history` with its next batch)."""
+bot's replies as they were sent (the bot sees them in `history` with its next batch), then,
+when Meta's 24-hour window had closed, one `status` item for each reply lull did not send."""
 
 from __future__ import annotations
 
@@ -41,6 +42,35 @@ def history_items(
         for r, mid in zip(requests, mids, strict=True)
     ]
     return items
+
+
+WINDOW_CLOSED_TITLE = "Outside the 24-hour window"
+WINDOW_CLOSED_MESSAGE = (
+    "Meta's 24-hour window to answer this user freely had closed, and the reply had no "
+    "allowed tag (Messenger, Instagram) or was no template (WhatsApp): lull did not send it."
+)
+
+
+def unsent_items(requests: list[GraphRequest], now_ms: int) -> list[bytes]:
+    """A `status` item for each reply not sent because the 24-hour window had closed (the
+    contract's status_item with `reason` window_closed): the bot learns, with its next
+    batch, that the user never saw them."""
+    return [orjson.dumps(_unsent(request, now_ms)) for request in requests]
+
+
+def _unsent(request: GraphRequest, now_ms: int) -> dict[str, Any]:
+    return {
+        "role": "status",
+        "status": "failed",
+        "mid": "",
+        "time": now_ms,
+        "code": None,
+        "title": WINDOW_CLOSED_TITLE,
+        "message": WINDOW_CLOSED_MESSAGE,
+        "details": "",
+        "reason": "window_closed",
+        "text": _sent_text(request.payload),
+    }
 
 
 def _mid(message_id: str | None) -> dict[str, str]:

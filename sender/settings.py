@@ -160,15 +160,17 @@ class SenderSettings:
         if media.links and media.port == settings.metrics_port:
             problem = "must differ from LULL_SENDER_METRICS_PORT (media links are for the bot)"
             env.report(ConfigError("LULL_MEDIA_PORT", str(media.port), problem))
-        horizon_ms = sender_retry_horizon_ms(
-            send_max_attempts=settings.send_max_attempts,
-            send_backoff_max_ms=settings.send_backoff_max_ms,
-            max_deliveries=settings.group.max_deliveries,
-            claim_idle_ms=settings.group.claim_idle_ms,
-            handoff_attempts=settings.handoff.webhook_attempts
-            if settings.handoff.webhook_url
-            else 0,
-            handoff_timeout_ms=settings.handoff.webhook_timeout_ms,
+        horizon_ms = max(
+            sender_retry_horizon_ms(
+                send_max_attempts=settings.send_max_attempts,
+                send_backoff_max_ms=settings.send_backoff_max_ms,
+                max_deliveries=settings.group.max_deliveries,
+                claim_idle_ms=settings.group.claim_idle_ms,
+                handoff_attempts=handoff.webhook_attempts if handoff.webhook_url else 0,
+                handoff_timeout_ms=handoff.webhook_timeout_ms,
+            )
+            # The longest handoff any account may make (the accounts file's own webhooks).
+            for handoff in _handoffs(settings)
         )
         horizon_names = (
             "LULL_CONVERSATION_TTL_S", "LULL_SEND_MAX_ATTEMPTS", "LULL_SEND_BACKOFF_MAX_MS",
@@ -178,3 +180,15 @@ class SenderSettings:
         if env.ok(*horizon_names):
             require_outlasts(env, settings.conversation_ttl_s, horizon_ms, SENDER_HORIZON)
         return settings
+
+
+def _handoffs(settings: SenderSettings) -> list[HandoffSettings]:
+    """The environment's handoff settings and every account's."""
+    accounts = settings.accounts
+    if accounts is None:
+        return [settings.handoff]
+    return [
+        settings.handoff,
+        accounts.default.handoff,
+        *(a.handoff for a in accounts.by_id.values()),
+    ]

@@ -26,7 +26,7 @@ async def _get(session: aiohttp.ClientSession, url: str) -> Any:
         return await response.json() if response.content_type == "application/json" else None
 
 
-READY_S = 10.0
+READY_S = 30.0
 
 
 async def _collect(stream: asyncio.StreamReader, lines: list[str], seen: asyncio.Event) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from lull.common.lifetime import REPLY_WINDOW_MS
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
 from lull.common.store.legacy import LegacyKeys
@@ -40,6 +41,13 @@ class ConversationState:
     """Where that time was read: window, batch, history, or "" when unknown."""
     outcomes: list[OutcomeRecord]
     """The last finished batches, newest first."""
+
+    @property
+    def reply_window_ends_at_ms(self) -> int | None:
+        """When Meta's 24-hour window to answer the user freely ends (or ended), from the
+        user's last message lull knows; None when unknown."""
+        last_ms = self.last_user_message_ms
+        return None if last_ms is None else last_ms + REPLY_WINDOW_MS
 
     @property
     def known(self) -> bool:
@@ -78,6 +86,7 @@ class ConversationState:
             },
             "last_user_message_ms": self.last_user_message_ms,
             "last_user_message_from": self.last_user_message_from or None,
+            "reply_window_ends_at_ms": self.reply_window_ends_at_ms,
             "outcomes": [record.to_dict() for record in self.outcomes],
         }
 

@@ -120,9 +120,11 @@ class PauseStore:
         reason: str = "",
         by: str = "",
         for_ms: int = 0,
+        settings: PauseSettings | None = None,
     ) -> Pause:
-        """One pause step for one conversation; returns the pause after it."""
-        settings = self._settings
+        """One pause step for one conversation; returns the pause after it. settings: the
+        conversation's account's pause times (the accounts file), else the store's."""
+        settings = settings or self._settings
         reply = await self._script.call(
             self._client,
             (self._keys.pause(conversation),),

@@ -1,11 +1,12 @@
 """Each account's sender settings, as the accounts file in use says (its handler, rate
-limits and presence over the environment's): a dict lookup per batch or send."""
+limits, presence and handoff over the environment's): a dict lookup per batch or send."""
 
 from __future__ import annotations
 
 from lull.common.accounts_reload import LiveAccounts
 from lull.sender.accounts.settings import AccountSend, BotSettings, GraphSettings, RateSettings
 from lull.sender.graph.routes import GraphRoutes, Route
+from lull.sender.handoff import AccountHandoff
 from lull.sender.settings import SenderSettings
 
 
@@ -20,6 +21,8 @@ class AccountSends:
             rates=RateSettings(settings.rate_global, settings.rate_per_user),
             graph=GraphSettings(settings.graph_routes, settings.graph_version),
             presence=settings.presence,
+            pause=settings.pause,
+            handoff=settings.handoff,
         )
         self._accounts = accounts
 
@@ -28,6 +31,12 @@ class AccountSends:
         if self._accounts is None:
             return self._default
         return self._accounts.current.of(account_id)
+
+    def handoff_of(self, account_id: str) -> AccountHandoff:
+        """What account_id's handoffs use, as the file in use says (its webhook is signed
+        with its handler secret, as its bot calls are)."""
+        send = self.of(account_id)
+        return AccountHandoff(send.handoff, send.pause, send.bot.handler_secret)
 
 
 class AccountRoutes(GraphRoutes):

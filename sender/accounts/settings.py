@@ -1,6 +1,6 @@
 """The sender's part of an account's settings (the accounts file, LULL_ACCOUNTS): the
-handler, its secret and timeout, the rate limits, read as the environment's are
-(common/accounts.py)."""
+handler, its secret and timeout, the rate limits, presence, Graph hosts, the handoff and its
+pause, read as the environment's are (common/accounts.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from lull.common.accounts import Accounts, load_accounts
 from lull.common.env import ConfigError, Env, problems_of
+from lull.common.store.pauses import PauseSettings
 from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
 from lull.sender.graph.routes import (
     FACEBOOK_GRAPH,
@@ -21,6 +22,7 @@ from lull.sender.graph.routes import (
     InstagramLogin,
     host_problem,
 )
+from lull.sender.handoff import HandoffSettings
 from lull.sender.presence.settings import PresenceSettings
 from lull.sender.rates.rate import RATE_FORMAT, Rate, parse_rate
 
@@ -60,6 +62,10 @@ class AccountSend:
     graph: GraphSettings
     presence: PresenceSettings
     """Its read receipts, typing and pacing."""
+    pause: PauseSettings
+    """How long the bot's handoff pauses the account's conversations."""
+    handoff: HandoffSettings
+    """Where its handoffs go: the thread control target, the CRM webhook."""
 
 
 def rates_from_env(env: Env) -> RateSettings:
@@ -115,6 +121,8 @@ def account_send(env: Env, *, arrivals: bool = False) -> AccountSend:
             graph_routes_from_env(env), env.string("LULL_GRAPH_API_VERSION", "v23.0")
         ),
         presence=presence,
+        pause=PauseSettings.from_env(env),
+        handoff=HandoffSettings.from_env(env),
     )
 
 

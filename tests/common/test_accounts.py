@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 
 from lull.common.accounts import load_accounts
+from lull.common.accounts_file import ACCOUNT_KEYS
 from lull.common.env import ConfigError, problems_of
+from lull.common.store.pauses import PauseSettings
 from lull.processor.settings import ProcessorSettings, window_shape
+from lull.sender.handoff import HandoffSettings, webhook_shown
+from lull.sender.settings import SenderSettings
 
 GOOD = """\
 # two accounts and the defaults
@@ -153,8 +157,106 @@ def test_the_processor_needs_none_of_the_senders_secrets(tmp_path: Path) -> None
     text = '["p1"]\nwindow_ms = 900\naccess_token = "${P1_TOKEN}"\n'
     settings = ProcessorSettings.from_env({"LULL_ACCOUNTS": _file(tmp_path, text)})
     assert settings.accounts is not None
-    assert settings.accounts.of("p1").window_ms == 900
+    assert settings.accounts.of("p1").window.window_ms == 900
     # A secret written in the file is refused all the same.
     text = '["p1"]\nwindow_ms = 900\naccess_token = "EAAG-literal"\n'
     with pytest.raises(ConfigError, match="a secret written in the file"):
         ProcessorSettings.from_env({"LULL_ACCOUNTS": _file(tmp_path, text)})
+
+
+def test_takeover_keys_are_read_per_account(tmp_path: Path) -> None:
+    text = """\
+["*"]
+human_pause_max_ms = 7200000
+
+["p1"]
+human_pause_ms = 60000
+handoff_target = "page_inbox"
+handoff_webhook = "https://crm.example/lull?token=t0ken"
+handoff_webhook_timeout_ms = 2000
+handoff_webhook_attempts = 2
+
+["p2"]
+handoff_webhook = "${P2_CRM}"
+"""
+    environ = {"LULL_ACCOUNTS": _file(tmp_path, text), "LULL_HANDLER": "echo",
+               "P2_CRM": "https://crm2.example/h"}  # fmt: skip
+    processor = ProcessorSettings.from_env(environ).accounts
+    assert processor is not None
+    assert processor.of("p1").pause == PauseSettings(quiet_ms=60_000, cap_ms=7_200_000)
+    assert processor.of("p2").pause == PauseSettings(quiet_ms=30 * 60_000, cap_ms=7_200_000)
+    sender = SenderSettings.from_env(environ).accounts
+    assert sender is not None
+    p1, p2 = sender.of("p1"), sender.of("p2")
+    assert p1.pause == PauseSettings(quiet_ms=60_000, cap_ms=7_200_000)
+    assert p1.handoff == HandoffSettings(
+        "page_inbox", "https://crm.example/lull?token=t0ken", 2000, 2
+    )
+    assert (p2.handoff.target, p2.handoff.webhook_url) == ("none", "https://crm2.example/h")
+    assert sender.of("p3").handoff == HandoffSettings()
+
+
+def test_bad_takeover_values_name_their_line_and_mask_the_webhooks_secrets(
+    tmp_path: Path,
+) -> None:
+    text = """\
+["*"]
+human_pause_ms = 0
+
+["p1"]
+handoff_target = "crm"
+handoff_webhook = "ftp://user:pw@crm.example/x?token=t0ken"
+handoff_webhook_attempts = 1000
+human_pause_max_ms = "1d"
+handoff_webhok = "https://crm.example"
+
+["p2"]
+handoff_webhook = "${UNSET_CRM}"
+"""
+    path = _file(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        SenderSettings.from_env({"LULL_ACCOUNTS": path, "LULL_HANDLER": "echo"})
+    problems = [str(p).replace(path, "FILE") for p in problems_of(caught.value)]
+    assert problems == [
+        "FILE:2: [\"*\"] human_pause_ms='0': an integer >= 1",
+        "FILE:5: [\"p1\"] handoff_target='crm': one of none, page_inbox",
+        "FILE:6: [\"p1\"] handoff_webhook='ftp://<masked>@crm.example/x?<masked>': an http(s) "
+        "URL, or unset",
+        "FILE:7: [\"p1\"] handoff_webhook_attempts='1000': an integer >= 1 and <= 100",
+        "FILE:8: [\"p1\"] human_pause_max_ms='1d': an integer >= 1",
+        'FILE:9: ["p1"] handoff_webhok: unknown key; did you mean handoff_webhook?',
+        "FILE:12: [\"p2\"] handoff_webhook='${UNSET_CRM}': UNSET_CRM is unset or empty",
+    ]
+    assert not any("t0ken" in p or "pw" in p for p in problems)
+
+
+def test_every_account_key_is_in_the_docs_table() -> None:
+    table = (Path(__file__).parents[2] / "docs" / "accounts.md").read_text(encoding="utf-8")
+    for key in ACCOUNT_KEYS:
+        assert f"`{key}`" in table, key
+
+
+def test_an_accounts_longest_handoff_counts_in_the_senders_retry_horizon(
+    tmp_path: Path,
+) -> None:
+    # 25 h outlasts the environment's horizon (about 24.2 h), not an account whose webhook
+    # may be tried 100 times for 2 minutes each (5 h more).
+    text = '["p1"]\nhandoff_webhook = "https://crm.example/h"\nhandoff_webhook_attempts = 100\n'
+    text += "handoff_webhook_timeout_ms = 120000\n"
+    environ = {"LULL_HANDLER": "echo", "LULL_CONVERSATION_TTL_S": "90000"}
+    SenderSettings.from_env(environ)
+    with pytest.raises(ConfigError, match="LULL_CONVERSATION_TTL_S='90000': at least 105"):
+        SenderSettings.from_env({**environ, "LULL_ACCOUNTS": _file(tmp_path, text)})
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://crm.example:8443/h", "https://crm.example:8443/h"),
+        ("https://u:pw@crm.example/h?key=k#f", "https://<masked>@crm.example/h?<masked>#<masked>"),
+        ("EAAG-a-token-pasted-here", "<24 characters, masked>"),
+        ("http://[::1]:80/h", "http://[::1]:80/h"),
+    ],
+)
+def test_a_webhook_is_shown_without_what_may_be_a_secret(url: str, shown: str) -> None:
+    assert webhook_shown(url) == shown

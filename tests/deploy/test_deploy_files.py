@@ -227,6 +227,27 @@ def test_alert_rules_cover_the_issue() -> None:
     assert "> 10" in overdue["expr"] and "max_wait" in overdue["annotations"]["description"]
 
 
+def test_window_closed_is_alerted_on_and_on_the_dashboard() -> None:
+    # A batch finished window_closed left users unanswered without an error or a dead
+    # letter: only an alert and a panel of their own make it seen.
+    outcome = 'outcome="window_closed"'
+    [rule] = [rule for rule in alert_rules() if outcome in rule["expr"]]
+    assert rule["alert"] == "LullRepliesOutsideWindow"
+    assert "lull conversation" in rule["annotations"]["description"]
+    assert any(outcome in expr for expr in dashboard_expressions())
+
+
+def test_dashboard_panels_do_not_overlap() -> None:
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        cells: dict[tuple[int, int], str] = {}
+        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
+            grid = panel["gridPos"]
+            for x in range(grid["x"], grid["x"] + grid["w"]):
+                for y in range(grid["y"], grid["y"] + grid["h"]):
+                    assert (x, y) not in cells, (panel["title"], cells.get((x, y)))
+                    cells[(x, y)] = panel["title"]
+
+
 def test_k8s_ports_probes_and_scrape_annotations_match_the_settings() -> None:
     defaults = default_ports()
     seen = set()

@@ -87,3 +87,37 @@ def test_check_validates_a_file_without_running(
         f"{bad}:4:",
     ]
     assert "did you mean platform?" in err[2]
+
+
+def test_takeover_settings_are_shown_with_the_webhooks_secrets_masked(
+    accounts_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    accounts_file.write_text(
+        accounts_file.read_text(encoding="utf-8")
+        + 'human_pause_ms = 60000\nhandoff_target = "page_inbox"\n'
+        + 'handoff_webhook = "https://crm.example/lull?key=crm-key"\n'
+        + "handoff_webhook_attempts = 2\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("LULL_ACCOUNTS", str(accounts_file))
+    monkeypatch.setenv("LULL_HUMAN_PAUSE_MAX_MS", "7200000")
+    assert main(["accounts", "--json"]) == 0
+    out = capsys.readouterr().out
+    defaults, _, number = orjson.loads(out)["accounts"]
+    assert {key: number[key] for key in number if "pause" in key or "handoff" in key} == {
+        "human_pause_ms": 60000,
+        "human_pause_max_ms": 7200000,
+        "handoff_target": "page_inbox",
+        "handoff_webhook": "https://crm.example/lull?<masked>",
+        "handoff_webhook_timeout_ms": 5000,
+        "handoff_webhook_attempts": 2,
+    }
+    assert (defaults["human_pause_ms"], defaults["handoff_webhook"]) == (1_800_000, None)
+    assert "crm-key" not in out
+    assert main(["accounts"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  takeover: pause 60000 ms after a human's message, at most 7200000 ms; handoff target "
+        "page_inbox, webhook https://crm.example/lull?<masked> (timeout 5000 ms, 2 attempts)\n"
+    ) in out
+    assert "crm-key" not in out

@@ -147,7 +147,7 @@ async def test_a_reload_changes_new_windows_and_a_bad_one_changes_nothing(
         assert not live.reload("test")
     [line] = [entry for entry in logs if entry["log_level"] == "error"]
     assert ":2: [\"p-fast\"] window_ms='0'" in line["reason"]
-    assert live.current.of("p-fast").window_ms == 40
+    assert live.current.of("p-fast").window.window_ms == 40
     assert await processor.drain() == 1
 
     # A good one: the next window is the new one's.

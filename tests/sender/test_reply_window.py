@@ -90,9 +90,10 @@ async def test_a_batch_25_hours_late_finishes_window_closed_without_calling_meta
     assert await _outcome(redis, sender, batch) == "window_closed"
     assert _finished(sender, "window_closed") == 1
     assert await _dead(redis, sender) == []
-    # The user's message is in the history for the bot's next batch; no bot item.
+    # The user's message is in the history for the bot's next batch; no bot item, since
+    # nothing was sent, but a status item that says the reply was not.
     history = await redis.lrange(sender.keys.history(batch["conversation"]), 0, -1)
-    assert [orjson.loads(item)["role"] for item in history] == ["user"]
+    assert [orjson.loads(item)["role"] for item in history] == ["user", "status"]
 
 
 @pytest.mark.parametrize("platform", ["messenger", "instagram"])
