@@ -16,6 +16,7 @@ from lull.common.store.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Ap
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
+from lull.processor.inbound_parts import PART_FIELD, only_part, read_part_field
 from lull.processor.metrics import ProcessorMetrics
 from lull.processor.platforms import parse
 from lull.processor.platforms._shared import MALFORMED
@@ -71,6 +72,11 @@ class InboundApplier:
             except MalformedBody as exc:
                 outcomes[index] = Permanent(f"malformed body: {exc}")
                 continue
+            part = read_part_field(entry.fields.get(PART_FIELD))
+            if part is not None:
+                # One of several copies of a body (processor/inbound_parts.py): the other
+                # parts' conversations are applied from their own copies, in their order.
+                parsed = only_part(parsed, *part)
             reasons = self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
             if reasons:
                 left_out[index] = reasons
