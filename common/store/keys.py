@@ -108,10 +108,12 @@ class Keys:
         return _inbound_streams(self.inbound(), self.inbound_parts)[part]
 
     def all_inbound(self) -> list[str]:
-        """Every inbound stream the processor reads: today's parts, then those of the
-        former counts being drained."""
-        streams = self.inbound_streams(self.inbound_parts)
-        for parts in self.inbound_drain:
+        """Every inbound stream the processor reads: the parts of the former counts being
+        drained, then today's. Former first: one XREADGROUP hands the handler its streams in
+        this order, so a conversation's older events, left in a former stream, are applied
+        before its newer ones when both are read together."""
+        streams: list[str] = []
+        for parts in (*self.inbound_drain, self.inbound_parts):
             streams += [s for s in self.inbound_streams(parts) if s not in streams]
         return streams
 
