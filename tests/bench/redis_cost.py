@@ -3,9 +3,11 @@
 docs/scaling.md sizes Redis masters from it. A redis-server of our own (no AOF) takes USERS
 conversations of MESSAGES messages each, one message a webhook body, through an in-process
 ingest app, one processor (30 ms windows) and one `echo` sender sending to the fake Graph
-API; before and after each stage it reads the server's own CPU time (INFO cpu: user + sys)
-and its command count (INFO stats). Each stage runs alone, so what Redis spent in it is
-that stage's. Run it with LULL_INBOUND_SHARDS=3 in the environment to split the inbound
+API; then as many WhatsApp status bodies (no message: what Meta sends about each reply)
+through ingest and the processor (`statuses`, `(read)`). Before and after each stage it
+reads the server's own CPU time (INFO cpu: user + sys) and its command count (INFO stats,
+commands inside Lua scripts included). Each stage runs alone, so what Redis spent in it
+is that stage's. Run it with LULL_INBOUND_SHARDS=3 in the environment to split the inbound
 stream (one Redis holds every part then: the cost per message, not the spread).
 """
 
@@ -125,6 +127,13 @@ async def _measure(url: str, users: int) -> None:
         await _stage(client, "ingest", total, ingest)
         await _stage(client, "processor", total, lambda: processor.drain(timeout_s=120))
         await _stage(client, "sender", total, sender.drain)
+        # WhatsApp reports each reply sent, delivered and read: three bodies of no message.
+        status = (
+            Path(__file__).parents[1] / "fixtures/whatsapp/statuses_delivered.json"
+        ).read_bytes()
+        bodies[:] = [status] * total
+        await _stage(client, "statuses", total, ingest)
+        await _stage(client, "(read)", total, lambda: processor.drain(timeout_s=120))
     finally:
         await sender.close()
         await graph.close()
