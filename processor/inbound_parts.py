@@ -24,7 +24,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import replace
 
-from lull.common.conversation import Conversation
 from lull.common.events import Parsed
 from lull.common.store.keys import inbound_part
 
@@ -36,7 +35,7 @@ def conversations(parsed: Parsed) -> list[str]:
     """The keys of the conversations a body names, each once: its events', then its turns'."""
     found = dict.fromkeys(event.conversation for event in parsed.events)
     for turn in parsed.turns:
-        found.setdefault(Conversation(turn.platform, turn.account_id, turn.user_id).key)
+        found.setdefault(turn.conversation)
     return list(found)
 
 
@@ -71,11 +70,7 @@ def only_part(parsed: Parsed, part: int, parts: int) -> Parsed:
     it is the body's home copy, the rest too (failures, the ignored items' counts)."""
     home = parts_of(parsed, b"", parts)[0] == part
     events = [e for e in parsed.events if inbound_part(e.conversation, parts) == part]
-    turns = [
-        t
-        for t in parsed.turns
-        if inbound_part(Conversation(t.platform, t.account_id, t.user_id).key, parts) == part
-    ]
+    turns = [t for t in parsed.turns if inbound_part(t.conversation, parts) == part]
     if home:
         return replace(parsed, events=events, turns=turns)
     return Parsed(events=events, turns=turns)

@@ -102,11 +102,6 @@ class Keys:
         """The streams of an inbound stream split into parts; [inbound()] for 1."""
         return list(_inbound_streams(self.inbound(), parts))
 
-    def inbound_stream_of(self, conversation: str) -> str:
-        """The inbound stream ingest writes a conversation's events to."""
-        part = inbound_part(conversation, self.inbound_parts)
-        return _inbound_streams(self.inbound(), self.inbound_parts)[part]
-
     def all_inbound(self) -> list[str]:
         """Every inbound stream the processor reads: the parts of the former counts being
         drained, then today's. Former first: one XREADGROUP hands the handler its streams in
