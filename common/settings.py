@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from lull.common.env import ConfigError, Env
 from lull.common.redis_conn import describe
+from lull.common.store.keys import MAX_INBOUND_PARTS, Keys
 
 DEFAULT_NAMESPACE = "lull"
 LOG_FORMATS = ("json", "console")
@@ -61,6 +62,15 @@ class CommonSettings:
     log_level: str
     redis_cluster: bool = False
     """LULL_REDIS_CLUSTER=1: redis_url names any node of a Redis Cluster."""
+    inbound_shards: int = 1
+    """LULL_INBOUND_SHARDS: the parts ingest writes the inbound stream to, by conversation."""
+    inbound_drain: tuple[int, ...] = ()
+    """LULL_INBOUND_DRAIN: former LULL_INBOUND_SHARDS values whose streams the processor
+    still reads (and lull stats counts) until they are empty."""
+
+    def keys(self) -> Keys:
+        """The key names of this namespace, shard and inbound layout."""
+        return Keys(self.namespace, self.shards, self.inbound_shards, self.inbound_drain)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CommonSettings:
@@ -75,6 +85,13 @@ class CommonSettings:
     def effective_redis_url(self) -> str:
         """The URL to connect to: the configured one, else the local default."""
         return self.redis_url or DEFAULT_REDIS_URL
+
+
+def _drain(value: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in value.split(",") if part.strip())
+    if any(not 1 <= count <= MAX_INBOUND_PARTS for count in counts):
+        raise ValueError(value)
+    return counts
 
 
 def common_from_env(env: Env) -> CommonSettings:
@@ -100,6 +117,13 @@ def common_from_env(env: Env) -> CommonSettings:
             "up to 64 characters without braces or spaces",
         ),
         shards=env.integer("LULL_SHARDS", 1, minimum=1, maximum=16384),
+        inbound_shards=env.integer("LULL_INBOUND_SHARDS", 1, minimum=1, maximum=MAX_INBOUND_PARTS),
+        inbound_drain=env.parsed(
+            "LULL_INBOUND_DRAIN",
+            (),
+            _drain,
+            f"former LULL_INBOUND_SHARDS values, comma-separated, each 1 to {MAX_INBOUND_PARTS}",
+        ),
         log_format=env.choice("LULL_LOG_FORMAT", default_format, LOG_FORMATS),
         log_level=env.choice("LULL_LOG_LEVEL", "info", LOG_LEVELS),
     )

@@ -23,6 +23,8 @@ SERVICE_VARIABLES = frozenset(
         "LULL_REDIS_CLUSTER",
         "LULL_NAMESPACE",
         "LULL_SHARDS",
+        "LULL_INBOUND_SHARDS",
+        "LULL_INBOUND_DRAIN",
         "LULL_LOG_FORMAT",
         "LULL_LOG_LEVEL",
         "LULL_METRICS_HOST",

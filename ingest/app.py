@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 import structlog
@@ -23,11 +24,11 @@ from lull.common.metrics import metrics_handler
 from lull.common.outside_text import cut, printable
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
 from lull.common.store.api_messages import ApiMessageStore
-from lull.common.store.keys import Keys
 from lull.common.store.pauses import PauseStore
 from lull.ingest.admin_api import AdminMetrics, serve_admin
 from lull.ingest.body import client_max_size, read_body
 from lull.ingest.metrics import IngestMetrics
+from lull.ingest.routing import InboundRouter
 from lull.ingest.send_api import SendApi
 from lull.ingest.settings import IngestSettings
 from lull.ingest.writer import Fields, StoreFailed, StreamWriter
@@ -38,6 +39,7 @@ SETTINGS = web.AppKey("settings", IngestSettings)
 METRICS = web.AppKey("metrics", IngestMetrics)
 REDIS: web.AppKey[RedisClient] = web.AppKey("redis")  # one Redis or a cluster client
 WRITER = web.AppKey("writer", StreamWriter)
+ROUTER = web.AppKey("router", InboundRouter)
 # The writer flush last warned about in insecure mode; a list because the app is frozen.
 WARNED = web.AppKey("warned_flush", list[int])
 
@@ -54,6 +56,7 @@ def create_app(settings: IngestSettings, metrics: IngestMetrics | None = None) -
     app[SETTINGS] = settings
     app[METRICS] = metrics or IngestMetrics()
     app[WARNED] = [-1]
+    app[ROUTER] = InboundRouter(settings.common.keys())
     app.cleanup_ctx.append(_redis_ctx)
     app.router.add_get("/webhook", verify_handshake)
     app.router.add_post("/webhook", receive_webhook)
@@ -95,7 +98,7 @@ async def _admin_port_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     common = settings.common
-    keys = Keys(common.namespace, common.shards)
+    keys = common.keys()
     takeover = ConversationControl(app[REDIS], keys, settings.pause)
     send_api = SendApi(
         settings.api,
@@ -114,7 +117,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout_s=settings.redis_timeout_ms / 1000,
         cluster=settings.common.redis_cluster,
     )
-    writer = StreamWriter(client, Keys(settings.common.namespace).inbound())
+    writer = StreamWriter(client, settings.common.keys().inbound())
     app[REDIS] = client
     app[WRITER] = writer
     yield
@@ -191,16 +194,17 @@ async def receive_webhook(request: web.Request) -> web.Response:
             return web.json_response({"error": "bad_signature"}, status=401)
         verified = "ok"
 
-    problem = envelope_problem(body)
-    if problem is not None:
-        return _reject(request, 400, problem)
+    envelope, problem = read_envelope(body)
+    if envelope is None:
+        return _reject(request, 400, problem or "no_envelope")
 
     writer = request.app[WRITER]
     fields: Fields = {b"body": body, b"received_at": int(time.time() * 1000), b"sig": verified}
+    copies = request.app[ROUTER].copies(envelope, body, fields)
     # No timer per request: the Redis socket timeout (LULL_INGEST_REDIS_TIMEOUT_MS) fails
     # the whole pipelined flush, and with it every request waiting on it, with a 503.
     try:
-        entry_id = await writer.add(fields)
+        entry_ids = await writer.add_copies(copies)
     except StoreFailed as exc:
         metrics.redis_errors.inc()
         log.warning("webhook not stored, answering 503", error=str(exc) or type(exc).__name__)
@@ -209,23 +213,28 @@ async def receive_webhook(request: web.Request) -> web.Response:
         _warn_unverified(request, writer)
     metrics.body_bytes.observe(len(body))
     metrics.store_seconds.observe(time.perf_counter() - started)
-    log.debug("webhook stored", entry=entry_id, bytes=len(body))
+    log.debug("webhook stored", entries=entry_ids, bytes=len(body))
     return web.Response(status=200)
 
 
 def envelope_problem(body: bytes) -> str | None:
     """Why body is not a Meta envelope (object: a string, entry: a list), or None."""
+    return read_envelope(body)[1]
+
+
+def read_envelope(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """(the envelope, None), or (None, why body is not a Meta envelope)."""
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return "not_json"
+        return None, "not_json"
     if not isinstance(envelope, dict):
-        return "not_an_object"
+        return None, "not_an_object"
     if not isinstance(envelope.get("object"), str):
-        return "no_object"
+        return None, "no_object"
     if not isinstance(envelope.get("entry"), list):
-        return "no_entry_list"
-    return None
+        return None, "no_entry_list"
+    return envelope, None
 
 
 def _warn_unverified(request: web.Request, writer: StreamWriter) -> None:

@@ -1,7 +1,8 @@
 """Appends webhook bodies to the inbound stream, the XADDs of concurrent requests pipelined.
 
 Each request still waits for its own entry: the Coalescer sends the XADDs that arrive
-while one pipeline is in flight together in the next one.
+while one pipeline is in flight together in the next one. A body of several conversations
+on a split inbound stream is several XADDs (add_copies), sent in the same pipeline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class StoreFailed(Exception):
 
 
 class StreamWriter:
-    """Appends entries to one stream, many per round trip."""
+    """Appends entries to a stream (or several), many per round trip."""
 
     def __init__(self, client: RedisClient, stream: str) -> None:
         self._stream = stream
@@ -44,17 +45,29 @@ class StreamWriter:
         await self._batched.close()
 
     async def add(self, fields: Fields) -> bytes:
-        """XADD fields; returns the entry id once Redis confirms, else raises StoreFailed."""
+        """XADD fields to the writer's stream; returns the entry id once Redis confirms,
+        else raises StoreFailed."""
+        [entry_id] = await self.add_copies([(self._stream, fields)])
+        return entry_id
+
+    async def add_copies(self, copies: list[tuple[str, Fields]]) -> list[bytes]:
+        """XADD each (stream, fields); the entry ids once Redis confirms them all, else
+        StoreFailed (some may have been written: the caller answers so that Meta retries,
+        and the processor drops what comes twice by message id)."""
         if self._closing:
             raise StoreFailed("shutting down")
-        command: list[EncodableT] = ["XADD", self._stream, "*"]
-        for name, value in fields.items():
-            command += (name, value)
+        commands = []
+        for stream, fields in copies:
+            command: list[EncodableT] = ["XADD", stream, "*"]
+            for name, value in fields.items():
+                command += (name, value)
+            commands.append(tuple(command))
         try:
-            [result] = await self._batched.execute([tuple(command)])
+            results = await self._batched.execute(commands)
         except REDIS_FAILURES as exc:
             raise StoreFailed(f"{type(exc).__name__}: {exc}") from exc
-        if isinstance(result, Exception):
-            raise StoreFailed(str(result))
-        entry_id: bytes = result
-        return entry_id
+        for result in results:
+            if isinstance(result, Exception):
+                raise StoreFailed(str(result))
+        entry_ids: list[bytes] = results
+        return entry_ids

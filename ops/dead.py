@@ -220,7 +220,7 @@ class DeadLetters:
 
     def target(self, letter: DeadLetter) -> str | None:
         """The stream a replay writes to: the letter's source, when it is one lull reads."""
-        known = {self._keys.inbound(), *self._keys.all_outbound()}
+        known = {*self._keys.all_inbound(), *self._keys.all_outbound()}
         return letter.source if letter.source in known else None
 
     def _mark(self, letter: DeadLetter) -> DeadMark | None:

@@ -24,7 +24,6 @@ from lull.common.outside_text import printable
 from lull.common.redis_conn import REDIS_FAILURES, connect, describe
 from lull.common.service import run_main
 from lull.common.settings import CommonSettings
-from lull.common.store.keys import Keys
 from lull.ops.dead import DeadLetter, DeadLetters, Replayed, is_entry_id, iso_time
 
 REDIS_TIMEOUT_S = 5.0
@@ -79,7 +78,7 @@ async def _main(settings: CommonSettings, args: argparse.Namespace) -> int:
     client = connect(
         url, timeout_s=REDIS_TIMEOUT_S, max_connections=4, cluster=settings.redis_cluster
     )
-    letters = DeadLetters(client, Keys(settings.namespace, settings.shards))
+    letters = DeadLetters(client, settings.keys())
     actions: dict[str, Callable[[DeadLetters, argparse.Namespace], Awaitable[int]]] = {
         "list": _list,
         "show": _show,

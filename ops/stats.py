@@ -163,7 +163,8 @@ async def collect(
     max_sampled_windows: int = MAX_SAMPLED_WINDOWS,
 ) -> Stats:
     """Read every figure of one namespace; now_ms None: the Redis clock, read last."""
-    streams = [keys.inbound(), *keys.all_outbound()]
+    inbound = keys.all_inbound()
+    streams = [*inbound, *keys.all_outbound()]
     lengths = await _each(streams, client.xlen)
     infos = await _each(streams, lambda stream: group_infos(client, stream))
     pairs = [
@@ -175,7 +176,7 @@ async def collect(
     failures = await recent_failures(client, keys)
     # Read after everything else, so no window read above opened after "now".
     now = await redis_now_ms(client) if now_ms is None else now_ms
-    wanted = [PROCESSOR_GROUP] + [SENDER_GROUP] * keys.shards
+    wanted = [PROCESSOR_GROUP] * len(inbound) + [SENDER_GROUP] * keys.shards
     stream_stats = [
         _stream_stats(stream, int(length), group, found)
         for stream, length, group, found in zip(streams, lengths, wanted, infos, strict=True)
@@ -184,8 +185,8 @@ async def collect(
         namespace=keys.namespace,
         shards=keys.shards,
         redis_time_ms=now,
-        inbound=stream_stats[0],
-        outbound=tuple(stream_stats[1:]),
+        inbound=_summed(keys.inbound(), stream_stats[: len(inbound)]),
+        outbound=tuple(stream_stats[len(inbound) :]),
         groups=tuple(
             GroupStats(stream, i.name, i.consumers, i.pending, i.lag, i.last_delivered_id)
             for stream, found in zip(streams, infos, strict=True)
@@ -195,6 +196,22 @@ async def collect(
         windows=_window_stats(scan, now),
         dead_letters=dead_letters,
         delivery_failures=tuple(failures),
+    )
+
+
+def _summed(name: str, parts: list[StreamStats]) -> StreamStats:
+    """The inbound stream's figures: its parts' summed when LULL_INBOUND_SHARDS (or a drain)
+    splits it, named `<inbound>*` then (the groups list shows each part)."""
+    if len(parts) == 1:
+        return parts[0]
+    lags = [part.lag for part in parts]
+    return StreamStats(
+        stream=f"{name}*",
+        length=sum(part.length for part in parts),
+        group=parts[0].group,
+        group_exists=all(part.group_exists for part in parts),
+        lag=None if None in lags else sum(lag or 0 for lag in lags),
+        pending=sum(part.pending for part in parts),
     )
 
 

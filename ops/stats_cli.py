@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _main(settings: CommonSettings, as_json: bool, watch_s: float | None) -> int:
     url = settings.effective_redis_url
-    keys = Keys(settings.namespace, settings.shards)
+    keys = settings.keys()
     client = connect(
         url, timeout_s=REDIS_TIMEOUT_S, max_connections=16, cluster=settings.redis_cluster
     )

@@ -14,7 +14,7 @@ from lull.common.events import Event
 from lull.common.redis_conn import RedisClient
 from lull.common.startup import until_redis_answers
 from lull.common.store.failures import FailureStore
-from lull.common.store.keys import PROCESSOR_GROUP, Keys
+from lull.common.store.keys import PROCESSOR_GROUP
 from lull.common.store.pauses import PauseSettings
 from lull.common.store.windows import WindowShape, WindowStore
 from lull.processor.arrivals import ArrivalLog
@@ -41,7 +41,7 @@ class Processor:
     ) -> None:
         self.registry = registry or CollectorRegistry()
         self.metrics = ProcessorMetrics(self.registry)
-        self.keys = Keys(settings.common.namespace, settings.common.shards)
+        self.keys = settings.common.keys()
         self.accounts = None if settings.accounts is None else LiveAccounts(settings.accounts)
         self.store = WindowStore(client, self.keys, settings.window, _shape_of(self.accounts))
         self.closer = Closer(
@@ -49,7 +49,9 @@ class Processor:
         )
         group = settings.group
         config = ConsumerConfig(
-            streams=[self.keys.inbound()],
+            # Every part of the inbound stream (LULL_INBOUND_SHARDS), and of the former
+            # counts being drained: one XREADGROUP per slot on a cluster (consumer/read.py).
+            streams=self.keys.all_inbound(),
             group=GROUP,
             dead_stream=self.keys.dead(),
             claim_interval_ms=group.claim_interval_ms,

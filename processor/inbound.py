@@ -11,14 +11,15 @@ from lull.common.consumer import Entry, Outcome, Permanent
 from lull.common.conversation import BadConversation, Conversation
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed, Turn
+from lull.common.inbound_parts import PART_FIELD, only_part, read_part_field
+from lull.common.platforms import parse
+from lull.common.platforms._shared import MALFORMED
 from lull.common.store.failures import FailureStore, Recorded
 from lull.common.store.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
 from lull.processor.metrics import ProcessorMetrics
-from lull.processor.platforms import parse
-from lull.processor.platforms._shared import MALFORMED
 
 log = structlog.get_logger("lull.processor")
 
@@ -71,6 +72,11 @@ class InboundApplier:
             except MalformedBody as exc:
                 outcomes[index] = Permanent(f"malformed body: {exc}")
                 continue
+            part = read_part_field(entry.fields.get(PART_FIELD))
+            if part is not None:
+                # One of several copies of a body (common/inbound_parts.py): the other
+                # parts' conversations are applied from their own copies, in their order.
+                parsed = only_part(parsed, *part)
             reasons = self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
             if reasons:
                 left_out[index] = reasons

@@ -33,6 +33,7 @@ async def _run(settings: ProcessorSettings) -> int:
         redis=describe(url),
         namespace=settings.common.namespace,
         shards=settings.common.shards,
+        inbound_streams=len(processor.keys.all_inbound()),
         window_mode=settings.window.mode,
         window_ms=settings.window.window_ms,
         max_wait_ms=settings.window.max_wait_ms,

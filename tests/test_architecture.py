@@ -193,7 +193,17 @@ def test_the_cycle_finder_finds_one() -> None:
 # asked only for the names of streams (the consumer loop's transport) and shards.
 STORE = "lull.common.store"
 STREAM_NAMES = frozenset(
-    {"inbound", "dead", "outbound", "all_outbound", "arrivals", "shard_of", "shard_of_outbound"}
+    {
+        "inbound",
+        "all_inbound",
+        "inbound_streams",
+        "dead",
+        "outbound",
+        "all_outbound",
+        "arrivals",
+        "shard_of",
+        "shard_of_outbound",
+    }
 )
 SCRIPTS = "lull.common.store.scripts"
 

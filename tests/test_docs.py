@@ -55,6 +55,7 @@ DESCRIBED_DEFAULTS = frozenset(
         "LULL_ACCESS_TOKENS",
         "LULL_MAX_LATENESS_MS",  # half of LULL_WINDOW_MS
         "LULL_HISTORY_TTL_S",  # not a setting: refused
+        "LULL_INBOUND_DRAIN",  # unset: no former count read
         "LULL_GRAPH_API_BASE_MESSENGER",  # LULL_GRAPH_API_BASE, else Meta's host
         "LULL_GRAPH_API_BASE_INSTAGRAM",
         "LULL_GRAPH_API_BASE_WHATSAPP",

@@ -28,12 +28,21 @@ What lull keeps about one conversation, and for how long (each method below says
 Per shard: the outbound stream (out), the due set, the last delivery failures (failed,
 capped); per namespace: the inbound, dead-letter and arrivals streams, the accounts' rate
 limiters. 0.1's shard-wide hashes are legacy.py's.
+
+The inbound stream is one key ({ns}:in) unless LULL_INBOUND_SHARDS splits it into parts
+by conversation (inbound_part): part i of n is `{ns}:in:i/n:{tag}`, its hash tag picked
+so that the n parts fall in the n equal ranges of the 16384 cluster slots, one per
+master on a cluster whose masters hold equal ranges. docs/scaling.md says how to move a
+running deployment from one count to another (LULL_INBOUND_DRAIN).
 """
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 PROCESSOR_GROUP = "processor"
 """The processor's consumer group on the inbound stream."""
@@ -41,6 +50,36 @@ SENDER_GROUP = "sender"
 """The sender's consumer group on every outbound stream."""
 PRESENCE_GROUP = "presence"
 """The sender's presence group on the arrivals stream (LULL_READ_RECEIPTS=arrival)."""
+MAX_INBOUND_PARTS = 256
+"""The most parts LULL_INBOUND_SHARDS may split the inbound stream into (far above what
+a Redis Cluster of sensible size needs: docs/scaling.md)."""
+
+
+def inbound_part(conversation: str, parts: int) -> int:
+    """The part of an inbound stream split into parts that carries a conversation's
+    events: stable, the same in ingest (which writes) and the processor (which filters)."""
+    return zlib.crc32(conversation.encode()) % parts
+
+
+@functools.cache
+def _inbound_tag(part: int, parts: int) -> str:
+    """The hash tag of part: the first `i<k>` whose slot is in part's equal share of the
+    slots, so that the parts spread over the masters instead of hashing where they fall
+    ({0}, {1}, {2} land on two masters of three). At most ~parts tries, once per process."""
+    first = part * REDIS_CLUSTER_HASH_SLOTS // parts
+    last = (part + 1) * REDIS_CLUSTER_HASH_SLOTS // parts
+    salt = 0
+    while not first <= key_slot(f"i{salt}".encode()) < last:
+        salt += 1
+    return f"i{salt}"
+
+
+@functools.cache
+def _inbound_streams(inbound: str, parts: int) -> tuple[str, ...]:
+    """Part i of parts is `<inbound>:i/parts:{tag}`; 1 part is inbound itself."""
+    if parts == 1:
+        return (inbound,)
+    return tuple(f"{inbound}:{i}/{parts}:{{{_inbound_tag(i, parts)}}}" for i in range(parts))
 
 
 @dataclass(frozen=True)
@@ -49,10 +88,29 @@ class Keys:
 
     namespace: str
     shards: int = 1
+    inbound_parts: int = 1
+    """LULL_INBOUND_SHARDS: the parts ingest writes the inbound stream to."""
+    inbound_drain: tuple[int, ...] = ()
+    """LULL_INBOUND_DRAIN: former part counts whose streams the processor still reads."""
 
     def inbound(self) -> str:
-        """Raw webhook bodies, written by ingest, read by the processor group."""
+        """Raw webhook bodies, written by ingest, read by the processor group: the one
+        inbound stream when LULL_INBOUND_SHARDS is 1 (the default, the layout before it)."""
         return f"{self.namespace}:in"
+
+    def inbound_streams(self, parts: int) -> list[str]:
+        """The streams of an inbound stream split into parts; [inbound()] for 1."""
+        return list(_inbound_streams(self.inbound(), parts))
+
+    def all_inbound(self) -> list[str]:
+        """Every inbound stream the processor reads: the parts of the former counts being
+        drained, then today's. Former first: one XREADGROUP hands the handler its streams in
+        this order, so a conversation's older events, left in a former stream, are applied
+        before its newer ones when both are read together."""
+        streams: list[str] = []
+        for parts in (*self.inbound_drain, self.inbound_parts):
+            streams += [s for s in self.inbound_streams(parts) if s not in streams]
+        return streams
 
     def dead(self) -> str:
         """Dead letters of every group."""

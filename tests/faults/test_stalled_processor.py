@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from lull.common.platforms import parse
 from lull.common.redis_conn import connect
 from lull.common.store.streams import text
 from lull.processor.app import GROUP
-from lull.processor.platforms import parse
 from tests.chaos.harness import Harness
 from tests.chaos.load import LoadPlan, run_load
 from tests.chaos.service import Service

@@ -14,7 +14,7 @@ bodies, a field replaced by a value of the wrong type, deep nesting, invalid UTF
 
 Each input must satisfy (one_input):
 - ingest.app.envelope_problem returns None or one of its reasons, and never raises;
-- processor.platforms.parse returns well-typed events (tests/processor/test_platforms_fuzz.py,
+- processor.platforms.parse returns well-typed events (tests/common/test_platforms_fuzz.py,
   check) or raises MalformedBody, and nothing else;
 - a body ingest accepts is never MalformedBody to the processor.
 
@@ -56,7 +56,7 @@ def one_input(data: bytes) -> None:
     """Check every property for one input; raises FuzzFailure (or what crashed) if one fails."""
     # Imported here: the test module pulls in hypothesis and pytest, which atheris would
     # otherwise instrument along with lull.
-    from tests.processor.test_platforms_fuzz import check  # noqa: PLC0415
+    from tests.common.test_platforms_fuzz import check  # noqa: PLC0415
 
     problem = envelope_problem(data)
     if problem not in ENVELOPE_REASONS:
@@ -176,7 +176,7 @@ def run_atheris(atheris: Any, seconds: float, crash_dir: Path, extra: list[str])
     argv = [sys.argv[0], f"-max_total_time={int(seconds)}",
             f"-artifact_prefix={crash_dir}/", *extra, str(seed_dir)]  # fmt: skip
     with atheris.instrument_imports():
-        importlib.import_module("lull.processor.platforms")
+        importlib.import_module("lull.common.platforms")
     atheris.Setup(argv, one_input)
     atheris.Fuzz()  # exits the process itself, with libFuzzer's status
     return 0

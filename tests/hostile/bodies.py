@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from hypothesis import strategies as st
 
-from tests.processor.test_platforms_fuzz import FIXTURE_DOCS, JSON, WRONG, mutated, paths
+from tests.common.test_platforms_fuzz import FIXTURE_DOCS, JSON, WRONG, mutated, paths
 
 PAGE = "106000000000001"
 IG_ACCOUNT = "17841400000000001"

@@ -1,7 +1,7 @@
 """Every field of every fixture, removed or given each wrong type, through the parsers and on
 through a real processor.
 
-tests/processor/test_platforms_fuzz.py samples such mutations at random; this sweep tries all
+tests/common/test_platforms_fuzz.py samples such mutations at random; this sweep tries all
 of them, so a field no random run happened to pick cannot hide a crash.
 """
 
@@ -16,11 +16,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from lull.common.events import MalformedBody
+from lull.common.platforms import parse
 from lull.ingest.writer import StreamWriter
 from lull.processor.app import GROUP, Processor
-from lull.processor.platforms import parse
 from tests.hostile.batches import check_seqs, dead_letters, read_batches
-from tests.processor.test_platforms_fuzz import FIXTURE_DOCS, MISSING, check, mutated, paths
+from tests.common.test_platforms_fuzz import FIXTURE_DOCS, MISSING, check, mutated, paths
 
 
 def deep(depth: int) -> Any:

@@ -15,13 +15,13 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from lull.cli import main
+from lull.common.platforms import parse
 from lull.common.store.keys import Keys
 from lull.dev.embedded_redis import free_port
 from lull.ingest.app import create_app
 from lull.ingest.settings import IngestSettings
 from lull.ops.simulate import SimulateConfig, SimulateError, Summary, is_loopback, simulate
 from lull.ops.simulate_payloads import BURSTS, PLATFORMS, SimMessage, build_body
-from lull.processor.platforms import parse
 from tests.conftest import FIXTURES
 
 SECRET = "simulate-test-secret"

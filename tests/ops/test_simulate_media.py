@@ -8,11 +8,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
+from lull.common.platforms import parse
 from lull.dev.fake_graph import create_fake_graph_app
 from lull.dev.fake_media import DEMO_WORDS
 from lull.ops.simulate import SimulateConfig
 from lull.ops.simulate_payloads import DEMO_MEDIA, PICTURE, VOICE, SimMessage, build_body
-from lull.processor.platforms import parse
 from tests.conftest import FIXTURES
 
 BASE = "http://127.0.0.1:8090"

@@ -16,7 +16,7 @@ from lull.common.events import (
     Parsed,
     Turn,
 )
-from lull.processor.platforms._shared import (
+from lull.common.platforms._shared import (
     MALFORMED,
     change_name,
     dict_at,

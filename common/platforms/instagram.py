@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from lull.common.events import UNSEND, Parsed
-from lull.processor.platforms._shared import dict_at
-from lull.processor.platforms.messenger import parse_entries
+from lull.common.platforms._shared import dict_at
+from lull.common.platforms.messenger import parse_entries
 
 PLATFORM = "instagram"
 

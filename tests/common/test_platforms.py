@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from lull.common.events import Parsed
-from lull.processor.platforms import parse
+from lull.common.platforms import parse
 from tests.conftest import FIXTURES
 
 PAGE, PSID, PSID_2 = "106000000000001", "7000000000000001", "7000000000000002"

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from lull.common.conversation import PLATFORMS
 from lull.common.events import Event, MalformedBody, Parsed
-from lull.processor.platforms import parse
+from lull.common.platforms import parse
 from tests.conftest import FIXTURES
-from tests.processor.test_platforms import PAGE, item, page_body, wa_body, wa_msg
+from tests.common.test_platforms import PAGE, item, page_body, wa_body, wa_msg
 
 FUZZ = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 

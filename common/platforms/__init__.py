@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from lull.common.events import MalformedBody, Parsed
-from lull.processor.platforms import instagram, messenger, whatsapp
-from lull.processor.platforms._shared import MALFORMED, name
+from lull.common.platforms import instagram, messenger, whatsapp
+from lull.common.platforms._shared import MALFORMED, name
 
-__all__ = ["parse"]
+__all__ = ["parse", "parse_document"]
 
 UNKNOWN = "unknown"
 
@@ -21,6 +23,11 @@ def parse(body: bytes) -> Parsed:
         raise MalformedBody(f"not JSON: {err}") from err
     if not isinstance(doc, dict):
         raise MalformedBody(f"not a JSON object: {type(doc).__name__}")
+    return parse_document(doc)
+
+
+def parse_document(doc: dict[str, Any]) -> Parsed:
+    """Normalise one webhook body already decoded into a JSON object (ingest has one)."""
     match doc.get("object"):
         case "page":
             return messenger.parse(doc)
