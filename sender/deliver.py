@@ -178,6 +178,7 @@ class Deliverer:
             grant = await self.gate.take("user", key, rate)
             if not grant.taken:
                 return self.gate.come_back(key, rate, grant, "per-user rate limit")
+            await self.gate.use("user", key, rate)
             state.admitted = True
         # The bot will be called: read once per batch, typing while the call is in flight
         # (sender/presence/calls.py); a replay is only being finished, a `none` handler never
@@ -287,6 +288,7 @@ class Deliverer:
             if stop is not None:
                 return stop.outcome
             first_of_attempt = False
+            await self._use_units(job, request)
             # The units are spent by this attempt, whatever Meta answers.
             state.held = []
             message_id = await self._post(job, request)
@@ -365,6 +367,14 @@ class Deliverer:
             state.held.append(scope)
             slept = slept or grant.wait_ms > 0
         return slept
+
+    async def _use_units(self, job: _Job, request: GraphRequest) -> None:
+        """Right before the send: every unit of it is used now, held ones included; late
+        units wait here for room rather than bunch (sender/rates/rate.py)."""
+        account_rate = self.account_sends.of(job.batch.account_id).rates.rate_global
+        limits = send_limits(self.settings, self.limiters, job.batch, request, account_rate)
+        for scope, key, rate in limits:
+            await self.gate.use(scope, key, rate)
 
     async def _later(self, job: _Job, key: str, rate: Rate, grant: Grant, reason: str) -> Decided:
         """A send's slot is too far away: keep the progress (units held included), come back

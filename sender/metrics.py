@@ -43,6 +43,14 @@ class SenderMetrics:
             ["scope"],
             registry=registry,
         )
+        self.rate_late = Counter(
+            "lull_sender_rate_limit_late",
+            "Sends held back at the last moment because the limit's last PERIOD already held "
+            "its count (units used late after a stall, then bunched), by scope: user, "
+            "user_send, account",
+            ["scope"],
+            registry=registry,
+        )
         self.presence = Counter(
             "lull_sender_presence",
             "Read receipts and typing calls (sender/presence/calls.py) by action (read, "

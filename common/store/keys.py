@@ -20,7 +20,8 @@ What lull keeps about one conversation, and for how long (each method below says
   echoes when 0).
 - send:<batch id>: a retried batch's replies and progress; until it is finished, a day at
   most.
-- rl:<conversation>, rls:<conversation>: its rate limiters; until back at rest.
+- rl:<conversation>, rls:<conversation>: its rate limiters; until back at rest; with
+  :uses, their last uses, for a PERIOD.
 - failseen:<message id>: a failed status recorded once; LULL_DEDUPE_TTL_S.
 - api:<message id>: a message the send API accepted (its state) and apikey:<conversation>
   <key>: the Idempotency-Key that accepted it; LULL_API_IDEMPOTENCY_TTL_S (api_messages.py).
@@ -278,3 +279,9 @@ class Keys:
     def account_rate(self, account_id: str) -> str:
         """Per sending account (page, IG account, phone number id) rate-limiter state."""
         return f"{self.namespace}:rl:acct:{account_id}"
+
+    @staticmethod
+    def rate_uses(limiter: str) -> str:
+        """The last uses of a rate limiter's units (lua/rate_use.lua), beside its state (and
+        in its hash tag); for PERIOD after the last use."""
+        return f"{limiter}:uses"

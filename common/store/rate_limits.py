@@ -1,12 +1,13 @@
 """Rate limiters shared by every sender replica: one GCRA state per limiter, on the Redis
-clock (lua/rate_limit.lua), and the names of the limiters a delivery counts against. What
-the rates are, and what a caller does when refused, is the sender's (sender/rates/rate.py)."""
+clock (lua/rate_limit.lua), the log of each limiter's last uses (lua/rate_use.lua), and
+the names of the limiters a delivery counts against. What the rates are, and what a caller
+does when refused, is the sender's (sender/rates/rate.py)."""
 
 from __future__ import annotations
 
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
-from lull.common.store.scripts import LuaScript
+from lull.common.store.scripts import CLOCK_PRELUDE, LuaScript
 
 
 class Limiters:
@@ -34,10 +35,12 @@ class RateLimitStore:
     def __init__(self, client: RedisClient) -> None:
         self._client = client
         self._script = LuaScript.read("rate_limit")
+        self._use = LuaScript.read("rate_use", preludes=CLOCK_PRELUDE)
 
     async def load_scripts(self) -> None:
-        """Register the script with Redis (SCRIPT LOAD is idempotent)."""
+        """Register the scripts with Redis (SCRIPT LOAD is idempotent)."""
         await self._script.load(self._client)
+        await self._use.load(self._client)
 
     async def take(
         self,
@@ -54,3 +57,11 @@ class RateLimitStore:
         args = (interval_us, burst, cost, now_ms, horizon_us)
         taken, wait_ms = await self._script.call(self._client, (limiter,), args)
         return int(taken) == 1, int(wait_ms)
+
+    async def use(self, limiter: str, *, most: int, span_ms: int, now_ms: int | str) -> int:
+        """Record a use of limiter's units now, 0; or, when its last `most` uses all fall
+        within span_ms, the ms until one would fit (nothing recorded). now_ms "" is the
+        Redis clock."""
+        keys = (Keys.rate_uses(limiter),)
+        wait_ms = await self._use.call(self._client, keys, (most, span_ms, now_ms))
+        return int(wait_ms)

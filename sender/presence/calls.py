@@ -380,6 +380,10 @@ class Presence:
                     return True
                 if grant.wait_ms > 0:
                     await asyncio.sleep(grant.wait_ms / 1000)
+                if await self.limiter.use(key, rate) > 0:
+                    # Late after a stall, with the second full: dropped, not sent in a bunch.
+                    self.counter.labels(action, "dropped_rate").inc()
+                    return True
             await self.graph.post_action(request)
         except (GraphError, *REDIS_FAILURES) as exc:
             self.counter.labels(action, "failed").inc()

@@ -1,6 +1,7 @@
 """Taking units of the rate limits shared by every replica (sender/rates/rate.py) for one
 delivery: a slot close enough is reserved and slept for, a later one sends the batch back
-to come again at its turn."""
+to come again at its turn. Right before the unit is used its use is recorded (use): a unit
+that comes late waits there rather than bunch with the ones after it."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ class RateGate:
             if grant.taken:
                 await asyncio.sleep(grant.wait_ms / 1000)
         return grant
+
+    async def use(self, scope: str, key: str, rate: Rate) -> None:
+        """Record the use of a unit taken, right before it is used; while the limit's last
+        PERIOD already holds its count (units used late after a stall), wait for room."""
+        while (wait_ms := await self.limiter.use(key, rate)) > 0:
+            self.metrics.rate_late.labels(scope).inc()
+            await asyncio.sleep(wait_ms / 1000)
 
     def come_back(self, key: str, rate: Rate, grant: Grant, reason: str) -> RetryLater:
         """Retry at the batch's turn, half a horizon early: in time to reserve a slot."""

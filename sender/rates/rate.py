@@ -7,6 +7,13 @@ then one per interval: any span of w ms holds at most B - 1 + ceil(w / interval)
 the first PERIOD after a quiet spell may hold N + B - 1. (0.1 read a rate without a burst
 as B = N: 80/s let 159 through in the first second.)
 
+A slot bounds when a unit may be used, not when it is: a replica that stalls (a busy host)
+wakes every caller whose slot passed meanwhile at once, and the slots after them come on
+time; 209 sends went out in one second at 200/s. So a unit's use is also recorded, on the
+Redis clock, right before the send (RateLimiter.use): the use waits while the last PERIOD
+and a margin (half the 1%) already holds N + B - 1 uses. Units used on time never wait
+there (the slots are spaced wider than that); late ones queue instead of bunching.
+
 A caller may reserve: when its units fit within a horizon it gets a slot, exactly one
 interval after the previous one, and waits until it; later callers get the slot after. A
 busy limiter so runs at its rate however late each caller comes back (without reservations,
@@ -16,6 +23,7 @@ send that never happens) only leaves its slot empty: it errs on the side of the 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -29,6 +37,10 @@ RATE_FORMAT = (
     "optional whole multiple, up to 24h (500ms, s, 1m, 2h), and BURST from 1 to N, "
     "1 when left out (80/s, 10/1m:3)"
 )
+
+MAX_USE_LOG = 10_000
+"""A limit of more units than this per PERIOD keeps no log of its uses (its memory grows
+with N + B - 1): its slots alone bound it."""
 
 SLACK = 100
 """Units are spaced PERIOD / N and 1% (PERIOD / SLACK over N units) apart: N units then
@@ -126,6 +138,25 @@ class RateLimiter:
     ) -> Grant:
         """acquire on a virtual clock: now_ms stands in for Redis TIME (tests)."""
         return await self._evalsha(key, rate, cost, now_ms, horizon_ms)
+
+    async def use(self, key: str, rate: Rate) -> int:
+        """Record that a unit taken of key is used now, 0; or the ms until a use fits, when
+        the last PERIOD (and half of late_ms) already holds N + B - 1 uses (nothing recorded:
+        wait, then ask again)."""
+        return await self._use(key, rate, "")
+
+    async def use_at(self, key: str, rate: Rate, now_ms: int) -> int:
+        """use on a virtual clock: now_ms stands in for Redis TIME (tests)."""
+        return await self._use(key, rate, now_ms)
+
+    async def _use(self, key: str, rate: Rate, now_ms: int | str) -> int:
+        most = rate.count + rate.burst - 1
+        if most > MAX_USE_LOG:
+            return 0
+        # Units used on time are spaced 1% wider than PERIOD / N: half of that is left as a
+        # margin for what follows the record (the request on its way to Meta).
+        span_ms = math.ceil(rate.period_ms + rate.late_ms / 2)
+        return await self._store.use(key, most=most, span_ms=span_ms, now_ms=now_ms)
 
     async def _evalsha(
         self, key: str, rate: Rate, cost: int, now_ms: int | str, horizon_ms: int

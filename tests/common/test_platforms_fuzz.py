@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from lull.common.conversation import PLATFORMS
 from lull.common.events import Event, MalformedBody, Parsed
 from lull.common.platforms import parse
-from tests.conftest import FIXTURES
 from tests.common.test_platforms import PAGE, item, page_body, wa_body, wa_msg
+from tests.conftest import FIXTURES
 
 FUZZ = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 

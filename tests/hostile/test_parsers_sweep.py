@@ -19,8 +19,8 @@ from lull.common.events import MalformedBody
 from lull.common.platforms import parse
 from lull.ingest.writer import StreamWriter
 from lull.processor.app import GROUP, Processor
-from tests.hostile.batches import check_seqs, dead_letters, read_batches
 from tests.common.test_platforms_fuzz import FIXTURE_DOCS, MISSING, check, mutated, paths
+from tests.hostile.batches import check_seqs, dead_letters, read_batches
 
 
 def deep(depth: int) -> Any:
