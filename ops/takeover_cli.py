@@ -3,9 +3,9 @@
 Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS, LULL_HUMAN_PAUSE_MS,
 LULL_HUMAN_PAUSE_MAX_MS and LULL_ACCOUNTS (a pause without --for lasts like a human turn on
 the conversation's account: its human_pause_ms in the accounts file, else the "*" table's,
-else the environment's). Exit 0, 1 when
-Redis fails (and, for `lull conversation`, when Redis holds nothing about the conversation:
-not found), 2 on bad input or configuration. `--json` prints one JSON object: the
+else the environment's). Exit 0, 1 when Redis fails (and, for `lull conversation`, when
+Redis holds nothing about the conversation: not found), 2 on bad input or configuration
+(an accounts file with a mistake included). `--json` prints one JSON object: the
 conversation's state (common/store/conversations.py) after the command.
 """
 
