@@ -102,6 +102,21 @@ def load_accounts(
     )
 
 
+def accounts_in(
+    env: Env, environ: Mapping[str, str], build: Callable[[Env], T], *, secrets: bool = True
+) -> Accounts[T] | None:
+    """A service's part of the accounts file, as load_accounts reads it, for a service's
+    settings reader: None without a file (the environment's for all) or when it has
+    problems, which go to env (reported with the environment's, at once)."""
+    try:
+        accounts = load_accounts(environ, build, secrets=secrets)
+    except ConfigError as exc:
+        for problem in problems_of(exc):
+            env.report(problem)
+        return None
+    return accounts if accounts.file is not None else None
+
+
 def _build(
     accounts_file: AccountsFile,
     tables: tuple[Table, ...],

@@ -8,6 +8,7 @@ common/store/pauses.py's one script; what is read, common/store/conversations.py
 from __future__ import annotations
 
 from lull.common.outside_text import printable
+from lull.common.pause_times import PauseTimes
 from lull.common.redis_conn import RedisClient
 from lull.common.store.conversations import ConversationState, read_conversation
 from lull.common.store.keys import Keys
@@ -24,17 +25,26 @@ MAX_BY_CHARS = 200
 class ConversationControl:
     """Pause, resume and read conversations for an operator or a CRM."""
 
-    def __init__(self, client: RedisClient, keys: Keys, pause: PauseSettings) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, pause: PauseSettings | PauseTimes) -> None:
+        """pause: the pause times of every account, or each account's (the accounts file)."""
         self._client = client
         self._keys = keys
-        self._pauses = PauseStore(client, keys, pause)
+        self._times = pause if isinstance(pause, PauseTimes) else PauseTimes(pause)
+        self._pauses = PauseStore(client, keys, self._times.environment)
 
     async def pause(
         self, conversation: str, *, for_ms: int = 0, by: str = "", reason: str = OPERATOR
     ) -> Pause:
-        """Pause now: for for_ms, or (0) like a human turn (LULL_HUMAN_PAUSE_MS, capped)."""
+        """Pause now: for for_ms, or (0) like a human turn on the conversation's account
+        (its human_pause_ms, capped by its human_pause_max_ms; the environment's without an
+        accounts file)."""
         return await self._pauses.apply(
-            conversation, PauseAction.OPERATOR, reason=reason, by=clean_by(by), for_ms=for_ms
+            conversation,
+            PauseAction.OPERATOR,
+            reason=reason,
+            by=clean_by(by),
+            for_ms=for_ms,
+            settings=self._times.of_conversation(conversation),
         )
 
     async def resume(self, conversation: str, *, by: str = "") -> None:

@@ -28,7 +28,7 @@ SERVICE_VARIABLES = frozenset(
         "LULL_LOG_FORMAT",
         "LULL_LOG_LEVEL",
         "LULL_METRICS_HOST",
-        # the accounts file: per-account settings (processor and sender)
+        # the accounts file: per-account settings (processor, sender, ingest's pause times)
         "LULL_ACCOUNTS",
         "LULL_ACCOUNTS_STRICT",
         # ingest

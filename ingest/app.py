@@ -18,10 +18,12 @@ import structlog
 from aiohttp import web
 
 from lull.common import signing as signature
+from lull.common.accounts_reload import LiveAccounts
 from lull.common.conversation_control import ConversationControl
 from lull.common.http_admin import admin_app, serve
 from lull.common.metrics import metrics_handler
 from lull.common.outside_text import cut, printable
+from lull.common.pause_times import PauseTimes
 from lull.common.redis_conn import REDIS_FAILURES, RedisClient, connect
 from lull.common.store.api_messages import ApiMessageStore
 from lull.common.store.pauses import PauseStore
@@ -42,6 +44,7 @@ WRITER = web.AppKey("writer", StreamWriter)
 ROUTER = web.AppKey("router", InboundRouter)
 # The writer flush last warned about in insecure mode; a list because the app is frozen.
 WARNED = web.AppKey("warned_flush", list[int])
+PAUSE_TIMES = web.AppKey("pause_times", PauseTimes)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MAX_CHALLENGE_CHARS = 256
@@ -57,7 +60,10 @@ def create_app(settings: IngestSettings, metrics: IngestMetrics | None = None) -
     app[METRICS] = metrics or IngestMetrics()
     app[WARNED] = [-1]
     app[ROUTER] = InboundRouter(settings.common.keys())
+    accounts = None if settings.accounts is None else LiveAccounts(settings.accounts)
+    app[PAUSE_TIMES] = PauseTimes(settings.pause, accounts)
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_accounts_ctx)
     app.router.add_get("/webhook", verify_handshake)
     app.router.add_post("/webhook", receive_webhook)
     app.router.add_get("/healthz", healthz)
@@ -99,15 +105,34 @@ async def _admin_port_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     common = settings.common
     keys = common.keys()
-    takeover = ConversationControl(app[REDIS], keys, settings.pause)
+    # Both pause by the conversation's account's times, as the accounts file says now.
+    pause_times = app[PAUSE_TIMES]
+    takeover = ConversationControl(app[REDIS], keys, pause_times)
     send_api = SendApi(
         settings.api,
         keys,
         ApiMessageStore(app[REDIS], keys),
         PauseStore(app[REDIS], keys, settings.pause),
+        pause_times,
     )
     async with serve_admin(settings.admin, takeover, AdminMetrics(app[METRICS].registry), send_api):
         yield
+
+
+async def _accounts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """While app runs, read the accounts file again on SIGHUP and when it changes (as the
+    processor and the sender do): the pauses started after a reload follow it."""
+    accounts = app[PAUSE_TIMES].accounts
+    if accounts is None:
+        yield
+        return
+    stop = asyncio.Event()
+    watch = asyncio.create_task(accounts.watch(stop), name="accounts")
+    # Let it take SIGHUP over before the app serves: a SIGHUP's default ends a process.
+    await asyncio.sleep(0)
+    yield
+    stop.set()
+    await watch
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:

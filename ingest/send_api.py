@@ -29,6 +29,7 @@ from lull.common.access_tokens import load_tokens
 from lull.common.conversation import Conversation
 from lull.common.env import ConfigError, Env
 from lull.common.lifetime import conversation_ttl_from_env
+from lull.common.pause_times import PauseTimes
 from lull.common.redis_conn import REDIS_FAILURES
 from lull.common.replies import parse_replies
 from lull.common.store.api_messages import ApiMessageStore, ApiSend, new_message_id
@@ -110,6 +111,8 @@ class SendApi:
     keys: Keys
     store: ApiMessageStore
     pauses: PauseStore
+    pause_times: PauseTimes | None = None
+    """Each account's pause times for a human's message; None: the store's for all."""
 
 
 SEND_API = web.AppKey("send_api", SendApi)
@@ -181,7 +184,13 @@ async def send(request: web.Request) -> web.Response:
             # Before the accept: a repeated POST pauses again (the pause only grows), where
             # a pause after it would be lost to a crash between the two.
             await api.pauses.apply(
-                conversation.key, PauseAction.HUMAN, reason=HUMAN_REASON, by="send-api"
+                conversation.key,
+                PauseAction.HUMAN,
+                reason=HUMAN_REASON,
+                by="send-api",
+                settings=None
+                if api.pause_times is None
+                else api.pause_times.of(conversation.account_id),
             )
         accepted = await api.store.accept(
             conversation, key, message, conversation_ttl_s=api.settings.conversation_ttl_s

@@ -39,6 +39,9 @@ async def _serve(settings: IngestSettings) -> int:
         send_api="on" if settings.api.enabled else "off",
         redis=describe(settings.common.effective_redis_url),
         namespace=settings.common.namespace,
+        accounts_file=settings.accounts.file.path
+        if settings.accounts is not None and settings.accounts.file is not None
+        else "none",
     )
     if settings.api.enabled and not settings.api.accounts:
         log.warning(

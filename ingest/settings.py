@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from lull.common.accounts import Accounts
 from lull.common.env import ConfigError, Env
+from lull.common.pause_times import pause_accounts
 from lull.common.settings import CommonSettings, common_from_env
 from lull.common.store.pauses import PauseSettings
 from lull.ingest.admin_api import AdminSettings
@@ -40,20 +42,24 @@ class IngestSettings:
     admin: AdminSettings
     """The admin API (ingest/admin_api.py): off without LULL_ADMIN_TOKEN."""
     pause: PauseSettings
-    """How long the admin API's pause lasts without for_s."""
+    """How long the admin API's pause without for_s and the send API's human message last
+    (LULL_HUMAN_PAUSE_MS, LULL_HUMAN_PAUSE_MAX_MS), for an account without its own."""
     api: ApiSettings
     """The send API (ingest/send_api.py), on the admin site: off without LULL_API_TOKEN."""
+    accounts: Accounts[PauseSettings] | None = None
+    """Each account's pause times (LULL_ACCOUNTS); None: the environment's for all."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> IngestSettings:
         """Read and validate; raises ConfigError naming every bad variable."""
-        env = Env(os.environ if environ is None else environ, collect=True)
-        settings = cls._read(env)
+        source = os.environ if environ is None else environ
+        env = Env(source, collect=True)
+        settings = cls._read(env, source)
         env.check()
         return settings
 
     @classmethod
-    def _read(cls, env: Env) -> IngestSettings:
+    def _read(cls, env: Env, environ: Mapping[str, str]) -> IngestSettings:
         skip = env.flag("LULL_INSECURE_SKIP_SIGNATURE", False)
         secrets_text = env.raw("LULL_APP_SECRET")
         secrets = tuple(s.strip() for s in (secrets_text or "").split(",") if s.strip())
@@ -107,4 +113,5 @@ class IngestSettings:
             admin=admin,
             pause=PauseSettings.from_env(env),
             api=ApiSettings.from_env(env, admin_token=admin.token, read_timeout_ms=read_timeout_ms),
+            accounts=pause_accounts(env, environ),
         )

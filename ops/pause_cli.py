@@ -1,8 +1,10 @@
 """`lull pause CONVERSATION [--for DURATION]`: the bot stops answering one conversation.
 
-Without --for the pause lasts like a human turn (LULL_HUMAN_PAUSE_MS, at most
-LULL_HUMAN_PAUSE_MAX_MS after it began); with it, exactly that long from now. Windows still
-open and close meanwhile; their batches are finished as paused, never answered later.
+Without --for the pause lasts like a human turn on the conversation's account (its
+human_pause_ms in the accounts file, else LULL_HUMAN_PAUSE_MS; at most its
+human_pause_max_ms, else LULL_HUMAN_PAUSE_MAX_MS, after it began); with it, exactly that
+long from now. Windows still open and close meanwhile; their batches are finished as paused,
+never answered later.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=duration_ms,
         default=0,
         metavar="DURATION",
-        help="how long: 90s, 30m, 2h, 1d (default: LULL_HUMAN_PAUSE_MS, as a human turn)",
+        help="how long: 90s, 30m, 2h, 1d (default: as a human turn, the account's "
+        "human_pause_ms or LULL_HUMAN_PAUSE_MS)",
     )
     by_argument(parser)
 

@@ -12,9 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from lull.common.accounts import Accounts
 from lull.common.conversation_control import MAX_PAUSE_MS, OPERATOR
 from lull.common.env import Env
 from lull.common.outside_text import printable
+from lull.common.pause_times import pause_accounts
 from lull.common.settings import CommonSettings
 from lull.common.store.conversations import ConversationState
 from lull.common.store.pauses import PauseSettings
@@ -45,14 +47,22 @@ class OperatorSettings:
 
     common: CommonSettings
     pause: PauseSettings
+    accounts: Accounts[PauseSettings] | None = None
+    """Each account's pause times (LULL_ACCOUNTS, as the services read it); None: the
+    environment's for all."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
-        """Read and validate; raises ConfigError naming the first bad variable."""
+        """Read and validate; raises ConfigError naming the bad variables (the accounts
+        file's problems with their file:line)."""
         source = os.environ if environ is None else environ
-        return cls(
-            common=CommonSettings.from_env(source), pause=PauseSettings.from_env(Env(source))
+        common = CommonSettings.from_env(source)
+        env = Env(source, collect=True)
+        settings = cls(
+            common=common, pause=PauseSettings.from_env(env), accounts=pause_accounts(env, source)
         )
+        env.check()
+        return settings
 
 
 def operator_name() -> str:

@@ -1,9 +1,11 @@
 """`lull pause`, `lull resume`, `lull conversation`: the operator's side of human takeover.
 
-Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS, LULL_HUMAN_PAUSE_MS and
-LULL_HUMAN_PAUSE_MAX_MS (a pause without --for lasts like a human turn). Exit 0, 1 when
-Redis fails (and, for `lull conversation`, when Redis holds nothing about the conversation:
-not found), 2 on bad input or configuration. `--json` prints one JSON object: the
+Settings: LULL_REDIS_URL, LULL_NAMESPACE, LULL_SHARDS, LULL_HUMAN_PAUSE_MS,
+LULL_HUMAN_PAUSE_MAX_MS and LULL_ACCOUNTS (a pause without --for lasts like a human turn on
+the conversation's account: its human_pause_ms in the accounts file, else the "*" table's,
+else the environment's). Exit 0, 1 when Redis fails (and, for `lull conversation`, when
+Redis holds nothing about the conversation: not found), 2 on bad input or configuration
+(an accounts file with a mistake included). `--json` prints one JSON object: the
 conversation's state (common/store/conversations.py) after the command.
 """
 
@@ -15,8 +17,10 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from lull.common.accounts_reload import LiveAccounts
 from lull.common.conversation import Conversation
 from lull.common.conversation_control import ConversationControl
+from lull.common.pause_times import PauseTimes
 from lull.common.redis_conn import REDIS_FAILURES, connect, describe
 from lull.common.service import run_main
 from lull.common.store.keys import Keys
@@ -56,7 +60,9 @@ async def _main(
     client = connect(
         url, timeout_s=REDIS_TIMEOUT_S, max_connections=4, cluster=common.redis_cluster
     )
-    takeover = ConversationControl(client, Keys(common.namespace, common.shards), settings.pause)
+    accounts = None if settings.accounts is None else LiveAccounts(settings.accounts)
+    pause_times = PauseTimes(settings.pause, accounts)
+    takeover = ConversationControl(client, Keys(common.namespace, common.shards), pause_times)
     try:
         if body is not None:
             await body(takeover, conversation)

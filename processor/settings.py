@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lull.common.accounts import Accounts, load_accounts
-from lull.common.env import ConfigError, Env, problems_of
+from lull.common.accounts import Accounts, accounts_in
+from lull.common.env import ConfigError, Env
 from lull.common.events import FLOW_REPLY, POSTBACK, QUICK_REPLY
 from lull.common.lifetime import DEDUPE_HORIZON, conversation_ttl_from_env, require_outlasts
 from lull.common.settings import CommonSettings, GroupSettings, common_from_env, group_from_env
@@ -157,14 +157,8 @@ def processor_account(env: Env) -> ProcessorAccount:
 def window_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[ProcessorAccount] | None:
     """The accounts file's window and pause settings (None without one); its problems go to
     env."""
-    try:
-        # The processor uses no secret: the sender's need not be in its environment.
-        accounts = load_accounts(environ, processor_account, secrets=False)
-    except ConfigError as exc:
-        for problem in problems_of(exc):
-            env.report(problem)
-        return None
-    return accounts if accounts.file is not None else None
+    # The processor uses no secret: the sender's need not be in its environment.
+    return accounts_in(env, environ, processor_account, secrets=False)
 
 
 def window_from_env(env: Env) -> WindowSettings:

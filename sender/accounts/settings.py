@@ -10,8 +10,8 @@ from functools import partial
 from typing import cast
 from urllib.parse import urlsplit
 
-from lull.common.accounts import Accounts, load_accounts
-from lull.common.env import ConfigError, Env, problems_of
+from lull.common.accounts import Accounts, accounts_in
+from lull.common.env import ConfigError, Env
 from lull.common.store.pauses import PauseSettings
 from lull.sender.bot import HANDLER_FORMS, load_function, parse_handler_spec
 from lull.sender.graph.routes import (
@@ -134,13 +134,7 @@ def account_sends_of(environ: Mapping[str, str]) -> Callable[[Env], AccountSend]
 
 def send_accounts(env: Env, environ: Mapping[str, str]) -> Accounts[AccountSend] | None:
     """The accounts file's sender settings (None without one); its problems go to env."""
-    try:
-        accounts = load_accounts(environ, account_sends_of(environ))
-    except ConfigError as exc:
-        for problem in problems_of(exc):
-            env.report(problem)
-        return None
-    return accounts if accounts.file is not None else None
+    return accounts_in(env, environ, account_sends_of(environ))
 
 
 def _base_url(value: str) -> str:
