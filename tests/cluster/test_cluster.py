@@ -177,7 +177,12 @@ async def test_burst_through_ingest_processor_and_sender(
         assert [response.status for response in await asyncio.gather(*posts)] == [200] * len(bodies)
     assert await cluster.xlen(keys.inbound()) == len(bodies)
 
-    window_env = {"LULL_WINDOW_MS": "30", "LULL_MAX_WAIT_MS": "1000"}
+    # The posts above ran concurrently, so they may be stored in any order: a batch keeps its
+    # messages in event-time order only while the clamp (LULL_MAX_LATENESS_MS, default half
+    # the window) leaves their times apart, and this drain starts well after them.
+    window_env = {
+        "LULL_WINDOW_MS": "30", "LULL_MAX_WAIT_MS": "1000", "LULL_MAX_LATENESS_MS": "600000",
+    }  # fmt: skip
     processor = Processor(cluster, ProcessorSettings.from_env({**cluster_env, **window_env}))
     assert await processor.drain(timeout_s=20) == len(users)
     for shard in range(SHARDS):
