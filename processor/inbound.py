@@ -12,7 +12,15 @@ from lull.common.conversation import BadConversation, Conversation
 from lull.common.delivery import DeliveryFailure
 from lull.common.events import Event, MalformedBody, Parsed, Turn
 from lull.common.store.failures import FailureStore, Recorded
-from lull.common.store.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
+from lull.common.store.windows import (
+    ADDED,
+    DUPLICATE,
+    OPENED,
+    STATUS_NAMES,
+    Applied,
+    Ready,
+    WindowStore,
+)
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
@@ -57,7 +65,8 @@ class InboundApplier:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter): a body
         that is not one, or one with items left out (the rest of it is applied)."""
         outcomes: list[Outcome] = [None] * len(entries)
-        pending: list[tuple[Event, int]] = []
+        pending: list[Event] = []
+        ready: list[Ready] = []
         failures: list[DeliveryFailure] = []
         turns: list[tuple[int, list[Turn]]] = []
         left_out: dict[int, list[str]] = {}
@@ -71,7 +80,8 @@ class InboundApplier:
             except MalformedBody as exc:
                 outcomes[index] = Permanent(f"malformed body: {exc}")
                 continue
-            reasons = self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
+            received_at_ms = _int(entry.fields.get(b"received_at"))
+            reasons = self._collect(parsed, received_at_ms, pending, ready)
             if reasons:
                 left_out[index] = reasons
             failures += parsed.failures
@@ -81,7 +91,7 @@ class InboundApplier:
         # Turns first: a human's turn and a user's message in the same read pause the
         # conversation before the window can close (a flush kind closes it at once).
         await self._apply_turns(turns, outcomes)
-        applied = await self._store.apply_closing(pending)
+        applied = await self._store.apply_ready(ready)
         self._closer.report(applied.now_ms, applied.closed)
         results = applied.applied
         earliest = self._count(results)
@@ -89,9 +99,7 @@ class InboundApplier:
             self._closer.notify(earliest)
         if self._arrivals is not None:
             # New messages only: a redelivered or edited one was logged when it arrived.
-            new = [
-                e for (e, _), r in zip(pending, results, strict=True) if r.status in (ADDED, OPENED)
-            ]
+            new = [e for e, r in zip(pending, results, strict=True) if r.status in (ADDED, OPENED)]
             await self._arrivals.record(new)
         for recorded in await self._failures.record(failures):
             if recorded.new:
@@ -150,10 +158,11 @@ class InboundApplier:
             )
 
     def _collect(
-        self, parsed: Parsed, received_at_ms: int, pending: list[tuple[Event, int]]
+        self, parsed: Parsed, received_at_ms: int, pending: list[Event], ready: list[Ready]
     ) -> list[str]:
-        """Count what parse ignored; append the events worth applying to pending; say why
-        each item that cannot be batched (unparseable, too deep, too large) was left out."""
+        """Count what parse ignored; append the events worth applying to pending, and each
+        one encoded for the apply to ready; say why each item that cannot be batched
+        (unparseable, too deep, too large) was left out."""
         metrics = self._metrics
         left_out: list[str] = []
         # Counted per distinct label, not per item: a 3 MiB body can hold a million items.
@@ -176,8 +185,9 @@ class InboundApplier:
                 metrics.ignored_counter(event.platform, UNKNOWN_ACCOUNT).inc()
                 left_out.append(f"{event.platform} message {event.mid[:64]!r}: {refused}")
                 continue
-            why = self._store.unbatchable(event)
-            if why is not None:
+            prepared = self._store.prepare(event, received_at_ms)
+            if isinstance(prepared, str):
+                why = prepared
                 metrics.ignored_counter(event.platform, UNBATCHABLE).inc()
                 # Ids cut short: they come from the body.
                 log.warning(
@@ -189,7 +199,8 @@ class InboundApplier:
                 left_out.append(f"{event.platform} message {event.mid[:64]!r}: {why[:200]}")
                 continue
             metrics.event_counter(event.platform, event.kind).inc()
-            pending.append((event, received_at_ms))
+            pending.append(event)
+            ready.append(prepared)
         return left_out
 
 
