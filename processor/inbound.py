@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -60,10 +61,29 @@ class InboundApplier:
         self._human_turns = human_turns
         self._arrivals = arrivals
         self._refusal = refusal
+        self._applied: asyncio.Future[None] | None = None
+        """When the apply of the call before this one is done (read ahead: see __call__)."""
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter): a body
         that is not one, or one with items left out (the rest of it is applied)."""
+        # The consumer reads ahead: the next read's call parses while this one applies. Each
+        # call takes its turn before its first await, so reads apply in the order they were
+        # read, and a message is never applied before an earlier one of its conversation.
+        before, mine = self._applied, asyncio.get_running_loop().create_future()
+        self._applied = mine
+        try:
+            return await self._handle(entries, before, mine)
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+    async def _handle(
+        self,
+        entries: Sequence[Entry],
+        before: asyncio.Future[None] | None,
+        mine: asyncio.Future[None],
+    ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(entries)
         pending: list[Event] = []
         ready: list[Ready] = []
@@ -90,8 +110,13 @@ class InboundApplier:
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).
         # Turns first: a human's turn and a user's message in the same read pause the
         # conversation before the window can close (a flush kind closes it at once).
+        if before is not None:
+            # Done or failed alike: a failed call's entries are retried later, as without
+            # read-ahead.
+            await asyncio.wait((before,))
         await self._apply_turns(turns, outcomes)
         applied = await self._store.apply_ready(ready)
+        mine.set_result(None)  # the next read's call may apply
         self._closer.report(applied.now_ms, applied.closed)
         results = applied.applied
         earliest = self._count(results)
