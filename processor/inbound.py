@@ -107,13 +107,13 @@ class InboundApplier:
             failures += parsed.failures
             if parsed.turns:
                 turns.append((index, parsed.turns))
+        # Counted per (platform, kind) once a read, not once an event (a lock each).
+        for (platform, kind), count in Counter((e.platform, e.kind) for e in pending).items():
+            self._metrics.event_counter(platform, kind).inc(count)
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).
         # Turns first: a human's turn and a user's message in the same read pause the
         # conversation before the window can close (a flush kind closes it at once).
-        if before is not None:
-            # Done or failed alike: a failed call's entries are retried later, as without
-            # read-ahead.
-            await asyncio.wait((before,))
+        await _done(before)
         await self._apply_turns(turns, outcomes)
         applied = await self._store.apply_ready(ready)
         mine.set_result(None)  # the next read's call may apply
@@ -223,10 +223,16 @@ class InboundApplier:
                 )
                 left_out.append(f"{event.platform} message {event.mid[:64]!r}: {why[:200]}")
                 continue
-            metrics.event_counter(event.platform, event.kind).inc()
             pending.append(event)
             ready.append(prepared)
         return left_out
+
+
+async def _done(before: asyncio.Future[None] | None) -> None:
+    """Wait for the apply of the call before, done or failed alike: a failed call's entries
+    are retried later, as without read-ahead."""
+    if before is not None:
+        await asyncio.wait((before,))
 
 
 def _left_out(reasons: list[str]) -> str:
