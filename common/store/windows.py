@@ -237,8 +237,8 @@ class WindowStore:
         mid = orjson.dumps(event.mid)
         kind = orjson.dumps(event.kind)
         text = orjson.dumps(event.text)
-        # Most messages carry none: the same bytes without a second encode.
-        attachments = _nested_json(event.attachments) if event.attachments else _EMPTY_LIST
+        # Most messages carry none: the same bytes without an encode.
+        attachments = _EMPTY_LIST if event.attachments == [] else _nested_json(event.attachments)
         raw = _nested_json(event.raw)
         target = b"" if event.target_mid is None else orjson.dumps(event.target_mid)
         window_key = keys.conversation_prefix(shard) + conversation

@@ -39,8 +39,8 @@
 --
 -- Settings: a window keeps the settings it was opened with (stored in it, window_layout.lua),
 -- so that a reload of the accounts file changes the windows opened after it, never the
--- deadline or caps of one already open. A window opened before 0.4 stored none: it follows
--- each event's settings, as it did then.
+-- deadline or caps of one already open. A window written before windows stored their
+-- settings has none: it follows each event's settings, as it did then.
 
 local due = KEYS[1]
 local max_lateness_ms, max_skew_ms, ttl_s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

@@ -9,7 +9,7 @@
 --             " " .. max_bytes .. " ," .. flush kinds, each followed by "," (WindowShape in
 --             common/store/windows.py writes it): the settings the window was opened with,
 --             which it keeps until it closes (a reload of the accounts file changes only the
---             windows opened after it). Absent from a window opened before 0.4. No reader of
+--             windows opened after it). Absent from a window written before. No reader of
 --             the records needs to skip it: they start at the first "\30".
 --   records:  ("\30" .. t .. "\31" .. arrival .. "\31M" .. mid_json .. "\31" .. kind_json ..
 --              "\31" .. received_at - t .. "\31" .. event_time - t .. "\31" .. text_json ..
