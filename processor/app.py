@@ -58,6 +58,8 @@ class Processor:
             claim_idle_ms=group.claim_idle_ms,
             max_deliveries=group.max_deliveries,
             consumer=consumer_name or default_consumer_name(),
+            # The handler keeps its applies in read order (InboundApplier).
+            read_ahead=True,
         )
         # Failed statuses are remembered as long as message ids are (Meta's webhook retries).
         self.failures = FailureStore(client, self.keys, settings.window.dedupe_ttl_s)

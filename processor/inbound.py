@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -15,7 +16,15 @@ from lull.common.inbound_parts import PART_FIELD, only_part, read_part_field
 from lull.common.platforms import parse
 from lull.common.platforms._shared import MALFORMED
 from lull.common.store.failures import FailureStore, Recorded
-from lull.common.store.windows import ADDED, DUPLICATE, OPENED, STATUS_NAMES, Applied, WindowStore
+from lull.common.store.windows import (
+    ADDED,
+    DUPLICATE,
+    OPENED,
+    STATUS_NAMES,
+    Applied,
+    Ready,
+    WindowStore,
+)
 from lull.processor.arrivals import ArrivalLog
 from lull.processor.closer import Closer
 from lull.processor.human_turns import HumanTurns
@@ -53,41 +62,57 @@ class InboundApplier:
         self._human_turns = human_turns
         self._arrivals = arrivals
         self._refusal = refusal
+        self._applied: asyncio.Future[None] | None = None
+        """When the apply of the call before this one is done (read ahead: see __call__)."""
 
     async def __call__(self, stream: str, entries: Sequence[Entry]) -> list[Outcome]:
         """Outcomes in entry order: None (applied, ack) or Permanent (dead letter): a body
         that is not one, or one with items left out (the rest of it is applied)."""
+        # The consumer reads ahead: the next read's call parses while this one applies. Each
+        # call takes its turn before its first await, so reads apply in the order they were
+        # read, and a message is never applied before an earlier one of its conversation.
+        before, mine = self._applied, asyncio.get_running_loop().create_future()
+        self._applied = mine
+        try:
+            return await self._handle(entries, before, mine)
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+    async def _handle(
+        self,
+        entries: Sequence[Entry],
+        before: asyncio.Future[None] | None,
+        mine: asyncio.Future[None],
+    ) -> list[Outcome]:
         outcomes: list[Outcome] = [None] * len(entries)
-        pending: list[tuple[Event, int]] = []
+        pending: list[Event] = []
+        ready: list[Ready] = []
         failures: list[DeliveryFailure] = []
         turns: list[tuple[int, list[Turn]]] = []
         left_out: dict[int, list[str]] = {}
         for index, entry in enumerate(entries):
-            body = entry.fields.get(b"body")
-            if body is None:
-                outcomes[index] = Permanent("entry has no body field")
+            parsed = _parsed(entry)
+            if isinstance(parsed, Permanent):
+                outcomes[index] = parsed
                 continue
-            try:
-                parsed = parse(body)
-            except MalformedBody as exc:
-                outcomes[index] = Permanent(f"malformed body: {exc}")
-                continue
-            part = read_part_field(entry.fields.get(PART_FIELD))
-            if part is not None:
-                # One of several copies of a body (common/inbound_parts.py): the other
-                # parts' conversations are applied from their own copies, in their order.
-                parsed = only_part(parsed, *part)
-            reasons = self._collect(parsed, _int(entry.fields.get(b"received_at")), pending)
+            received_at_ms = _int(entry.fields.get(b"received_at"))
+            reasons = self._collect(parsed, received_at_ms, pending, ready)
             if reasons:
                 left_out[index] = reasons
             failures += parsed.failures
             if parsed.turns:
                 turns.append((index, parsed.turns))
+        # Counted per (platform, kind) once a read, not once an event (a lock each).
+        for (platform, kind), count in Counter((e.platform, e.kind) for e in pending).items():
+            self._metrics.event_counter(platform, kind).inc(count)
         # Any Redis error propagates: the loop retries the whole batch (applying is idempotent).
         # Turns first: a human's turn and a user's message in the same read pause the
         # conversation before the window can close (a flush kind closes it at once).
+        await _done(before)
         await self._apply_turns(turns, outcomes)
-        applied = await self._store.apply_closing(pending)
+        applied = await self._store.apply_ready(ready)
+        mine.set_result(None)  # the next read's call may apply
         self._closer.report(applied.now_ms, applied.closed)
         results = applied.applied
         earliest = self._count(results)
@@ -95,9 +120,7 @@ class InboundApplier:
             self._closer.notify(earliest)
         if self._arrivals is not None:
             # New messages only: a redelivered or edited one was logged when it arrived.
-            new = [
-                e for (e, _), r in zip(pending, results, strict=True) if r.status in (ADDED, OPENED)
-            ]
+            new = [e for e, r in zip(pending, results, strict=True) if r.status in (ADDED, OPENED)]
             await self._arrivals.record(new)
         for recorded in await self._failures.record(failures):
             if recorded.new:
@@ -156,10 +179,11 @@ class InboundApplier:
             )
 
     def _collect(
-        self, parsed: Parsed, received_at_ms: int, pending: list[tuple[Event, int]]
+        self, parsed: Parsed, received_at_ms: int, pending: list[Event], ready: list[Ready]
     ) -> list[str]:
-        """Count what parse ignored; append the events worth applying to pending; say why
-        each item that cannot be batched (unparseable, too deep, too large) was left out."""
+        """Count what parse ignored; append the events worth applying to pending, and each
+        one encoded for the apply to ready; say why each item that cannot be batched
+        (unparseable, too deep, too large) was left out."""
         metrics = self._metrics
         left_out: list[str] = []
         # Counted per distinct label, not per item: a 3 MiB body can hold a million items.
@@ -182,8 +206,9 @@ class InboundApplier:
                 metrics.ignored_counter(event.platform, UNKNOWN_ACCOUNT).inc()
                 left_out.append(f"{event.platform} message {event.mid[:64]!r}: {refused}")
                 continue
-            why = self._store.unbatchable(event)
-            if why is not None:
+            prepared = self._store.prepare(event, received_at_ms)
+            if isinstance(prepared, str):
+                why = prepared
                 metrics.ignored_counter(event.platform, UNBATCHABLE).inc()
                 # Ids cut short: they come from the body.
                 log.warning(
@@ -194,9 +219,16 @@ class InboundApplier:
                 )
                 left_out.append(f"{event.platform} message {event.mid[:64]!r}: {why[:200]}")
                 continue
-            metrics.event_counter(event.platform, event.kind).inc()
-            pending.append((event, received_at_ms))
+            pending.append(event)
+            ready.append(prepared)
         return left_out
+
+
+async def _done(before: asyncio.Future[None] | None) -> None:
+    """Wait for the apply of the call before, done or failed alike: a failed call's entries
+    are retried later, as without read-ahead."""
+    if before is not None:
+        await asyncio.wait((before,))
 
 
 def _left_out(reasons: list[str]) -> str:
@@ -211,3 +243,20 @@ def _int(value: bytes | None) -> int:
         return int(value) if value is not None else 0
     except ValueError:
         return 0
+
+
+def _parsed(entry: Entry) -> Parsed | Permanent:
+    """The events of an entry's body (of its part, for one of several copies), or why none."""
+    body = entry.fields.get(b"body")
+    if body is None:
+        return Permanent("entry has no body field")
+    try:
+        parsed = parse(body)
+    except MalformedBody as exc:
+        return Permanent(f"malformed body: {exc}")
+    part = read_part_field(entry.fields.get(PART_FIELD))
+    if part is not None:
+        # One of several copies of a body (common/inbound_parts.py): the other parts'
+        # conversations are applied from their own copies, in their order.
+        parsed = only_part(parsed, *part)
+    return parsed

@@ -57,6 +57,11 @@ class ConsumerConfig:
     entries until some are due (backpressure, e.g. while a rate limit holds)."""
     trim: bool = True
     """Run trim_acknowledged on every stream in the claim pass."""
+    read_ahead: bool = False
+    """Read the next entries while the handler works on the last read: up to two reads in
+    the handler at once, so the handler's Redis time overlaps the next read's Python time.
+    Only for a handler that keeps its own Redis writes in read order when two calls overlap
+    (the processor's does); an entry is still acked only after its own handling."""
 
     def __post_init__(self) -> None:
         if not self.streams or any(not s for s in self.streams):

@@ -4,8 +4,15 @@ One task, one step at a time: claim pass when due, local retries when due, one X
 with a short block, hand each stream's entries to the handler, then settle its outcomes
 (settle.py: ack, dead-letter then ack, hold for a local retry, or follow an
 entry the handler goes on with in the background). Steps never overlap, so a step
-never races another over an entry, and a stop is noticed within one block. On a Redis
-Cluster the read is one XREADGROUP per hash slot, run concurrently (read.py):
+never races another over an entry, and a stop is noticed within one block.
+
+With config.read_ahead, the handling of a read (handler and settle) runs as a task of its
+own while the next XREADGROUP goes out and its entries are handed to the handler, at most
+READ_AHEAD_DEPTH reads at once; anything else (a claim pass, retries, a pause, a stop, an
+empty read) first waits for them. A read's entries are acked only after their own
+handling: if the process dies meanwhile, they stay pending and are claimed like any other.
+
+On a Redis Cluster the read is one XREADGROUP per hash slot, run concurrently (read.py):
 each slot's streams are handled by one reader, the claim pass and retries never overlap them.
 
 Recovery is the group's: whatever this replica does not ack stays in the PEL, and after
@@ -15,6 +22,7 @@ claim_idle_ms any replica's claim pass takes it (counting a delivery).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 from collections import defaultdict
@@ -36,6 +44,9 @@ from lull.common.redis_conn import REDIS_FAILURES, RedisClient
 from lull.common.store.streams import ensure_group, text
 
 log = structlog.get_logger("lull.consumer")
+
+# Reads handled at once with read_ahead: one applying, the next one being parsed.
+READ_AHEAD_DEPTH = 2
 
 
 class Consumer:
@@ -77,7 +88,10 @@ class Consumer:
             metrics=metrics,
             log=self._log,
         )
-        self._reader = Reader(client, config, self._decider.handle, self._read_failed)
+        self._in_hand: collections.deque[asyncio.Task[None]] = collections.deque()
+        """read_ahead: the handling of each read still running, oldest first."""
+        handle = self._handle_ahead if config.read_ahead else self._decider.handle
+        self._reader = Reader(client, config, handle, self._read_failed)
 
     @property
     def name(self) -> str:
@@ -105,18 +119,45 @@ class Consumer:
         dead-stream key of the wrong type (a deployment error) raises, at start.
         """
         self._log.info("consumer starting", streams=self._config.streams)
-        while not self.stopping:
-            await self._step(until_idle=False)
+        try:
+            while not self.stopping:
+                await self._step(until_idle=False)
+            await self._finish_in_hand()
+        finally:
+            self._drop_in_hand()
         self._leave()
 
     async def run_until_idle(self) -> None:
         """Claim pass, then work until a read returns nothing and nothing is held (tests)."""
         self._next_claim_ms = 0.0
-        while not self.stopping:
-            read = await self._step(until_idle=True)
-            if read == 0 and not self._retries:
-                return
+        try:
+            while not self.stopping:
+                read = await self._step(until_idle=True)
+                if read == 0 and not self._retries:
+                    return
+            await self._finish_in_hand()
+        finally:
+            self._drop_in_hand()
         self._leave()
+
+    async def _handle_ahead(self, stream: str, entries: list[Entry], *, touched_ms: float) -> None:
+        """read_ahead: handle a read in a task of its own and return, so the next read goes
+        out meanwhile; first wait for the oldest when READ_AHEAD_DEPTH are in hand."""
+        while len(self._in_hand) >= READ_AHEAD_DEPTH:
+            await self._in_hand.popleft()
+        task = asyncio.create_task(self._decider.handle(stream, entries, touched_ms=touched_ms))
+        self._in_hand.append(task)
+
+    async def _finish_in_hand(self) -> None:
+        """Wait until every read in hand is handled and settled (a bug in one raises)."""
+        while self._in_hand:
+            await self._in_hand.popleft()
+
+    def _drop_in_hand(self) -> None:
+        """The loop was cancelled or raised: cancel the handling still running. Its entries
+        stay pending, unacked, for a claim pass (here or on another replica) to take."""
+        while self._in_hand:
+            self._in_hand.popleft().cancel()
 
     async def claim_pass(self) -> None:
         """Per stream: claim abandoned entries, trim, expire idle consumers, update gauges."""
@@ -142,7 +183,11 @@ class Consumer:
         if not self._ready and not self.stopping:
             await self._prepare()
         if not self._ready or self.stopping:
+            await self._finish_in_hand()
             return None
+        if self._in_hand and not self._only_reading():
+            # A claim pass, retries or a settle never run beside a read in hand.
+            await self._finish_in_hand()
         if monotonic_ms() >= self._next_claim_ms:
             await self.claim_pass()
         if self._decider.landed:
@@ -151,12 +196,26 @@ class Consumer:
             await self._run_retries()
         if self.stopping:
             # What was handled is settled; held entries stay pending for others to claim.
+            await self._finish_in_hand()
             return None
         if not self._may_read():
             # Backpressure: hold no more until some held entries are done.
+            await self._finish_in_hand()
             await self._pause_ms(self._wait_ms(self._config.block_ms))
             return None
-        return await self._read(until_idle=until_idle)
+        read = await self._read(until_idle=until_idle)
+        if not read:
+            # Nothing new to overlap with: what is in hand is finished before the loop
+            # waits, retries or says it is idle.
+            await self._finish_in_hand()
+        return read
+
+    def _only_reading(self) -> bool:
+        """True when this step has nothing to do but read: no claim pass, settle or retry due."""
+        if self.stopping or monotonic_ms() >= self._next_claim_ms or self._decider.landed:
+            return False
+        next_action = self._retries.next_action_ms()
+        return next_action is None or next_action > monotonic_ms()
 
     async def _prepare(self) -> None:
         try:

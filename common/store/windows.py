@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import EncodableT
 
+from lull.common.conversation import Conversation
 from lull.common.events import Event
 from lull.common.redis_conn import RedisClient
 from lull.common.store.keys import Keys
@@ -73,12 +74,16 @@ class WindowShape:
     max_messages: int
     max_bytes: int
     flush_on: frozenset[str]
-    args: tuple[EncodableT, ...] = field(init=False, compare=False, repr=False)
-    """mode, window ms, max wait ms, max messages, max bytes: the apply's per-event ARGV."""
+    settings: bytes = field(init=False, compare=False, repr=False)
+    """All of the above as a window stores them (lua/window_layout.lua): the apply's ARGV."""
 
     def __post_init__(self) -> None:
-        args = (self.mode, self.window_ms, self.max_wait_ms, self.max_messages, self.max_bytes)
-        object.__setattr__(self, "args", args)
+        flush_on = "".join(f"{kind}," for kind in sorted(self.flush_on))
+        settings = (
+            f"\x1c{self.mode} {self.window_ms} {self.max_wait_ms} {self.max_messages} "
+            f"{self.max_bytes} ,{flush_on}"
+        )
+        object.__setattr__(self, "settings", settings.encode())
 
     @classmethod
     def of(cls, rules: WindowRules) -> WindowShape:
@@ -87,6 +92,26 @@ class WindowShape:
             rules.mode, rules.window_ms, rules.max_wait_ms, rules.max_messages,
             rules.max_bytes, rules.flush_on,
         )  # fmt: skip
+
+
+def _nested(message: dict[str, Any]) -> dict[str, Any]:
+    """message as deep as in the deepest thing the sender writes: the handoff notice's
+    "batch" (sender/handoff.py), the batch, its "messages" array (common/batch.py)."""
+    return {"batch": {"messages": [message]}}
+
+
+# What _nested puts before and after a message's one field (orjson's output is compact and
+# deterministic: the field's own JSON is what lies between).
+_BEFORE = len(b'{"batch":{"messages":[{"x":')
+_AFTER = len(b"}]}}")
+_EMPTY_LIST = b"[]"
+
+
+def _nested_json(value: Any) -> bytes:
+    """value's JSON, as orjson writes it alone; raises orjson.JSONEncodeError when it could
+    not be written where the sender puts it: orjson reads 1024 levels of nesting but writes
+    only 254, and an item is written four levels down."""
+    return orjson.dumps(_nested({"x": value}))[_BEFORE:-_AFTER]
 
 
 def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
@@ -101,19 +126,23 @@ def encoded_fields(event: Event) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     )
 
 
-def _nested(message: dict[str, Any]) -> dict[str, Any]:
-    """message as deep as in the deepest thing the sender writes: the handoff notice's
-    "batch" (sender/handoff.py), the batch, its "messages" array (common/batch.py)."""
-    return {"batch": {"messages": [message]}}
-
-
-# The bytes _nested adds around a message's raw and attachments.
-_NESTED_OVERHEAD = len(orjson.dumps(_nested({"raw": None, "attachments": None}))) - 2 * len(b"null")
-
-
 def message_size(fields: tuple[bytes, ...]) -> int:
     """The bytes LULL_MAX_BYTES counts of one message (window_emit.lua: its JSON fields)."""
     return sum(len(f) for f in fields)
+
+
+class Ready(NamedTuple):
+    """One event encoded for the apply script, once (WindowStore.prepare)."""
+
+    shard: int
+    size: int
+    """The bytes LULL_MAX_BYTES counts (window_emit.lua: its JSON fields)."""
+    max_bytes: int
+    """Its account's LULL_MAX_BYTES: how much of a window an apply may read and write."""
+    keys: tuple[str, str]
+    """Its window and its seen set."""
+    args: tuple[EncodableT, ...]
+    """Its values of the apply's ARGV (lua/window_apply.lua)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,25 +212,47 @@ class WindowStore:
             s.max_lateness_ms, s.max_skew_ms, s.dedupe_ttl_s,
         )  # fmt: skip
 
-    def unbatchable(self, event: Event) -> str | None:
-        """Why event cannot go in a batch (None: it can): the sender must be able to encode
-        every batch, and no batch holds more than LULL_MAX_BYTES."""
+    def prepare(self, event: Event, received_at_ms: int) -> Ready | str:
+        """event encoded for the apply, or why it cannot go in a batch: the sender must be
+        able to encode every batch, and no batch holds more than LULL_MAX_BYTES."""
+        shape = self._shape_of(event)
         try:
-            # orjson reads 1024 levels of nesting but writes only 254: an item must still be
-            # written where the sender puts it, four levels down. The same bytes give the
-            # size of raw and attachments (orjson's output is compact and deterministic).
-            nested = orjson.dumps(_nested({"raw": event.raw, "attachments": event.attachments}))
+            ready = self._ready(event, received_at_ms, shape)
         except orjson.JSONEncodeError as exc:
             return f"cannot be written in a batch: {exc}"
-        size = (
-            len(nested)
-            - _NESTED_OVERHEAD
-            + sum(len(orjson.dumps(value)) for value in (event.mid, event.kind, event.text))
-        )
-        max_bytes = self._shape_of(event).max_bytes
-        if size > max_bytes:
-            return f"{size} bytes, more than LULL_MAX_BYTES ({max_bytes})"
-        return None
+        if ready.size > shape.max_bytes:
+            return f"{ready.size} bytes, more than LULL_MAX_BYTES ({shape.max_bytes})"
+        return ready
+
+    def unbatchable(self, event: Event) -> str | None:
+        """Why event cannot go in a batch (None: it can); see prepare."""
+        prepared = self.prepare(event, 0)
+        return prepared if isinstance(prepared, str) else None
+
+    def _ready(self, event: Event, received_at_ms: int, shape: WindowShape) -> Ready:
+        """event's keys and ARGV, each field encoded once; raises orjson.JSONEncodeError."""
+        keys = self._keys
+        conversation = Conversation(event.platform, event.account_id, event.user_id).key
+        shard = keys.shard_of(conversation)
+        mid = orjson.dumps(event.mid)
+        kind = orjson.dumps(event.kind)
+        text = orjson.dumps(event.text)
+        # Most messages carry none: the same bytes without an encode.
+        attachments = _EMPTY_LIST if event.attachments == [] else _nested_json(event.attachments)
+        raw = _nested_json(event.raw)
+        target = b"" if event.target_mid is None else orjson.dumps(event.target_mid)
+        window_key = keys.conversation_prefix(shard) + conversation
+        seen_key = keys.seen_prefix(shard) + conversation
+        return Ready(
+            shard,
+            len(mid) + len(kind) + len(text) + len(attachments) + len(raw),
+            shape.max_bytes,
+            (window_key, seen_key),
+            (
+                shape.settings, conversation, mid, target, event.kind, kind,
+                event.event_time_ms, received_at_ms, text, attachments, raw,
+            ),
+        )  # fmt: skip
 
     async def load_scripts(self) -> None:
         """Register every script with Redis (SCRIPT LOAD is idempotent)."""
@@ -213,36 +264,38 @@ class WindowStore:
         return (await self.apply_closing(events)).applied
 
     async def apply_closing(self, events: Sequence[tuple[Event, int]]) -> ApplyResult:
-        """Apply (event, received_at_ms) pairs; also the full windows the applies closed."""
-        if not events:
+        """Apply (event, received_at_ms) pairs; also the full windows the applies closed.
+        Raises orjson.JSONEncodeError for an event that cannot be written (see prepare)."""
+        shape_of = self._shape_of
+        return await self.apply_ready([self._ready(e, at, shape_of(e)) for e, at in events])
+
+    async def apply_ready(self, ready: Sequence[Ready]) -> ApplyResult:
+        """Apply prepared events (prepare) in one pipeline; results in the same order."""
+        if not ready:
             return ApplyResult(0, [], [])
         try:
-            return await self._apply_pipelined(events)
+            return await self._apply_pipelined(ready)
         except NoScriptError:
             # Redis restarted and forgot the script; applying again is safe (dedupe by mid).
             await self.load_scripts()
-            return await self._apply_pipelined(events)
+            return await self._apply_pipelined(ready)
 
-    def _calls(
-        self,
-        events: Sequence[tuple[Event, int]],
-        sizes: Sequence[int],
-        shapes: Sequence[WindowShape],
-    ) -> list[tuple[int, list[int]]]:
+    @staticmethod
+    def _calls(ready: Sequence[Ready]) -> list[tuple[int, list[int]]]:
         """Event indexes grouped per shard, in order, cut into calls of bounded events and
         bytes; and of bounded window bytes: the max bytes of the events' windows (each
         account's own), which a call may read and write whole, add up to at most
         WINDOW_BYTES_PER_CALL."""
-        keys = self._keys
         by_shard: dict[int, list[int]] = {}
-        for index, (event, _) in enumerate(events):
-            by_shard.setdefault(keys.shard_of(event.conversation), []).append(index)
+        for index, r in enumerate(ready):
+            by_shard.setdefault(r.shard, []).append(index)
         calls: list[tuple[int, list[int]]] = []
         for shard, indexes in by_shard.items():
             call: list[int] = []
             call_bytes = window_bytes = 0
             for index in indexes:
-                size, max_bytes = sizes[index], shapes[index].max_bytes
+                r = ready[index]
+                size, max_bytes = r.size, r.max_bytes
                 if call and (
                     len(call) >= MAX_EVENTS_PER_CALL
                     or call_bytes + size > MAX_BYTES_PER_CALL
@@ -256,17 +309,15 @@ class WindowStore:
             calls.append((shard, call))
         return calls
 
-    async def _apply_pipelined(self, events: Sequence[tuple[Event, int]]) -> ApplyResult:
+    async def _apply_pipelined(self, ready: Sequence[Ready]) -> ApplyResult:
         # One script call per shard for the whole read: per-command client overhead, not
         # Redis, bounded the apply rate when every event was a command of its own. A large
         # read is cut into calls of a few ms each: a script blocks every other client.
-        keys, settings, shape_of = self._keys, self._settings, self._shape_of
-        encoded = [encoded_fields(event) for event, _ in events]
-        shapes = [shape_of(event) for event, _ in events]
+        keys, settings = self._keys, self._settings
         pipe = self._client.pipeline(transaction=False)
         order: list[list[int]] = []
-        for shard, indexes in self._calls(events, [message_size(f) for f in encoded], shapes):
-            call_keys: list[str] = [
+        for shard, indexes in self._calls(ready):
+            call_keys: list[EncodableT] = [
                 keys.due(shard), keys.outbound(shard),
                 *LegacyKeys.of(keys, shard).moved(),
             ]  # fmt: skip
@@ -276,30 +327,14 @@ class WindowStore:
                 settings.conversation_ttl_s, keys.pause_prefix(shard),
             ]  # fmt: skip
             for index in indexes:
-                event, received_at_ms = events[index]
-                conversation = event.conversation
-                call_keys += (keys.conversation(conversation), keys.seen(conversation))
-                mid, kind, text, attachments, raw = encoded[index]
-                shape = shapes[index]
-                args += shape.args
-                args += (
-                    conversation,
-                    mid,
-                    b"" if event.target_mid is None else orjson.dumps(event.target_mid),
-                    event.kind,
-                    kind,
-                    event.event_time_ms,
-                    received_at_ms,
-                    text,
-                    attachments,
-                    raw,
-                    1 if event.kind in shape.flush_on else 0,
-                )
+                r = ready[index]
+                call_keys += r.keys
+                args += r.args
             # execute_command, not pipe.evalsha: a cluster pipeline refuses the latter.
             pipe.execute_command(*self._apply.command(call_keys, args))
             order.append(indexes)
         results = await pipe.execute(raise_on_error=False)
-        applied: list[Applied | None] = [None] * len(events)
+        applied: list[Applied | None] = [None] * len(ready)
         closed: list[Closed] = []
         now_ms = 0
         for indexes, result in zip(order, results, strict=True):

@@ -160,6 +160,36 @@ async def test_a_reload_changes_new_windows_and_a_bad_one_changes_nothing(
     assert await processor.drain() == 1
 
 
+async def test_a_reload_leaves_an_open_windows_deadline_to_its_own_settings(
+    redis: aioredis.Redis, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('["p-fast"]\nwindow_ms = 400\n', encoding="utf-8")
+    processor = _processor(redis, base_env, path, LULL_MAX_WAIT_MS="60000")
+    keys, live = processor.keys, processor.accounts
+    assert live is not None
+    now = await redis_now_ms(redis)
+    await _ingest(redis, keys, "p-fast", "a1", now)
+    await processor.start()
+    await processor.consumer.run_until_idle()
+    assert await _deadline(redis, keys, "p-fast") == now + 400
+
+    # Reloaded while the window is open: the message that joins it keeps its 400 ms.
+    path.write_text('["p-fast"]\nwindow_ms = 900\n', encoding="utf-8")
+    assert live.reload("test")
+    await _ingest(redis, keys, "p-fast", "a2", now + 100)
+    await processor.consumer.run_until_idle()
+    assert await _deadline(redis, keys, "p-fast") == now + 100 + 400
+    assert await processor.drain() == 1
+
+    # The window opened after the reload has the new gap.
+    now = await redis_now_ms(redis)
+    await _ingest(redis, keys, "p-fast", "a3", now)
+    await processor.consumer.run_until_idle()
+    assert await _deadline(redis, keys, "p-fast") == now + 900
+    assert await processor.drain() == 1
+
+
 def test_the_watch_sees_a_changed_file(tmp_path: Path) -> None:
     path = tmp_path / "accounts.toml"
     path.write_text('["p1"]\nwindow_ms = 40\n', encoding="utf-8")

@@ -13,19 +13,23 @@ from collections import Counter
 import pytest
 import redis.asyncio as aioredis
 
+from lull.common.consumer import ConsumerConfig
 from lull.processor.app import GROUP, Processor
 from lull.processor.settings import ProcessorSettings
 from tests.processor.test_processor import ingest, messenger_body
 from tests.processor.windowing import batches, life_seqs, redis_now_ms
 
 USERS = 200
+# Entries one XREADGROUP of the processor takes (ConsumerConfig's default).
+READ_COUNT = ConsumerConfig(streams=["in"], group="g", dead_stream="dead").read_count
 MESSAGES_PER_USER = 10
 
 
 async def _stop_while_holding(
-    proc: subprocess.Popen[bytes], redis: aioredis.Redis, stream: str
+    proc: subprocess.Popen[bytes], redis: aioredis.Redis, stream: str, more_than: int = 0
 ) -> int:
-    """Freeze the process at a moment it holds unacknowledged entries; returns how many."""
+    """Freeze the process at a moment it holds more than more_than unacknowledged entries;
+    returns how many."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         assert proc.poll() is None, "processor exited early"
@@ -34,17 +38,23 @@ async def _stop_while_holding(
             summary = await redis.xpending(stream, GROUP)
         except aioredis.ResponseError:  # group not created yet
             summary = {"pending": 0}
-        if summary["pending"] > 0:
+        if summary["pending"] > more_than:
             return int(summary["pending"])
         os.kill(proc.pid, signal.SIGCONT)
         # Polling an outside process's progress, bounded above; not waiting for our own work.
         await asyncio.sleep(0.002)
-    pytest.fail("the processor never held an unacknowledged entry")
+    pytest.fail(f"the processor never held more than {more_than} unacknowledged entries")
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "more_than",
+    # Over one read (ConsumerConfig.read_count): killed with a read ahead in hand too.
+    [0, READ_COUNT],
+    ids=["one-read", "read-ahead"],
+)
 async def test_sigkill_between_read_and_ack_loses_nothing_and_duplicates_nothing(
-    redis: aioredis.Redis, base_env: dict[str, str]
+    redis: aioredis.Redis, base_env: dict[str, str], more_than: int
 ) -> None:
     env = {**base_env, "LULL_WINDOW_MS": "40", "LULL_MAX_WAIT_MS": "400",
            "LULL_CLAIM_IDLE_MS": "10", "LULL_CLAIM_INTERVAL_MS": "50",
@@ -67,13 +77,13 @@ async def test_sigkill_between_read_and_ack_loses_nothing_and_duplicates_nothing
         stderr=subprocess.DEVNULL,
     )
     try:
-        held = await _stop_while_holding(proc, redis, keys.inbound())
+        held = await _stop_while_holding(proc, redis, keys.inbound(), more_than)
         proc.kill()
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
-    assert held > 0
+    assert held > more_than
 
     # The survivor claims what the dead replica held, and closes the windows it left open.
     for _ in range(50):

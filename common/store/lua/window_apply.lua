@@ -14,11 +14,11 @@
 -- ARGV[1]  max lateness ms             ARGV[2]  max skew ms         ARGV[3]  dedupe ttl s
 -- ARGV[4]  conversation state prefix {ns}:{s}:cs:   ARGV[5]  history prefix {ns}:{s}:h:
 -- ARGV[6]  conversation ttl s          ARGV[7]  pause key prefix {ns}:{s}:pause:
--- then 16 values per event i, from ARGV[8 + 16 * (i - 1)]: its account's window settings
---   (each account may have its own: the accounts file), mode (sliding|fixed), window ms,
---   max wait ms, max messages, max bytes; then the event: conversation, mid (JSON), target
---   mid (JSON) or "" (edit/unsend), kind, kind (JSON), event time ms, received_at ms, text
---   (JSON), attachments (JSON), raw (JSON), 1 when kind is in its account's flush kinds
+-- then 11 values per event i, from ARGV[8 + 11 * (i - 1)]: its account's window settings
+--   (each account may have its own: the accounts file) as window_layout.lua stores them with
+--   a window; then the event: conversation, mid (JSON), target mid (JSON) or "" (edit/unsend),
+--   kind, kind (JSON), event time ms, received_at ms, text (JSON), attachments (JSON), raw
+--   (JSON)
 --
 -- Returns {now_ms, {status_1, deadline_1, status_2, deadline_2, ...}, {closed...}}: status 0
 -- duplicate, 1 added, 2 opened a window, 3 edited, 4 removed (unsend), 5 unsend of a message
@@ -36,6 +36,11 @@
 -- pass either closes the full window here, in this step (emitted by window_emit.lua, as the
 -- closer would: deleted in the same step as its batch is appended, the next seq), and opens
 -- the next window. A window that reaches a cap exactly is due at once, for the closer.
+--
+-- Settings: a window keeps the settings it was opened with (stored in it, window_layout.lua),
+-- so that a reload of the accounts file changes the windows opened after it, never the
+-- deadline or caps of one already open. A window written before windows stored their
+-- settings has none: it follows each event's settings, as it did then.
 
 local due = KEYS[1]
 local max_lateness_ms, max_skew_ms, ttl_s = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -44,7 +49,7 @@ local ctx = {
   life_s = ARGV[6], pause_prefix = ARGV[7],
   legacy_seq = KEYS[3], legacy_delivered = KEYS[4], legacy_dead_seq = KEYS[5],
 }
-local FIELDS, FIRST, KEYS_BEFORE = 16, 8, 5
+local FIELDS, FIRST, KEYS_BEFORE = 11, 8, 5
 -- Old seen ids moved per call: about 1 µs each, so the move of a long history is spread over
 -- calls of a ms or two.
 local MOVE_BUDGET = 1000
@@ -82,14 +87,12 @@ local function remember(seen_key, mid)
 end
 
 local function apply(key, seen_key, a)
-  local mode, window_ms, max_wait_ms = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local max_messages, max_bytes = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
-  a = a + 5
+  local own_settings = ARGV[a]
+  a = a + 1
   local conv, mid, target = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local kind, kind_json = ARGV[a + 3], ARGV[a + 4]
   local event_time, received_at = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
   local text_json, attachments, raw = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9]
-  local flush = ARGV[a + 10] == '1'
   local size = #mid + #kind_json + #text_json + #attachments + #raw
 
   local value = redis.call('GET', key)
@@ -117,6 +120,9 @@ local function apply(key, seen_key, a)
     end
   end
 
+  -- The open window's own settings, when it stored them; the event's otherwise.
+  local w = settings_of(open and stored_settings(body, seen_len) or own_settings)
+
   -- A member past the horizon not trimmed yet is forgotten already.
   local seen_at_s = redis.call('ZSCORE', seen_key, seen_member(mid))
   if (seen_at_s and tonumber(seen_at_s) >= cutoff_s) or
@@ -142,7 +148,7 @@ local function apply(key, seen_key, a)
         status = 3
       end
       -- An edit that would pass max bytes goes into the next window as a message of its own.
-      if bytes - old_size + new_size <= max_bytes then
+      if bytes - old_size + new_size <= w.max_bytes then
         if kind == 'unsend' then count = count - 1 end
         bytes = bytes - old_size + new_size
         body = string.sub(body, 1, rec_start - 1) .. replacement .. string.sub(body, rec_end + 1)
@@ -159,8 +165,8 @@ local function apply(key, seen_key, a)
   end
 
   -- The message that would pass a cap closes the full window, here, and opens the next one.
-  if open and (count + 1 > max_messages or bytes + size > max_bytes) then
-    local cap = count + 1 > max_messages and MAX_MESSAGES or MAX_BYTES
+  if open and (count + 1 > w.max_messages or bytes + size > w.max_bytes) then
+    local cap = count + 1 > w.max_messages and MAX_MESSAGES or MAX_BYTES
     ctx.seen_key = seen_key
     local messages, seq, paused = emit_window(conv, string.sub(body, seen_len + 1), opened_at,
       last_t, cap, now, ctx)
@@ -168,6 +174,11 @@ local function apply(key, seen_key, a)
       {conv, string.format('%d', deadline), messages, REASONS[cap], seq, paused}
     body = string.sub(body, 1, seen_len)
     open = false
+  end
+  if not open then
+    -- A new window: the event's settings, stored with it (before its first record).
+    w = settings_of(own_settings)
+    body = body .. own_settings
   end
 
   -- Event time, clamped to the Redis clock: late deliveries count as they arrive, and a skewed
@@ -190,20 +201,20 @@ local function apply(key, seen_key, a)
   if open and reason >= MAX_MESSAGES then
     -- Already due at once (a cap or a flush kind): later messages join, the deadline stays.
     status = 1
-  elseif mode == 'fixed' then
-    deadline, reason = first_t + window_ms, GAP
+  elseif w.mode == 'fixed' then
+    deadline, reason = first_t + w.window_ms, GAP
   else
-    deadline, reason = last_t + window_ms, GAP
+    deadline, reason = last_t + w.window_ms, GAP
   end
-  if first_t + max_wait_ms < deadline then
-    deadline, reason = first_t + max_wait_ms, MAX_WAIT
+  if first_t + w.max_wait_ms < deadline then
+    deadline, reason = first_t + w.max_wait_ms, MAX_WAIT
   end
   if reason < MAX_MESSAGES then
-    if flush then
+    if string.find(w.flush_on, ',' .. kind .. ',', 1, true) then
       deadline, reason = now, FLUSH
-    elseif count >= max_messages then
+    elseif count >= w.max_messages then
       deadline, reason = now, MAX_MESSAGES
-    elseif bytes >= max_bytes then
+    elseif bytes >= w.max_bytes then
       deadline, reason = now, MAX_BYTES
     end
   end

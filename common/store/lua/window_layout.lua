@@ -4,7 +4,13 @@
 -- common/store/windows.py (WINDOW_HEADER) and conversations.py the same way.
 --
 -- Window value (one string, so an open window costs one key):
---   header (struct HDR) .. old_seen .. records
+--   header (struct HDR) .. old_seen .. settings .. records
+--   settings: "\28" .. mode .. " " .. window_ms .. " " .. max_wait_ms .. " " .. max_messages ..
+--             " " .. max_bytes .. " ," .. flush kinds, each followed by "," (WindowShape in
+--             common/store/windows.py writes it): the settings the window was opened with,
+--             which it keeps until it closes (a reload of the accounts file changes only the
+--             windows opened after it). Absent from a window written before. No reader of
+--             the records needs to skip it: they start at the first "\30".
 --   records:  ("\30" .. t .. "\31" .. arrival .. "\31M" .. mid_json .. "\31" .. kind_json ..
 --              "\31" .. received_at - t .. "\31" .. event_time - t .. "\31" .. text_json ..
 --              "\31" .. attachments .. "\31" .. raw)*
@@ -36,6 +42,31 @@ end
 local ZADD_CHUNK = 500
 -- Expired members removed at least per write of a seen set.
 local TRIM_MIN = 8
+
+-- Window settings parsed, by their bytes: one parse per account and call.
+local parsed_settings = {}
+
+-- The settings (the string above) as a table: mode, window_ms, max_wait_ms, max_messages,
+-- max_bytes, flush_on (",kind,kind,").
+local function settings_of(settings)
+  local w = parsed_settings[settings]
+  if not w then
+    local mode, window_ms, max_wait_ms, max_messages, max_bytes, flush_on =
+      string.match(settings, '^\28(%a+) (%d+) (%d+) (%d+) (%d+) (,.*)$')
+    w = {mode = mode, window_ms = tonumber(window_ms), max_wait_ms = tonumber(max_wait_ms),
+      max_messages = tonumber(max_messages), max_bytes = tonumber(max_bytes),
+      flush_on = flush_on}
+    parsed_settings[settings] = w
+  end
+  return w
+end
+
+-- The settings an open window stored (its body after the old seen ids), or nil.
+local function stored_settings(body, seen_len)
+  if string.byte(body, seen_len + 1) ~= 28 then return nil end
+  local stop = string.find(body, '\30', seen_len + 1, true)
+  return string.sub(body, seen_len + 1, (stop or #body + 1) - 1)
+end
 
 local function split(record)
   -- fields: 1 t, 2 arrival, 3 "M"..mid, 4 kind, 5 received_at - t, 6 event_time - t, 7 text,
