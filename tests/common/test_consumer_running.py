@@ -87,8 +87,9 @@ async def test_a_running_entry_is_kept_claimed_until_its_outcome_lands(
 ) -> None:
     stream = config.streams[0]
     [entry_id] = await add(redis, stream, 1)
-    # Running for 500 ms against a claim_idle of 200 ms: untouched, the rival would claim it.
-    config = replace(config, claim_idle_ms=200, claim_interval_ms=10)
+    # Running for 2.5 s against a claim_idle of 1 s: untouched, the rival would claim it. (With
+    # 200 ms, touched every 100 ms, a loaded CI machine's 100 ms stall let the rival in once.)
+    config = replace(config, claim_idle_ms=1000, claim_interval_ms=10)
     rival_handler = Recorder()
     rival = Consumer(redis, replace(config, consumer="rival"), rival_handler, CollectorRegistry())
     handler = Background({entry_id})
@@ -100,7 +101,7 @@ async def test_a_running_entry_is_kept_claimed_until_its_outcome_lands(
         rival_task = asyncio.create_task(rival.run_forever())
         try:
             # The background work's own duration (what a slow bot takes), not a wait for work.
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(2.5)
             handler.futures[entry_id].set_result(RetryLater(0, "not yet"))
         finally:
             rival.request_stop()
