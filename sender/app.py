@@ -29,6 +29,7 @@ from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence import Presence
 from lull.sender.presence_arrivals import ArrivalReads
+from lull.sender.presence_batch import BatchedActions
 from lull.sender.ratelimit import RateLimiter
 from lull.sender.send_marks import SendMarks
 from lull.sender.sent_ids import SentIds
@@ -77,11 +78,14 @@ class Sender:
         # Presence calls get connections of their own: under load they queue behind each
         # other, never in front of a reply waiting for a pooled connection.
         self._presence_session = aiohttp.ClientSession()
-        presence_graph = GraphClient(
-            self._presence_session,
+        # An account's Messenger/Instagram presence calls of a moment go in one Graph batch
+        # request (sender/presence_batch.py); each is still rate-limited and answered alone.
+        presence_graph = BatchedActions(
+            GraphClient(
+                self._presence_session, routes, self.tokens, settings.graph_timeout_ms / 1000
+            ),
             routes,
-            self.tokens,
-            settings.graph_timeout_ms / 1000,
+            window_ms=settings.presence_batch_ms,
         )
         self.media = MediaService.build(
             settings.media, client=client, keys=self.keys, routes=routes,

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from lull.common.graph_request import GraphRequest
+from lull.sender.graph_batch import CallAnswer, batch_answers, batch_form
 from lull.sender.graph_errors import ErrorKind, GraphError, MissingToken, classify
 from lull.sender.graph_payload import build_requests
 from lull.sender.graph_routes import GraphRoutes
@@ -76,20 +77,45 @@ class GraphClient:
         if not 200 <= status < 300:
             raise classify(status, body, response_headers)
 
+    async def post_batch(
+        self, account_id: str, platform: str, requests: list[GraphRequest]
+    ) -> list[CallAnswer | None]:
+        """Send requests (at most 50, one account's) in one Graph API batch request; each
+        call's answer in order (None: Meta did not complete it). GraphError when the batch
+        request itself fails: then none of its calls is known to have been made."""
+        base_url = self._routes.route(platform, account_id).base_url
+        form = batch_form(requests)
+        status, body, response_headers = await self._post(
+            account_id, base_url.rstrip("/") + "/", form, "application/x-www-form-urlencoded"
+        )
+        if not 200 <= status < 300:
+            raise classify(status, body, response_headers)
+        return batch_answers(body, len(requests))
+
     async def _exchange(self, request: GraphRequest) -> tuple[int, object, Mapping[str, str]]:
         """POST the request with its account's token: status, parsed JSON body, headers."""
-        # "*" is the token for every account without one of its own (one system-user token).
-        token = self._tokens.get(request.account_id) or self._tokens.get(DEFAULT_ACCOUNT)
-        if not token:
-            raise MissingToken(request.account_id)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         base_url = self._routes.route(request.platform, request.account_id).base_url
+        return await self._post(
+            request.account_id,
+            base_url.rstrip("/") + request.path,
+            orjson.dumps(request.payload),
+            "application/json",
+        )
+
+    async def _post(
+        self, account_id: str, url: str, data: bytes | dict[str, str], content_type: str
+    ) -> tuple[int, object, Mapping[str, str]]:
+        """POST data to url with account_id's token: status, parsed JSON body, headers."""
+        # "*" is the token for every account without one of its own (one system-user token).
+        token = self._tokens.get(account_id) or self._tokens.get(DEFAULT_ACCOUNT)
+        if not token:
+            raise MissingToken(account_id)
+        headers = {"Authorization": f"Bearer {token}"}
+        if isinstance(data, bytes):
+            headers["Content-Type"] = content_type
         try:
             async with self._session.post(
-                base_url.rstrip("/") + request.path,
-                data=orjson.dumps(request.payload),
-                headers=headers,
-                timeout=self._timeout,
+                url, data=data, headers=headers, timeout=self._timeout
             ) as response:
                 raw = await response.read()
                 status, response_headers = response.status, response.headers

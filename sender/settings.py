@@ -72,6 +72,9 @@ class SenderSettings:
     outcomes_kept: int
     """LULL_OUTCOMES_KEPT: finished batches remembered per conversation (lull conversation)."""
     presence: PresenceSettings
+    presence_batch_ms: int
+    """LULL_PRESENCE_BATCH_MS: how long an account's first presence call waits for others to
+    share one Graph batch request (sender/presence_batch.py); 0: each call alone."""
     media: MediaSettings
     """Media links, the media server, inline media, transcription (sender/media/)."""
     accounts: Accounts[AccountSend] | None = None
@@ -153,6 +156,7 @@ class SenderSettings:
             handoff=HandoffSettings.from_env(env),
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
             presence=PresenceSettings.from_env(env),
+            presence_batch_ms=env.integer("LULL_PRESENCE_BATCH_MS", 5, minimum=0, maximum=1000),
             media=MediaSettings.from_env(env),
             accounts=accounts,
         )
