@@ -20,6 +20,7 @@ from lull.sender.account_bots import AccountBots
 from lull.sender.account_sends import AccountRoutes, AccountSends
 from lull.sender.account_settings import AccountSend
 from lull.sender.account_tokens import AccountTokens
+from lull.sender.batched_sends import BatchingGraphClient
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
@@ -69,7 +70,10 @@ class Sender:
         sends = AccountSends(settings, accounts)
         # Each account's Graph hosts (the accounts file's, else the environment's).
         routes = AccountRoutes(settings.graph_routes, sends)
-        graph = GraphClient(session, routes, self.tokens, settings.graph_timeout_ms / 1000)
+        # LULL_SEND_BATCH: the replies of one moment of an account in one Graph batch request
+        # (sender/batched_sends.py), each still limited, checked and answered alone.
+        client_class = BatchingGraphClient if settings.send_batch else GraphClient
+        graph = client_class(session, routes, self.tokens, settings.graph_timeout_ms / 1000)
         self.pauses = PauseStore(client, self.keys, settings.pause)
         handoffs = Handoffs(
             settings.handoff, pauses=self.pauses, session=session,
@@ -202,6 +206,8 @@ class Sender:
         """Let deliveries still running finish (bounded), then close the handler and the
         HTTP session."""
         await self.deliveries.close(self._close_wait_s)
+        if isinstance(self.deliverer.graph, BatchingGraphClient):
+            await self.deliverer.graph.close()
         await self.deliverer.presence.close()
         await self._presence_session.close()
         if self.media is not None:

@@ -63,19 +63,12 @@ class GraphClient:
 
     async def post(self, request: GraphRequest) -> str:
         """Send one message; its Graph message id, or GraphError (kind says what to do)."""
-        status, body, response_headers = await self._exchange(request)
-        if 200 <= status < 300:
-            message_id = _message_id(body)
-            if message_id is not None:
-                return message_id
-        raise classify(status, body, response_headers)
+        return message_id_of(*await self.exchange(request))
 
     async def post_action(self, request: GraphRequest) -> None:
         """Send a call that creates no message (a sender action, a WhatsApp read receipt):
         Meta answers it with `recipient_id` or `success`, never a message id."""
-        status, body, response_headers = await self._exchange(request)
-        if not 200 <= status < 300:
-            raise classify(status, body, response_headers)
+        action_done(*await self.exchange(request))
 
     async def post_batch(
         self, account_id: str, platform: str, requests: list[GraphRequest]
@@ -92,7 +85,7 @@ class GraphClient:
             raise classify(status, body, response_headers)
         return batch_answers(body, len(requests))
 
-    async def _exchange(self, request: GraphRequest) -> tuple[int, object, Mapping[str, str]]:
+    async def exchange(self, request: GraphRequest) -> tuple[int, object, Mapping[str, str]]:
         """POST the request with its account's token: status, parsed JSON body, headers."""
         base_url = self._routes.route(request.platform, request.account_id).base_url
         return await self._post(
@@ -128,6 +121,21 @@ class GraphClient:
         except aiohttp.ClientError as exc:
             raise GraphError("temporary", f"{type(exc).__name__}: {exc}") from exc
         return status, _json(raw), response_headers
+
+
+def message_id_of(status: int, body: object, headers: Mapping[str, str]) -> str:
+    """A message send's answer: its message id, or the GraphError it means."""
+    if 200 <= status < 300:
+        message_id = _message_id(body)
+        if message_id is not None:
+            return message_id
+    raise classify(status, body, headers)
+
+
+def action_done(status: int, body: object, headers: Mapping[str, str]) -> None:
+    """A call that creates no message: None when it was done, else the GraphError it means."""
+    if not 200 <= status < 300:
+        raise classify(status, body, headers)
 
 
 def _json(raw: bytes) -> object:

@@ -73,6 +73,9 @@ class SenderSettings:
     """LULL_OUTCOMES_KEPT: finished batches remembered per conversation (lull conversation)."""
     presence: PresenceSettings
     presence_batch_ms: int
+    send_batch: bool
+    """LULL_SEND_BATCH: an account's Messenger/Instagram replies of one event-loop turn in one
+    Graph batch request (sender/batched_sends.py)."""
     """LULL_PRESENCE_BATCH_MS: how long an account's first presence call waits for others to
     share one Graph batch request (sender/presence_batch.py); 0: each call alone."""
     media: MediaSettings
@@ -157,6 +160,7 @@ class SenderSettings:
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
             presence=PresenceSettings.from_env(env),
             presence_batch_ms=env.integer("LULL_PRESENCE_BATCH_MS", 5, minimum=0, maximum=1000),
+            send_batch=env.flag("LULL_SEND_BATCH", True),
             media=MediaSettings.from_env(env),
             accounts=accounts,
         )

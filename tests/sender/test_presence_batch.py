@@ -50,10 +50,12 @@ def _requests(count: int, action: str = TYPING_ON, account: str = "p1") -> list[
 async def test_a_moment_of_presence_calls_goes_in_one_batch_through_the_sender(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
 ) -> None:
-    sender = await make_sender()
+    sender = await make_sender(LULL_SEND_BATCH="off")  # replies alone: the count is presence's
     batched = sender.deliverer.presence.graph
     assert isinstance(batched, BatchedActions)
-    batched.window_ms = 300  # every batch's call of each step in one request, on a slow machine
+    batched.batcher.window_ms = (
+        300  # every batch's call of each step in one request, on a slow machine
+    )
     sender.deliverer.bot = AfterPresence(graph, 2 * len(USERS), [{"text": "hi"}])
     for user in USERS:
         await emit(redis, sender.keys, user, 1, "hello")
@@ -61,7 +63,7 @@ async def test_a_moment_of_presence_calls_goes_in_one_batch_through_the_sender(
     # Each user's mark_seen, then its typing_on (the second waits for the first's answer,
     # so one user's two calls never share a batch, where Meta runs calls in parallel).
     assert graph.batch_requests == 2
-    assert batched.batches == 2
+    assert batched.batcher.batches == 2
     assert sorted(actions(graph)) == sorted([MARK_SEEN, TYPING_ON] * len(USERS))
     for user in USERS:
         mine = [c["payload"]["sender_action"] for c in graph.presence
@@ -76,10 +78,10 @@ async def test_a_moment_of_presence_calls_goes_in_one_batch_through_the_sender(
 async def test_an_error_of_one_call_in_a_batch_fails_that_call_only(
     make_sender: MakeSender, redis: aioredis.Redis, graph: FakeGraph
 ) -> None:
-    sender = await make_sender()
+    sender = await make_sender(LULL_SEND_BATCH="off")  # replies alone: the count is presence's
     batched = sender.deliverer.presence.graph
     assert isinstance(batched, BatchedActions)
-    batched.window_ms = 300
+    batched.batcher.window_ms = 300
     graph.script([], 0, presence_errors=[ScriptedError(400, 100, "(#100) no such user")])
     # One call fails (the fake never records it): 2 per user less that one.
     sender.deliverer.bot = AfterPresence(graph, 2 * len(USERS), [{"text": "hi"}])
