@@ -118,9 +118,18 @@ class GraphBatcher:
         calls = self._queues.pop(key, [])
         if not calls:
             return
-        task = asyncio.create_task(self._send(key, calls))
+        task = asyncio.create_task(self._send_or_fail(key, calls))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _send_or_fail(self, key: tuple[str, str], calls: list[_Call]) -> None:
+        try:
+            await self._send(key, calls)
+        except asyncio.CancelledError:
+            # close(): no caller may wait for ever on a batch that will not answer.
+            for call in calls:
+                _fail(call, GraphError("temporary", "the sender is stopping"))
+            raise
 
     async def _send(self, key: tuple[str, str], calls: list[_Call]) -> None:
         if len(calls) == 1:
