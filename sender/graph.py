@@ -77,9 +77,13 @@ class GraphClient:
         call's answer in order (None: Meta did not complete it). GraphError when the batch
         request itself fails: then none of its calls is known to have been made."""
         base_url = self._routes.route(platform, account_id).base_url
-        form = batch_form(requests)
+        # multipart/form-data, as Meta's examples (`curl -F batch=…`): the batch's JSON goes
+        # as it is, where a urlencoded form quotes every character of it (3% of the CPU).
+        form = aiohttp.MultipartWriter("form-data")
+        for name, value in batch_form(requests).items():
+            form.append(value).set_content_disposition("form-data", name=name)
         status, body, response_headers = await self._post(
-            account_id, base_url.rstrip("/") + "/", form, "application/x-www-form-urlencoded"
+            account_id, base_url.rstrip("/") + "/", form, ""
         )
         if not 200 <= status < 300:
             raise classify(status, body, response_headers)
@@ -96,7 +100,7 @@ class GraphClient:
         )
 
     async def _post(
-        self, account_id: str, url: str, data: bytes | dict[str, str], content_type: str
+        self, account_id: str, url: str, data: bytes | aiohttp.MultipartWriter, content_type: str
     ) -> tuple[int, object, Mapping[str, str]]:
         """POST data to url with account_id's token: status, parsed JSON body, headers."""
         # "*" is the token for every account without one of its own (one system-user token).
