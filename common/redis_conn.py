@@ -87,10 +87,11 @@ class _HiredisPackingConnection(Connection):
                     # As redis-py's read: the connection answered now.
                     self.next_health_check = self._loop_time() + self.health_check_interval
                 return await self._buffered(response, disconnect_on_error)
+        # push_request only when given, as redis-py's own callers: older ones may not take it.
+        extra: dict[str, Any] = {"push_request": push_request} if push_request else {}
         return await super().read_response(
-            disable_decoding, timeout, disconnect_on_error=disconnect_on_error,
-            push_request=push_request,
-        )  # fmt: skip
+            disable_decoding, timeout, disconnect_on_error=disconnect_on_error, **extra
+        )
 
     @staticmethod
     def _loop_time() -> float:

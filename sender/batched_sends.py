@@ -27,6 +27,11 @@ from lull.common.graph_request import GraphRequest
 from lull.sender.graph import GraphClient, GraphRoutes, message_id_of
 from lull.sender.graph_batcher import GraphBatcher
 
+SEND_BATCH_CALLS = 16
+"""Sends a batch request holds at most (Meta takes 50): several smaller batches in flight
+keep the sender working while Meta answers one, where one of 50 left most deliveries
+waiting on it."""
+
 
 class BatchingGraphClient(GraphClient):
     """A GraphClient whose message sends go in batch requests where Meta takes them."""
@@ -39,7 +44,9 @@ class BatchingGraphClient(GraphClient):
         timeout_s: float,
     ) -> None:
         super().__init__(session, routes, tokens, timeout_s)
-        self.batcher = GraphBatcher(self, routes, window_ms=0, resend_unknown=False)
+        self.batcher = GraphBatcher(
+            self, routes, window_ms=0, resend_unknown=False, max_calls=SEND_BATCH_CALLS
+        )
 
     async def post(self, request: GraphRequest) -> str:
         """Send one message, in a batch when its account's sends batch; its message id, or
