@@ -93,9 +93,11 @@ SERVICE_VARIABLES = frozenset(
         "LULL_TYPING_REFRESH_MS",
         "LULL_DEFER_TYPING_MS",
         "LULL_PRESENCE_AFTER_MS",
+        "LULL_PRESENCE_BATCH_MS",
         "LULL_REPLY_DELAY_MS",
         "LULL_REPLY_DELAY_PER_CHAR_MS",
         "LULL_SEND_RATE_PER_USER",
+        "LULL_SEND_BATCH",
         "LULL_MAX_REPLY_PARTS",
         "LULL_MAX_SENDS_PER_BATCH",
         # conversation state and human takeover: processor and sender (pause: ingest too)

@@ -22,6 +22,9 @@ for tests and local runs:
   the latency apply to messages only; presence calls have their own, `FakeGraph.
   presence_errors` and `presence_latency_ms` (`"presence_errors"`, `"presence_latency_ms"`
   in the same script body).
+- `POST /` or `POST /{version}` with `batch`: a Graph API batch request (dev/fake_graph_batch.py),
+  each call answered as it would be alone; `FakeGraph.batch_requests` counts them, and
+  `"batch_errors"` in a script refuses whole batch requests first.
 - `POST /_user_wrote`: `{"user": id, "at_ms": ms}`, when the user last wrote; from then on
   a message to that user more than 24 hours later gets Meta's window error unless it is a
   tagged (Messenger, Instagram) or template (WhatsApp) message, as dev/fake_graph_window.py
@@ -52,6 +55,7 @@ import structlog
 from aiohttp import web
 
 from lull.common.event_loop import new_event_loop
+from lull.dev.fake_graph_batch import answer_batch, batch_calls
 from lull.dev.fake_graph_presence import is_presence, sender_action_problem, whatsapp_read_problem
 from lull.dev.fake_graph_recipient import whatsapp_contact, whatsapp_recipient_problem
 from lull.dev.fake_graph_window import recipient, tag_problem, template_problem, window_error
@@ -110,6 +114,10 @@ class FakeGraph:
         self.presence_calls = 0
         """Presence requests received, answered or not (errors and bad tokens included)."""
         self.message_calls = 0
+        self.batch_requests = 0
+        """Batch requests received, answered or not."""
+        self.batch_errors: deque[ScriptedError] = deque()
+        """Scripted refusals of whole batch requests, used before any of their calls."""
         """Message requests received, answered or not (refused ones included)."""
         self.user_last_ms: dict[str, int] = {}
         """When each user last wrote, as far as the fake was told (dev/fake_graph_window.py)."""
@@ -136,8 +144,11 @@ class FakeGraph:
         latency_ms: int,
         presence_errors: list[ScriptedError] | None = None,
         presence_latency_ms: int = 0,
+        batch_errors: list[ScriptedError] | None = None,
     ) -> None:
-        """Replace the pending errors and the latency (of messages, and of presence calls)."""
+        """Replace the pending errors and the latency (of messages, and of presence calls),
+        and the refusals of batch requests."""
+        self.batch_errors = deque(batch_errors or [])
         self.errors = deque(errors)
         self.latency_ms = latency_ms
         self.presence_errors = deque(presence_errors or [])
@@ -229,6 +240,8 @@ def create_fake_graph_app(
     app.router.add_get("/_sent", list_sent)
     app.router.add_get("/_thread_control", list_thread_control)
     app.router.add_delete("/_sent", clear_sent)
+    app.router.add_post("/", batch_request)
+    app.router.add_post("/{version:v[0-9.]+}", batch_request)
     app.router.add_post("/_script", set_script)
     app.router.add_post("/_user_wrote", user_wrote)
     app.router.add_get("/_presence", list_presence)
@@ -277,13 +290,21 @@ async def send_message(request: web.Request) -> web.Response:
         parsed: object = orjson.loads(raw)
     except orjson.JSONDecodeError:
         parsed = None
+    return await messages_call(graph, request.match_info["account_id"], _token(request), parsed)
+
+
+async def messages_call(
+    graph: FakeGraph, node: str, token: str | None, parsed: object
+) -> web.Response:
+    """One call to `/{node}/messages` (alone, or inside a batch request) with its parsed JSON
+    body (None: not JSON): a presence call or a message."""
     if isinstance(parsed, dict) and is_presence(parsed):
-        return await presence_call(request, graph, parsed)
+        return await presence_answer(graph, node, token, parsed)
     graph.message_calls += 1
     if graph.latency_ms:
         # The fake stands in for a network round trip; tests use this to hit client timeouts.
         await asyncio.sleep(graph.latency_ms / 1000)
-    account_id = graph.sender_of(request.match_info["account_id"], _token(request))
+    account_id = graph.sender_of(node, token)
     if account_id is None:
         return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
     if graph.errors:
@@ -367,19 +388,47 @@ def thread_control_problem(payload: object) -> str | None:
     return None
 
 
+async def batch_request(request: web.Request) -> web.Response:
+    """A Graph API batch request: each call answered as alone, in one array."""
+    graph = request.app[FAKE_GRAPH]
+    graph.batch_requests += 1
+    form: dict[str, Any]
+    if request.content_type == "application/json":
+        try:
+            parsed = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            parsed = None
+        form = parsed if isinstance(parsed, dict) else {}
+    else:
+        form = {key: value for key, value in (await request.post()).items()}
+    token = _token(request) or (str(form["access_token"]) if "access_token" in form else None)
+    if graph.batch_errors:
+        scripted = graph.batch_errors.popleft()
+        return _error(scripted.status, scripted.code, scripted.message, scripted.subcode)
+    calls = batch_calls(form)
+    if isinstance(calls, str):
+        return _error(400, 100, calls)
+
+    async def one(node: str, call_token: str | None, payload: object) -> web.Response:
+        return await messages_call(graph, node, call_token, payload)
+
+    include_headers = str(form.get("include_headers", "true")).lower() != "false"
+    return _json(200, await answer_batch(calls, token, include_headers, one))
+
+
 async def list_thread_control(request: web.Request) -> web.Response:
     """Every accepted pass_thread_control, oldest first."""
     return _json(200, request.app[FAKE_GRAPH].thread_control)
 
 
-async def presence_call(
-    request: web.Request, graph: FakeGraph, payload: dict[str, Any]
+async def presence_answer(
+    graph: FakeGraph, node: str, token: str | None, payload: dict[str, Any]
 ) -> web.Response:
     """Check and record a presence call; answer as Meta does (`recipient_id`, `success`)."""
     graph.saw_presence()
     if graph.presence_latency_ms:
         await asyncio.sleep(graph.presence_latency_ms / 1000)
-    account_id = graph.sender_of(request.match_info["account_id"], _token(request))
+    account_id = graph.sender_of(node, token)
     if account_id is None:
         return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
     if graph.presence_errors:
@@ -455,9 +504,12 @@ async def set_script(request: web.Request) -> web.Response:
                 "latency_ms": presence_body.get("presence_latency_ms", 0),
             }
         )
+        batch_errors, _ = parse_script({"errors": presence_body.get("batch_errors", [])})
     except ValueError as exc:
         return _control_error(str(exc))
-    request.app[FAKE_GRAPH].script(errors, latency_ms, presence_errors, presence_latency_ms)
+    request.app[FAKE_GRAPH].script(
+        errors, latency_ms, presence_errors, presence_latency_ms, batch_errors
+    )
     return _json(200, {"pending_errors": len(errors), "latency_ms": latency_ms})
 
 

@@ -23,11 +23,13 @@ from lull.sender.accounts.tokens import AccountTokens
 from lull.sender.bot import Bot, build_bot
 from lull.sender.concurrent_deliveries import ConcurrentDeliveries
 from lull.sender.deliver import Deliverer
+from lull.sender.graph.batched_sends import BatchingGraphClient
 from lull.sender.graph.client import GraphClient
 from lull.sender.handoff import Handoffs
 from lull.sender.media import MediaService
 from lull.sender.metrics import SenderMetrics
 from lull.sender.presence.arrivals import ArrivalReads
+from lull.sender.presence.batch import BatchedActions
 from lull.sender.presence.calls import Presence
 from lull.sender.rates.rate import RateLimiter
 from lull.sender.sends.marks import SendMarks
@@ -68,7 +70,10 @@ class Sender:
         sends = AccountSends(settings, accounts)
         # Each account's Graph hosts (the accounts file's, else the environment's).
         routes = AccountRoutes(settings.graph_routes, sends)
-        graph = GraphClient(session, routes, self.tokens, settings.graph_timeout_ms / 1000)
+        # LULL_SEND_BATCH: the replies of one moment of an account in one Graph batch request
+        # (sender/graph/batched_sends.py), each still limited, checked and answered alone.
+        client_class = BatchingGraphClient if settings.send_batch else GraphClient
+        graph = client_class(session, routes, self.tokens, settings.graph_timeout_ms / 1000)
         self.pauses = PauseStore(client, self.keys, settings.pause)
         handoffs = Handoffs(
             sends.handoff_of, pauses=self.pauses, session=session, metrics=self.metrics,
@@ -77,11 +82,14 @@ class Sender:
         # Presence calls get connections of their own: under load they queue behind each
         # other, never in front of a reply waiting for a pooled connection.
         self._presence_session = aiohttp.ClientSession()
-        presence_graph = GraphClient(
-            self._presence_session,
+        # An account's Messenger/Instagram presence calls of a moment go in one Graph batch
+        # request (sender/presence/batch.py); each is still rate-limited and answered alone.
+        presence_graph = BatchedActions(
+            GraphClient(
+                self._presence_session, routes, self.tokens, settings.graph_timeout_ms / 1000
+            ),
             routes,
-            self.tokens,
-            settings.graph_timeout_ms / 1000,
+            window_ms=settings.presence_batch_ms,
         )
         self.media = MediaService.build(
             settings.media, client=client, keys=self.keys, routes=routes,
@@ -198,6 +206,8 @@ class Sender:
         """Let deliveries still running finish (bounded), then close the handler and the
         HTTP session."""
         await self.deliveries.close(self._close_wait_s)
+        if isinstance(self.deliverer.graph, BatchingGraphClient):
+            await self.deliverer.graph.close()
         await self.deliverer.presence.close()
         await self._presence_session.close()
         if self.media is not None:

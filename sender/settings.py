@@ -72,6 +72,13 @@ class SenderSettings:
     outcomes_kept: int
     """LULL_OUTCOMES_KEPT: finished batches remembered per conversation (lull conversation)."""
     presence: PresenceSettings
+    presence_batch_ms: int
+    send_batch: bool
+    """LULL_SEND_BATCH: an account's Messenger/Instagram replies of one event-loop turn in one
+    Graph batch request (sender/graph/batched_sends.py). Off unless asked for: not yet tried
+    against Meta's own Graph API, and a sender killed mid-batch resends a whole batch."""
+    """LULL_PRESENCE_BATCH_MS: how long an account's first presence call waits for others to
+    share one Graph batch request (sender/presence/batch.py); 0: each call alone."""
     media: MediaSettings
     """Media links, the media server, inline media, transcription (sender/media/)."""
     accounts: Accounts[AccountSend] | None = None
@@ -153,6 +160,8 @@ class SenderSettings:
             handoff=HandoffSettings.from_env(env),
             outcomes_kept=env.integer("LULL_OUTCOMES_KEPT", 10, minimum=0, maximum=1000),
             presence=PresenceSettings.from_env(env),
+            presence_batch_ms=env.integer("LULL_PRESENCE_BATCH_MS", 5, minimum=0, maximum=1000),
+            send_batch=env.flag("LULL_SEND_BATCH", False),
             media=MediaSettings.from_env(env),
             accounts=accounts,
         )

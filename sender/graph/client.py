@@ -17,6 +17,7 @@ import orjson
 
 from lull.common.access_tokens import DEFAULT_ACCOUNT
 from lull.common.graph_request import GraphRequest
+from lull.sender.graph.batch import CallAnswer, batch_answers, batch_form
 from lull.sender.graph.errors import ErrorKind, GraphError, MissingToken, classify
 from lull.sender.graph.payload import build_requests
 from lull.sender.graph.routes import GraphRoutes
@@ -56,34 +57,56 @@ class GraphClient:
 
     async def post(self, request: GraphRequest) -> str:
         """Send one message; its Graph message id, or GraphError (kind says what to do)."""
-        status, body, response_headers = await self._exchange(request)
-        if 200 <= status < 300:
-            message_id = _message_id(body)
-            if message_id is not None:
-                return message_id
-        raise classify(status, body, response_headers)
+        return message_id_of(*await self.exchange(request))
 
     async def post_action(self, request: GraphRequest) -> None:
         """Send a call that creates no message (a sender action, a WhatsApp read receipt):
         Meta answers it with `recipient_id` or `success`, never a message id."""
-        status, body, response_headers = await self._exchange(request)
+        action_done(*await self.exchange(request))
+
+    async def post_batch(
+        self, account_id: str, platform: str, requests: list[GraphRequest]
+    ) -> list[CallAnswer | None]:
+        """Send requests (at most 50, one account's) in one Graph API batch request; each
+        call's answer in order (None: Meta did not complete it). GraphError when the batch
+        request itself fails: then none of its calls is known to have been made."""
+        base_url = self._routes.route(platform, account_id).base_url
+        # multipart/form-data, as Meta's examples (`curl -F batch=…`): the batch's JSON goes
+        # as it is, where a urlencoded form quotes every character of it (3% of the CPU).
+        form = aiohttp.MultipartWriter("form-data")
+        for name, value in batch_form(requests).items():
+            form.append(value).set_content_disposition("form-data", name=name)
+        status, body, response_headers = await self._post(
+            account_id, base_url.rstrip("/") + "/", form, ""
+        )
         if not 200 <= status < 300:
             raise classify(status, body, response_headers)
+        return batch_answers(body, len(requests))
 
-    async def _exchange(self, request: GraphRequest) -> tuple[int, object, Mapping[str, str]]:
+    async def exchange(self, request: GraphRequest) -> tuple[int, object, Mapping[str, str]]:
         """POST the request with its account's token: status, parsed JSON body, headers."""
-        # "*" is the token for every account without one of its own (one system-user token).
-        token = self._tokens.get(request.account_id) or self._tokens.get(DEFAULT_ACCOUNT)
-        if not token:
-            raise MissingToken(request.account_id)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         base_url = self._routes.route(request.platform, request.account_id).base_url
+        return await self._post(
+            request.account_id,
+            base_url.rstrip("/") + request.path,
+            orjson.dumps(request.payload),
+            "application/json",
+        )
+
+    async def _post(
+        self, account_id: str, url: str, data: bytes | aiohttp.MultipartWriter, content_type: str
+    ) -> tuple[int, object, Mapping[str, str]]:
+        """POST data to url with account_id's token: status, parsed JSON body, headers."""
+        # "*" is the token for every account without one of its own (one system-user token).
+        token = self._tokens.get(account_id) or self._tokens.get(DEFAULT_ACCOUNT)
+        if not token:
+            raise MissingToken(account_id)
+        headers = {"Authorization": f"Bearer {token}"}
+        if isinstance(data, bytes):
+            headers["Content-Type"] = content_type
         try:
             async with self._session.post(
-                base_url.rstrip("/") + request.path,
-                data=orjson.dumps(request.payload),
-                headers=headers,
-                timeout=self._timeout,
+                url, data=data, headers=headers, timeout=self._timeout
             ) as response:
                 raw = await response.read()
                 status, response_headers = response.status, response.headers
@@ -96,6 +119,21 @@ class GraphClient:
         except aiohttp.ClientError as exc:
             raise GraphError("temporary", f"{type(exc).__name__}: {exc}") from exc
         return status, _json(raw), response_headers
+
+
+def message_id_of(status: int, body: object, headers: Mapping[str, str]) -> str:
+    """A message send's answer: its message id, or the GraphError it means."""
+    if 200 <= status < 300:
+        message_id = _message_id(body)
+        if message_id is not None:
+            return message_id
+    raise classify(status, body, headers)
+
+
+def action_done(status: int, body: object, headers: Mapping[str, str]) -> None:
+    """A call that creates no message: None when it was done, else the GraphError it means."""
+    if not 200 <= status < 300:
+        raise classify(status, body, headers)
 
 
 def _json(raw: bytes) -> object:

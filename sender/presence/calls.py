@@ -50,9 +50,10 @@ from lull.common.redis_conn import REDIS_FAILURES
 from lull.common.store.keys import Keys
 from lull.common.store.rate_limits import Limiters
 from lull.sender.accounts.sends import AccountSends
-from lull.sender.graph.client import GraphClient, GraphError, GraphRequest
+from lull.sender.graph.client import GraphError, GraphRequest
 from lull.sender.graph.payload import messages_path
 from lull.sender.graph.routes import GraphRoutes
+from lull.sender.presence.batch import ActionPoster, BatchedActions
 from lull.sender.presence.settings import PresenceSettings
 from lull.sender.rates.rate import RateLimiter
 from lull.sender.settings import SenderSettings
@@ -208,7 +209,9 @@ class Presence:
     settings: SenderSettings
     keys: Keys
     limiter: RateLimiter
-    graph: GraphClient
+    graph: ActionPoster
+    """A GraphClient, or BatchedActions over one (an account's calls of a moment in one
+    batch request, sender/presence/batch.py)."""
     counter: Counter
     """lull_sender_presence_total{action, outcome}: sent, dropped_rate, failed."""
     should_show: ShowCheck | None = None
@@ -280,6 +283,8 @@ class Presence:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if isinstance(self.graph, BatchedActions):
+            await self.graph.close()
 
     async def typing_off_after(self, showing: Showing) -> None:
         """typing_off once the batch's presence has ended (its call in flight included),
