@@ -96,6 +96,8 @@ class Table:
     platform: str | None = None
     name: str = ""
     access_token: str | None = field(default=None, repr=False)
+    names_token: bool = False
+    """The table sets access_token (also when its reference was checked, not followed)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,11 @@ class AccountsFile:
     path: str
     defaults: Table
     accounts: Mapping[str, Table]
+
+    def names_token(self, account_id: str) -> bool:
+        """Whether the file gives account_id an access token (its own, or the "*" one)."""
+        table = self.accounts.get(account_id)
+        return self.defaults.names_token or (table is not None and table.names_token)
 
 
 def read_accounts_file(path: str, environ: Mapping[str, str]) -> AccountsFile:
@@ -197,6 +204,7 @@ def _table(
         platform=platform,
         name=own.get("name", ""),
         access_token=own.get(TOKEN_KEY),
+        names_token=TOKEN_KEY in values,
     )
 
 

@@ -114,6 +114,15 @@ class SendApi:
     pause_times: PauseTimes | None = None
     """Each account's pause times for a human's message; None: the store's for all."""
 
+    def knows(self, account_id: str) -> bool:
+        """Whether the sender has a token to send as this account: LULL_ACCESS_TOKENS', or
+        the accounts file's as it is now (the sender reads the same file)."""
+        if self.settings.knows(account_id):
+            return True
+        live = None if self.pause_times is None else self.pause_times.accounts
+        accounts_file = None if live is None else live.current.file
+        return accounts_file is not None and accounts_file.names_token(account_id)
+
 
 SEND_API = web.AppKey("send_api", SendApi)
 
@@ -161,11 +170,11 @@ async def send(request: web.Request) -> web.Response:
         conversation = Conversation.parse(request.match_info["conversation"])
     except ValueError as exc:
         return _error(400, str(exc))
-    if not api.settings.knows(conversation.account_id):
+    if not api.knows(conversation.account_id):
         return _error(
             422,
-            f"unknown account {conversation.account_id!r}: LULL_ACCESS_TOKENS has no token "
-            "to send as it",
+            f"unknown account {conversation.account_id!r}: neither LULL_ACCESS_TOKENS nor "
+            "the accounts file has a token to send as it",
         )
     key = request.headers.get("Idempotency-Key")
     problem = _key_problem(key)

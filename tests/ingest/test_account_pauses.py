@@ -224,3 +224,36 @@ async def test_a_running_ingest_reloads_on_sighup_and_on_a_change_keeping_a_bad_
     assert "human_pause_ms='0'" in bad and "SIGHUP" in bad, bad
     assert "the file changed" in text
     assert "Traceback" not in text
+
+
+async def test_the_send_api_knows_an_account_whose_token_only_the_file_gives(
+    ingest_env: dict[str, str], tmp_path: Path
+) -> None:
+    # page-a's token comes from the file only (a reference ingest checks, never follows);
+    # page-b has none anywhere; LULL_ACCESS_TOKENS names another page.
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        ACCOUNTS.replace('["page-b"]', 'access_token = "${PAGE_A_TOKEN}"\n\n["page-b"]', 1),
+        encoding="utf-8",
+    )
+    admin_port = free_port()
+    env = _env(
+        ingest_env, path, admin_port, LULL_ACCESS_TOKENS='{"page-z": "token"}', PAGE_A_TOKEN="t"
+    )
+    app = create_app(IngestSettings.from_env(env))
+    serve_admin_port(app)
+    send = {"replies": [{"text": "hello"}]}
+    async with (
+        TestClient(TestServer(app)),
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+    ):
+        statuses = {}
+        for account in ("page-a", "page-b", "page-z"):
+            headers = {"Authorization": f"Bearer {API_TOKEN}", "Idempotency-Key": account}
+            url = f"http://127.0.0.1:{admin_port}/v1/conversations/messenger:{account}:u1/messages"
+            async with session.post(url, json=send, headers=headers) as reply:
+                statuses[account] = (reply.status, await reply.text())
+    assert statuses["page-a"][0] == 202, statuses
+    assert statuses["page-z"][0] == 202, statuses
+    assert statuses["page-b"][0] == 422, statuses
+    assert "neither LULL_ACCESS_TOKENS nor the accounts file" in statuses["page-b"][1]
