@@ -151,6 +151,7 @@ class Consumer:
     async def _finish_in_hand(self) -> None:
         """Wait until every read in hand is handled and settled (a bug in one raises)."""
         while self._in_hand:
+            _raise_if_cancel_swallowed()
             await self._in_hand.popleft()
 
     def _drop_in_hand(self) -> None:
@@ -173,6 +174,7 @@ class Consumer:
 
     async def _step(self, *, until_idle: bool) -> int | None:
         """One turn of the loop; returns entries read, None when no read was made."""
+        _raise_if_cancel_swallowed()
         if self._step_failed:
             # Counted per step, not per failed command: a step that fails on every stream
             # and every held entry must not reach the backoff cap after a one-second outage.
@@ -399,3 +401,16 @@ class Consumer:
     def _leave(self) -> None:
         left = self._retries.release_all()
         self._log.info("consumer stopped", held_left_pending=left)
+
+
+def _raise_if_cancel_swallowed() -> None:
+    """Stop a loop whose task was cancelled though no CancelledError reached it.
+
+    Seen with redis-py 5.0.2 (not with 8.x): a task cancelled during a blocking XREADGROUP
+    got the (empty) reply back and no CancelledError, its cancel request left pending; a
+    loop with a read in hand then waited for that read's handler for ever instead of
+    stopping (tests/common/test_consumer_read_ahead.py under `make test-lowest`).
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
