@@ -19,7 +19,7 @@ scripts read the Redis clock through one clock_ms.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,53 +96,36 @@ def _graph() -> dict[str, set[str]]:
     return {name: _imports(path, known) - {name} for name, path in modules.items()}
 
 
-def test_runtime_packages_do_not_import_dev_tooling() -> None:
-    graph = _graph()
-    offenders = sorted(
+def _imports_between(forbidden: Callable[[str, str], bool]) -> list[tuple[str, str]]:
+    """Every (module, imported module) whose packages forbidden(from, to) refuses."""
+    return sorted(
         (module, target)
-        for module, targets in graph.items()
-        if _package(module) in RUNTIME
+        for module, targets in _graph().items()
         for target in targets
-        if _package(target) in DEV
+        if forbidden(_package(module), _package(target))
     )
-    assert offenders == []
+
+
+def test_runtime_packages_do_not_import_dev_tooling() -> None:
+    assert _imports_between(lambda source, target: source in RUNTIME and target in DEV) == []
 
 
 def test_services_do_not_import_the_operator_tools() -> None:
-    graph = _graph()
-    offenders = sorted(
-        (module, target)
-        for module, targets in graph.items()
-        if _package(module) in SERVICES
-        for target in targets
-        if _package(target) == "ops"
-    )
-    assert offenders == []
+    assert _imports_between(lambda source, target: source in SERVICES and target == "ops") == []
 
 
 def test_services_do_not_import_each_other() -> None:
     # What two services share (the reply model, the access tokens) lives in common.
-    graph = _graph()
-    offenders = sorted(
-        (module, target)
-        for module, targets in graph.items()
-        if _package(module) in SERVICES
-        for target in targets
-        if _package(target) in SERVICES and _package(target) != _package(module)
+    assert (
+        _imports_between(
+            lambda source, target: source in SERVICES and target in SERVICES and source != target
+        )
+        == []
     )
-    assert offenders == []
 
 
 def test_common_imports_no_other_package() -> None:
-    graph = _graph()
-    offenders = sorted(
-        (module, target)
-        for module, targets in graph.items()
-        if _package(module) == "common"
-        for target in targets
-        if _package(target) != "common"
-    )
-    assert offenders == []
+    assert _imports_between(lambda source, target: source == "common" and target != "common") == []
 
 
 def test_the_command_line_dispatch_counts_as_imports() -> None:
